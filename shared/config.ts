@@ -1,0 +1,263 @@
+import { ErrorCodes, OffboardingError } from './errors';
+
+/**
+ * Every setting the app reads. This list is the contract with infra/ (tests check that Bicep sets
+ * each `requiredInAzure` setting) and with the README's settings table.
+ */
+export interface SettingSpec {
+  name: string;
+  description: string;
+  default?: string;
+  /** Must be set as an app setting in Azure (infra sets it). */
+  requiredInAzure: boolean;
+}
+
+export const SETTINGS = [
+  {
+    name: 'EMPLOYEE_LEAVING_QUEUE',
+    description: 'Queue with "employee leaving" events (also read by the trigger binding).',
+    default: 'employee-leaving',
+    requiredInAzure: true,
+  },
+  {
+    name: 'MFA_ENABLED_QUEUE',
+    description: 'Queue with "MFA enabled" events (also read by the trigger binding).',
+    default: 'mfa-enabled',
+    requiredInAzure: true,
+  },
+  {
+    name: 'ServiceBusConnection__fullyQualifiedNamespace',
+    description:
+      'Service Bus namespace host (identity-based connection used by the triggers and for scheduling).',
+    requiredInAzure: true,
+  },
+  {
+    name: 'ServiceBusConnection__credential',
+    description: '`managedidentity` for the triggers to use the managed identity.',
+    requiredInAzure: true,
+  },
+  {
+    name: 'ServiceBusConnection__clientId',
+    description: 'Client id of the user-assigned identity the triggers use.',
+    requiredInAzure: true,
+  },
+  {
+    name: 'ServiceBusConnection',
+    description:
+      'Local development only: a Service Bus connection string (for example the local stand-in). Never set in Azure.',
+    requiredInAzure: false,
+  },
+  {
+    name: 'AZURE_CLIENT_ID',
+    description:
+      'Client id of the user-assigned managed identity used for Graph and the audit table. Unset: system-assigned identity.',
+    requiredInAzure: true,
+  },
+  {
+    name: 'GRAPH_ENDPOINT',
+    description:
+      'Microsoft Graph root for the cloud in use (for example https://graph.microsoft.us). The token scope follows it.',
+    default: 'https://graph.microsoft.com',
+    requiredInAzure: true,
+  },
+  {
+    name: 'GRAPH_CREDENTIAL',
+    description:
+      '`managedidentity` (default) or `developer` (Azure CLI / azd sign-in, for local use against a real tenant only).',
+    default: 'managedidentity',
+    requiredInAzure: false,
+  },
+  {
+    name: 'GRAPH_MAX_RETRIES',
+    description: 'Retries of one Graph call inside one invocation (429/503/504), 0-5.',
+    default: '2',
+    requiredInAzure: false,
+  },
+  {
+    name: 'GRAPH_MAX_RETRY_WAIT_SECONDS',
+    description:
+      'Longest Retry-After honoured inside one invocation; longer waits end the attempt as retryable so the message is retried later instead of holding a lock.',
+    default: '10',
+    requiredInAzure: false,
+  },
+  {
+    name: 'AUDIT_TABLE_ENDPOINT',
+    description: 'Table service endpoint of the audit store (https://<account>.table.core.windows.net), used with the managed identity.',
+    requiredInAzure: true,
+  },
+  {
+    name: 'AUDIT_TABLE_CONNECTION_STRING',
+    description: 'Local development only: audit store connection string (for example Azurite). Takes precedence over the endpoint.',
+    requiredInAzure: false,
+  },
+  {
+    name: 'AUDIT_TABLE_NAME',
+    description: 'Audit table name.',
+    default: 'OffboardingAudit',
+    requiredInAzure: true,
+  },
+  {
+    name: 'PROTECTED_USERS',
+    description:
+      'Comma- or semicolon-separated object ids and/or UPNs that are never written to (break-glass accounts). Case-insensitive.',
+    default: '',
+    requiredInAzure: true,
+  },
+  {
+    name: 'DRY_RUN',
+    description: '`true`: read and evaluate, write nothing to Graph, audit what would have been done.',
+    default: 'false',
+    requiredInAzure: true,
+  },
+] as const satisfies readonly SettingSpec[];
+
+export type SettingName = (typeof SETTINGS)[number]['name'];
+
+export type GraphCredentialKind = 'managedidentity' | 'developer';
+
+export interface GraphConfig {
+  /** Root without trailing slash, e.g. https://graph.microsoft.com */
+  endpoint: string;
+  /** `${endpoint}/.default` */
+  scope: string;
+  credential: GraphCredentialKind;
+  managedIdentityClientId?: string;
+  maxRetries: number;
+  maxRetryWaitSeconds: number;
+}
+
+export interface AuditConfig {
+  tableName: string;
+  endpoint?: string;
+  connectionString?: string;
+}
+
+export interface PolicyConfig {
+  /** Lower-cased object ids and UPNs. */
+  protectedUsers: ReadonlySet<string>;
+  dryRun: boolean;
+}
+
+export interface AppConfig {
+  queues: { employeeLeaving: string; mfaEnabled: string };
+  graph: GraphConfig;
+  audit: AuditConfig;
+  policy: PolicyConfig;
+  serviceBus: { fullyQualifiedNamespace?: string; connectionString?: string };
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+function invalid(setting: string, rule: string): OffboardingError {
+  return new OffboardingError(
+    ErrorCodes.InvalidConfiguration,
+    `Setting ${setting} ${rule}`,
+    { retryable: false },
+  );
+}
+
+function read(env: Env, name: SettingName): string | undefined {
+  const value = env[name]?.trim();
+  return value === undefined || value === '' ? undefined : value;
+}
+
+function withDefault(env: Env, name: SettingName): string {
+  const spec = SETTINGS.find((s) => s.name === name);
+  const fallback = spec && 'default' in spec ? spec.default : undefined;
+  const value = read(env, name) ?? fallback;
+  if (value === undefined) throw invalid(name, 'is required.');
+  return value;
+}
+
+function readBoolean(env: Env, name: SettingName): boolean {
+  const value = withDefault(env, name).toLowerCase();
+  if (value === 'true') return true;
+  if (value === 'false') return false;
+  throw invalid(name, `must be "true" or "false" (got "${value}").`);
+}
+
+function readInteger(env: Env, name: SettingName, min: number, max: number): number {
+  const raw = withDefault(env, name);
+  const value = Number(raw);
+  if (!/^\d+$/.test(raw) || value < min || value > max) {
+    throw invalid(name, `must be a whole number from ${min} to ${max} (got "${raw}").`);
+  }
+  return value;
+}
+
+function readGraphEndpoint(env: Env): string {
+  const raw = withDefault(env, 'GRAPH_ENDPOINT');
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw invalid('GRAPH_ENDPOINT', `must be an absolute https URL (got "${raw}").`);
+  }
+  if (url.protocol !== 'https:' || url.search !== '' || url.hash !== '') {
+    throw invalid('GRAPH_ENDPOINT', `must be an https URL without query or fragment (got "${raw}").`);
+  }
+  return url.origin + url.pathname.replace(/\/+$/, '');
+}
+
+export function parseProtectedUsers(raw: string): ReadonlySet<string> {
+  return new Set(
+    raw
+      .split(/[,;\s]+/)
+      .map((entry) => entry.trim().toLowerCase())
+      .filter((entry) => entry !== ''),
+  );
+}
+
+/** Reads and validates every setting once; throws an InvalidConfiguration error naming the setting. */
+export function loadConfig(env: Env = process.env): AppConfig {
+  const credential = withDefault(env, 'GRAPH_CREDENTIAL');
+  if (credential !== 'managedidentity' && credential !== 'developer') {
+    throw invalid('GRAPH_CREDENTIAL', `must be "managedidentity" or "developer" (got "${credential}").`);
+  }
+  const endpoint = readGraphEndpoint(env);
+  const clientId = read(env, 'AZURE_CLIENT_ID');
+
+  const auditConnectionString = read(env, 'AUDIT_TABLE_CONNECTION_STRING');
+  const auditEndpoint = read(env, 'AUDIT_TABLE_ENDPOINT');
+  if (auditConnectionString === undefined && auditEndpoint === undefined) {
+    throw invalid(
+      'AUDIT_TABLE_ENDPOINT',
+      'is required (or AUDIT_TABLE_CONNECTION_STRING for local development).',
+    );
+  }
+  const tableName = withDefault(env, 'AUDIT_TABLE_NAME');
+  if (!/^[A-Za-z][A-Za-z0-9]{2,62}$/.test(tableName)) {
+    throw invalid('AUDIT_TABLE_NAME', `must be 3-63 letters or digits, starting with a letter (got "${tableName}").`);
+  }
+
+  const fullyQualifiedNamespace = read(env, 'ServiceBusConnection__fullyQualifiedNamespace');
+  const serviceBusConnectionString = read(env, 'ServiceBusConnection');
+
+  return {
+    queues: {
+      employeeLeaving: withDefault(env, 'EMPLOYEE_LEAVING_QUEUE'),
+      mfaEnabled: withDefault(env, 'MFA_ENABLED_QUEUE'),
+    },
+    graph: {
+      endpoint,
+      scope: `${endpoint}/.default`,
+      credential,
+      ...(clientId === undefined ? {} : { managedIdentityClientId: clientId }),
+      maxRetries: readInteger(env, 'GRAPH_MAX_RETRIES', 0, 5),
+      maxRetryWaitSeconds: readInteger(env, 'GRAPH_MAX_RETRY_WAIT_SECONDS', 0, 120),
+    },
+    audit: {
+      tableName,
+      ...(auditEndpoint === undefined ? {} : { endpoint: auditEndpoint }),
+      ...(auditConnectionString === undefined ? {} : { connectionString: auditConnectionString }),
+    },
+    policy: {
+      protectedUsers: parseProtectedUsers(withDefault(env, 'PROTECTED_USERS')),
+      dryRun: readBoolean(env, 'DRY_RUN'),
+    },
+    serviceBus: {
+      ...(fullyQualifiedNamespace === undefined ? {} : { fullyQualifiedNamespace }),
+      ...(serviceBusConnectionString === undefined ? {} : { connectionString: serviceBusConnectionString }),
+    },
+  };
+}
