@@ -1,0 +1,239 @@
+import { z } from 'zod';
+import { ErrorCodes, OffboardingError } from './errors';
+import { parseUserRef, type UserRef } from './userRef';
+
+/** The event kinds this app acts on; `type` may carry a reverse-DNS prefix (com.contoso.hr.employee.leaving). */
+export const EventKinds = ['employee.leaving', 'employee.leaving.cancelled', 'mfa.enabled'] as const;
+export type EventKind = (typeof EventKinds)[number];
+
+/** Largest event body accepted, in bytes. Real events are well under 2 KB. */
+export const MAX_EVENT_BYTES = 64 * 1024;
+const MAX_TEXT = 256;
+const MAX_ID = 128;
+
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f]/;
+const EXTENSION_NAME = /^[a-z0-9]{1,20}$/;
+
+const printable = (max: number) =>
+  z
+    .string()
+    .min(1, 'must not be empty')
+    .max(max, `must be at most ${max} characters`)
+    .refine((value) => !CONTROL.test(value), 'must not contain control characters');
+
+const freeText = z
+  .string()
+  .max(MAX_TEXT, `must be at most ${MAX_TEXT} characters`)
+  // Tabs and newlines are fine in a reason; other control characters are not.
+  // eslint-disable-next-line no-control-regex
+  .refine((value) => !/[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/.test(value), 'must not contain control characters');
+
+const timestamp = z.iso.datetime({ offset: true, message: 'must be an RFC 3339 timestamp with a time zone, e.g. 2026-11-27T10:00:00Z' });
+
+const userField = z.string().superRefine((value, ctx) => {
+  const parsed = parseUserRef(value);
+  if (!parsed.ok) ctx.addIssue({ code: 'custom', message: parsed.rule });
+});
+
+const leavingData = z.strictObject({
+  user: userField,
+  disableAccount: z.boolean().optional(),
+  resetPassword: z.boolean().optional(),
+  effectiveAt: timestamp.optional(),
+  reason: freeText.optional(),
+  ticket: freeText.optional(),
+});
+
+const cancelledData = z.strictObject({
+  user: userField,
+  reason: freeText.optional(),
+  ticket: freeText.optional(),
+});
+
+const mfaData = z.strictObject({
+  user: userField,
+  reason: freeText.optional(),
+  ticket: freeText.optional(),
+});
+
+const KNOWN_ATTRIBUTES = new Set([
+  'specversion', 'id', 'source', 'type', 'time', 'subject', 'datacontenttype', 'dataschema', 'data',
+]);
+
+const envelope = z
+  .object({
+    specversion: z.literal('1.0', { message: 'must be "1.0" (CloudEvents 1.0)' }),
+    id: printable(MAX_ID),
+    source: printable(MAX_TEXT),
+    type: printable(MAX_TEXT),
+    time: timestamp.optional(),
+    subject: printable(MAX_TEXT).optional(),
+    datacontenttype: z
+      .string()
+      .refine((value) => /^application\/(?:[\w.+-]+\+)?json(?:\s*;.*)?$/i.test(value), 'must be application/json')
+      .optional(),
+    dataschema: printable(MAX_TEXT).optional(),
+    data: z.unknown(),
+  })
+  // CloudEvents extension attributes are allowed, but must follow the spec's naming rule.
+  .catchall(z.unknown())
+  .superRefine((value, ctx) => {
+    for (const key of Object.keys(value)) {
+      if (!KNOWN_ATTRIBUTES.has(key) && !EXTENSION_NAME.test(key)) {
+        ctx.addIssue({ code: 'custom', path: [key], message: 'is not a CloudEvents attribute (extension names are 1-20 lowercase letters or digits)' });
+      }
+    }
+  });
+
+export interface BaseEvent {
+  id: string;
+  source: string;
+  /** `type` exactly as sent. */
+  type: string;
+  time?: string;
+  user: UserRef;
+  /** `data.user` exactly as sent. */
+  userAsGiven: string;
+  reason?: string;
+  ticket?: string;
+}
+
+export interface LeavingEvent extends BaseEvent {
+  kind: 'employee.leaving';
+  disableAccount: boolean;
+  resetPassword: boolean;
+  effectiveAt?: string;
+}
+export interface LeavingCancelledEvent extends BaseEvent {
+  kind: 'employee.leaving.cancelled';
+}
+export interface MfaEnabledEvent extends BaseEvent {
+  kind: 'mfa.enabled';
+}
+export type OffboardingEvent = LeavingEvent | LeavingCancelledEvent | MfaEnabledEvent;
+
+/** The kind named by a CloudEvents `type`, accepting a reverse-DNS prefix. */
+export function kindOfType(type: string): EventKind | undefined {
+  // Longest first, so ".employee.leaving.cancelled" is not read as ".employee.leaving".
+  const byLength = [...EventKinds].sort((a, b) => b.length - a.length);
+  return byLength.find((kind) => type === kind || type.endsWith(`.${kind}`));
+}
+
+function invalid(message: string): OffboardingError {
+  return new OffboardingError(ErrorCodes.InvalidEvent, message, { retryable: false });
+}
+
+function formatIssues(error: z.ZodError, prefix = ''): string {
+  return error.issues
+    .map((issue) => {
+      const path = [prefix, ...issue.path.map(String)].filter((p) => p !== '').join('.');
+      const message =
+        issue.code === 'invalid_type' && issue.input === undefined ? 'is required' : issue.message;
+      return `${path || 'event'} ${message}`;
+    })
+    .join('; ');
+}
+
+/** Turns what the trigger delivered (object, JSON string or bytes) into a plain JSON value. */
+export function decodeBody(body: unknown): unknown {
+  if (body instanceof Uint8Array || body instanceof ArrayBuffer) {
+    const bytes = body instanceof ArrayBuffer ? new Uint8Array(body) : body;
+    if (bytes.byteLength > MAX_EVENT_BYTES) {
+      throw invalid(`event is ${bytes.byteLength} bytes; the limit is ${MAX_EVENT_BYTES}`);
+    }
+    let text: string;
+    try {
+      text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+    } catch {
+      throw invalid('event body is not valid UTF-8');
+    }
+    return decodeBody(text);
+  }
+  if (typeof body === 'string') {
+    if (Buffer.byteLength(body, 'utf8') > MAX_EVENT_BYTES) {
+      throw invalid(`event is ${Buffer.byteLength(body, 'utf8')} bytes; the limit is ${MAX_EVENT_BYTES}`);
+    }
+    if (body.trim() === '') throw invalid('event body is empty');
+    try {
+      return JSON.parse(body) as unknown;
+    } catch {
+      throw invalid('event body is not JSON');
+    }
+  }
+  if (body === null || body === undefined) throw invalid('event body is empty');
+  const size = Buffer.byteLength(JSON.stringify(body) ?? '', 'utf8');
+  if (size > MAX_EVENT_BYTES) throw invalid(`event is ${size} bytes; the limit is ${MAX_EVENT_BYTES}`);
+  return body;
+}
+
+/** Best-effort event id of a body that failed validation, so the audit can still key it. */
+export function salvageEventId(body: unknown): string | undefined {
+  try {
+    const value = decodeBody(body);
+    if (typeof value === 'object' && value !== null && 'id' in value) {
+      const id = (value as { id: unknown }).id;
+      if (typeof id === 'string' && printable(MAX_ID).safeParse(id).success) return id;
+    }
+  } catch {
+    // Not decodable: no id to salvage.
+  }
+  return undefined;
+}
+
+/**
+ * Parses and validates an event for a queue that accepts `accepts`. Throws an InvalidEvent error
+ * naming every offending field and rule; nothing invalid gets past this point.
+ */
+export function parseEvent(body: unknown, accepts: readonly EventKind[]): OffboardingEvent {
+  const value = decodeBody(body);
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw invalid('event must be a JSON object (a CloudEvents 1.0 structured event)');
+  }
+  const head = envelope.safeParse(value);
+  if (!head.success) throw invalid(formatIssues(head.error));
+  const event = head.data;
+
+  const kind = kindOfType(event.type);
+  if (kind === undefined) {
+    throw invalid(`type "${event.type}" is not one of ${EventKinds.join(', ')} (optionally with a reverse-DNS prefix)`);
+  }
+  if (!accepts.includes(kind)) {
+    throw invalid(`type "${event.type}" does not belong on this queue, which takes ${accepts.join(', ')}`);
+  }
+  if (typeof event.data !== 'object' || event.data === null || Array.isArray(event.data)) {
+    throw invalid('data is required and must be a JSON object');
+  }
+
+  const schema = kind === 'employee.leaving' ? leavingData : kind === 'mfa.enabled' ? mfaData : cancelledData;
+  const data = schema.safeParse(event.data);
+  if (!data.success) {
+    const extra = kind !== 'employee.leaving' ? ` (disableAccount, resetPassword and effectiveAt apply to employee.leaving only)` : '';
+    const hasUnknownKey = data.error.issues.some((issue) => issue.code === 'unrecognized_keys');
+    throw invalid(formatIssues(data.error, 'data') + (hasUnknownKey ? extra : ''));
+  }
+  const parsedUser = parseUserRef(data.data.user);
+  if (!parsedUser.ok) throw invalid(`data.user ${parsedUser.rule}`);
+
+  const base: BaseEvent = {
+    id: event.id,
+    source: event.source,
+    type: event.type,
+    user: parsedUser.ref,
+    userAsGiven: data.data.user,
+    ...(event.time === undefined ? {} : { time: event.time }),
+    ...(data.data.reason === undefined ? {} : { reason: data.data.reason }),
+    ...(data.data.ticket === undefined ? {} : { ticket: data.data.ticket }),
+  };
+  if (kind === 'employee.leaving') {
+    const leaving = data.data as z.infer<typeof leavingData>;
+    return {
+      ...base,
+      kind,
+      disableAccount: leaving.disableAccount ?? true,
+      resetPassword: leaving.resetPassword ?? false,
+      ...(leaving.effectiveAt === undefined ? {} : { effectiveAt: leaving.effectiveAt }),
+    };
+  }
+  return { ...base, kind };
+}

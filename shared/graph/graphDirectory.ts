@@ -1,0 +1,244 @@
+import {
+  AuthenticationHandler,
+  Client,
+  GraphError,
+  HTTPMessageHandler,
+  ResponseType,
+  RetryHandler,
+  RetryHandlerOptions,
+} from '@microsoft/microsoft-graph-client';
+import { TokenCredentialAuthenticationProvider } from '@microsoft/microsoft-graph-client/authProviders/azureTokenCredentials';
+import type { TokenCredential } from '@azure/identity';
+import type { GraphConfig } from '../config';
+import { ErrorCodes, OffboardingError, type ErrorCode } from '../errors';
+import type { Secret } from '../password';
+import type { Directory, DirectoryCall, DirectoryUser } from '../ports';
+import { userPath, type UserRef } from '../userRef';
+import { GraphPermissions, PASSWORD_RESET_ROLE, type GraphOperation } from './permissions';
+
+const USER_SELECT = [
+  'id',
+  'userPrincipalName',
+  'accountEnabled',
+  'userType',
+  'onPremisesSyncEnabled',
+  'signInSessionsValidFromDateTime',
+].join(',');
+
+/** Upper bound for one Graph call including its in-invocation retries. */
+const CALL_BUDGET_MS = 45_000;
+
+/** Names @azure/identity gives the errors it throws when no token can be had. */
+const CREDENTIAL_ERROR_NAMES = new Set([
+  'CredentialUnavailableError',
+  'AuthenticationError',
+  'AggregateAuthenticationError',
+  'AuthenticationRequiredError',
+]);
+
+interface GraphErrorBody {
+  error?: { code?: string; message?: string };
+}
+
+export interface GraphDirectoryOptions {
+  config: GraphConfig;
+  credential: TokenCredential;
+}
+
+/**
+ * The Directory port on Microsoft Graph v1.0. Every failure leaves here as an OffboardingError
+ * with an actionable message; a password never appears in one.
+ */
+export class GraphDirectory implements Directory {
+  private readonly client: Client;
+
+  constructor(options: GraphDirectoryOptions) {
+    const { config, credential } = options;
+    const authProvider = new TokenCredentialAuthenticationProvider(credential, {
+      scopes: [config.scope],
+    });
+    const retry = new RetryHandler(
+      new RetryHandlerOptions(1, config.maxRetries, (_delay, _attempt, _request, _options, response) =>
+        // Long Retry-After: give the message back for a later retry instead of holding its lock.
+        retryAfterSeconds(response) <= config.maxRetryWaitSeconds,
+      ),
+    );
+    const auth = new AuthenticationHandler(authProvider);
+    auth.setNext(retry);
+    retry.setNext(new HTTPMessageHandler());
+    this.client = Client.initWithMiddleware({
+      middleware: auth,
+      baseUrl: config.endpoint,
+      defaultVersion: 'v1.0',
+      // The Graph client only sends tokens to hosts it knows; sovereign clouds and local stand-ins
+      // are named explicitly.
+      customHosts: new Set([new URL(config.endpoint).hostname]),
+    });
+  }
+
+  async getUser(ref: UserRef): Promise<DirectoryCall & { user: DirectoryUser }> {
+    const response = await this.send('readUser', userPath(ref), 'GET');
+    const body = (await response.json()) as Partial<DirectoryUser>;
+    if (typeof body.id !== 'string' || typeof body.userPrincipalName !== 'string') {
+      throw new OffboardingError(ErrorCodes.GraphUnavailable, 'Graph returned a user without id or userPrincipalName.', {
+        retryable: true,
+        ...requestIdOf(response),
+      });
+    }
+    return {
+      ...requestIdOf(response),
+      user: {
+        id: body.id,
+        userPrincipalName: body.userPrincipalName,
+        accountEnabled: body.accountEnabled ?? null,
+        userType: body.userType ?? null,
+        onPremisesSyncEnabled: body.onPremisesSyncEnabled ?? null,
+        signInSessionsValidFromDateTime: body.signInSessionsValidFromDateTime ?? null,
+      },
+    };
+  }
+
+  async revokeSignInSessions(userId: string): Promise<DirectoryCall> {
+    // Docs say 204, Graph answers 200 {"value": true}; any 2xx is success.
+    const response = await this.send('revokeSessions', `/users/${userId}/revokeSignInSessions`, 'POST', {});
+    return requestIdOf(response);
+  }
+
+  async disableAccount(userId: string): Promise<DirectoryCall> {
+    const response = await this.send('disableAccount', `/users/${userId}`, 'PATCH', {
+      accountEnabled: false,
+    });
+    return requestIdOf(response);
+  }
+
+  async resetPassword(userId: string, password: Secret): Promise<DirectoryCall> {
+    const response = await this.send('resetPassword', `/users/${userId}`, 'PATCH', {
+      passwordProfile: { password: password.reveal(), forceChangePasswordNextSignIn: true },
+    });
+    return requestIdOf(response);
+  }
+
+  private async send(
+    operation: GraphOperation,
+    path: string,
+    method: 'GET' | 'POST' | 'PATCH',
+    body?: object,
+  ): Promise<Response> {
+    let request = this.client
+      .api(path)
+      .responseType(ResponseType.RAW)
+      .option('signal', AbortSignal.timeout(CALL_BUDGET_MS));
+    if (operation === 'readUser') request = request.select(USER_SELECT);
+    let response: Response;
+    try {
+      response = (await (method === 'GET'
+        ? request.get()
+        : method === 'POST'
+          ? request.post(body)
+          : request.patch(body))) as Response;
+    } catch (error) {
+      throw translateThrown(error);
+    }
+    if (response.ok) return response;
+    throw await translateResponse(operation, response);
+  }
+}
+
+function retryAfterSeconds(response: Response | undefined): number {
+  const header = response?.headers.get('Retry-After');
+  if (header === null || header === undefined) return 0;
+  const seconds = Number(header);
+  if (Number.isFinite(seconds)) return Math.max(0, seconds);
+  const date = Date.parse(header);
+  return Number.isNaN(date) ? 0 : Math.max(0, (date - Date.now()) / 1000);
+}
+
+function requestIdOf(response: Response): DirectoryCall {
+  const requestId = response.headers.get('request-id');
+  return requestId ? { requestId } : {};
+}
+
+/** Errors thrown before any HTTP status: no token, network failure, timeout. */
+function translateThrown(error: unknown): OffboardingError {
+  const name = error instanceof GraphError ? (error.code ?? '') : error instanceof Error ? error.name : '';
+  const message = error instanceof Error ? error.message : String(error);
+  if (CREDENTIAL_ERROR_NAMES.has(name)) {
+    return new OffboardingError(
+      ErrorCodes.AuthenticationFailed,
+      `Could not get a Microsoft Graph token from the managed identity (${name}): ${message}. Check that the Function App has its identity and that AZURE_CLIENT_ID names it.`,
+      { retryable: true, cause: error },
+    );
+  }
+  if (name === 'TimeoutError' || name === 'AbortError') {
+    return new OffboardingError(ErrorCodes.GraphUnavailable, `Microsoft Graph did not answer within ${CALL_BUDGET_MS / 1000} s.`, {
+      retryable: true,
+      cause: error,
+    });
+  }
+  return new OffboardingError(ErrorCodes.GraphUnavailable, `Microsoft Graph could not be reached: ${message}`, {
+    retryable: true,
+    cause: error,
+  });
+}
+
+async function translateResponse(operation: GraphOperation, response: Response): Promise<OffboardingError> {
+  let graphCode = '';
+  let graphMessage = '';
+  try {
+    const body = (await response.json()) as GraphErrorBody;
+    graphCode = body.error?.code ?? '';
+    graphMessage = body.error?.message ?? '';
+  } catch {
+    // Not JSON (a gateway's HTML page): the status says enough.
+  }
+  const status = response.status;
+  const detail = `Graph ${status}${graphCode ? ` ${graphCode}` : ''}${graphMessage ? `: ${graphMessage}` : ''}`;
+  const common = {
+    ...requestIdOf(response),
+  };
+  const make = (code: ErrorCode, message: string, retryable: boolean, extra: { retryAfterSeconds?: number } = {}) =>
+    new OffboardingError(code, message, { retryable, ...common, ...extra });
+
+  if (status === 429 || status === 503 || status === 504 || status >= 500) {
+    const wait = retryAfterSeconds(response);
+    return make(
+      status === 429 ? ErrorCodes.Throttled : ErrorCodes.GraphUnavailable,
+      `${detail}${wait ? ` (Retry-After ${wait} s)` : ''}`,
+      true,
+      wait ? { retryAfterSeconds: wait } : {},
+    );
+  }
+  if (status === 401) {
+    return make(
+      ErrorCodes.AuthenticationFailed,
+      `${detail}. The token was not accepted; check GRAPH_ENDPOINT matches the cloud the identity lives in.`,
+      true,
+    );
+  }
+  if (status === 403) {
+    return make(ErrorCodes.Forbidden, forbiddenMessage(operation, detail), false);
+  }
+  if (status === 404) {
+    return make(
+      ErrorCodes.UserNotFound,
+      `${detail}. No such user in this tenant: check the object id or UPN (a guest UPN contains #EXT#).`,
+      false,
+    );
+  }
+  if (status === 400 && /on-premises mastered|Directory Sync/i.test(graphMessage)) {
+    return make(
+      ErrorCodes.OnPremisesMastered,
+      `${detail}. The user is synchronised from on-premises Active Directory: make this change there.`,
+      false,
+    );
+  }
+  return make(ErrorCodes.GraphBadRequest, detail, false);
+}
+
+function forbiddenMessage(operation: GraphOperation, detail: string): string {
+  const permission = GraphPermissions[operation];
+  if (operation === 'resetPassword') {
+    return `${detail}. Resetting a password needs the application permission ${permission} and the Entra role ${PASSWORD_RESET_ROLE} on the managed identity; a user who holds an admin role can only be reset by a higher role (Privileged Authentication Administrator), so reset this one by hand.`;
+  }
+  return `${detail}. Grant the managed identity the Microsoft Graph application permission ${permission} (admin consent required).`;
+}

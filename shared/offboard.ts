@@ -1,0 +1,385 @@
+import { ErrorCodes, OffboardingError, toOffboardingError } from './errors';
+import { parseEvent, salvageEventId, type EventKind, type OffboardingEvent } from './events';
+import { generatePassword } from './password';
+import type {
+  ActionName,
+  ActionResult,
+  AuditLog,
+  AuditRecord,
+  Directory,
+  DirectoryUser,
+  Verification,
+} from './ports';
+import { describeUserRef, type UserRef } from './userRef';
+import type { PolicyConfig } from './config';
+
+/** One delivery of one message, from Service Bus or from the command line. */
+export interface Delivery {
+  body: unknown;
+  /** Event kinds the queue (or the command) takes. */
+  accepts: readonly EventKind[];
+  /** Service Bus MessageId, or a fresh id for a run by hand. */
+  messageId: string;
+}
+
+/**
+ * - done: finished (succeeded, dry run, duplicate): complete the message.
+ * - retry: a transient failure: try again later.
+ * - reject: a permanent failure (invalid, refused, forbidden...): recorded; dead-letter it.
+ */
+export type Disposition = 'done' | 'retry' | 'reject';
+
+export interface ProcessResult {
+  disposition: Disposition;
+  record: AuditRecord;
+  /** The event had already succeeded; nothing was done. */
+  duplicate: boolean;
+  error?: OffboardingError;
+}
+
+export interface OffboardingDeps {
+  directory: Directory;
+  audit: AuditLog;
+  policy: PolicyConfig;
+  now?: () => Date;
+  generatePassword?: typeof generatePassword;
+}
+
+/** Graph's timestamp has second precision and its clock is not ours: allow this much skew. */
+const VERIFY_CLOCK_SKEW_MS = 60_000;
+
+function plannedActions(event: OffboardingEvent): ActionName[] {
+  if (event.kind !== 'employee.leaving') return ['revokeSignInSessions'];
+  // Disable first (no new sign-ins), then reset, then revoke, so nothing issued in between survives.
+  const actions: ActionName[] = [];
+  if (event.disableAccount) actions.push('disableAccount');
+  if (event.resetPassword) actions.push('resetPassword');
+  actions.push('revokeSignInSessions');
+  return actions;
+}
+
+function isProtected(policy: PolicyConfig, ...identifiers: (string | undefined)[]): boolean {
+  return identifiers.some((id) => id !== undefined && policy.protectedUsers.has(id.toLowerCase()));
+}
+
+function failureOf(action: ActionName, error: OffboardingError): ActionResult {
+  return {
+    action,
+    status: 'failed',
+    errorCode: error.code,
+    message: error.message,
+    ...(error.requestId === undefined ? {} : { requestId: error.requestId }),
+  };
+}
+
+export class OffboardingService {
+  private readonly now: () => Date;
+  private readonly makePassword: typeof generatePassword;
+
+  constructor(private readonly deps: OffboardingDeps) {
+    this.now = deps.now ?? (() => new Date());
+    this.makePassword = deps.generatePassword ?? generatePassword;
+  }
+
+  /**
+   * Runs one delivery to its final audit record. Throws only when the audit store itself fails
+   * (AuditUnavailable, retryable): then nothing is recorded and the delivery must be retried.
+   */
+  async process(delivery: Delivery): Promise<ProcessResult> {
+    const startedAt = this.now().toISOString();
+    let event: OffboardingEvent;
+    try {
+      event = parseEvent(delivery.body, delivery.accepts);
+    } catch (error) {
+      return this.recordInvalid(delivery, toOffboardingError(error), startedAt);
+    }
+
+    const prior = await this.deps.audit.get(event.id);
+    if (prior?.outcome === 'succeeded') {
+      await this.deps.audit.recordDuplicate(event.id, startedAt);
+      return { disposition: 'done', record: prior, duplicate: true };
+    }
+    if (prior !== undefined && isPermanent(prior) && prior.messageId === delivery.messageId) {
+      // A redelivery of a message already judged permanently failed: no Graph call, straight on
+      // towards the dead-letter queue. A replay (new message id) or a run by hand goes through.
+      const record = { ...prior, attempts: prior.attempts + 1, lastAttemptAt: startedAt };
+      await this.deps.audit.put(record);
+      return { disposition: 'reject', record, duplicate: false, error: errorOf(record) };
+    }
+
+    const record = this.newRecord(event, delivery, prior, startedAt);
+    const result = await this.run(event, record, prior);
+    await this.deps.audit.put(result.record);
+    return result;
+  }
+
+  private async run(
+    event: OffboardingEvent,
+    record: AuditRecord,
+    prior: AuditRecord | undefined,
+  ): Promise<ProcessResult> {
+    const { policy, directory } = this.deps;
+    if (isProtected(policy, event.user.value)) return refuse(record, event.user);
+
+    let user: DirectoryUser;
+    try {
+      const read = await directory.getUser(event.user);
+      user = read.user;
+      if (read.requestId) record.graphRequestIds.push(read.requestId);
+    } catch (error) {
+      return fail(record, toOffboardingError(error));
+    }
+    record.objectId = user.id;
+    record.userPrincipalName = user.userPrincipalName;
+    if (isProtected(policy, user.id, user.userPrincipalName)) return refuse(record, event.user);
+
+    const synced = user.onPremisesSyncEnabled === true;
+    const guest = user.userType?.toLowerCase() === 'guest';
+    if (guest) {
+      record.notes.push(
+        'Guest user: revoking sessions does not reach the home tenant where the guest signs in; ' +
+          (record.requestedActions.includes('disableAccount')
+            ? 'disabling the account is what blocks access to this tenant.'
+            : 'the account is not being disabled, so the guest can sign in again.'),
+      );
+    }
+
+    if (policy.dryRun) {
+      record.actions = record.requestedActions.map((action) =>
+        synced && action !== 'revokeSignInSessions'
+          ? failureOf(action, onPremisesMastered(action))
+          : { action, status: 'would-run' },
+      );
+      record.outcome = 'dry-run';
+      record.notes.push('DRY_RUN is on: nothing was written to Microsoft Graph.');
+      return { disposition: 'done', record, duplicate: false };
+    }
+
+    // Errors of this run's failed actions, kept to decide retryability and Retry-After.
+    const errors = new Map<ActionName, OffboardingError>();
+    const revokeStartedAt = this.now();
+    for (const action of record.requestedActions) {
+      const earlier = prior?.actions.find((a) => a.action === action && a.status === 'succeeded');
+      if (earlier && action !== 'revokeSignInSessions') {
+        // Done by an earlier attempt of this event; do not reset a password twice.
+        record.actions.push({ ...earlier, message: 'Done in an earlier attempt.' });
+        continue;
+      }
+      if (synced && action !== 'revokeSignInSessions') {
+        record.actions.push(failureOf(action, onPremisesMastered(action)));
+        continue;
+      }
+      record.actions.push(await this.perform(action, user.id, record, errors));
+    }
+
+    const revoked = record.actions.find((a) => a.action === 'revokeSignInSessions');
+    if (revoked?.status === 'succeeded') {
+      const verification = await this.verify(event.user, user, revokeStartedAt, record);
+      record.verification = verification.result;
+      if (verification.error) return fail(record, verification.error);
+    }
+
+    const failures = record.actions.filter((a) => a.status === 'failed');
+    if (failures.length === 0) {
+      record.outcome = 'succeeded';
+      return { disposition: 'done', record, duplicate: false };
+    }
+    return fail(record, combinedError(failures, errors));
+  }
+
+  private async perform(
+    action: ActionName,
+    userId: string,
+    record: AuditRecord,
+    errors: Map<ActionName, OffboardingError>,
+  ): Promise<ActionResult> {
+    const { directory } = this.deps;
+    try {
+      const call =
+        action === 'disableAccount'
+          ? await directory.disableAccount(userId)
+          : action === 'resetPassword'
+            ? await directory.resetPassword(userId, this.makePassword())
+            : await directory.revokeSignInSessions(userId);
+      if (call.requestId) record.graphRequestIds.push(call.requestId);
+      return { action, status: 'succeeded', ...(call.requestId ? { requestId: call.requestId } : {}) };
+    } catch (error) {
+      const failure = toOffboardingError(error);
+      errors.set(action, failure);
+      if (failure.requestId) record.graphRequestIds.push(failure.requestId);
+      return failureOf(action, failure);
+    }
+  }
+
+  /** Reads signInSessionsValidFromDateTime back: the proof that the revocation took effect. */
+  private async verify(
+    ref: UserRef,
+    before: DirectoryUser,
+    revokeStartedAt: Date,
+    record: AuditRecord,
+  ): Promise<{ result: Verification; error?: OffboardingError }> {
+    const previous = before.signInSessionsValidFromDateTime ?? undefined;
+    let after: DirectoryUser;
+    try {
+      const read = await this.deps.directory.getUser({ kind: 'objectId', value: before.id });
+      if (read.requestId) record.graphRequestIds.push(read.requestId);
+      after = read.user;
+    } catch (error) {
+      const failure = toOffboardingError(error);
+      return {
+        result: { verified: false, ...(previous ? { previousSignInSessionsValidFrom: previous } : {}) },
+        error: new OffboardingError(failure.code, `Could not read the user back to verify the revocation: ${failure.message}`, {
+          retryable: failure.retryable,
+          ...(failure.retryAfterSeconds === undefined ? {} : { retryAfterSeconds: failure.retryAfterSeconds }),
+        }),
+      };
+    }
+    const validFrom = after.signInSessionsValidFromDateTime ?? undefined;
+    const validFromMs = validFrom === undefined ? NaN : Date.parse(validFrom);
+    const moved = previous === undefined || validFromMs > Date.parse(previous);
+    const recent = validFromMs >= revokeStartedAt.getTime() - VERIFY_CLOCK_SKEW_MS;
+    const result: Verification = {
+      verified: validFrom !== undefined && (moved || recent),
+      ...(validFrom === undefined ? {} : { signInSessionsValidFrom: validFrom }),
+      ...(previous === undefined ? {} : { previousSignInSessionsValidFrom: previous }),
+    };
+    if (result.verified) return { result };
+    return {
+      result,
+      error: new OffboardingError(
+        ErrorCodes.VerificationFailed,
+        `Revocation for ${describeUserRef(ref)} returned success, but signInSessionsValidFromDateTime is ${validFrom ?? 'missing'} (before: ${previous ?? 'none'}); retrying.`,
+        { retryable: true },
+      ),
+    };
+  }
+
+  private newRecord(
+    event: OffboardingEvent,
+    delivery: Delivery,
+    prior: AuditRecord | undefined,
+    startedAt: string,
+  ): AuditRecord {
+    return {
+      eventId: event.id,
+      eventType: event.type,
+      source: event.source,
+      user: event.userAsGiven,
+      requestedActions: plannedActions(event),
+      actions: [],
+      graphRequestIds: [],
+      outcome: 'failed',
+      notes: [],
+      ...(event.reason === undefined ? {} : { reason: event.reason }),
+      ...(event.ticket === undefined ? {} : { ticket: event.ticket }),
+      dryRun: this.deps.policy.dryRun,
+      attempts: (prior?.attempts ?? 0) + 1,
+      duplicates: prior?.duplicates ?? 0,
+      messageId: delivery.messageId,
+      firstAttemptAt: prior?.firstAttemptAt ?? startedAt,
+      lastAttemptAt: startedAt,
+    };
+  }
+
+  private async recordInvalid(
+    delivery: Delivery,
+    error: OffboardingError,
+    startedAt: string,
+  ): Promise<ProcessResult> {
+    // Keyed by the event id when one can be read, else by the message id: still one record.
+    const eventId = salvageEventId(delivery.body) ?? `message:${delivery.messageId}`;
+    const prior = await this.deps.audit.get(eventId);
+    if (prior?.outcome === 'succeeded') {
+      // A malformed message reusing the id of an event that succeeded: keep the good record.
+      await this.deps.audit.recordDuplicate(eventId, startedAt);
+      return { disposition: 'reject', record: prior, duplicate: true, error };
+    }
+    const record: AuditRecord = {
+      eventId,
+      requestedActions: [],
+      actions: [],
+      graphRequestIds: [],
+      outcome: 'failed',
+      errorCode: error.code,
+      errorMessage: error.message,
+      retryable: false,
+      notes: [],
+      dryRun: this.deps.policy.dryRun,
+      attempts: (prior?.attempts ?? 0) + 1,
+      duplicates: prior?.duplicates ?? 0,
+      messageId: delivery.messageId,
+      firstAttemptAt: prior?.firstAttemptAt ?? startedAt,
+      lastAttemptAt: startedAt,
+    };
+    await this.deps.audit.put(record);
+    return { disposition: 'reject', record, duplicate: false, error };
+  }
+}
+
+function isPermanent(record: AuditRecord): boolean {
+  return record.outcome === 'refused' || (record.outcome === 'failed' && record.retryable === false);
+}
+
+function errorOf(record: AuditRecord): OffboardingError {
+  const code = (record.errorCode ?? ErrorCodes.Unexpected) as OffboardingError['code'];
+  return new OffboardingError(code, record.errorMessage ?? 'Failed earlier.', { retryable: false });
+}
+
+function refuse(record: AuditRecord, ref: UserRef): ProcessResult {
+  const error = new OffboardingError(
+    ErrorCodes.ProtectedAccount,
+    `${describeUserRef(ref)} is a protected account (PROTECTED_USERS): nothing was changed. Remove it from PROTECTED_USERS only if this is really intended.`,
+    { retryable: false },
+  );
+  record.outcome = 'refused';
+  record.actions = record.requestedActions.map((action) => ({ action, status: 'not-attempted' }));
+  record.errorCode = error.code;
+  record.errorMessage = error.message;
+  record.retryable = false;
+  return { disposition: 'reject', record, duplicate: false, error };
+}
+
+function fail(record: AuditRecord, error: OffboardingError): ProcessResult {
+  for (const action of record.requestedActions) {
+    if (!record.actions.some((a) => a.action === action)) {
+      record.actions.push({ action, status: 'not-attempted' });
+    }
+  }
+  record.outcome = 'failed';
+  record.errorCode = error.code;
+  record.errorMessage = error.message;
+  record.retryable = error.retryable;
+  return { disposition: error.retryable ? 'retry' : 'reject', record, duplicate: false, error };
+}
+
+function onPremisesMastered(action: ActionName): OffboardingError {
+  const what = action === 'disableAccount' ? 'disable the account' : 'reset the password';
+  return new OffboardingError(
+    ErrorCodes.OnPremisesMastered,
+    `The user is synchronised from on-premises Active Directory: ${what} in on-premises AD (the change then syncs to Entra ID). Sessions were still revoked.`,
+    { retryable: false },
+  );
+}
+
+/**
+ * One error for the event from its failed actions: retryable if any failure is (a retry may fix
+ * that part), waiting at least the longest Retry-After any of them was given.
+ */
+function combinedError(failures: ActionResult[], errors: Map<ActionName, OffboardingError>): OffboardingError {
+  const all = failures.map(
+    (f) =>
+      errors.get(f.action) ??
+      new OffboardingError((f.errorCode ?? ErrorCodes.Unexpected) as OffboardingError['code'], f.message ?? '', {
+        retryable: false,
+      }),
+  );
+  const retryable = all.filter((e) => e.retryable);
+  const lead = retryable[0] ?? all[0] ?? new OffboardingError(ErrorCodes.Unexpected, 'Unknown failure.', { retryable: true });
+  const waits = retryable.map((e) => e.retryAfterSeconds ?? 0);
+  const retryAfterSeconds = waits.length > 0 ? Math.max(...waits) : undefined;
+  const message = failures.map((f) => `${f.action}: ${f.message ?? f.errorCode ?? 'failed'}`).join(' | ');
+  return new OffboardingError(lead.code, message, {
+    retryable: retryable.length > 0,
+    ...(retryAfterSeconds ? { retryAfterSeconds } : {}),
+  });
+}
