@@ -51,8 +51,6 @@ export interface StoredMessage {
   lockToken?: string;
   lockedUntil?: number;
   timer?: NodeJS.Timeout;
-  deadLetterReason?: string;
-  deadLetterDescription?: string;
 }
 
 export type SettleResult = 'ok' | 'lock-lost';
@@ -329,11 +327,9 @@ export class Queue {
   ): void {
     const { parts } = message;
     if (details.reason !== undefined) {
-      message.deadLetterReason = details.reason;
       setEntry(parts.applicationProperties, DEAD_LETTER_REASON, rheaTypes.wrap_string(details.reason));
     }
     if (details.description !== undefined) {
-      message.deadLetterDescription = details.description;
       setEntry(
         parts.applicationProperties,
         DEAD_LETTER_DESCRIPTION,

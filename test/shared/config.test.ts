@@ -1,0 +1,64 @@
+import { SETTINGS, loadConfig } from '../../shared/config';
+
+const minimal = { AUDIT_TABLE_ENDPOINT: 'https://acct.table.core.windows.net' };
+
+function failure(env: Record<string, string>): string {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    expect(error).toMatchObject({ code: 'InvalidConfiguration', retryable: false });
+    return (error as Error).message;
+  }
+  throw new Error('expected loadConfig to fail');
+}
+
+describe('loadConfig', () => {
+  it('applies the documented defaults', () => {
+    const config = loadConfig(minimal);
+    expect(config.queues).toEqual({ employeeLeaving: 'employee-leaving', mfaEnabled: 'mfa-enabled' });
+    expect(config.graph).toMatchObject({
+      endpoint: 'https://graph.microsoft.com',
+      scope: 'https://graph.microsoft.com/.default',
+      credential: 'managedidentity',
+      maxRetries: 2,
+      maxRetryWaitSeconds: 10,
+    });
+    expect(config.graph.managedIdentityClientId).toBeUndefined();
+    expect(config.audit.tableName).toBe('OffboardingAudit');
+    expect(config.policy.dryRun).toBe(false);
+    expect(config.policy.protectedUsers.size).toBe(0);
+  });
+
+  it('follows the sovereign cloud in GRAPH_ENDPOINT for the token scope', () => {
+    const config = loadConfig({ ...minimal, GRAPH_ENDPOINT: 'https://graph.microsoft.us/' });
+    expect(config.graph.endpoint).toBe('https://graph.microsoft.us');
+    expect(config.graph.scope).toBe('https://graph.microsoft.us/.default');
+  });
+
+  it('reads protected users case-insensitively, separated by commas, semicolons or spaces', () => {
+    const config = loadConfig({ ...minimal, PROTECTED_USERS: 'BreakGlass@Contoso.com; 6F1D2C3B-1111-4222-8333-944455556666,x@y.io' });
+    expect([...config.policy.protectedUsers]).toEqual([
+      'breakglass@contoso.com',
+      '6f1d2c3b-1111-4222-8333-944455556666',
+      'x@y.io',
+    ]);
+  });
+
+  it.each([
+    [{}, /AUDIT_TABLE_ENDPOINT is required/],
+    [{ ...minimal, DRY_RUN: 'yes' }, /DRY_RUN must be "true" or "false"/],
+    [{ ...minimal, GRAPH_ENDPOINT: 'http://graph.microsoft.com' }, /GRAPH_ENDPOINT must be an https URL/],
+    [{ ...minimal, GRAPH_ENDPOINT: 'graph' }, /GRAPH_ENDPOINT must be an absolute https URL/],
+    [{ ...minimal, GRAPH_CREDENTIAL: 'clientsecret' }, /GRAPH_CREDENTIAL must be "managedidentity" or "developer"/],
+    [{ ...minimal, GRAPH_MAX_RETRIES: '9' }, /GRAPH_MAX_RETRIES must be a whole number from 0 to 5/],
+    [{ ...minimal, AUDIT_TABLE_NAME: 'audit-log' }, /AUDIT_TABLE_NAME must be 3-63 letters or digits/],
+  ])('fails fast naming the setting: %o', (env, expected) => {
+    expect(failure(env as Record<string, string>)).toMatch(expected);
+  });
+
+  it('documents every setting it reads in the README', async () => {
+    const { readFile } = await import('node:fs/promises');
+    const readme = await readFile(`${__dirname}/../../README.md`, 'utf8');
+    for (const setting of SETTINGS) expect(readme).toContain(`\`${setting.name}\``);
+  });
+});
