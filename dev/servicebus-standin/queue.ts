@@ -91,10 +91,15 @@ export class Entity {
     message.timer = setTimeout(() => this.activateScheduled(message), Math.max(0, at - Date.now()));
   }
 
+  /**
+   * A scheduled message is appended as if enqueued now, with a new sequence number (the one
+   * returned by scheduling is only valid while the message is scheduled).
+   */
   private activateScheduled(message: StoredMessage): void {
     message.timer = undefined;
     this.remove(message);
     message.enqueuedTime = Date.now();
+    message.sequenceNumber = this.queue.allocateSequenceNumber();
     this.add(message);
   }
 
@@ -308,10 +313,14 @@ export class Queue {
     return false;
   }
 
+  allocateSequenceNumber(): number {
+    return this.nextSequenceNumber++;
+  }
+
   /** Builds a stored message with the next sequence number. */
   createMessage(parts: MessageParts, messageId: string | undefined): StoredMessage {
     const message: StoredMessage = {
-      sequenceNumber: this.nextSequenceNumber++,
+      sequenceNumber: this.allocateSequenceNumber(),
       enqueuedTime: Date.now(),
       parts,
       deliveryCount: 0,
