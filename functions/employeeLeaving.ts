@@ -9,5 +9,5 @@ getRuntime();
 app.serviceBusQueue('employeeLeaving', {
   connection: 'ServiceBusConnection',
   queueName: '%EMPLOYEE_LEAVING_QUEUE%',
-  handler: createQueueHandler(getRuntime, ['employee.leaving', 'employee.leaving.cancelled']),
+  handler: createQueueHandler(getRuntime, 'employeeLeaving', ['employee.leaving', 'employee.leaving.cancelled']),
 });

@@ -8,5 +8,5 @@ getRuntime();
 app.serviceBusQueue('mfaEnabled', {
   connection: 'ServiceBusConnection',
   queueName: '%MFA_ENABLED_QUEUE%',
-  handler: createQueueHandler(getRuntime, ['mfa.enabled']),
+  handler: createQueueHandler(getRuntime, 'mfaEnabled', ['mfa.enabled']),
 });

@@ -1,4 +1,5 @@
 import { ErrorCodes, OffboardingError } from './errors';
+import type { RetryPolicy } from './retryPolicy';
 
 /**
  * Every setting the app reads. This list is the contract with infra/ (tests check that Bicep sets
@@ -109,6 +110,25 @@ export const SETTINGS = [
     default: 'false',
     requiredInAzure: true,
   },
+  {
+    name: 'RETRY_MAX_ATTEMPTS',
+    description:
+      'Processing attempts per event for transient failures (Graph 429/5xx, token endpoint, audit store) before it is dead-lettered, 1-50.',
+    default: '8',
+    requiredInAzure: false,
+  },
+  {
+    name: 'RETRY_BASE_DELAY_SECONDS',
+    description: 'Delay before the first delayed retry; doubles each attempt (with jitter), never below Retry-After.',
+    default: '30',
+    requiredInAzure: false,
+  },
+  {
+    name: 'RETRY_MAX_DELAY_SECONDS',
+    description: 'Longest delay between two attempts.',
+    default: '3600',
+    requiredInAzure: false,
+  },
 ] as const satisfies readonly SettingSpec[];
 
 export type SettingName = (typeof SETTINGS)[number]['name'];
@@ -144,6 +164,7 @@ export interface AppConfig {
   audit: AuditConfig;
   policy: PolicyConfig;
   serviceBus: { fullyQualifiedNamespace?: string; connectionString?: string };
+  retry: RetryPolicy;
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -254,6 +275,11 @@ export function loadConfig(env: Env = process.env): AppConfig {
     policy: {
       protectedUsers: parseProtectedUsers(withDefault(env, 'PROTECTED_USERS')),
       dryRun: readBoolean(env, 'DRY_RUN'),
+    },
+    retry: {
+      maxAttempts: readInteger(env, 'RETRY_MAX_ATTEMPTS', 1, 50),
+      baseDelaySeconds: readInteger(env, 'RETRY_BASE_DELAY_SECONDS', 0, 86_400),
+      maxDelaySeconds: readInteger(env, 'RETRY_MAX_DELAY_SECONDS', 0, 86_400),
     },
     serviceBus: {
       ...(fullyQualifiedNamespace === undefined ? {} : { fullyQualifiedNamespace }),

@@ -30,6 +30,10 @@ export const ErrorCodes = {
   AuditUnavailable: 'AuditUnavailable',
   /** The message broker could not be reached (scheduling, replay). */
   MessagingUnavailable: 'MessagingUnavailable',
+  /** A cancellation arrived for a departure that was already carried out. */
+  DepartureAlreadyExecuted: 'DepartureAlreadyExecuted',
+  /** Transient failures went on for RETRY_MAX_ATTEMPTS attempts. */
+  RetriesExhausted: 'RetriesExhausted',
   /** Anything we did not anticipate. Treated as retryable: losing an event is worse than retrying. */
   Unexpected: 'Unexpected',
 } as const;

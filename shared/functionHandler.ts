@@ -1,20 +1,6 @@
 import type { InvocationContext } from '@azure/functions';
 import type { EventKind } from './events';
-import type { ProcessResult } from './offboard';
 import type { Runtime } from './runtime';
-
-/** What the trigger does with the message once the use case is done. */
-export type Settlement = 'complete' | 'abandon';
-
-/**
- * The Service Bus trigger completes a message when the handler returns and abandons it when the
- * handler throws. Done events complete; retryable and permanent failures throw. A permanent failure
- * is already in the audit and later deliveries of the same message skip Graph, so the queue's low
- * maxDeliveryCount moves it to the dead-letter queue.
- */
-export function settlementFor(result: ProcessResult): Settlement {
-  return result.disposition === 'done' ? 'complete' : 'abandon';
-}
 
 export class SettlementError extends Error {
   override readonly name = 'SettlementError';
@@ -27,41 +13,62 @@ export class SettlementError extends Error {
   }
 }
 
+export type QueueKey = 'employeeLeaving' | 'mfaEnabled';
+
 function messageIdOf(context: InvocationContext): string {
   const id = context.triggerMetadata?.messageId;
   return typeof id === 'string' && id !== '' ? id : `invocation:${context.invocationId}`;
 }
 
-/** A Service Bus queue handler around the offboarding use case. */
-export function createQueueHandler(runtime: () => Runtime, accepts: readonly EventKind[]) {
+function applicationPropertiesOf(context: InvocationContext): Record<string, unknown> {
+  const properties = context.triggerMetadata?.applicationProperties;
+  return typeof properties === 'object' && properties !== null ? (properties as Record<string, unknown>) : {};
+}
+
+/**
+ * A Service Bus queue handler around the use case. The trigger completes the message when this
+ * returns and abandons it when this throws (see QueueProcessor for which is which).
+ */
+export function createQueueHandler(runtime: () => Runtime, queue: QueueKey, accepts: readonly EventKind[]) {
   return async function handleQueueMessage(message: unknown, context: InvocationContext): Promise<void> {
+    const { config, queueProcessor } = runtime();
     const messageId = messageIdOf(context);
     // Throws AuditUnavailable when the audit cannot be read or written: the host abandons the
     // message and it is delivered again, so nothing is lost.
-    const result = await runtime().offboarding.process({ body: message, accepts, messageId });
+    const outcome = await queueProcessor.handle(config.queues[queue], accepts, {
+      body: message,
+      messageId,
+      applicationProperties: applicationPropertiesOf(context),
+    });
+    const { result } = outcome;
     const { record } = result;
+    // Ids and outcomes only: UPNs and reasons stay in the audit table.
     const summary = {
       eventId: record.eventId,
       messageId,
+      deliveryCount: context.triggerMetadata?.deliveryCount,
       outcome: result.duplicate ? 'duplicate' : record.outcome,
       objectId: record.objectId,
       actions: record.actions.map((a) => `${a.action}:${a.status}`).join(','),
       verified: record.verification?.verified,
       attempts: record.attempts,
       errorCode: result.error?.code,
+      nextAttemptAt: outcome.retry?.at,
     };
-    if (settlementFor(result) === 'complete') {
-      context.log('Event processed', summary);
+    if (outcome.settlement === 'complete') {
+      if (outcome.retry) context.warn('Event failed transiently; retry scheduled', summary, result.error?.message);
+      else context.log('Event processed', summary);
       return;
     }
-    const error = result.error;
-    const code = error?.code ?? record.errorCode ?? 'Unexpected';
-    const text = error?.message ?? record.errorMessage ?? 'failed';
-    if (result.disposition === 'retry') {
-      context.warn('Event failed, will be retried', summary, text);
-      throw new SettlementError(`Retryable failure ${code} for event ${record.eventId}: ${text}`, code, true);
-    }
-    context.error('Event failed permanently, heading for the dead-letter queue', summary, text);
-    throw new SettlementError(`Permanent failure ${code} for event ${record.eventId}: ${text}`, code, false);
+    const code = result.error?.code ?? record.errorCode ?? 'Unexpected';
+    const text = result.error?.message ?? record.errorMessage ?? 'failed';
+    const retryable = result.disposition === 'retry';
+    if (retryable) context.warn('Event failed and no retry could be scheduled; Service Bus redelivers it', summary, text);
+    else context.error('Event failed permanently; it goes to the dead-letter queue', summary, text);
+    throw new SettlementError(
+      `${retryable ? 'Retryable' : 'Permanent'} failure ${code} for event ${record.eventId}: ${text}`,
+      code,
+      retryable,
+    );
   };
 }

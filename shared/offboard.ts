@@ -1,5 +1,8 @@
 import { ErrorCodes, OffboardingError, toOffboardingError } from './errors';
-import { parseEvent, salvageEventId, type EventKind, type OffboardingEvent } from './events';
+import { createHash } from 'node:crypto';
+import { decodeBody, parseEvent, salvageEventId, type EventKind, type LeavingEvent, type OffboardingEvent } from './events';
+import { MessageProperties, type Scheduler } from './messaging';
+import { MAX_SCHEDULE_AHEAD_DAYS } from './queuePolicy';
 import { generatePassword } from './password';
 import type {
   ActionName,
@@ -20,6 +23,8 @@ export interface Delivery {
   accepts: readonly EventKind[];
   /** Service Bus MessageId, or a fresh id for a run by hand. */
   messageId: string;
+  /** This is the copy scheduled for the leave date: act now whatever effectiveAt says. */
+  scheduledCopy?: boolean;
 }
 
 /**
@@ -41,12 +46,17 @@ export interface OffboardingDeps {
   directory: Directory;
   audit: AuditLog;
   policy: PolicyConfig;
+  /** Schedules leave dates and cancels them; the queue is where departures live. */
+  scheduler: Scheduler;
+  leavingQueue: string;
   now?: () => Date;
   generatePassword?: typeof generatePassword;
 }
 
 /** Graph's timestamp has second precision and its clock is not ours: allow this much skew. */
 const VERIFY_CLOCK_SKEW_MS = 60_000;
+/** A leave date this close is "now": Service Bus may deliver a scheduled copy a little early. */
+const SCHEDULE_TOLERANCE_MS = 60_000;
 
 function plannedActions(event: OffboardingEvent): ActionName[] {
   if (event.kind !== 'employee.leaving') return ['revokeSignInSessions'];
@@ -95,7 +105,7 @@ export class OffboardingService {
     }
 
     const prior = await this.deps.audit.get(event.id);
-    if (prior?.outcome === 'succeeded') {
+    if (prior?.outcome === 'succeeded' || prior?.outcome === 'cancelled') {
       await this.deps.audit.recordDuplicate(event.id, startedAt);
       return { disposition: 'done', record: prior, duplicate: true };
     }
@@ -108,9 +118,140 @@ export class OffboardingService {
     }
 
     const record = this.newRecord(event, delivery, prior, startedAt);
-    const result = await this.run(event, record, prior);
+    let result: ProcessResult;
+    if (event.kind === 'employee.leaving.cancelled') {
+      result = await this.cancelDeparture(event, record);
+    } else if (event.kind === 'employee.leaving' && this.isForLater(event, delivery)) {
+      if (prior?.outcome === 'scheduled') {
+        // The same departure again (HR resent it): it is already waiting on the queue.
+        await this.deps.audit.recordDuplicate(event.id, startedAt);
+        return { disposition: 'done', record: prior, duplicate: true };
+      }
+      result = await this.scheduleDeparture(event, record, delivery);
+    } else {
+      result = await this.run(event, record, prior);
+    }
     await this.deps.audit.put(result.record);
     return result;
+  }
+
+  private isForLater(event: LeavingEvent, delivery: Delivery): boolean {
+    if (event.effectiveAt === undefined || delivery.scheduledCopy === true) return false;
+    return Date.parse(event.effectiveAt) > this.now().getTime() + SCHEDULE_TOLERANCE_MS;
+  }
+
+  /** Resolves the user (an unknown or protected user fails now, not on the leave date). */
+  private async resolve(
+    event: OffboardingEvent,
+    record: AuditRecord,
+  ): Promise<{ user: DirectoryUser } | { result: ProcessResult }> {
+    const { policy, directory } = this.deps;
+    if (isProtected(policy, event.user.value)) return { result: refuse(record, event.user) };
+    let user: DirectoryUser;
+    try {
+      const read = await directory.getUser(event.user);
+      user = read.user;
+      if (read.requestId) record.graphRequestIds.push(read.requestId);
+    } catch (error) {
+      return { result: fail(record, toOffboardingError(error)) };
+    }
+    record.objectId = user.id;
+    record.userPrincipalName = user.userPrincipalName;
+    if (isProtected(policy, user.id, user.userPrincipalName)) return { result: refuse(record, event.user) };
+    return { user };
+  }
+
+  private async scheduleDeparture(
+    event: LeavingEvent,
+    record: AuditRecord,
+    delivery: Delivery,
+  ): Promise<ProcessResult> {
+    const at = new Date(event.effectiveAt as string);
+    const horizon = this.now().getTime() + MAX_SCHEDULE_AHEAD_DAYS * 86_400_000;
+    if (at.getTime() > horizon) {
+      return fail(
+        record,
+        new OffboardingError(
+          ErrorCodes.InvalidEvent,
+          `data.effectiveAt ${event.effectiveAt} is more than ${MAX_SCHEDULE_AHEAD_DAYS} days ahead; publish the departure closer to the date.`,
+          { retryable: false },
+        ),
+      );
+    }
+    const resolved = await this.resolve(event, record);
+    if ('result' in resolved) return resolved.result;
+    record.effectiveAt = event.effectiveAt as string;
+    record.actions = record.requestedActions.map((action) => ({ action, status: 'not-attempted' }));
+    try {
+      const sequence = await this.deps.scheduler.schedule(
+        this.deps.leavingQueue,
+        {
+          body: decodeBody(delivery.body),
+          // Deterministic: if we crash before completing, the re-scheduled copy is a duplicate
+          // that Service Bus drops.
+          messageId: `leave-${digest(event.id, event.effectiveAt as string)}`,
+          contentType: 'application/json',
+          applicationProperties: {
+            [MessageProperties.scheduledFor]: event.effectiveAt as string,
+            [MessageProperties.originalMessageId]: delivery.messageId,
+          },
+        },
+        at,
+      );
+      record.scheduledSequenceNumber = sequence;
+    } catch (error) {
+      return fail(record, toOffboardingError(error));
+    }
+    record.outcome = 'scheduled';
+    record.notes.push(`Scheduled for the leave date ${event.effectiveAt} (sequence number ${record.scheduledSequenceNumber}).`);
+    if (this.deps.policy.dryRun) {
+      record.notes.push('DRY_RUN is on now; the departure runs in whatever mode is set on the leave date.');
+    }
+    return { disposition: 'done', record, duplicate: false };
+  }
+
+  /** employee.leaving.cancelled: cancel every departure still waiting for this user. */
+  private async cancelDeparture(event: OffboardingEvent, record: AuditRecord): Promise<ProcessResult> {
+    const resolved = await this.resolve(event, record);
+    if ('result' in resolved) return resolved.result;
+    const { audit, scheduler, leavingQueue } = this.deps;
+    const history = await audit.findByUser(resolved.user.id);
+    const pending = history.filter((r) => r.outcome === 'scheduled' && r.scheduledSequenceNumber !== undefined);
+    const now = this.now().toISOString();
+    for (const departure of pending) {
+      let stillScheduled: boolean;
+      try {
+        stillScheduled = await scheduler.cancel(leavingQueue, departure.scheduledSequenceNumber as string);
+      } catch (error) {
+        return fail(record, toOffboardingError(error));
+      }
+      // Marked cancelled either way: a copy already on the queue finds this and does nothing.
+      departure.outcome = 'cancelled';
+      departure.notes.push(
+        `Cancelled by event ${event.id} at ${now}${stillScheduled ? '' : ' (the scheduled message had already been enqueued; it will be skipped)'}.`,
+      );
+      await audit.put(departure);
+      record.notes.push(`Cancelled departure ${departure.eventId} (leave date ${departure.effectiveAt ?? 'unknown'}).`);
+    }
+    if (pending.length === 0) {
+      const executed = history.filter(
+        (r) => r.outcome === 'succeeded' && r.eventType !== undefined && /employee\.leaving$/.test(r.eventType),
+      );
+      const last = executed[executed.length - 1];
+      if (last !== undefined) {
+        return fail(
+          record,
+          new OffboardingError(
+            ErrorCodes.DepartureAlreadyExecuted,
+            `No departure was waiting: event ${last.eventId} already offboarded this user at ${last.lastAttemptAt}. Re-enable the account by hand if the person stays.`,
+            { retryable: false },
+          ),
+        );
+      }
+      record.notes.push('No pending departure was found for this user; nothing to cancel.');
+    }
+    record.outcome = 'succeeded';
+    return { disposition: 'done', record, duplicate: false };
   }
 
   private async run(
@@ -118,20 +259,10 @@ export class OffboardingService {
     record: AuditRecord,
     prior: AuditRecord | undefined,
   ): Promise<ProcessResult> {
-    const { policy, directory } = this.deps;
-    if (isProtected(policy, event.user.value)) return refuse(record, event.user);
-
-    let user: DirectoryUser;
-    try {
-      const read = await directory.getUser(event.user);
-      user = read.user;
-      if (read.requestId) record.graphRequestIds.push(read.requestId);
-    } catch (error) {
-      return fail(record, toOffboardingError(error));
-    }
-    record.objectId = user.id;
-    record.userPrincipalName = user.userPrincipalName;
-    if (isProtected(policy, user.id, user.userPrincipalName)) return refuse(record, event.user);
+    const { policy } = this.deps;
+    const resolved = await this.resolve(event, record);
+    if ('result' in resolved) return resolved.result;
+    const { user } = resolved;
 
     const synced = user.onPremisesSyncEnabled === true;
     const guest = user.userType?.toLowerCase() === 'guest';
@@ -314,6 +445,10 @@ export class OffboardingService {
     await this.deps.audit.put(record);
     return { disposition: 'reject', record, duplicate: false, error };
   }
+}
+
+function digest(...parts: string[]): string {
+  return createHash('sha256').update(parts.join('\u0000')).digest('hex').slice(0, 40);
 }
 
 function isPermanent(record: AuditRecord): boolean {

@@ -82,6 +82,8 @@ export interface AuditRecord {
   /** Scheduled leave date and the Service Bus sequence number holding it. */
   effectiveAt?: string;
   scheduledSequenceNumber?: string;
+  /** When the next delayed retry is due (transient failure). */
+  nextAttemptAt?: string;
   firstAttemptAt: string;
   lastAttemptAt: string;
 }

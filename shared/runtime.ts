@@ -5,11 +5,16 @@ import {
   ManagedIdentityCredential,
   type TokenCredential,
 } from '@azure/identity';
+import type { ServiceBusClient } from '@azure/service-bus';
 import { TableAuditLog, createTableClient } from './audit/tableAuditLog';
 import { loadConfig, type AppConfig } from './config';
+import { ErrorCodes, OffboardingError } from './errors';
 import { GraphDirectory } from './graph/graphDirectory';
+import type { Scheduler } from './messaging';
 import { OffboardingService } from './offboard';
 import type { AuditLog, Directory } from './ports';
+import { QueueProcessor } from './queueProcessing';
+import { ServiceBusScheduler, createServiceBusClient } from './servicebus/serviceBusScheduler';
 
 /** Everything a function or the command line needs, built once per process from the settings. */
 export interface Runtime {
@@ -17,7 +22,12 @@ export interface Runtime {
   credential: TokenCredential;
   directory: Directory;
   audit: AuditLog;
+  scheduler: Scheduler;
   offboarding: OffboardingService;
+  queueProcessor: QueueProcessor;
+  /** The Service Bus client, once something needed it. */
+  serviceBus(): ServiceBusClient;
+  close(): Promise<void>;
 }
 
 /**
@@ -32,18 +42,62 @@ export function createCredential(config: AppConfig): TokenCredential {
   return clientId === undefined ? new ManagedIdentityCredential() : new ManagedIdentityCredential({ clientId });
 }
 
-export function createRuntime(config: AppConfig = loadConfig()): Runtime {
+export interface RuntimeOptions {
+  /** Fail now unless Service Bus settings are present (the functions need them to retry). */
+  requireServiceBus?: boolean;
+}
+
+export function createRuntime(config: AppConfig = loadConfig(), options: RuntimeOptions = {}): Runtime {
+  const { serviceBus: target } = config;
+  if (options.requireServiceBus && target.connectionString === undefined && target.fullyQualifiedNamespace === undefined) {
+    throw new OffboardingError(
+      ErrorCodes.InvalidConfiguration,
+      'Setting ServiceBusConnection__fullyQualifiedNamespace is required (or ServiceBusConnection for local development).',
+      { retryable: false },
+    );
+  }
   const credential = createCredential(config);
   const directory = new GraphDirectory({ config: config.graph, credential });
   const audit = new TableAuditLog(createTableClient(config.audit, credential));
-  const offboarding = new OffboardingService({ directory, audit, policy: config.policy });
-  return { config, credential, directory, audit, offboarding };
+
+  // Service Bus is connected on first use: `offboard audit` never needs it.
+  let client: ServiceBusClient | undefined;
+  let serviceBusScheduler: ServiceBusScheduler | undefined;
+  const serviceBus = () => (client ??= createServiceBusClient(target, credential));
+  const lazyScheduler = () => (serviceBusScheduler ??= new ServiceBusScheduler(serviceBus()));
+  const scheduler: Scheduler = {
+    schedule: (queue, message, at) => lazyScheduler().schedule(queue, message, at),
+    cancel: (queue, sequenceNumber) => lazyScheduler().cancel(queue, sequenceNumber),
+  };
+
+  const offboarding = new OffboardingService({
+    directory,
+    audit,
+    scheduler,
+    leavingQueue: config.queues.employeeLeaving,
+    policy: config.policy,
+  });
+  const queueProcessor = new QueueProcessor({ offboarding, audit, scheduler, retry: config.retry });
+  return {
+    config,
+    credential,
+    directory,
+    audit,
+    scheduler,
+    offboarding,
+    queueProcessor,
+    serviceBus,
+    close: async () => {
+      await serviceBusScheduler?.close();
+      await client?.close();
+    },
+  };
 }
 
 let shared: Runtime | undefined;
 
 /** The process-wide runtime: settings are validated on first use and the SDK clients reused. */
 export function getRuntime(): Runtime {
-  shared ??= createRuntime();
+  shared ??= createRuntime(loadConfig(), { requireServiceBus: true });
   return shared;
 }

@@ -1,0 +1,30 @@
+/** A message the app puts (back) on one of its queues. */
+export interface OutgoingMessage {
+  body: unknown;
+  messageId: string;
+  contentType?: string;
+  subject?: string;
+  applicationProperties: Record<string, string | number | boolean>;
+}
+
+/** Schedules messages on the app's queues: delayed retries and leave dates. */
+export interface Scheduler {
+  /** Returns the Service Bus sequence number (as text: it is a 64-bit integer). */
+  schedule(queue: string, message: OutgoingMessage, at: Date): Promise<string>;
+  /** Returns false when the message is no longer scheduled (already enqueued or cancelled). */
+  cancel(queue: string, sequenceNumber: string): Promise<boolean>;
+}
+
+/** Application properties the app sets on the copies it schedules. */
+export const MessageProperties = {
+  /** 1-based processing attempt this copy carries. */
+  attempt: 'offboardingAttempt',
+  /** MessageId of the message first received for this event. */
+  originalMessageId: 'offboardingOriginalMessageId',
+  /** Set on the copy scheduled for a leave date: act when it arrives. */
+  scheduledFor: 'offboardingScheduledFor',
+  /** Replay metadata, set by `offboard dlq replay`. */
+  replayedBy: 'offboardingReplayedBy',
+  replayedAt: 'offboardingReplayedAt',
+  replayOf: 'offboardingReplayOf',
+} as const;

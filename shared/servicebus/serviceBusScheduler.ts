@@ -1,0 +1,88 @@
+import { isServiceBusError, ServiceBusClient, type ServiceBusSender } from '@azure/service-bus';
+import type { TokenCredential } from '@azure/identity';
+import Long from 'long';
+import { ErrorCodes, OffboardingError } from '../errors';
+import type { OutgoingMessage, Scheduler } from '../messaging';
+
+export interface ServiceBusTarget {
+  fullyQualifiedNamespace?: string;
+  connectionString?: string;
+}
+
+export function createServiceBusClient(target: ServiceBusTarget, credential: TokenCredential): ServiceBusClient {
+  if (target.connectionString !== undefined) return new ServiceBusClient(target.connectionString);
+  if (target.fullyQualifiedNamespace !== undefined) {
+    return new ServiceBusClient(target.fullyQualifiedNamespace, credential);
+  }
+  throw new OffboardingError(
+    ErrorCodes.InvalidConfiguration,
+    'Setting ServiceBusConnection__fullyQualifiedNamespace is required (or ServiceBusConnection for local development).',
+    { retryable: false },
+  );
+}
+
+/** Translates what the Service Bus SDK throws into the app's taxonomy. */
+export function translateServiceBusError(action: string, error: unknown): OffboardingError {
+  if (isServiceBusError(error)) {
+    const hint = error.code === 'UnauthorizedAccess' ? ' The identity needs Azure Service Bus Data Sender on the queue.' : '';
+    return new OffboardingError(ErrorCodes.MessagingUnavailable, `Could not ${action}: ${error.code}: ${error.message}.${hint}`, {
+      retryable: error.retryable || error.code === 'ServiceBusy' || error.code === 'ServiceTimeout',
+      cause: error,
+    });
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  return new OffboardingError(ErrorCodes.MessagingUnavailable, `Could not ${action}: ${message}`, {
+    retryable: true,
+    cause: error,
+  });
+}
+
+/** Scheduler on Service Bus scheduled messages; one sender per queue, reused. */
+export class ServiceBusScheduler implements Scheduler {
+  private readonly senders = new Map<string, ServiceBusSender>();
+
+  constructor(private readonly client: ServiceBusClient) {}
+
+  async schedule(queue: string, message: OutgoingMessage, at: Date): Promise<string> {
+    try {
+      const [sequence] = await this.sender(queue).scheduleMessages(
+        {
+          body: message.body,
+          messageId: message.messageId,
+          contentType: message.contentType ?? 'application/json',
+          applicationProperties: message.applicationProperties,
+          ...(message.subject === undefined ? {} : { subject: message.subject }),
+        },
+        at,
+      );
+      if (sequence === undefined) throw new Error('no sequence number returned');
+      return sequence.toString();
+    } catch (error) {
+      throw translateServiceBusError(`schedule a message on ${queue}`, error);
+    }
+  }
+
+  async cancel(queue: string, sequenceNumber: string): Promise<boolean> {
+    try {
+      await this.sender(queue).cancelScheduledMessages(Long.fromString(sequenceNumber));
+      return true;
+    } catch (error) {
+      if (isServiceBusError(error) && error.code === 'MessageNotFound') return false;
+      throw translateServiceBusError(`cancel scheduled message ${sequenceNumber} on ${queue}`, error);
+    }
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.senders.values()].map((sender) => sender.close()));
+    this.senders.clear();
+  }
+
+  private sender(queue: string): ServiceBusSender {
+    let sender = this.senders.get(queue);
+    if (sender === undefined) {
+      sender = this.client.createSender(queue);
+      this.senders.set(queue, sender);
+    }
+    return sender;
+  }
+}
