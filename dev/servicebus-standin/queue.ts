@@ -259,7 +259,7 @@ export class Entity {
 function applyProperties(entries: TypedEntries, properties?: Record<string, unknown>): void {
   if (!properties) return;
   for (const [key, value] of Object.entries(properties)) {
-    if (value === undefined) continue;
+    if (value === undefined || value === null) continue;
     setEntry(entries, key, rheaTypes.wrap(value));
   }
 }

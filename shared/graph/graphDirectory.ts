@@ -187,7 +187,7 @@ async function translateResponse(operation: GraphOperation, response: Response):
   try {
     const body = (await response.json()) as GraphErrorBody;
     graphCode = body.error?.code ?? '';
-    graphMessage = body.error?.message ?? '';
+    graphMessage = (body.error?.message ?? '').replace(/\.+$/, '');
   } catch {
     // Not JSON (a gateway's HTML page): the status says enough.
   }

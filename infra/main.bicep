@@ -1,0 +1,221 @@
+// Entra offboarding: everything `azd up` creates, with least privilege and no keys.
+// test/infra/*.test.ts parse these files and compare them with shared/config.ts (app settings),
+// shared/queuePolicy.ts (queues) and shared/graph/permissions.ts (Graph permissions).
+targetScope = 'subscription'
+
+@minLength(1)
+@maxLength(64)
+@description('Name of the azd environment. Names the resource group and seeds the resource token.')
+param environmentName string
+
+@minLength(1)
+@description('Region for every resource. It must offer the Flex Consumption plan.')
+@metadata({ azd: { type: 'location' } })
+param location string
+
+@description('Object id of whoever runs azd (AZURE_PRINCIPAL_ID). Used only when grantDeployerOpsAccess is true.')
+param principalId string = ''
+
+@description('Principal type of principalId.')
+@allowed(['User', 'ServicePrincipal'])
+param principalType string = 'User'
+
+@description('Also give the deploying user the ops role set (dead-letter replay, enqueue, audit read). Off by default.')
+param grantDeployerOpsAccess bool = false
+
+@description('DRY_RUN app setting. true (the first-deploy default): read and audit what would be done, write nothing to Graph.')
+param dryRun bool = true
+
+@description('PROTECTED_USERS app setting: object ids and/or UPNs (comma or semicolon separated) never written to. Put break-glass accounts here.')
+param protectedUsers string = ''
+
+@description('Grant User-PasswordProfile.ReadWrite.All so events may reset passwords. The identity also needs the User Administrator Entra role (see docs/deploy.md).')
+param enablePasswordReset bool = false
+
+@description('Grant the Graph application permissions with the Microsoft Graph Bicep extension. false: an admin runs infra/scripts/grant-graph-permissions.sh instead.')
+param grantGraphPermissions bool = true
+
+@description('GRAPH_ENDPOINT app setting: Microsoft Graph root of the cloud in use.')
+param graphEndpoint string = 'https://graph.microsoft.com'
+
+@description('Object id of the HR system that publishes "employee leaving" events. Empty: no publisher is authorized yet.')
+param hrPublisherPrincipalId string = ''
+
+@description('Principal type of hrPublisherPrincipalId.')
+@allowed(['ServicePrincipal', 'Group', 'User'])
+param hrPublisherPrincipalType string = 'ServicePrincipal'
+
+@description('Object id of the ops group that runs `offboard dlq list/replay`, `offboard enqueue` and `offboard audit`. Empty: none.')
+param opsGroupPrincipalId string = ''
+
+@description('Principal type of opsGroupPrincipalId.')
+@allowed(['Group', 'User', 'ServicePrincipal'])
+param opsGroupPrincipalType string = 'Group'
+
+@description('E-mail address that receives the alerts. Empty: the action group has no receiver yet.')
+param alertEmail string = ''
+
+@description('Alert when no "employee leaving" event arrived for this many hours. 0: no such alert.')
+@allowed([0, 1, 6, 12, 24])
+param noEventsAlertHours int = 0
+
+@description('Log Analytics retention in days (function logs, audit-table access logs).')
+@minValue(30)
+@maxValue(730)
+param logRetentionDays int = 90
+
+@description('Upper bound of Flex Consumption instances. Lower it to stay further below the Graph write quota.')
+@minValue(1)
+@maxValue(1000)
+param maximumInstanceCount int = 40
+
+@description('Flex Consumption instance memory.')
+@allowed([512, 2048, 4096])
+param instanceMemoryMB int = 2048
+
+var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+var tags = { 'azd-env-name': environmentName }
+
+// Defaults of EMPLOYEE_LEAVING_QUEUE, MFA_ENABLED_QUEUE and AUDIT_TABLE_NAME in shared/config.ts.
+var queueNames = {
+  employeeLeaving: 'employee-leaving'
+  mfaEnabled: 'mfa-enabled'
+}
+var auditTableName = 'OffboardingAudit'
+var deploymentContainerName = 'app-package'
+var functionAppName = 'func-${resourceToken}'
+
+// Principals that get the ops role set: the ops group and, if asked, the deploying user.
+var opsGroupPrincipals = empty(opsGroupPrincipalId) ? [] : [{ id: opsGroupPrincipalId, type: opsGroupPrincipalType }]
+var deployerOpsPrincipals = grantDeployerOpsAccess && !empty(principalId) ? [{ id: principalId, type: principalType }] : []
+var opsPrincipals = concat(opsGroupPrincipals, deployerOpsPrincipals)
+
+resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: 'rg-${environmentName}'
+  location: location
+  tags: tags
+}
+
+module identity 'modules/identity.bicep' = {
+  name: 'identity'
+  scope: rg
+  params: {
+    name: 'id-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module monitoring 'modules/monitoring.bicep' = {
+  name: 'monitoring'
+  scope: rg
+  params: {
+    workspaceName: 'log-${resourceToken}'
+    applicationInsightsName: 'appi-${resourceToken}'
+    location: location
+    tags: tags
+    retentionInDays: logRetentionDays
+    functionPrincipalId: identity.outputs.principalId
+    functionAppName: functionAppName
+    storageAccountName: 'st${resourceToken}'
+    auditTableName: auditTableName
+  }
+}
+
+module storage 'modules/storage.bicep' = {
+  name: 'storage'
+  scope: rg
+  params: {
+    name: 'st${resourceToken}'
+    location: location
+    tags: tags
+    deploymentContainerName: deploymentContainerName
+    auditTableName: auditTableName
+    functionPrincipalId: identity.outputs.principalId
+    opsPrincipals: opsPrincipals
+    logAnalyticsWorkspaceId: monitoring.outputs.workspaceId
+  }
+}
+
+module serviceBus 'modules/servicebus.bicep' = {
+  name: 'servicebus'
+  scope: rg
+  params: {
+    name: 'sb-${resourceToken}'
+    location: location
+    tags: tags
+    employeeLeavingQueueName: queueNames.employeeLeaving
+    mfaEnabledQueueName: queueNames.mfaEnabled
+    functionPrincipalId: identity.outputs.principalId
+    hrPublisherPrincipalId: hrPublisherPrincipalId
+    hrPublisherPrincipalType: hrPublisherPrincipalType
+    opsPrincipals: opsPrincipals
+  }
+}
+
+module functionApp 'modules/functionapp.bicep' = {
+  name: 'functionapp'
+  scope: rg
+  params: {
+    name: functionAppName
+    planName: 'plan-${resourceToken}'
+    location: location
+    tags: tags
+    identityId: identity.outputs.id
+    identityClientId: identity.outputs.clientId
+    storageBlobEndpoint: storage.outputs.blobEndpoint
+    storageTableEndpoint: storage.outputs.tableEndpoint
+    deploymentContainerName: deploymentContainerName
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    serviceBusFullyQualifiedNamespace: serviceBus.outputs.fullyQualifiedNamespace
+    employeeLeavingQueueName: queueNames.employeeLeaving
+    mfaEnabledQueueName: queueNames.mfaEnabled
+    auditTableName: auditTableName
+    graphEndpoint: graphEndpoint
+    protectedUsers: protectedUsers
+    dryRun: dryRun
+    maximumInstanceCount: maximumInstanceCount
+    instanceMemoryMB: instanceMemoryMB
+  }
+}
+
+module graphPermissions 'modules/graph-permissions.bicep' = if (grantGraphPermissions) {
+  name: 'graph-permissions'
+  scope: rg
+  params: {
+    principalId: identity.outputs.principalId
+    enablePasswordReset: enablePasswordReset
+  }
+}
+
+module alerts 'modules/alerts.bicep' = {
+  name: 'alerts'
+  scope: rg
+  params: {
+    actionGroupName: 'ag-${resourceToken}'
+    tags: tags
+    alertEmail: alertEmail
+    serviceBusNamespaceName: serviceBus.outputs.name
+    queueNames: [
+      queueNames.employeeLeaving
+      queueNames.mfaEnabled
+    ]
+    noEventsQueueName: queueNames.employeeLeaving
+    noEventsAlertHours: noEventsAlertHours
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+  }
+}
+
+// Written to .azure/<env>/.env by azd: the ops CLI and the scripts read them from there.
+output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = tenant().tenantId
+output AZURE_RESOURCE_GROUP string = rg.name
+output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
+output MANAGED_IDENTITY_CLIENT_ID string = identity.outputs.clientId
+output MANAGED_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
+output ServiceBusConnection__fullyQualifiedNamespace string = serviceBus.outputs.fullyQualifiedNamespace
+output EMPLOYEE_LEAVING_QUEUE string = queueNames.employeeLeaving
+output MFA_ENABLED_QUEUE string = queueNames.mfaEnabled
+output AUDIT_TABLE_ENDPOINT string = functionApp.outputs.auditTableEndpoint
+output AUDIT_TABLE_NAME string = auditTableName
+output LOG_ANALYTICS_WORKSPACE_ID string = monitoring.outputs.workspaceId

@@ -1,0 +1,176 @@
+// Alerts for the people who run the offboarding: dead letters, failing invocations and, if wanted,
+// an HR feed that went silent. All go to one action group.
+param actionGroupName string
+param tags object
+
+@description('E-mail receiver; empty for none (add receivers in the portal or set ALERT_EMAIL).')
+param alertEmail string
+
+param serviceBusNamespaceName string
+
+@description('Queues whose dead-letter queue is watched.')
+param queueNames array
+
+@description('Queue watched by the "no events" alert.')
+param noEventsQueueName string
+
+@description('Hours without an incoming event before alerting; 0 disables the alert.')
+@allowed([0, 1, 6, 12, 24])
+param noEventsAlertHours int
+
+param applicationInsightsName string
+
+var emailReceivers = empty(alertEmail) ? [] : [{ name: 'ops-email', emailAddress: alertEmail, useCommonAlertSchema: true }]
+
+resource namespace 'Microsoft.ServiceBus/namespaces@2024-01-01' existing = {
+  name: serviceBusNamespaceName
+}
+
+resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing = {
+  name: applicationInsightsName
+}
+
+resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = {
+  name: actionGroupName
+  location: 'Global'
+  tags: tags
+  properties: {
+    groupShortName: 'offboarding'
+    enabled: true
+    emailReceivers: emailReceivers
+  }
+}
+
+// Anything in a dead-letter queue is an event that was not carried out: a permanent failure
+// (audited with its reason) or retries exhausted. Stays fired until the queue is drained or replayed.
+resource deadLetterAlerts 'Microsoft.Insights/metricAlerts@2018-03-01' = [
+  for queueName in queueNames: {
+    name: 'dead-letters-${queueName}'
+    location: 'global'
+    tags: tags
+    properties: {
+      description: 'Messages in the dead-letter queue of ${queueName}. Inspect with `offboard dlq list --queue ${queueName}`.'
+      severity: 1
+      enabled: true
+      scopes: [
+        namespace.id
+      ]
+      evaluationFrequency: 'PT5M'
+      windowSize: 'PT5M'
+      autoMitigate: true
+      criteria: {
+        'odata.type': 'Microsoft.Azure.Monitor.SingleResourceMultipleMetricCriteria'
+        allOf: [
+          {
+            criterionType: 'StaticThresholdCriterion'
+            name: 'DeadLetteredMessages'
+            metricNamespace: 'Microsoft.ServiceBus/namespaces'
+            metricName: 'DeadletteredMessages'
+            dimensions: [
+              {
+                name: 'EntityName'
+                operator: 'Include'
+                values: [
+                  queueName
+                ]
+              }
+            ]
+            operator: 'GreaterThan'
+            threshold: 0
+            timeAggregation: 'Maximum'
+          }
+        ]
+      }
+      actions: [
+        {
+          actionGroupId: actionGroup.id
+        }
+      ]
+    }
+  }
+]
+
+// A failed invocation is a permanent failure on its way to the dead-letter queue, or a host or
+// configuration problem (transient failures are rescheduled and complete successfully).
+resource functionFailuresAlert 'Microsoft.Insights/metricAlerts@2018-03-01' = {
+  name: 'function-failures'
+  location: 'global'
+  tags: tags
+  properties: {
+    description: 'Failed offboarding invocations. Query OffboardingFailures in Log Analytics.'
+    severity: 2
+    enabled: true
+    scopes: [
+      applicationInsights.id
+    ]
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT15M'
+    autoMitigate: true
+    criteria: {
+      'odata.type': 'Microsoft.Azure.Monitor.SingleResourceMultipleMetricCriteria'
+      allOf: [
+        {
+          criterionType: 'StaticThresholdCriterion'
+          name: 'FailedRequests'
+          metricNamespace: 'microsoft.insights/components'
+          metricName: 'requests/failed'
+          operator: 'GreaterThan'
+          threshold: 0
+          timeAggregation: 'Count'
+        }
+      ]
+    }
+    actions: [
+      {
+        actionGroupId: actionGroup.id
+      }
+    ]
+  }
+}
+
+resource noEventsAlert 'Microsoft.Insights/metricAlerts@2018-03-01' = if (noEventsAlertHours > 0) {
+  name: 'no-events-${noEventsQueueName}'
+  location: 'global'
+  tags: tags
+  properties: {
+    description: 'No event reached ${noEventsQueueName} for ${noEventsAlertHours} hours: check the HR publisher.'
+    severity: 3
+    enabled: true
+    scopes: [
+      namespace.id
+    ]
+    evaluationFrequency: 'PT1H'
+    windowSize: 'PT${noEventsAlertHours}H'
+    autoMitigate: true
+    criteria: {
+      'odata.type': 'Microsoft.Azure.Monitor.SingleResourceMultipleMetricCriteria'
+      allOf: [
+        {
+          criterionType: 'StaticThresholdCriterion'
+          name: 'NoIncomingMessages'
+          metricNamespace: 'Microsoft.ServiceBus/namespaces'
+          metricName: 'IncomingMessages'
+          dimensions: [
+            {
+              name: 'EntityName'
+              operator: 'Include'
+              values: [
+                noEventsQueueName
+              ]
+            }
+          ]
+          operator: 'LessThan'
+          threshold: 1
+          timeAggregation: 'Total'
+        }
+      ]
+    }
+    actions: [
+      {
+        actionGroupId: actionGroup.id
+      }
+    ]
+  }
+}
+
+output actionGroupId string = actionGroup.id

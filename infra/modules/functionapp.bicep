@@ -1,0 +1,129 @@
+// The function app on Flex Consumption (Linux, Node 22), running as the user-assigned identity.
+// Every connection is identity-based; the app settings are the contract in shared/config.ts.
+param name string
+param planName string
+param location string
+param tags object
+
+@description('Resource id of the user-assigned identity.')
+param identityId string
+
+@description('Client id of the user-assigned identity.')
+param identityClientId string
+
+@description('Blob endpoint of the storage account (with trailing slash).')
+param storageBlobEndpoint string
+
+@description('Table endpoint of the storage account (with trailing slash).')
+param storageTableEndpoint string
+
+param deploymentContainerName string
+param applicationInsightsName string
+param serviceBusFullyQualifiedNamespace string
+param employeeLeavingQueueName string
+param mfaEnabledQueueName string
+param auditTableName string
+param graphEndpoint string
+param protectedUsers string
+param dryRun bool
+
+@minValue(1)
+@maxValue(1000)
+param maximumInstanceCount int
+
+@allowed([512, 2048, 4096])
+param instanceMemoryMB int
+
+// AUDIT_TABLE_ENDPOINT is documented without a trailing slash.
+var auditTableEndpoint = endsWith(storageTableEndpoint, '/') ? substring(storageTableEndpoint, 0, length(storageTableEndpoint) - 1) : storageTableEndpoint
+
+resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing = {
+  name: applicationInsightsName
+}
+
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  name: planName
+  location: location
+  tags: tags
+  kind: 'functionapp'
+  sku: {
+    name: 'FC1'
+    tier: 'FlexConsumption'
+  }
+  properties: {
+    reserved: true
+  }
+}
+
+resource site 'Microsoft.Web/sites@2024-04-01' = {
+  name: name
+  location: location
+  tags: union(tags, { 'azd-service-name': 'api' })
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${identityId}': {}
+    }
+  }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    siteConfig: {
+      minTlsVersion: '1.2'
+    }
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: '${storageBlobEndpoint}${deploymentContainerName}'
+          authentication: {
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: identityId
+          }
+        }
+      }
+      scaleAndConcurrency: {
+        maximumInstanceCount: maximumInstanceCount
+        instanceMemoryMB: instanceMemoryMB
+      }
+      runtime: {
+        name: 'node'
+        version: '22'
+      }
+    }
+  }
+}
+
+resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
+  parent: site
+  name: 'appsettings'
+  properties: {
+    // Functions host storage, through the identity (Storage Blob Data Owner, Table Data Contributor).
+    AzureWebJobsStorage__blobServiceUri: storageBlobEndpoint
+    AzureWebJobsStorage__tableServiceUri: storageTableEndpoint
+    AzureWebJobsStorage__credential: 'managedidentity'
+    AzureWebJobsStorage__clientId: identityClientId
+    // Application Insights with Entra authentication (local auth is disabled on the component).
+    APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsights.properties.ConnectionString
+    APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
+    // Service Bus triggers and the retry scheduler.
+    ServiceBusConnection__fullyQualifiedNamespace: serviceBusFullyQualifiedNamespace
+    ServiceBusConnection__credential: 'managedidentity'
+    ServiceBusConnection__clientId: identityClientId
+    EMPLOYEE_LEAVING_QUEUE: employeeLeavingQueueName
+    MFA_ENABLED_QUEUE: mfaEnabledQueueName
+    // Microsoft Graph and the audit table, through the same identity.
+    AZURE_CLIENT_ID: identityClientId
+    GRAPH_ENDPOINT: graphEndpoint
+    AUDIT_TABLE_ENDPOINT: auditTableEndpoint
+    AUDIT_TABLE_NAME: auditTableName
+    // Policy.
+    PROTECTED_USERS: protectedUsers
+    DRY_RUN: dryRun ? 'true' : 'false'
+  }
+}
+
+output name string = site.name
+output id string = site.id
+output auditTableEndpoint string = auditTableEndpoint

@@ -1,0 +1,367 @@
+import { TableClient } from '@azure/data-tables';
+import {
+  ADMIN_ID,
+  ALICE_ID,
+  ALICE_UPN,
+  BOB_ID,
+  BOB_UPN,
+  BREAKGLASS_ID,
+  BREAKGLASS_UPN,
+  DOLLAR_ID,
+  DOLLAR_UPN,
+  GUEST_ID,
+  GUEST_UPN,
+  SYNCED_ID,
+  SYNCED_UPN,
+} from '../../dev/graph-standin';
+import { createQueueHandler, SettlementError } from '../../shared/functionHandler';
+import type { AuditRecord } from '../../shared/ports';
+import { cloudEvent, startWorld, type World } from '../support/world';
+
+let world: World;
+
+beforeAll(async () => {
+  world = await startWorld();
+});
+afterAll(async () => {
+  await world.stop();
+});
+beforeEach(() => {
+  world.graph.reset();
+  world.logs.length = 0;
+});
+
+const leavingHandler = () =>
+  createQueueHandler(() => world.runtime, 'employeeLeaving', ['employee.leaving', 'employee.leaving.cancelled']);
+const mfaHandler = () => createQueueHandler(() => world.runtime, 'mfaEnabled', ['mfa.enabled']);
+
+async function deliver(
+  handler: ReturnType<typeof leavingHandler>,
+  body: unknown,
+  messageId?: string,
+): Promise<SettlementError | undefined> {
+  try {
+    await handler(body, world.context(messageId === undefined ? {} : { messageId }));
+    return undefined;
+  } catch (error) {
+    if (error instanceof SettlementError) return error;
+    throw error;
+  }
+}
+
+async function auditOf(eventId: string): Promise<AuditRecord> {
+  const record = await world.runtime.audit.get(eventId);
+  if (!record) throw new Error(`no audit record for ${eventId}`);
+  return record;
+}
+
+const writes = () => world.graph.writes().map((r) => `${r.method} ${r.decodedPath}`);
+
+describe('employee.leaving end to end', () => {
+  it('disables the account, revokes sessions, proves it and audits once', async () => {
+    const before = world.graph.getUser(ALICE_ID)?.signInSessionsValidFromDateTime;
+    const event = cloudEvent('employee.leaving', { user: ALICE_UPN, reason: 'resignation', ticket: 'HR-4711' });
+    expect(await deliver(leavingHandler(), event)).toBeUndefined();
+
+    expect(writes()).toEqual([`PATCH /v1.0/users/${ALICE_ID}`, `POST /v1.0/users/${ALICE_ID}/revokeSignInSessions`]);
+    expect(world.graph.writes()[0]?.body).toEqual({ accountEnabled: false });
+    const user = world.graph.getUser(ALICE_ID);
+    expect(user?.accountEnabled).toBe(false);
+
+    const record = await auditOf(event.id as string);
+    expect(record).toMatchObject({
+      eventId: event.id,
+      eventType: 'employee.leaving',
+      source: '/hr/workday',
+      user: ALICE_UPN,
+      objectId: ALICE_ID,
+      userPrincipalName: ALICE_UPN,
+      requestedActions: ['disableAccount', 'revokeSignInSessions'],
+      outcome: 'succeeded',
+      reason: 'resignation',
+      ticket: 'HR-4711',
+      attempts: 1,
+      duplicates: 0,
+      dryRun: false,
+    });
+    expect(record.actions.map((a) => [a.action, a.status])).toEqual([
+      ['disableAccount', 'succeeded'],
+      ['revokeSignInSessions', 'succeeded'],
+    ]);
+    expect(record.verification?.verified).toBe(true);
+    expect(record.verification?.previousSignInSessionsValidFrom).toBe(before);
+    expect(record.verification?.signInSessionsValidFrom).toBe(user?.signInSessionsValidFromDateTime);
+    expect(Date.parse(record.verification?.signInSessionsValidFrom ?? '')).toBeGreaterThan(Date.parse(before ?? ''));
+    // Every Graph call's request id is kept for support cases.
+    expect(record.graphRequestIds).toEqual(world.graph.requests.map((r) => r.requestId));
+    expect(world.logs.some((l) => l.level === 'information' && l.text.includes('Event processed'))).toBe(true);
+  });
+
+  it('calls Graph with a managed identity token for the GRAPH_ENDPOINT resource', async () => {
+    await deliver(mfaHandler(), cloudEvent('mfa.enabled', { user: BOB_UPN }));
+    // The scope follows GRAPH_ENDPOINT (sovereign clouds), here the stand-in's own URL.
+    expect(world.identity.requests.map((r) => r.resource)).toContain(world.graph.url);
+    expect(world.graph.requests.length).toBeGreaterThan(0);
+    for (const request of world.graph.requests) {
+      expect(request.headers.authorization).toMatch(/^Bearer ey/);
+      expect(request.status).toBeLessThan(300);
+    }
+  });
+
+  it('leaves the account enabled when disableAccount is false', async () => {
+    const event = cloudEvent('com.contoso.hr.employee.leaving', { user: BOB_ID, disableAccount: false });
+    expect(await deliver(leavingHandler(), event)).toBeUndefined();
+    expect(writes()).toEqual([`POST /v1.0/users/${BOB_ID}/revokeSignInSessions`]);
+  });
+
+  it('addresses a guest by %23EXT%23 and records that revocation does not reach the home tenant', async () => {
+    const event = cloudEvent('employee.leaving', { user: GUEST_UPN });
+    expect(await deliver(leavingHandler(), event)).toBeUndefined();
+    expect(world.graph.requests[0]?.path).toContain('carol_fabrikam.com%23EXT%23@contoso.onmicrosoft.com');
+    const record = await auditOf(event.id as string);
+    expect(record.objectId).toBe(GUEST_ID);
+    expect(record.outcome).toBe('succeeded');
+    expect(record.notes.join(' ')).toMatch(/does not reach the home tenant.*disabling the account is what blocks access/);
+  });
+
+  it("addresses a UPN starting with $ as users('...')", async () => {
+    const event = cloudEvent('employee.leaving', { user: DOLLAR_UPN, disableAccount: false });
+    expect(await deliver(leavingHandler(), event)).toBeUndefined();
+    expect(world.graph.requests[0]?.path).toMatch(/^\/v1\.0\/users\('\$svc-legacy@contoso\.com'\)/);
+    expect((await auditOf(event.id as string)).objectId).toBe(DOLLAR_ID);
+  });
+
+  it('still revokes a synced user and says the disable and reset belong in on-premises AD', async () => {
+    const event = cloudEvent('employee.leaving', { user: SYNCED_UPN, resetPassword: true });
+    const error = await deliver(leavingHandler(), event);
+    expect(error).toMatchObject({ code: 'OnPremisesMastered', retryable: false });
+    expect(writes()).toEqual([`POST /v1.0/users/${SYNCED_ID}/revokeSignInSessions`]);
+    const record = await auditOf(event.id as string);
+    expect(record.outcome).toBe('failed');
+    expect(record.actions.map((a) => [a.action, a.status, a.errorCode])).toEqual([
+      ['disableAccount', 'failed', 'OnPremisesMastered'],
+      ['resetPassword', 'failed', 'OnPremisesMastered'],
+      ['revokeSignInSessions', 'succeeded', undefined],
+    ]);
+    expect(record.actions[0]?.message).toMatch(/disable the account in on-premises AD/);
+    expect(record.verification?.verified).toBe(true);
+  });
+
+  it('attempts every action on an admin, names the missing role on 403 and never retries it', async () => {
+    const event = cloudEvent('employee.leaving', { user: ADMIN_ID, disableAccount: false, resetPassword: true });
+    const messageId = 'msg-admin-1';
+    const error = await deliver(leavingHandler(), event, messageId);
+    expect(error).toMatchObject({ code: 'Forbidden', retryable: false });
+    expect(writes()).toEqual([`PATCH /v1.0/users/${ADMIN_ID}`, `POST /v1.0/users/${ADMIN_ID}/revokeSignInSessions`]);
+    const record = await auditOf(event.id as string);
+    const reset = record.actions.find((a) => a.action === 'resetPassword');
+    expect(reset?.status).toBe('failed');
+    expect(reset?.message).toMatch(/Authorization_RequestDenied/);
+    expect(reset?.message).toMatch(/User-PasswordProfile\.ReadWrite\.All and the Entra role User Administrator/);
+    expect(reset?.message).toMatch(/Privileged Authentication Administrator/);
+    expect(record.actions.find((a) => a.action === 'revokeSignInSessions')?.status).toBe('succeeded');
+
+    // The same message again (Service Bus redelivery): no Graph call at all, straight on to the DLQ.
+    world.graph.reset();
+    const again = await deliver(leavingHandler(), event, messageId);
+    expect(again).toMatchObject({ code: 'Forbidden', retryable: false });
+    expect(world.graph.requests).toHaveLength(0);
+    expect((await auditOf(event.id as string)).attempts).toBe(2);
+  });
+
+  it('fails permanently on an unknown user without any write', async () => {
+    const event = cloudEvent('employee.leaving', { user: 'nobody@contoso.com' });
+    const error = await deliver(leavingHandler(), event);
+    expect(error).toMatchObject({ code: 'UserNotFound', retryable: false });
+    expect(error?.message).toMatch(/No such user in this tenant/);
+    expect(writes()).toEqual([]);
+    expect((await auditOf(event.id as string)).outcome).toBe('failed');
+  });
+
+  it.each([
+    ['UPN', BREAKGLASS_UPN.toUpperCase()],
+    ['object id', BREAKGLASS_ID],
+  ])('refuses a protected account named by %s and audits the refusal', async (_how, user) => {
+    const event = cloudEvent('employee.leaving', { user, resetPassword: true });
+    const error = await deliver(leavingHandler(), event);
+    expect(error).toMatchObject({ code: 'ProtectedAccount', retryable: false });
+    expect(writes()).toEqual([]);
+    const record = await auditOf(event.id as string);
+    expect(record.outcome).toBe('refused');
+    expect(record.actions.every((a) => a.status === 'not-attempted')).toBe(true);
+  });
+
+  it('counts a duplicate delivery of a finished event and writes nothing more', async () => {
+    const event = cloudEvent('employee.leaving', { user: BOB_UPN, disableAccount: false });
+    expect(await deliver(leavingHandler(), event, 'msg-dup-1')).toBeUndefined();
+    world.graph.reset();
+    expect(await deliver(leavingHandler(), event, 'msg-dup-2')).toBeUndefined();
+    expect(await deliver(leavingHandler(), JSON.stringify(event), 'msg-dup-3')).toBeUndefined();
+    expect(writes()).toEqual([]);
+    const record = await auditOf(event.id as string);
+    expect(record).toMatchObject({ outcome: 'succeeded', attempts: 1, duplicates: 2 });
+  });
+});
+
+describe('mfa.enabled end to end', () => {
+  it('only revokes sessions, and proves it', async () => {
+    const event = cloudEvent('mfa.enabled', { user: BOB_UPN, ticket: 'MFA-WAVE-3' });
+    expect(await deliver(mfaHandler(), Buffer.from(JSON.stringify(event)))).toBeUndefined();
+    expect(writes()).toEqual([`POST /v1.0/users/${BOB_ID}/revokeSignInSessions`]);
+    const record = await auditOf(event.id as string);
+    expect(record).toMatchObject({ outcome: 'succeeded', requestedActions: ['revokeSignInSessions'], ticket: 'MFA-WAVE-3' });
+    expect(record.verification?.verified).toBe(true);
+  });
+
+  it('rejects a leaver event sent to the MFA queue before any Graph call', async () => {
+    const event = cloudEvent('employee.leaving', { user: BOB_UPN });
+    const error = await deliver(mfaHandler(), event);
+    expect(error).toMatchObject({ code: 'InvalidEvent', retryable: false });
+    expect(world.graph.requests).toHaveLength(0);
+  });
+});
+
+describe('dry run', () => {
+  it('reads and evaluates, writes nothing, and audits what it would have done', async () => {
+    const runtime = world.runtimeWith({ DRY_RUN: 'true' });
+    const handler = createQueueHandler(() => runtime, 'employeeLeaving', ['employee.leaving']);
+    const event = cloudEvent('employee.leaving', { user: ALICE_ID, resetPassword: true });
+    await handler(event, world.context());
+    expect(writes()).toEqual([]);
+    expect(world.graph.requests.map((r) => r.method)).toEqual(['GET']);
+    const record = await runtime.audit.get(event.id as string);
+    expect(record?.outcome).toBe('dry-run');
+    expect(record?.dryRun).toBe(true);
+    expect(record?.actions.map((a) => [a.action, a.status])).toEqual([
+      ['disableAccount', 'would-run'],
+      ['resetPassword', 'would-run'],
+      ['revokeSignInSessions', 'would-run'],
+    ]);
+  });
+});
+
+describe('bad input never reaches Graph', () => {
+  const valid = () => cloudEvent('employee.leaving', { user: ALICE_UPN });
+  const bodies: Array<[string, unknown]> = [
+    ['empty body', ''],
+    ['not JSON', '{"specversion": "1.0",'],
+    ['binary garbage', Buffer.from([0xff, 0x00, 0x13])],
+    ['oversized', JSON.stringify({ ...valid(), padding: 'x'.repeat(70 * 1024) })],
+    ['array', [valid()]],
+    ['wrong specversion', { ...valid(), specversion: '0.3' }],
+    ['missing id', { ...valid(), id: undefined }],
+    ['missing source', { ...valid(), source: undefined }],
+    ['unknown type', { ...valid(), type: 'employee.promoted' }],
+    ['bad time', { ...valid(), time: '27/11/2026' }],
+    ['missing data', { ...valid(), data: undefined }],
+    ['missing user', { ...valid(), data: {} }],
+    ['user is a display name', { ...valid(), data: { user: 'Alice Anderson' } }],
+    ['user with a path', { ...valid(), data: { user: '../users/alice@contoso.com' } }],
+    ['user with a query', { ...valid(), data: { user: 'alice@contoso.com?$select=id' } }],
+    ['user with an ampersand', { ...valid(), data: { user: 'alice&bob@contoso.com' } }],
+    ['user with a newline', { ...valid(), data: { user: 'alice@contoso.com\n' } }],
+    ['user with a raw #', { ...valid(), data: { user: 'carol#EXT#contoso.com' } }],
+    ['disableAccount as text', { ...valid(), data: { user: ALICE_UPN, disableAccount: 'no' } }],
+    ['unknown data field', { ...valid(), data: { user: ALICE_UPN, resetPasword: true } }],
+    ['reason too long', { ...valid(), data: { user: ALICE_UPN, reason: 'r'.repeat(300) } }],
+    ['leave date not a date', { ...valid(), data: { user: ALICE_UPN, effectiveAt: 'soon' } }],
+  ];
+
+  it.each(bodies)('%s: clear error, audited, no Graph call', async (_kind, body) => {
+    const messageId = `bad-${Math.random()}`;
+    const error = await deliver(leavingHandler(), body, messageId);
+    expect(error).toMatchObject({ code: 'InvalidEvent', retryable: false });
+    expect(error?.message).toMatch(/Permanent failure InvalidEvent/);
+    expect(world.graph.requests).toHaveLength(0);
+    const key = typeof body === 'object' && body !== null && 'id' in body && typeof body.id === 'string' ? body.id : `message:${messageId}`;
+    const record = await auditOf(key);
+    expect(record).toMatchObject({ outcome: 'failed', errorCode: 'InvalidEvent', retryable: false });
+  });
+});
+
+describe('transient failures', () => {
+  it('turns Graph 429 into a scheduled retry that honours Retry-After, and the retry converges', async () => {
+    const event = cloudEvent('mfa.enabled', { user: BOB_UPN });
+    world.graph.injectFault({ operation: 'revoke', status: 429, retryAfterSeconds: 7 });
+    const started = Date.now();
+    expect(await deliver(mfaHandler(), event, 'msg-429')).toBeUndefined(); // completed: a retry is parked
+    const record = await auditOf(event.id as string);
+    expect(record).toMatchObject({ outcome: 'failed', errorCode: 'Throttled', retryable: true });
+    expect(Date.parse(record.nextAttemptAt ?? '')).toBeGreaterThanOrEqual(started + 7000);
+    expect(world.serviceBus.stats('mfa-enabled').scheduled).toBe(1);
+    expect(world.logs.some((l) => l.level === 'warning' && l.text.includes('retry scheduled'))).toBe(true);
+
+    // The scheduled copy, delivered as attempt 2, succeeds.
+    const retry = world.context({ messageId: 'msg-429-retry', applicationProperties: { offboardingAttempt: 2 } });
+    await mfaHandler()(event, retry);
+    expect(await auditOf(event.id as string)).toMatchObject({ outcome: 'succeeded', attempts: 2 });
+  });
+
+  it('treats Graph 5xx as retryable', async () => {
+    const event = cloudEvent('mfa.enabled', { user: BOB_UPN });
+    world.graph.injectFault({ operation: 'getUser', status: 503 });
+    expect(await deliver(mfaHandler(), event)).toBeUndefined();
+    expect(await auditOf(event.id as string)).toMatchObject({ errorCode: 'GraphUnavailable', retryable: true });
+    expect(writes()).toEqual([]);
+  });
+
+  it('treats a token endpoint outage as retryable', async () => {
+    // A user-assigned identity that has no cached token yet.
+    const runtime = world.runtimeWith({ AZURE_CLIENT_ID: '0b5e55ed-0000-4000-8000-00000000c11d' });
+    world.identity.setDown(true);
+    try {
+      const result = await runtime.offboarding.process({
+        body: cloudEvent('mfa.enabled', { user: BOB_UPN }),
+        accepts: ['mfa.enabled'],
+        messageId: 'msg-token-down',
+      });
+      expect(result.disposition).toBe('retry');
+      expect(result.error).toMatchObject({ code: 'AuthenticationFailed', retryable: true });
+      expect(result.error?.message).toMatch(/managed identity/);
+    } finally {
+      world.identity.setDown(false);
+    }
+    expect(world.graph.requests).toHaveLength(0);
+  }, 30_000);
+
+  it('does not act when the audit store is down: the message is given back, nothing lost', async () => {
+    const runtime = world.runtimeWith({
+      AUDIT_TABLE_CONNECTION_STRING: world.env.AUDIT_TABLE_CONNECTION_STRING!.replace(/TableEndpoint=http:\/\/127\.0\.0\.1:\d+/, 'TableEndpoint=http://127.0.0.1:9'),
+    });
+    const handler = createQueueHandler(() => runtime, 'mfaEnabled', ['mfa.enabled']);
+    await expect(handler(cloudEvent('mfa.enabled', { user: BOB_UPN }), world.context())).rejects.toMatchObject({
+      code: 'AuditUnavailable',
+      retryable: true,
+    });
+    expect(world.graph.requests).toHaveLength(0);
+  }, 60_000);
+});
+
+describe('permissions', () => {
+  it('names the missing Graph permission on 403', async () => {
+    const clientId = '0b5e55ed-0000-4000-8000-0000000000a1';
+    world.identity.setRoles(['User.Read.All'], clientId);
+    const runtime = world.runtimeWith({ AZURE_CLIENT_ID: clientId });
+    const result = await runtime.offboarding.process({
+      body: cloudEvent('mfa.enabled', { user: BOB_UPN }),
+      accepts: ['mfa.enabled'],
+      messageId: 'msg-no-role',
+    });
+    expect(result.disposition).toBe('reject');
+    expect(result.error?.code).toBe('Forbidden');
+    expect(result.error?.message).toMatch(/Grant the managed identity the Microsoft Graph application permission User\.RevokeSessions\.All/);
+  });
+});
+
+describe('audit table', () => {
+  it('keeps one entity per event id and no secrets', async () => {
+    const table = TableClient.fromConnectionString(world.env.AUDIT_TABLE_CONNECTION_STRING!, world.env.AUDIT_TABLE_NAME!, {
+      allowInsecureConnection: true,
+    });
+    const entities = [];
+    for await (const entity of table.listEntities()) entities.push(entity);
+    const ids = entities.map((e) => e.eventId as string);
+    expect(new Set(ids).size).toBe(ids.length);
+    expect(JSON.stringify(entities)).not.toMatch(/password"\s*:|access_token|Bearer /i);
+  });
+});

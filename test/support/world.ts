@@ -1,0 +1,117 @@
+import { InvocationContext } from '@azure/functions';
+import { randomUUID } from 'node:crypto';
+import { freePort } from '../../dev/azurite';
+import { startGraphStandIn, type GraphStandIn } from '../../dev/graph-standin';
+import { BREAKGLASS_UPN } from '../../dev/graph-standin';
+import { startManagedIdentityStandIn, type ManagedIdentityStandIn } from '../../dev/identity-standin';
+import { startServiceBusStandIn, type ServiceBusStandIn } from '../../dev/servicebus-standin';
+import { loadConfig } from '../../shared/config';
+import { GraphPermissions } from '../../shared/graph/permissions';
+import { createRuntime, type Runtime } from '../../shared/runtime';
+
+export const ALL_GRAPH_ROLES = Object.values(GraphPermissions);
+
+export interface CapturedLog {
+  level: string;
+  text: string;
+}
+
+export interface World {
+  identity: ManagedIdentityStandIn;
+  graph: GraphStandIn;
+  serviceBus: ServiceBusStandIn;
+  /** The settings the runtime was built from (a fresh audit table per world). */
+  env: Record<string, string>;
+  runtime: Runtime;
+  /** Builds a new runtime with extra settings over `env` (same stand-ins). */
+  runtimeWith(overrides: Record<string, string>): Runtime;
+  logs: CapturedLog[];
+  /** A real InvocationContext as the host would pass for a Service Bus message. */
+  context(metadata?: { messageId?: string; deliveryCount?: number; applicationProperties?: Record<string, unknown> }): InvocationContext;
+  stop(): Promise<void>;
+}
+
+/**
+ * The real parts a test needs: managed identity, Graph and Service Bus stand-ins, and the Azurite
+ * that the global setup started. Start one world per test file: @azure/identity picks its managed
+ * identity endpoint once per module registry.
+ */
+export async function startWorld(overrides: Record<string, string> = {}): Promise<World> {
+  const identity = await startManagedIdentityStandIn({ roles: ALL_GRAPH_ROLES, tokenLifetimeSeconds: 3600 });
+  // The token audience follows GRAPH_ENDPOINT, as for a sovereign cloud: the stand-in accepts its own URL.
+  const graphPort = await freePort();
+  const graph = await startGraphStandIn({ port: graphPort, audience: `https://127.0.0.1:${graphPort}` });
+  const serviceBus = await startServiceBusStandIn({
+    queues: [
+      { name: 'employee-leaving', maxDeliveryCount: 5, lockDurationMs: 5000, duplicateDetectionWindowMs: 60_000 },
+      { name: 'mfa-enabled', maxDeliveryCount: 5, lockDurationMs: 5000, duplicateDetectionWindowMs: 60_000 },
+    ],
+  });
+  Object.assign(process.env, identity.envFor());
+  const connectionString = process.env.TEST_AZURITE_CONNECTION_STRING;
+  if (!connectionString) throw new Error('TEST_AZURITE_CONNECTION_STRING is not set: run through jest with the global setup.');
+
+  const env: Record<string, string> = {
+    GRAPH_ENDPOINT: graph.url,
+    AUDIT_TABLE_CONNECTION_STRING: connectionString,
+    AUDIT_TABLE_NAME: `Audit${randomUUID().replace(/-/g, '').slice(0, 20)}`,
+    ServiceBusConnection: serviceBus.connectionString,
+    PROTECTED_USERS: BREAKGLASS_UPN,
+    GRAPH_MAX_RETRIES: '0',
+    GRAPH_MAX_RETRY_WAIT_SECONDS: '1',
+    RETRY_BASE_DELAY_SECONDS: '1',
+    RETRY_MAX_DELAY_SECONDS: '2',
+    ...overrides,
+  };
+  const runtimes: Runtime[] = [];
+  const runtimeWith = (extra: Record<string, string>) => {
+    const runtime = createRuntime(loadConfig({ ...env, ...extra }), { requireServiceBus: true });
+    runtimes.push(runtime);
+    return runtime;
+  };
+  const runtime = runtimeWith({});
+  const logs: CapturedLog[] = [];
+
+  return {
+    identity,
+    graph,
+    serviceBus,
+    env,
+    runtime,
+    runtimeWith,
+    logs,
+    context: (metadata = {}) =>
+      new InvocationContext({
+        invocationId: randomUUID(),
+        functionName: 'test',
+        triggerMetadata: {
+          messageId: metadata.messageId ?? randomUUID(),
+          deliveryCount: metadata.deliveryCount ?? 1,
+          applicationProperties: metadata.applicationProperties ?? {},
+        },
+        logHandler: (level, ...args) =>
+          logs.push({ level, text: args.map((a) => (typeof a === 'string' ? a : JSON.stringify(a))).join(' ') }),
+      }),
+    stop: async () => {
+      await Promise.all(runtimes.map((r) => r.close()));
+      await Promise.all([graph.stop(), identity.stop(), serviceBus.stop()]);
+    },
+  };
+}
+
+/** A CloudEvents 1.0 event as the HR system sends it. */
+export function cloudEvent(
+  type: string,
+  data: Record<string, unknown>,
+  id = `evt-${randomUUID()}`,
+): Record<string, unknown> {
+  return {
+    specversion: '1.0',
+    id,
+    source: '/hr/workday',
+    type,
+    time: new Date().toISOString(),
+    datacontenttype: 'application/json',
+    data,
+  };
+}
