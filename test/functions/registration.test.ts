@@ -1,21 +1,28 @@
-import { app } from '@azure/functions';
+type Registration = { name: string; options: Record<string, unknown> };
 
-describe('function registration', () => {
-  const registered: Array<{ name: string; options: Record<string, unknown> }> = [];
-
-  beforeAll(() => {
+/** Loads the function modules in a fresh module registry and records what they register. */
+function loadFunctions(...modules: string[]): Registration[] {
+  const registered: Registration[] = [];
+  jest.isolateModules(() => {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { app } = require('@azure/functions') as typeof import('@azure/functions');
     jest.spyOn(app, 'serviceBusQueue').mockImplementation((name: string, options: unknown) => {
       registered.push({ name, options: options as Record<string, unknown> });
     });
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    for (const module of modules) require(module);
+  });
+  return registered;
+}
+
+describe('function registration', () => {
+  beforeEach(() => {
+    process.env.AUDIT_TABLE_ENDPOINT = 'https://acct.table.core.windows.net';
+    process.env.ServiceBusConnection__fullyQualifiedNamespace = 'ns.servicebus.windows.net';
   });
 
   it('registers both queue triggers with the identity-based connection and queue names from settings', () => {
-    jest.isolateModules(() => {
-      process.env.AUDIT_TABLE_ENDPOINT = 'https://acct.table.core.windows.net';
-      process.env.ServiceBusConnection__fullyQualifiedNamespace = 'ns.servicebus.windows.net';
-      require('../../functions/employeeLeaving');
-      require('../../functions/mfaEnabled');
-    });
+    const registered = loadFunctions('../../functions/employeeLeaving', '../../functions/mfaEnabled');
     expect(registered.map((r) => [r.name, r.options.connection, r.options.queueName])).toEqual([
       ['employeeLeaving', 'ServiceBusConnection', '%EMPLOYEE_LEAVING_QUEUE%'],
       ['mfaEnabled', 'ServiceBusConnection', '%MFA_ENABLED_QUEUE%'],
@@ -25,8 +32,8 @@ describe('function registration', () => {
 
   it('refuses to load without a required setting, naming it', () => {
     delete process.env.ServiceBusConnection__fullyQualifiedNamespace;
-    jest.isolateModules(() => {
-      expect(() => require('../../functions/mfaEnabled')).toThrow(/ServiceBusConnection__fullyQualifiedNamespace is required/);
-    });
+    expect(() => loadFunctions('../../functions/mfaEnabled')).toThrow(
+      /ServiceBusConnection__fullyQualifiedNamespace is required/,
+    );
   });
 });
