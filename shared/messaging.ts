@@ -27,4 +27,6 @@ export const MessageProperties = {
   replayedBy: 'offboardingReplayedBy',
   replayedAt: 'offboardingReplayedAt',
   replayOf: 'offboardingReplayOf',
+  /** Who sent an `offboard enqueue` wave. */
+  enqueuedBy: 'offboardingEnqueuedBy',
 } as const;

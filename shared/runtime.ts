@@ -45,6 +45,8 @@ export function createCredential(config: AppConfig): TokenCredential {
 export interface RuntimeOptions {
   /** Fail now unless Service Bus settings are present (the functions need them to retry). */
   requireServiceBus?: boolean;
+  /** Use this identity instead of the app's (ops commands act as the person running them). */
+  credential?: TokenCredential;
 }
 
 export function createRuntime(config: AppConfig = loadConfig(), options: RuntimeOptions = {}): Runtime {
@@ -56,7 +58,7 @@ export function createRuntime(config: AppConfig = loadConfig(), options: Runtime
       { retryable: false },
     );
   }
-  const credential = createCredential(config);
+  const credential = options.credential ?? createCredential(config);
   const directory = new GraphDirectory({ config: config.graph, credential });
   const audit = new TableAuditLog(createTableClient(config.audit, credential));
 

@@ -1291,6 +1291,8 @@ export class FileEval {
     switch (e.k) {
       case 'str': {
         const parts = e.parts.map((p) => (typeof p === 'string' ? p : this.eval(p, env)));
+        // '${x}' is x itself.
+        if (parts.length === 1 && parts[0] instanceof Sym) return parts[0];
         if (parts.every((p) => typeof p === 'string' || typeof p === 'number' || typeof p === 'boolean')) {
           return parts.map((p) => String(p as string)).join('');
         }

@@ -477,7 +477,10 @@ function checkRoles(report: Report, contract: Contract, scenario: Scenario, dep:
 
   const queues = queueNamesOf(contract);
   const auditTable = settingDefault(contract, 'AUDIT_TABLE_NAME') ?? 'OffboardingAudit';
-  const expected = expectedRoles(queues, auditTable).filter((e) => scenario.principals.includes(e.principal));
+  // The deploying user, when given ops access, gets exactly the ops role set.
+  const expected = expectedRoles(queues, auditTable)
+    .flatMap((e): ExpectedRole[] => (e.principal === 'ops' ? [e, { ...e, principal: 'deployer' }] : [e]))
+    .filter((e) => scenario.principals.includes(e.principal));
   const matches = (e: ExpectedRole, a: ActualRole) =>
     a.principal === e.principal &&
     a.role === e.role &&

@@ -1,0 +1,179 @@
+/**
+ * The local sandbox (`npm start`): every part of the system on this machine, the same function
+ * handlers fed by a local runner. A development harness: production runs on Azure Functions.
+ *
+ *   npm start            start, send the samples, print what happened, keep running (Ctrl-C stops)
+ *   npm start -- --once  the same, then stop (used by the tests)
+ */
+import { ServiceBusClient } from '@azure/service-bus';
+import { readdir, readFile, writeFile, mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { loadConfig } from '../shared/config';
+import { createQueueHandler } from '../shared/functionHandler';
+import { GraphPermissions } from '../shared/graph/permissions';
+import type { AuditRecord } from '../shared/ports';
+import { QUEUE_POLICY } from '../shared/queuePolicy';
+import { createRuntime } from '../shared/runtime';
+import { freePort, startAzuriteTable } from './azurite';
+import { BOB_UPN, BREAKGLASS_UPN, startGraphStandIn } from './graph-standin';
+import { startManagedIdentityStandIn } from './identity-standin';
+import { startLocalRunner, type LogLine } from './localRunner';
+import { startServiceBusStandIn } from './servicebus-standin';
+
+const ROOT = join(__dirname, '..', '..');
+const SAMPLES = join(ROOT, 'samples');
+const ENV_FILE = join(ROOT, '.local', 'sandbox.env');
+const QUEUES = { employeeLeaving: 'employee-leaving', mfaEnabled: 'mfa-enabled' };
+/** Seconds ahead the demonstration departure is scheduled. */
+const DEMO_LEAVE_DELAY_SECONDS = 120;
+
+const out = (line = '') => process.stdout.write(line + '\n');
+
+function isFinal(record: AuditRecord | undefined): boolean {
+  if (record === undefined) return false;
+  return !(record.outcome === 'failed' && record.retryable !== false);
+}
+
+async function main(): Promise<void> {
+  const once = process.argv.includes('--once');
+  const verbose = process.argv.includes('--verbose');
+  out('Starting the local sandbox (a development harness; production runs on Azure Functions)...');
+
+  const azurite = await startAzuriteTable();
+  const serviceBus = await startServiceBusStandIn({
+    queues: Object.values(QUEUES).map((name) => ({
+      name,
+      maxDeliveryCount: QUEUE_POLICY.maxDeliveryCount,
+      lockDurationMs: QUEUE_POLICY.lockDurationMs,
+      duplicateDetectionWindowMs: QUEUE_POLICY.duplicateDetectionWindowMs,
+    })),
+  });
+  const graphPort = await freePort();
+  const graph = await startGraphStandIn({ port: graphPort, audience: `https://127.0.0.1:${graphPort}` });
+  const identity = await startManagedIdentityStandIn({ roles: Object.values(GraphPermissions) });
+
+  const env: Record<string, string> = {
+    ...identity.envFor(),
+    GRAPH_ENDPOINT: graph.url,
+    AUDIT_TABLE_CONNECTION_STRING: azurite.connectionString,
+    AUDIT_TABLE_NAME: 'OffboardingAudit',
+    ServiceBusConnection: serviceBus.connectionString,
+    EMPLOYEE_LEAVING_QUEUE: QUEUES.employeeLeaving,
+    MFA_ENABLED_QUEUE: QUEUES.mfaEnabled,
+    PROTECTED_USERS: BREAKGLASS_UPN,
+    DRY_RUN: 'false',
+    RETRY_BASE_DELAY_SECONDS: '5',
+    RETRY_MAX_DELAY_SECONDS: '60',
+  };
+  Object.assign(process.env, env);
+  await mkdir(join(ROOT, '.local'), { recursive: true });
+  await writeFile(ENV_FILE, Object.entries(env).map(([k, v]) => `${k}=${v}`).join('\n') + '\n', { mode: 0o600 });
+
+  const runtime = createRuntime(loadConfig(env), { requireServiceBus: true });
+  const logs: LogLine[] = [];
+  const runner = startLocalRunner({
+    connectionString: serviceBus.connectionString,
+    bindings: [
+      {
+        functionName: 'employeeLeaving',
+        queueName: QUEUES.employeeLeaving,
+        handler: createQueueHandler(() => runtime, 'employeeLeaving', ['employee.leaving', 'employee.leaving.cancelled']),
+      },
+      { functionName: 'mfaEnabled', queueName: QUEUES.mfaEnabled, handler: createQueueHandler(() => runtime, 'mfaEnabled', ['mfa.enabled']) },
+    ],
+    maxConcurrentCalls: 4,
+    onLog: (line) => {
+      logs.push(line);
+      if (verbose) out(`  [${line.functionName}] ${line.level}: ${line.text}`);
+    },
+  });
+
+  let stopping = false;
+  const stop = async (code: number) => {
+    if (stopping) return;
+    stopping = true;
+    out('\nStopping the sandbox...');
+    await runner.stop();
+    await runtime.close();
+    await Promise.all([serviceBus.stop(), graph.stop(), identity.stop(), azurite.stop()]);
+    process.exit(code);
+  };
+  process.on('SIGINT', () => void stop(0));
+  process.on('SIGTERM', () => void stop(0));
+
+  // Send the sample events, each to the queue its type belongs on.
+  const client = new ServiceBusClient(serviceBus.connectionString);
+  const files = (await readdir(SAMPLES)).filter((f) => f.endsWith('.json')).sort();
+  const eventIds: string[] = [];
+  for (const file of files) {
+    const body = JSON.parse(await readFile(join(SAMPLES, file), 'utf8')) as { id: string; type: string };
+    const queue = body.type.endsWith('mfa.enabled') ? QUEUES.mfaEnabled : QUEUES.employeeLeaving;
+    const sender = client.createSender(queue);
+    await sender.sendMessages({ body, messageId: `sample-${file}`, contentType: 'application/json' });
+    await sender.close();
+    eventIds.push(body.id);
+  }
+  // A departure with a leave date, to show scheduling: it fires while the sandbox runs.
+  const leaveAt = new Date(Date.now() + DEMO_LEAVE_DELAY_SECONDS * 1000).toISOString();
+  const demo = {
+    specversion: '1.0',
+    id: 'sample-leaver-with-leave-date',
+    source: '/hr/workday',
+    type: 'employee.leaving',
+    datacontenttype: 'application/json',
+    data: { user: BOB_UPN, disableAccount: true, effectiveAt: leaveAt, reason: 'leave date demo' },
+  };
+  const leavingSender = client.createSender(QUEUES.employeeLeaving);
+  await leavingSender.sendMessages({ body: demo, messageId: 'sample-leave-date', contentType: 'application/json' });
+  await leavingSender.close();
+  eventIds.push(demo.id);
+  out(`Sent ${eventIds.length} sample events (${files.join(', ')}, plus a departure scheduled for ${leaveAt}).`);
+
+  const deadline = Date.now() + 60_000;
+  let records: Array<AuditRecord | undefined> = [];
+  while (Date.now() < deadline) {
+    records = await Promise.all(eventIds.map((id) => runtime.audit.get(id)));
+    const deadLettered = serviceBus.stats(QUEUES.employeeLeaving).deadLettered + serviceBus.stats(QUEUES.mfaEnabled).deadLettered;
+    const permanent = records.filter((r) => r !== undefined && (r.outcome === 'refused' || r.retryable === false)).length;
+    if (records.every(isFinal) && deadLettered >= permanent) break;
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+
+  out('\nWhat happened to each event:');
+  for (const [i, id] of eventIds.entries()) {
+    const record = records[i];
+    if (!record) {
+      out(`- ${id}: no audit record yet`);
+      continue;
+    }
+    const actions = record.actions.map((a) => `${a.action}=${a.status}`).join(', ') || 'none';
+    const verified = record.verification ? ` | revocation verified: ${record.verification.verified ? 'yes' : 'NO'} (sessions valid from ${record.verification.signInSessionsValidFrom ?? '?'})` : '';
+    const error = record.errorCode ? ` | ${record.errorCode}: ${record.errorMessage ?? ''}` : '';
+    out(`- ${id} (${record.user ?? 'invalid'}): ${record.outcome} | ${actions}${verified}${error}`);
+  }
+  for (const queue of Object.values(QUEUES)) {
+    const stats = serviceBus.stats(queue);
+    out(`Queue ${queue}: ${stats.active} waiting, ${stats.scheduled} scheduled, ${stats.deadLettered} dead-lettered.`);
+  }
+
+  if (once) {
+    await client.close();
+    await stop(0);
+    return;
+  }
+  await client.close();
+  out(`
+The sandbox keeps running. In another terminal (settings are in .local/sandbox.env):
+  npm run --silent offboard:sandbox -- process --file samples/02-mfa-bob.json
+  npm run --silent offboard:sandbox -- audit --user alice@contoso.com
+  npm run --silent offboard:sandbox -- dlq list --queue employee-leaving
+  npm run --silent offboard:sandbox -- dlq replay --queue employee-leaving --dry-run
+  npm run --silent offboard:sandbox -- enqueue --type mfa.enabled --csv samples/mfa-wave.csv
+The departure scheduled for ${leaveAt} fires on its own; watch it with: audit --event ${demo.id}
+Press Ctrl-C to stop.`);
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`sandbox failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  process.exit(1);
+});
