@@ -33,7 +33,9 @@ function repoRoot(): string {
 
 /** Directory of the dev certificates; `DEV_CERTS_DIR` overrides the default `<repo>/.local/certs`. */
 export function devCertificatesDir(): string {
-  return process.env.DEV_CERTS_DIR ? resolve(process.env.DEV_CERTS_DIR) : join(repoRoot(), '.local', 'certs');
+  return process.env.DEV_CERTS_DIR
+    ? resolve(process.env.DEV_CERTS_DIR)
+    : join(repoRoot(), '.local', 'certs');
 }
 
 export function loadDevCertificates(): DevCertificates {
@@ -53,7 +55,12 @@ export function loadDevCertificates(): DevCertificates {
     };
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
-    throw new Error(`Development certificates in ${dir} are unreadable (${reason}). ${HOW_TO_FIX}`);
+    throw new Error(
+      `Development certificates in ${dir} are unreadable (${reason}). ${HOW_TO_FIX}`,
+      {
+        cause: error,
+      },
+    );
   }
 }
 

@@ -25,7 +25,7 @@ const SAMPLES = join(ROOT, 'samples');
 const ENV_FILE = join(ROOT, '.local', 'sandbox.env');
 const QUEUES = { employeeLeaving: 'employee-leaving', mfaEnabled: 'mfa-enabled' };
 /** Seconds ahead the demonstration departure is scheduled. */
-const DEMO_LEAVE_DELAY_SECONDS = 120;
+const DEMO_LEAVE_DELAY_SECONDS = 60;
 
 const out = (line = '') => process.stdout.write(line + '\n');
 

@@ -17,7 +17,15 @@
 
 import { spawn } from 'node:child_process';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { delimiter, dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -53,10 +61,12 @@ function problemWithExisting() {
       ['server', leaf],
     ]) {
       if (Date.parse(cert.validFrom) > now) return `${name} certificate is not valid yet`;
-      if (Date.parse(cert.validTo) - now < RENEW_MARGIN_MS) return `${name} certificate expires soon`;
+      if (Date.parse(cert.validTo) - now < RENEW_MARGIN_MS)
+        return `${name} certificate expires soon`;
     }
     if (!ca.ca) return 'ca.pem is not a CA certificate';
-    if (!leaf.checkIssued(ca) || !leaf.verify(ca.publicKey)) return 'server.pem is not signed by ca.pem';
+    if (!leaf.checkIssued(ca) || !leaf.verify(ca.publicKey))
+      return 'server.pem is not signed by ca.pem';
     if (!leaf.checkPrivateKey(key)) return 'server-key.pem does not match server.pem';
     if (!leaf.checkHost('localhost') || !leaf.checkIP('127.0.0.1') || !leaf.checkIP('::1')) {
       return 'server.pem lacks the localhost / 127.0.0.1 / ::1 subject alternative names';
@@ -84,7 +94,13 @@ async function generate() {
       notAfterDate: new Date(notAfter.getTime() + DAY_MS),
       extensions: [
         { name: 'basicConstraints', cA: true, pathLenConstraint: 0, critical: true },
-        { name: 'keyUsage', keyCertSign: true, cRLSign: true, digitalSignature: true, critical: true },
+        {
+          name: 'keyUsage',
+          keyCertSign: true,
+          cRLSign: true,
+          digitalSignature: true,
+          critical: true,
+        },
       ],
     },
   );
@@ -130,11 +146,15 @@ async function withLock(fn) {
     } catch (error) {
       if (error?.code !== 'EEXIST') throw error;
       try {
-        if (Date.now() - statSync(lock).mtimeMs > 60_000) rmSync(lock, { recursive: true, force: true });
+        if (Date.now() - statSync(lock).mtimeMs > 60_000) {
+          rmSync(lock, { recursive: true, force: true });
+        }
       } catch {
         // raced with the other process removing it; retry
       }
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${lock}`);
+      if (Date.now() > deadline) {
+        throw new Error(`timed out waiting for ${lock}`, { cause: error });
+      }
       await sleep(100);
     }
   }
@@ -150,7 +170,8 @@ export async function ensureDevCertificates({ quiet = false } = {}) {
   await withLock(async () => {
     const problem = problemWithExisting(); // re-check: another process may have just made them
     if (problem === undefined) return;
-    if (!quiet) console.error(`[with-dev-ca] ${problem}; generating a new local CA and certificate`);
+    if (!quiet)
+      console.error(`[with-dev-ca] ${problem}; generating a new local CA and certificate`);
     await generate();
     const after = problemWithExisting();
     if (after !== undefined) throw new Error(`generated certificates are unusable: ${after}`);
@@ -181,7 +202,8 @@ function extraCaFile() {
 function resolveCommand(command) {
   if (command.includes('/') || command.includes('\\')) return command;
   const binDir = join(repoRoot, 'node_modules', '.bin');
-  const candidates = process.platform === 'win32' ? [`${command}.cmd`, `${command}.exe`] : [command];
+  const candidates =
+    process.platform === 'win32' ? [`${command}.cmd`, `${command}.exe`] : [command];
   for (const candidate of candidates) {
     const full = join(binDir, candidate);
     if (existsSync(full)) return full;

@@ -55,8 +55,8 @@ export interface OffboardingDeps {
 
 /** Graph's timestamp has second precision and its clock is not ours: allow this much skew. */
 const VERIFY_CLOCK_SKEW_MS = 60_000;
-/** A leave date this close is "now": Service Bus may deliver a scheduled copy a little early. */
-const SCHEDULE_TOLERANCE_MS = 60_000;
+/** A leave date this close is "now" (the scheduled copy itself is recognised by its property). */
+const SCHEDULE_TOLERANCE_MS = 5_000;
 
 function plannedActions(event: OffboardingEvent): ActionName[] {
   if (event.kind !== 'employee.leaving') return ['revokeSignInSessions'];

@@ -203,7 +203,9 @@ const SELECTABLE = [
   'employeeId',
 ] as const;
 type Selectable = (typeof SELECTABLE)[number];
-const SELECTABLE_BY_LOWER = new Map<string, Selectable>(SELECTABLE.map((p) => [p.toLowerCase(), p]));
+const SELECTABLE_BY_LOWER = new Map<string, Selectable>(
+  SELECTABLE.map((p) => [p.toLowerCase(), p]),
+);
 
 /** PATCH-able string properties (besides accountEnabled, passwordProfile, businessPhones). */
 const STRING_PROPERTIES = [
@@ -232,8 +234,8 @@ const READ_ONLY = new Set(
 );
 /** Writable in Graph but not modelled by the stand-in. */
 const NOT_MODELLED = new Set(
-  ['userPrincipalName', 'mail', 'userType', 'usageLocation', 'otherMails', 'mailNickname'].map((p) =>
-    p.toLowerCase(),
+  ['userPrincipalName', 'mail', 'userType', 'usageLocation', 'otherMails', 'mailNickname'].map(
+    (p) => p.toLowerCase(),
   ),
 );
 /** Properties mastered on-premises for synchronised users (cloud writes fail with 400). */
@@ -367,14 +369,13 @@ export async function startGraphStandIn(options: GraphStandInOptions = {}): Prom
   let enforceRoles = options.enforceRoles ?? true;
   let appDirectoryRole: AppDirectoryRole = options.appDirectoryRole ?? 'User Administrator';
   const skew = options.clockSkewSeconds ?? 300;
+  const normaliseAudience = (aud: string) => aud.replace(/\/+$/, '').toLowerCase();
   const audiences = new Set(
-    [GRAPH_RESOURCE, `${GRAPH_RESOURCE}/`, GRAPH_APP_ID, options.audience]
+    [GRAPH_RESOURCE, GRAPH_APP_ID, options.audience]
       .filter((a): a is string => !!a)
-      .map((a) => a.toLowerCase()),
+      .map(normaliseAudience),
   );
-  let bucket:
-    | (ThrottleOptions & { tokens: number; last: number })
-    | undefined;
+  let bucket: (ThrottleOptions & { tokens: number; last: number }) | undefined;
   const sockets = new Set<Socket>();
   const timers = new Set<NodeJS.Timeout>();
 
@@ -433,7 +434,7 @@ export async function startGraphStandIn(options: GraphStandInOptions = {}): Prom
     if (typeof claims.nbf === 'number' && claims.nbf - skew > now) {
       throw unauthorized(MESSAGES.tokenNotYetValid);
     }
-    if (typeof claims.aud !== 'string' || !audiences.has(claims.aud.toLowerCase())) {
+    if (typeof claims.aud !== 'string' || !audiences.has(normaliseAudience(claims.aud))) {
       throw unauthorized(MESSAGES.tokenAudience);
     }
     if (options.tenantId && claims.tid !== options.tenantId) {
@@ -444,7 +445,8 @@ export async function startGraphStandIn(options: GraphStandInOptions = {}): Prom
       : [];
   };
 
-  const forbidden = () => new HttpError(403, 'Authorization_RequestDenied', MESSAGES.insufficientPrivileges);
+  const forbidden = () =>
+    new HttpError(403, 'Authorization_RequestDenied', MESSAGES.insufficientPrivileges);
   const requirePermission = (allowed: boolean) => {
     if (enforceRoles && !allowed) throw forbidden();
   };
@@ -460,7 +462,10 @@ export async function startGraphStandIn(options: GraphStandInOptions = {}): Prom
     const raw = query.$select;
     if (raw === undefined) return undefined;
     const selected: Selectable[] = [];
-    for (const name of raw.split(',').map((s) => s.trim()).filter(Boolean)) {
+    for (const name of raw
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean)) {
       const canonical = SELECTABLE_BY_LOWER.get(name.toLowerCase());
       if (!canonical) throw badRequest(MESSAGES.unknownSelect(name));
       if (!selected.includes(canonical)) selected.push(canonical);
@@ -545,7 +550,8 @@ export async function startGraphStandIn(options: GraphStandInOptions = {}): Prom
           if (value !== null && typeof value !== 'string') {
             throw requestBad(MESSAGES.invalidValue(property));
           }
-          if (property === 'displayName' && !value) throw requestBad(MESSAGES.invalidValue(property));
+          if (property === 'displayName' && !value)
+            throw requestBad(MESSAGES.invalidValue(property));
           changes.strings[property] = value;
         } else if (READ_ONLY.has(lower)) {
           throw requestBad(MESSAGES.readOnlyProperty(name));
@@ -654,6 +660,7 @@ export async function startGraphStandIn(options: GraphStandInOptions = {}): Prom
     if (active) {
       active.remaining -= 1;
       active.hits += 1;
+      if (active.remaining <= 0) faults = faults.filter((f) => f !== active);
       const { fault } = active;
       if (fault.kind === 'reset') {
         record.fault = 'reset';
@@ -701,7 +708,9 @@ export async function startGraphStandIn(options: GraphStandInOptions = {}): Prom
             'retry-after': String(bucket?.retryAfterSeconds ?? 1),
           });
         }
-        return usage >= 0.8 ? { 'x-ms-throttle-limit-percentage': usage.toFixed(1) } : {};
+        // Rounded, so that the trickle refilled between two calls does not hide the 80% mark.
+        const used = Math.round(usage * 100) / 100;
+        return used >= 0.8 ? { 'x-ms-throttle-limit-percentage': used.toFixed(1) } : {};
       };
 
       switch (route.operation) {
@@ -709,7 +718,10 @@ export async function startGraphStandIn(options: GraphStandInOptions = {}): Prom
           requirePermission(canReadUser(roles));
           const select = parseSelect(query);
           const user = lookup(key);
-          return send(200, { '@odata.context': contextFor(select, true), ...project(user, select) });
+          return send(200, {
+            '@odata.context': contextFor(select, true),
+            ...project(user, select),
+          });
         }
         case 'listUsers': {
           requirePermission(canReadUser(roles));
@@ -726,18 +738,16 @@ export async function startGraphStandIn(options: GraphStandInOptions = {}): Prom
           const user = lookup(key);
           // Guests: no effect at their home tenant, but Graph still answers 200 and stamps the time.
           user.signInSessionsValidFromDateTime = graphDateTime();
-          return send(
-            200,
-            { '@odata.context': `${METADATA}#Edm.Boolean`, value: true },
-            extra,
-          );
+          return send(200, { '@odata.context': `${METADATA}#Edm.Boolean`, value: true }, extra);
         }
         case 'patch': {
           const changes = validatePatch(body ?? {});
           const touchesOther =
             Object.keys(changes.strings).length > 0 || changes.businessPhones !== undefined;
-          const nothing = changes.accountEnabled === undefined && !changes.passwordProfile && !touchesOther;
-          if (changes.accountEnabled !== undefined) requirePermission(canWriteAccountEnabled(roles));
+          const nothing =
+            changes.accountEnabled === undefined && !changes.passwordProfile && !touchesOther;
+          if (changes.accountEnabled !== undefined)
+            requirePermission(canWriteAccountEnabled(roles));
           if (changes.passwordProfile) requirePermission(canWritePasswordProfile(roles));
           if (touchesOther) requirePermission(canWriteOther(roles));
           if (nothing) {
@@ -775,7 +785,8 @@ export async function startGraphStandIn(options: GraphStandInOptions = {}): Prom
               user.lastPasswordChangeDateTime = graphDateTime();
             }
             if (changes.passwordProfile.forceChangePasswordNextSignIn !== undefined) {
-              user.forceChangePasswordNextSignIn = changes.passwordProfile.forceChangePasswordNextSignIn;
+              user.forceChangePasswordNextSignIn =
+                changes.passwordProfile.forceChangePasswordNextSignIn;
             }
           }
           for (const [property, value] of Object.entries(changes.strings)) {
@@ -805,7 +816,11 @@ export async function startGraphStandIn(options: GraphStandInOptions = {}): Prom
     req.on('end', () => {
       if (tooLarge) {
         res.writeHead(413, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ error: { code: 'RequestEntityTooLarge', message: 'Request too large.' } }));
+        res.end(
+          JSON.stringify({
+            error: { code: 'RequestEntityTooLarge', message: 'Request too large.' },
+          }),
+        );
         return;
       }
       handle(req, res, Buffer.concat(chunks)).catch((error: unknown) => {

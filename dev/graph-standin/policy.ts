@@ -8,7 +8,12 @@
 /** Application permissions (app roles) that satisfy each operation, least privileged first. */
 export const PERMISSIONS = {
   /** GET /users/{id | userPrincipalName} */
-  readUser: ['User.Read.All', 'User.ReadWrite.All', 'Directory.Read.All', 'Directory.ReadWrite.All'],
+  readUser: [
+    'User.Read.All',
+    'User.ReadWrite.All',
+    'Directory.Read.All',
+    'Directory.ReadWrite.All',
+  ],
   /** POST /users/{id}/revokeSignInSessions */
   revokeSessions: ['User.RevokeSessions.All', 'User.ReadWrite.All', 'Directory.ReadWrite.All'],
   /**
@@ -18,7 +23,11 @@ export const PERMISSIONS = {
    */
   enableDisable: ['User.EnableDisableAccount.All', 'User.ReadWrite.All', 'Directory.ReadWrite.All'],
   /** PATCH passwordProfile */
-  passwordProfile: ['User-PasswordProfile.ReadWrite.All', 'User.ReadWrite.All', 'Directory.ReadWrite.All'],
+  passwordProfile: [
+    'User-PasswordProfile.ReadWrite.All',
+    'User.ReadWrite.All',
+    'Directory.ReadWrite.All',
+  ],
   /** PATCH of other (non-sensitive) properties */
   writeUser: ['User.ReadWrite.All', 'Directory.ReadWrite.All'],
 } as const;
@@ -120,8 +129,7 @@ export const MESSAGES = {
   unknownSelect: (property: string) =>
     `Parsing OData Select and Expand failed: Could not find a property named '${property}' on type 'microsoft.graph.user'.`,
   invalidProperty: (property: string) => `Invalid property '${property}'.`,
-  readOnlyProperty: (property: string) =>
-    `Property '${property}' is read-only and cannot be set.`,
+  readOnlyProperty: (property: string) => `Property '${property}' is read-only and cannot be set.`,
   invalidValue: (property: string) =>
     `Invalid value specified for property '${property}' of resource 'User'.`,
   tokenEmpty: 'Access token is empty.',

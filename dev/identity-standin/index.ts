@@ -110,7 +110,10 @@ export async function startManagedIdentityStandIn(
     ...((clientId ? rolesByClientId.get(clientId.toLowerCase()) : undefined) ?? defaultRoles),
   ];
 
-  const issue = (resource: string, clientId: string | undefined): { token: string; exp: number } => {
+  const issue = (
+    resource: string,
+    clientId: string | undefined,
+  ): { token: string; exp: number } => {
     const appid = clientId ?? SYSTEM_ASSIGNED_CLIENT_ID;
     const now = new Date();
     const mint: MintTokenOptions = {
@@ -164,7 +167,8 @@ export async function startManagedIdentityStandIn(
     if (url.pathname.replace(/\/+$/, '').toLowerCase() !== TOKEN_PATH) {
       return fail(404, `No route matches ${url.pathname}.`);
     }
-    if (req.method !== 'GET') return fail(405, `The requested resource does not support http method '${req.method}'.`);
+    if (req.method !== 'GET')
+      return fail(405, `The requested resource does not support http method '${req.method}'.`);
     const presented = req.headers['x-identity-header'];
     if (presented !== header) {
       return fail(
@@ -175,7 +179,10 @@ export async function startManagedIdentityStandIn(
       );
     }
     if (q.get('api-version') !== API_VERSION) {
-      return fail(400, `The api-version '${q.get('api-version') ?? ''}' is not supported; use ${API_VERSION}.`);
+      return fail(
+        400,
+        `The api-version '${q.get('api-version') ?? ''}' is not supported; use ${API_VERSION}.`,
+      );
     }
     if (!record.resource) return fail(400, 'Required query parameter resource is missing.');
     if (down) return fail(500, 'An unexpected error occurred while fetching the AAD token.');

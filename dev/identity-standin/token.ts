@@ -11,7 +11,7 @@ export const GRAPH_RESOURCE = 'https://graph.microsoft.com';
 export const GRAPH_APP_ID = '00000003-0000-0000-c000-000000000000';
 
 /** Fixed tenant id of the stand-in "contoso" tenant. */
-export const STANDIN_TENANT_ID = '72f988bf-0000-4000-8000-00000000c0de';
+export const STANDIN_TENANT_ID = 'c0a70500-0000-4000-8000-00000000c0de';
 /** Client (application) id of the stand-in's system-assigned managed identity. */
 export const SYSTEM_ASSIGNED_CLIENT_ID = '5a5a0000-0000-4000-8000-00000000a11d';
 /** Object (principal) id of the stand-in's system-assigned managed identity. */

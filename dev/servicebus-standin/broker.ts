@@ -3,7 +3,7 @@
  * consumer links, settlement, and the `$management` request/response operations that
  * @azure/service-bus uses.
  */
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import type { Server, Socket } from 'node:net';
 import type {
   AmqpError,
@@ -27,6 +27,7 @@ import {
   BATCH_MESSAGE_FORMAT,
   decodeMessage,
   encodeMessage,
+  ensureMessageId,
   parseMessage,
   reorderGuidBytes,
   timeValue,
@@ -58,7 +59,9 @@ const LOCK_LOST_DESCRIPTION =
 
 /** rhea internals used for flow control; its typings do not declare them. */
 interface LinkInternals {
-  local: { attach: { snd_settle_mode?: number; rcv_settle_mode?: number; max_message_size?: number } };
+  local: {
+    attach: { snd_settle_mode?: number; rcv_settle_mode?: number; max_message_size?: number };
+  };
 }
 interface SenderInternals extends LinkInternals {
   credit: number;
@@ -97,9 +100,7 @@ interface DeliveryInfo {
 }
 
 type ReceiverRole =
-  | { kind: 'cbs' }
-  | { kind: 'management'; entity: Entity }
-  | { kind: 'producer'; queue: Queue };
+  { kind: 'cbs' } | { kind: 'management'; entity: Entity } | { kind: 'producer'; queue: Queue };
 
 interface Reply {
   status: number;
@@ -162,12 +163,6 @@ function parseAddress(
   return { queue: segments.join('/'), deadLetter, management };
 }
 
-export interface BrokerOptions {
-  port: number;
-  host: string;
-  queues: QueueOptions[];
-}
-
 export class Broker {
   private readonly container: Container;
   private readonly queues = new Map<string, Queue>();
@@ -178,7 +173,7 @@ export class Broker {
   private readonly sockets = new Set<Socket>();
   private server: Server | undefined;
   private stopped = false;
-  private pumping = new Set<Entity>();
+  private readonly pumping = new Set<Entity>();
   private host = '127.0.0.1';
   port = 0;
 
@@ -260,6 +255,11 @@ export class Broker {
     c.on('sender_open', (ctx: EventContext) => ctx.sender && this.onSenderOpen(ctx.sender));
     c.on('receiver_open', (ctx: EventContext) => ctx.receiver && this.onReceiverOpen(ctx.receiver));
     c.on('sender_close', (ctx: EventContext) => ctx.sender && this.dropConsumer(ctx.sender));
+    c.on('session_close', (ctx: EventContext) => {
+      for (const [link, consumer] of this.consumers) {
+        if (consumer.link.session === ctx.session) this.dropConsumer(link);
+      }
+    });
     c.on('sender_flow', (ctx: EventContext) => this.onFlow(ctx.sender));
     c.on('sender_draining', (ctx: EventContext) => this.onDraining(ctx.sender));
     c.on('message', (ctx: EventContext) => this.onMessage(ctx));
@@ -436,7 +436,13 @@ export class Broker {
     const scheduledAt =
       timeValue(decoded.annotations['x-opt-scheduled-enqueue-time']) ?? scheduleDefault;
     if (queue.isDuplicate(decoded.messageId)) return queue.allocateSequenceNumber();
-    const message = queue.createMessage(parts, decoded.messageId);
+    let messageId = decoded.messageId;
+    if (messageId === undefined) {
+      // Like Service Bus, assign a MessageId when the client sent none.
+      messageId = randomUUID().replace(/-/g, '');
+      ensureMessageId(parts, messageId);
+    }
+    const message = queue.createMessage(parts, messageId);
     if (scheduledAt !== undefined && scheduledAt > Date.now()) {
       queue.main.schedule(message, scheduledAt);
     } else {

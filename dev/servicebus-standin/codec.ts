@@ -219,16 +219,16 @@ export function messageIdToString(id: unknown): string | undefined {
 }
 
 function toRecord(value: unknown): Record<string, unknown> {
-  return value !== null && typeof value === 'object' ? { ...(value as object) } : {};
+  return value !== null && typeof value === 'object' ? { ...value } : {};
 }
 
 /** Decodes a body the way @azure/service-bus does (data sections are tried as JSON). */
 function decodeBody(body: unknown): unknown {
   if (body !== null && typeof body === 'object' && 'typecode' in body && 'content' in body) {
-    const section = body as { typecode: unknown; content: unknown };
+    const section = body;
     if (section.typecode === SectionCode.data && Buffer.isBuffer(section.content)) {
       try {
-        return JSON.parse(section.content.toString('utf8')) as unknown;
+        return JSON.parse(section.content.toString('utf8'));
       } catch {
         return section.content;
       }
@@ -252,6 +252,24 @@ export function decodeMessage(buffer: Buffer): DecodedMessage {
 
 export function decodeParts(parts: MessageParts, deliveryCount = 0): DecodedMessage {
   return decodeMessage(encodeMessage(parts, { deliveryCount }));
+}
+
+/**
+ * Sets properties.message-id when the client sent none (Service Bus assigns one), keeping the
+ * other property fields as encoded.
+ */
+export function ensureMessageId(parts: MessageParts, messageId: string): void {
+  let fields: Typed[] = [];
+  if (parts.properties) {
+    const section = new typesRuntime.Reader(parts.properties).read();
+    const value: unknown = section.value;
+    if (Array.isArray(value)) fields = [...(value as Typed[])];
+  }
+  fields[0] = rheaTypes.wrap_string(messageId);
+  const list = rheaTypes.wrap_list(fields);
+  const writer = new typesRuntime.Writer();
+  writer.write(rheaTypes.described(rheaTypes.wrap_ulong(SectionCode.properties), list) as Typed);
+  parts.properties = writer.toBuffer();
 }
 
 /** Reads an AMQP timestamp / number annotation as epoch milliseconds. */

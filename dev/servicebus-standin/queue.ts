@@ -69,10 +69,6 @@ export class Entity {
     readonly isDeadLetter: boolean,
   ) {}
 
-  get path(): string {
-    return this.isDeadLetter ? `${this.queue.name}/$DeadLetterQueue` : this.queue.name;
-  }
-
   count(state: MessageState): number {
     return this.messages.filter((m) => m.state === state).length;
   }
@@ -330,13 +326,14 @@ export class Queue {
     return message;
   }
 
-  deadLetter(
-    message: StoredMessage,
-    details: { reason?: string; description?: string },
-  ): void {
+  deadLetter(message: StoredMessage, details: { reason?: string; description?: string }): void {
     const { parts } = message;
     if (details.reason !== undefined) {
-      setEntry(parts.applicationProperties, DEAD_LETTER_REASON, rheaTypes.wrap_string(details.reason));
+      setEntry(
+        parts.applicationProperties,
+        DEAD_LETTER_REASON,
+        rheaTypes.wrap_string(details.reason),
+      );
     }
     if (details.description !== undefined) {
       setEntry(

@@ -19,6 +19,7 @@ param functionPrincipalId string
 param hrPublisherPrincipalId string
 
 @description('Principal type of the HR publisher.')
+@allowed(['ServicePrincipal', 'Group', 'User'])
 param hrPublisherPrincipalType string
 
 @description('Principals ({ id, type }) that run `offboard dlq list/replay` and `offboard enqueue`.')

@@ -169,7 +169,9 @@ describe('Graph stand-in with the real Graph client and ManagedIdentityCredentia
   });
 
   it('PATCH accountEnabled=false disables the account (204)', async () => {
-    const result: unknown = await client().api(`/users/${ALICE_ID}`).patch({ accountEnabled: false });
+    const result: unknown = await client()
+      .api(`/users/${ALICE_ID}`)
+      .patch({ accountEnabled: false });
     expect(result).toBeFalsy();
     expect(graph.getUser(ALICE_UPN)?.accountEnabled).toBe(false);
     expect(graph.writes()[0]).toMatchObject({
@@ -189,7 +191,9 @@ describe('Graph stand-in with the real Graph client and ManagedIdentityCredentia
     expect(graph.requests.at(-1)?.path).toContain('%23EXT%23');
 
     // Revoke for a guest still answers 200 (no effect at the home tenant).
-    await client().api(`/users/${encodeURIComponent(GUEST_UPN)}/revokeSignInSessions`).post({});
+    await client()
+      .api(`/users/${encodeURIComponent(GUEST_UPN)}/revokeSignInSessions`)
+      .post({});
 
     const error = await graphError(client().api(`/users/${GUEST_UPN}`).get());
     expect(error.statusCode).toBe(404);
@@ -199,10 +203,10 @@ describe('Graph stand-in with the real Graph client and ManagedIdentityCredentia
   });
 
   it("addresses a $ UPN as users('...'); the plain path is a 400 like Graph", async () => {
-    const user = (await client()
-      .api(`/users('${DOLLAR_UPN}')`)
-      .select('id')
-      .get()) as Record<string, unknown>;
+    const user = (await client().api(`/users('${DOLLAR_UPN}')`).select('id').get()) as Record<
+      string,
+      unknown
+    >;
     expect(user).toMatchObject({ id: DOLLAR_ID });
     await client().api(`/users('${DOLLAR_UPN}')/revokeSignInSessions`).post({});
     expect(graph.getUser(DOLLAR_ID)?.signInSessionsValidFromDateTime).not.toBe(
@@ -211,8 +215,14 @@ describe('Graph stand-in with the real Graph client and ManagedIdentityCredentia
     // The key form works for any key, with quotes doubled.
     const byId = (await client().api(`/users('${ALICE_ID}')`).get()) as Record<string, unknown>;
     expect(byId.id).toBe(ALICE_ID);
-    graph.addUser({ id: '0b1e0000-0000-4000-8000-0000000000aa', userPrincipalName: "o'hara@contoso.com" });
-    const quoted = (await client().api(`/users('o''hara@contoso.com')`).get()) as Record<string, unknown>;
+    graph.addUser({
+      id: '0b1e0000-0000-4000-8000-0000000000aa',
+      userPrincipalName: "o'hara@contoso.com",
+    });
+    const quoted = (await client().api(`/users('o''hara@contoso.com')`).get()) as Record<
+      string,
+      unknown
+    >;
     expect(quoted.userPrincipalName).toBe("o'hara@contoso.com");
 
     const error = await graphError(client().api(`/users/${DOLLAR_UPN}`).get());
@@ -320,7 +330,9 @@ describe('Graph stand-in with the real Graph client and ManagedIdentityCredentia
 
     for (const weak of ['Short1!', 'alllowercaseletters', 'lowercase123456']) {
       const error = await graphError(
-        client().api(`/users/${BOB_ID}`).patch({ passwordProfile: { password: weak } }),
+        client()
+          .api(`/users/${BOB_ID}`)
+          .patch({ passwordProfile: { password: weak } }),
       );
       expect(error.statusCode).toBe(400);
       expect(error.code).toBe('Request_BadRequest');
@@ -405,7 +417,9 @@ describe('Graph stand-in with the real Graph client and ManagedIdentityCredentia
     }
     expect(always.remaining).toBe(Infinity);
     always.remove();
-    await expect(client().api(`/users/${ALICE_UPN}`).get()).resolves.toMatchObject({ id: ALICE_ID });
+    await expect(client().api(`/users/${ALICE_UPN}`).get()).resolves.toMatchObject({
+      id: ALICE_ID,
+    });
 
     graph.injectFault({ operation: 'getUser', kind: 'reset' });
     await expect(client().api(`/users/${ALICE_ID}`).get()).rejects.toThrow();
@@ -436,6 +450,20 @@ describe('Graph stand-in with the real Graph client and ManagedIdentityCredentia
     await client().api(`/users/${BOB_ID}`).get();
     graph.throttle(null);
     await revoke();
+
+    // From 80% of the quota, responses carry x-ms-throttle-limit-percentage.
+    graph.throttle({ writesPerWindow: 5, windowMs: 3_600_000, retryAfterSeconds: 3 });
+    const token = mintAccessToken({ roles: ['User.RevokeSessions.All'] });
+    const percentages: Array<string | null> = [];
+    for (let i = 0; i < 5; i += 1) {
+      const response = await fetch(`${graph.url}/v1.0/users/${BOB_ID}/revokeSignInSessions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}` },
+      });
+      await response.arrayBuffer();
+      percentages.push(response.headers.get('x-ms-throttle-limit-percentage'));
+    }
+    expect(percentages).toEqual([null, null, null, '0.8', '1.0']);
   });
 
   it('sends Graph-like headers and echoes client-request-id', async () => {
@@ -455,10 +483,14 @@ describe('Graph stand-in with the real Graph client and ManagedIdentityCredentia
   });
 
   it('answers unsupported routes and methods like Graph', async () => {
-    const auth = { authorization: `Bearer ${mintAccessToken({ roles: ['Directory.ReadWrite.All'] })}` };
+    const auth = {
+      authorization: `Bearer ${mintAccessToken({ roles: ['Directory.ReadWrite.All'] })}`,
+    };
     const del = await rawFetch(`/v1.0/users/${ALICE_ID}`, { method: 'DELETE', headers: auth });
     expect(del.status).toBe(405);
-    const getAction = await rawFetch(`/v1.0/users/${ALICE_ID}/revokeSignInSessions`, { headers: auth });
+    const getAction = await rawFetch(`/v1.0/users/${ALICE_ID}/revokeSignInSessions`, {
+      headers: auth,
+    });
     expect(getAction.status).toBe(405);
     const segment = await rawFetch(`/v1.0/widgets`, { headers: auth });
     expect(segment).toMatchObject({ status: 400, body: { error: { code: 'BadRequest' } } });
@@ -477,10 +509,12 @@ describe('Graph stand-in with the real Graph client and ManagedIdentityCredentia
       MESSAGES.readOnlyProperty('signInSessionsValidFromDateTime'),
     );
     expect(routeGraphRequest('GET', '/beta/users/x').error?.status).toBe(400);
-    expect(routeGraphRequest('POST', '/v1.0/users/x/microsoft.graph.revokeSignInSessions')).toEqual({
-      operation: 'revoke',
-      key: 'x',
-    });
+    expect(routeGraphRequest('POST', '/v1.0/users/x/microsoft.graph.revokeSignInSessions')).toEqual(
+      {
+        operation: 'revoke',
+        key: 'x',
+      },
+    );
   });
 
   it('lists users with $select and a simple $filter', async () => {

@@ -154,7 +154,9 @@ describe('managed identity stand-in', () => {
   });
 
   it('refuses client ids that are not attached when a list is configured', async () => {
-    const restricted = await startManagedIdentityStandIn({ userAssignedClientIds: ['attached-id'] });
+    const restricted = await startManagedIdentityStandIn({
+      userAssignedClientIds: ['attached-id'],
+    });
     try {
       const header = { 'x-identity-header': restricted.header };
       const base = `${restricted.endpoint}?api-version=${API_VERSION}&resource=${GRAPH_RESOURCE}`;

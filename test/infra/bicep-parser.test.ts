@@ -1,5 +1,13 @@
 /** The Bicep reader the infra checks rely on: parsing and in-memory evaluation of the subset used. */
-import { BicepSyntaxError, Deployment, parseBicep, resourceAccess, show, stripComments, isSym } from './bicep';
+import {
+  BicepSyntaxError,
+  Deployment,
+  parseBicep,
+  resourceAccess,
+  show,
+  stripComments,
+  isSym,
+} from './bicep';
 
 const deployOne = (source: string, params: Record<string, string | number | boolean> = {}) =>
   new Deployment({ 'main.bicep': source }, 'main.bicep', params);
@@ -26,7 +34,9 @@ describe('Bicep parser', () => {
       ['name', 'string', ['description', 'minLength']],
       ['flag', 'bool', []],
     ]);
-    expect(source.slice(file.params[0]?.start, file.params[0]?.end)).toBe("@description('The name.')\n@minLength(1)\nparam name string");
+    expect(source.slice(file.params[0]?.start, file.params[0]?.end)).toBe(
+      "@description('The name.')\n@minLength(1)\nparam name string",
+    );
     expect(file.vars[0]?.source).toBe("'https://example.com/a//b'");
     expect(file.resources[0]?.condition).toBeDefined();
     expect(file.resources[0]?.type).toBe('Microsoft.Foo/bars');
@@ -39,14 +49,14 @@ describe('Bicep parser', () => {
         "param env string = 'dev'",
         "var escaped = 'it\\'s ${toUpper(env)}'",
         "var items = [for (x, i) in ['a', 'b']: { name: '${x}${i}', first: i == 0 }]",
-        "var picked = filter(items, item => item.first)[0].name",
+        'var picked = filter(items, item => item.first)[0].name',
         "var mapped = map(['x'], (v, i) => '${v}${i}')",
         "var objects = concat([{ id: 'a', type: 'Group' }], empty(env) ? [] : [{ id: env, type: 'User' }])",
         "var multi = '''",
         'line one',
         "it's raw ${not interpolated}",
         "'''",
-        "var calc = (1 + 2) * 3 - 4 / 2 % 3",
+        'var calc = (1 + 2) * 3 - 4 / 2 % 3',
         'var cond = !empty(env) && length(env) >= 3 || false',
         "var coalesced = null ?? 'fallback'",
         "var split = split(split('https://sb.servicebus.windows.net:443/', '//')[1], ':')[0]",
@@ -117,24 +127,36 @@ describe('Bicep parser', () => {
       'Microsoft.ServiceBus/namespaces/queues',
     ]);
     const two = new Deployment(files, 'main.bicep', { principals: ['a', 'b'], enabled: true });
-    const assignments = two.resources().filter((r) => r.type === 'Microsoft.Authorization/roleAssignments');
-    expect(assignments.map((r) => (r.body.properties as Record<string, unknown>).principalId)).toEqual(['a', 'b']);
+    const assignments = two
+      .resources()
+      .filter((r) => r.type === 'Microsoft.Authorization/roleAssignments');
+    expect(
+      assignments.map((r) => (r.body.properties as Record<string, unknown>).principalId),
+    ).toEqual(['a', 'b']);
     expect(resourceAccess(assignments[0]?.body.scope)?.instance.name).toBe('q1');
     const seen = two.main.output('fromChild');
-    expect(isSym(seen) && show(seen)).toBe('resource(Microsoft.ManagedIdentity/userAssignedIdentities:id-${uniqueString(resourceGroup().id)}).properties.principalId');
+    expect(isSym(seen) && show(seen)).toBe(
+      'resource(Microsoft.ManagedIdentity/userAssignedIdentities:id-${uniqueString(resourceGroup().id)}).properties.principalId',
+    );
     expect(two.resources().some((r) => r.name === 'optional')).toBe(true);
   });
 
   test('unsupported or malformed Bicep is an error, not a guess', () => {
     expect(() => parseBicep('x.bicep', 'type t = string')).toThrow(BicepSyntaxError);
-    expect(() => parseBicep('x.bicep', "resource r 'A/b@1' = {\n  resource c 'd' = {}\n}")).toThrow(/nested resource/);
+    expect(() => parseBicep('x.bicep', "resource r 'A/b@1' = {\n  resource c 'd' = {}\n}")).toThrow(
+      /nested resource/,
+    );
     expect(() => parseBicep('x.bicep', "var a = 'unterminated")).toThrow(/unterminated/);
     expect(() => parseBicep('x.bicep', 'var a = { b: 1 c: 2 }')).toThrow(BicepSyntaxError);
     expect(() => deployOne('var a = b').main.variable('a')).toThrow(/unknown name "b"/);
-    expect(() => new Deployment({ 'main.bicep': 'param a string' }, 'main.bicep', { nope: 'x' })).toThrow(/no parameter "nope"/);
+    expect(
+      () => new Deployment({ 'main.bicep': 'param a string' }, 'main.bicep', { nope: 'x' }),
+    ).toThrow(/no parameter "nope"/);
   });
 
   test('stripComments keeps strings that contain comment markers', () => {
-    expect(stripComments("var a = 'x // y' // gone\n/* block\n */var b = 1")).toBe("var a = 'x // y' \n\nvar b = 1");
+    expect(stripComments("var a = 'x // y' // gone\n/* block\n */var b = 1")).toBe(
+      "var a = 'x // y' \n\nvar b = 1",
+    );
   });
 });

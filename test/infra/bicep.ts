@@ -204,7 +204,13 @@ function lex(file: string, src: string, lineOffset = 0): Token[] {
     }
     const punct = PUNCTUATION.find((p) => src.startsWith(p, i));
     if (punct === undefined) err(`unexpected character ${JSON.stringify(c)}`);
-    tokens.push({ kind: 'punct', value: punct as string, line, start: i, end: i + (punct as string).length });
+    tokens.push({
+      kind: 'punct',
+      value: punct as string,
+      line,
+      start: i,
+      end: i + (punct as string).length,
+    });
     i += (punct as string).length;
   }
   tokens.push({ kind: 'eof', value: '', line, start: src.length, end: src.length });
@@ -405,12 +411,18 @@ class Parser {
       }
       if (token.kind !== 'ident') this.err(`unexpected "${token.value}"`);
       const keyword = this.next().value;
-      const base = () => ({ start, end: this.tokens[this.pos - 1]?.end ?? start, line: token.line, decorators });
+      const base = () => ({
+        start,
+        end: this.tokens[this.pos - 1]?.end ?? start,
+        line: token.line,
+        decorators,
+      });
       switch (keyword) {
         case 'targetScope': {
           this.expect('=');
           const value = this.parseExpr();
-          if (value.k !== 'str' || typeof value.parts[0] !== 'string') this.err('targetScope must be a string');
+          if (value.k !== 'str' || typeof value.parts[0] !== 'string')
+            this.err('targetScope must be a string');
           file.targetScope = value.parts[0];
           break;
         }
@@ -433,7 +445,13 @@ class Parser {
             this.next();
             defaultValue = this.parseExpr();
           }
-          file.params.push({ kind: 'param', name, type, ...(defaultValue ? { defaultValue } : {}), ...base() });
+          file.params.push({
+            kind: 'param',
+            name,
+            type,
+            ...(defaultValue ? { defaultValue } : {}),
+            ...base(),
+          });
           break;
         }
         case 'var': {
@@ -476,7 +494,13 @@ class Parser {
           if (pathToken.kind !== 'string') this.err('expected the module path string', pathToken);
           this.expect('=');
           const body = this.parseDeclBody();
-          file.modules.push({ kind: 'module', symbol, path: this.literalString(pathToken), ...body, ...base() });
+          file.modules.push({
+            kind: 'module',
+            symbol,
+            path: this.literalString(pathToken),
+            ...body,
+            ...base(),
+          });
           break;
         }
         case 'output': {
@@ -499,7 +523,8 @@ class Parser {
 
   private literalString(token: Token): string {
     const parts = token.str?.parts ?? [];
-    if (parts.length !== 1 || !('text' in (parts[0] as object))) this.err('expected a plain string', token);
+    if (parts.length !== 1 || !('text' in (parts[0] as object)))
+      this.err('expected a plain string', token);
     return (parts[0] as { text: string }).text;
   }
 
@@ -668,7 +693,11 @@ class Parser {
       if ('text' in part) {
         parts.push(part.text);
       } else {
-        const inner = new Parser(this.file, part.source, lex(this.file, part.source, part.line - 1));
+        const inner = new Parser(
+          this.file,
+          part.source,
+          lex(this.file, part.source, part.line - 1),
+        );
         inner.context.push('ws');
         const e = inner.parseExpr();
         if (inner.peek().kind !== 'eof') inner.err('unexpected text in interpolation');
@@ -745,12 +774,18 @@ class Parser {
         let key: string | Expr;
         if (keyToken.kind === 'ident') {
           if ((keyToken.value === 'resource' || keyToken.value === 'module') && !this.is(':')) {
-            this.err('nested resource declarations are not supported by the test parser: declare them at top level with `parent:`', keyToken);
+            this.err(
+              'nested resource declarations are not supported by the test parser: declare them at top level with `parent:`',
+              keyToken,
+            );
           }
           key = keyToken.value;
         } else if (keyToken.kind === 'string') {
           const parsed = this.parseInterpolated(keyToken);
-          key = parsed.k === 'str' && parsed.parts.length === 1 && typeof parsed.parts[0] === 'string' ? parsed.parts[0] : parsed;
+          key =
+            parsed.k === 'str' && parsed.parts.length === 1 && typeof parsed.parts[0] === 'string'
+              ? parsed.parts[0]
+              : parsed;
         } else {
           this.err(`expected a property name, found "${keyToken.value}"`, keyToken);
         }
@@ -797,7 +832,10 @@ class Parser {
         items.push(this.parseExpr());
         const after = this.tokens[this.pos] as Token;
         if (after.kind !== 'newline' && !this.is(',', after) && !this.is(']', after)) {
-          this.err(`expected a new line, "," or "]" after array item, found "${after.value}"`, after);
+          this.err(
+            `expected a new line, "," or "]" after array item, found "${after.value}"`,
+            after,
+          );
         }
       }
       this.context.pop();
@@ -824,7 +862,8 @@ export function stripComments(source: string): string {
       i = end;
     } else if (source[i] === "'") {
       let k = i + 1;
-      while (k < source.length && source[k] !== "'" && source[k] !== '\n') k += source[k] === '\\' ? 2 : 1;
+      while (k < source.length && source[k] !== "'" && source[k] !== '\n')
+        k += source[k] === '\\' ? 2 : 1;
       out += source.slice(i, k + 1);
       i = k + 1;
     } else if (source.startsWith('//', i)) {
@@ -918,7 +957,11 @@ export function sameValue(a: Value | undefined, b: Value | undefined): boolean {
       case 'resource':
         return y.t === 'resource' && x.instance === y.instance;
       case 'collection':
-        return y.t === 'collection' && x.symbol === y.symbol && x.instances.every((i, n) => i === y.instances[n]);
+        return (
+          y.t === 'collection' &&
+          x.symbol === y.symbol &&
+          x.instances.every((i, n) => i === y.instances[n])
+        );
       case 'module':
         return y.t === 'module' && x.instance === y.instance;
       case 'access':
@@ -962,10 +1005,13 @@ export function symParts(v: Value | undefined, out: Sym[] = []): Sym[] {
 }
 
 /** If v is `<resource>.<path...>`, the resource instance and the path. */
-export function resourceAccess(v: Value | undefined): { instance: ResourceInstance; path: Value[] } | undefined {
+export function resourceAccess(
+  v: Value | undefined,
+): { instance: ResourceInstance; path: Value[] } | undefined {
   if (!(v instanceof Sym)) return undefined;
   if (v.d.t === 'resource') return { instance: v.d.instance, path: [] };
-  if (v.d.t === 'access' && v.d.base.d.t === 'resource') return { instance: v.d.base.d.instance, path: v.d.path };
+  if (v.d.t === 'access' && v.d.base.d.t === 'resource')
+    return { instance: v.d.base.d.instance, path: v.d.path };
   return undefined;
 }
 
@@ -977,10 +1023,10 @@ export interface Env {
   locals: ReadonlyMap<string, Value>;
 }
 
-export class EvalError extends Error {
+export class BicepEvalError extends Error {
   constructor(file: string, line: number, message: string) {
     super(`${file}:${line}: ${message}`);
-    this.name = 'EvalError';
+    this.name = 'BicepEvalError';
   }
 }
 
@@ -1085,7 +1131,7 @@ export class FileEval {
   ) {}
 
   private err(line: number, message: string): never {
-    throw new EvalError(this.file.path, line, message);
+    throw new BicepEvalError(this.file.path, line, message);
   }
 
   private env(locals: ReadonlyMap<string, Value> = new Map()): Env {
@@ -1125,7 +1171,10 @@ export class FileEval {
   }
 
   /** Expands a declaration's loop and condition into the list of local bindings it is deployed with. */
-  private expand(decl: DeclBody & DeclBase, env: Env): { locals: Map<string, Value>; undecided?: string }[] {
+  private expand(
+    decl: DeclBody & DeclBase,
+    env: Env,
+  ): { locals: Map<string, Value>; undecided?: string }[] {
     const out: { locals: Map<string, Value>; undecided?: string }[] = [];
     const consider = (locals: Map<string, Value>) => {
       if (decl.condition === undefined) {
@@ -1139,7 +1188,8 @@ export class FileEval {
     };
     if (decl.loop) {
       const items = this.eval(decl.loop.iterable, env);
-      if (!Array.isArray(items)) this.err(decl.line, `loop over a value not known before deployment: ${show(items)}`);
+      if (!Array.isArray(items))
+        this.err(decl.line, `loop over a value not known before deployment: ${show(items)}`);
       items.forEach((item, index) => {
         const locals = new Map(env.locals);
         locals.set(decl.loop?.item as string, item);
@@ -1164,7 +1214,9 @@ export class FileEval {
       let body: { [key: string]: Value } | undefined;
       let name: Value | undefined;
       let nameDone = false;
-      const instance = {
+      const evaluate = (e: Expr): Value => this.eval(e, { file: this, locals });
+      const fail = (message: string): never => this.err(decl.line, message);
+      const instance: ResourceInstance = {
         file: this,
         decl,
         locals,
@@ -1173,30 +1225,23 @@ export class FileEval {
         existing: decl.existing,
         label: `${this.label} ${this.file.path}#${symbol}${decl.loop ? `[${n}]` : ''}`,
         ...(undecided === undefined ? {} : { undecidedCondition: undecided }),
-      } as ResourceInstance;
-      Object.defineProperty(instance, 'body', {
-        enumerable: true,
-        get: () => {
+        get body(): { [key: string]: Value } {
           if (body === undefined) {
-            body = {};
-            const evaluated = this.eval(decl.body, { file: this, locals });
-            if (!isObject(evaluated)) this.err(decl.line, 'resource body is not an object');
-            Object.assign(body, evaluated);
+            const evaluated = evaluate(decl.body);
+            if (!isObject(evaluated)) return fail('resource body is not an object');
+            body = evaluated;
           }
           return body;
         },
-      });
-      Object.defineProperty(instance, 'name', {
-        enumerable: true,
-        get: () => {
+        get name(): Value | undefined {
           if (!nameDone) {
             nameDone = true;
             const prop = decl.body.props.find((p) => p.key === 'name');
-            name = prop === undefined ? undefined : this.eval(prop.value, { file: this, locals });
+            name = prop === undefined ? undefined : evaluate(prop.value);
           }
           return name;
         },
-      });
+      };
       instances.push(instance);
     });
     return instances;
@@ -1215,9 +1260,11 @@ export class FileEval {
       const paramsProp = decl.body.props.find((p) => p.key === 'params');
       const bindings = new Map<string, () => Value>();
       if (paramsProp !== undefined) {
-        if (paramsProp.value.k !== 'obj') this.err(decl.line, 'module params must be an object literal');
+        if (paramsProp.value.k !== 'obj')
+          this.err(decl.line, 'module params must be an object literal');
         for (const prop of paramsProp.value.props) {
-          if (typeof prop.key !== 'string') this.err(prop.line, 'module parameter names must be plain');
+          if (typeof prop.key !== 'string')
+            this.err(prop.line, 'module parameter names must be plain');
           const key = prop.key;
           if (!childFile.params.some((p) => p.name === key)) {
             this.err(prop.line, `module ${decl.symbol} (${childPath}) has no parameter "${key}"`);
@@ -1250,7 +1297,8 @@ export class FileEval {
     const out: ResourceInstance[] = [];
     for (const r of this.file.resources) out.push(...this.resourceInstances_(r.symbol));
     for (const m of this.file.modules) {
-      for (const instance of this.moduleInstances_(m.symbol)) out.push(...instance.child.allResources());
+      for (const instance of this.moduleInstances_(m.symbol))
+        out.push(...instance.child.allResources());
     }
     return out;
   }
@@ -1258,7 +1306,8 @@ export class FileEval {
   allModules(): ModuleInstance[] {
     const out: ModuleInstance[] = [];
     for (const m of this.file.modules) {
-      for (const instance of this.moduleInstances_(m.symbol)) out.push(instance, ...instance.child.allModules());
+      for (const instance of this.moduleInstances_(m.symbol))
+        out.push(instance, ...instance.child.allModules());
     }
     return out;
   }
@@ -1293,7 +1342,11 @@ export class FileEval {
         const parts = e.parts.map((p) => (typeof p === 'string' ? p : this.eval(p, env)));
         // '${x}' is x itself.
         if (parts.length === 1 && parts[0] instanceof Sym) return parts[0];
-        if (parts.every((p) => typeof p === 'string' || typeof p === 'number' || typeof p === 'boolean')) {
+        if (
+          parts.every(
+            (p) => typeof p === 'string' || typeof p === 'number' || typeof p === 'boolean',
+          )
+        ) {
           return parts.map((p) => String(p as string)).join('');
         }
         return new Sym({ t: 'interp', parts });
@@ -1349,7 +1402,8 @@ export class FileEval {
           }
           return obj[index] as Value;
         }
-        if (isObject(obj) && typeof index === 'string') return this.member(obj, index, e.safe, e.line);
+        if (isObject(obj) && typeof index === 'string')
+          return this.member(obj, index, e.safe, e.line);
         return this.err(e.line, `cannot index ${show(obj)} with ${show(index)}`);
       }
       case 'call':
@@ -1371,7 +1425,11 @@ export class FileEval {
         if (test === true) return this.eval(e.then, env);
         if (test === false) return this.eval(e.else, env);
         if (test instanceof Sym) {
-          return new Sym({ t: 'op', op: '?:', args: [test, this.eval(e.then, env), this.eval(e.else, env)] });
+          return new Sym({
+            t: 'op',
+            op: '?:',
+            args: [test, this.eval(e.then, env), this.eval(e.else, env)],
+          });
         }
         return this.err(e.line, `condition is not a bool: ${show(test)}`);
       }
@@ -1381,7 +1439,8 @@ export class FileEval {
   }
 
   private access(base: Sym, key: Value): Sym {
-    if (base.d.t === 'access') return new Sym({ t: 'access', base: base.d.base, path: [...base.d.path, key] });
+    if (base.d.t === 'access')
+      return new Sym({ t: 'access', base: base.d.base, path: [...base.d.path, key] });
     return new Sym({ t: 'access', base, path: [key] });
   }
 
@@ -1395,7 +1454,10 @@ export class FileEval {
         const child = obj.d.instance.child;
         const outputs: { [key: string]: Value } = {};
         for (const o of child.file.outputs) {
-          Object.defineProperty(outputs, o.name, { enumerable: true, get: () => child.output(o.name) });
+          Object.defineProperty(outputs, o.name, {
+            enumerable: true,
+            get: () => child.output(o.name),
+          });
         }
         return outputs;
       }
@@ -1416,7 +1478,8 @@ export class FileEval {
     if (e.op === '||' && left === true) return true;
     if (e.op === '??' && left !== null && !(left instanceof Sym)) return left;
     const right = this.eval(e.right, env);
-    if (e.op === '??') return left === null ? right : new Sym({ t: 'op', op: '??', args: [left, right] });
+    if (e.op === '??')
+      return left === null ? right : new Sym({ t: 'op', op: '??', args: [left, right] });
     if (left instanceof Sym || right instanceof Sym) {
       if (e.op === '&&' && right === false) return false;
       if (e.op === '||' && right === true) return true;
@@ -1425,7 +1488,8 @@ export class FileEval {
     switch (e.op) {
       case '&&':
       case '||':
-        if (typeof left !== 'boolean' || typeof right !== 'boolean') this.err(e.line, `${e.op} needs bools`);
+        if (typeof left !== 'boolean' || typeof right !== 'boolean')
+          this.err(e.line, `${e.op} needs bools`);
         return e.op === '&&' ? left && right : left || right;
       case '==':
         return sameValue(left, right);
@@ -1433,7 +1497,8 @@ export class FileEval {
         return !sameValue(left, right);
       case '=~':
       case '!~': {
-        if (typeof left !== 'string' || typeof right !== 'string') this.err(e.line, `${e.op} needs strings`);
+        if (typeof left !== 'string' || typeof right !== 'string')
+          this.err(e.line, `${e.op} needs strings`);
         const same = left.toLowerCase() === right.toLowerCase();
         return e.op === '=~' ? same : !same;
       }
@@ -1441,15 +1506,23 @@ export class FileEval {
       case '<=':
       case '>':
       case '>=': {
-        if (typeof left !== 'number' || typeof right !== 'number') this.err(e.line, `${e.op} needs numbers`);
-        return e.op === '<' ? left < right : e.op === '<=' ? left <= right : e.op === '>' ? left > right : left >= right;
+        if (typeof left !== 'number' || typeof right !== 'number')
+          this.err(e.line, `${e.op} needs numbers`);
+        return e.op === '<'
+          ? left < right
+          : e.op === '<='
+            ? left <= right
+            : e.op === '>'
+              ? left > right
+              : left >= right;
       }
       case '+':
       case '-':
       case '*':
       case '/':
       case '%': {
-        if (typeof left !== 'number' || typeof right !== 'number') this.err(e.line, `${e.op} needs numbers`);
+        if (typeof left !== 'number' || typeof right !== 'number')
+          this.err(e.line, `${e.op} needs numbers`);
         if (e.op === '+') return left + right;
         if (e.op === '-') return left - right;
         if (e.op === '*') return left * right;
@@ -1471,24 +1544,31 @@ export class FileEval {
     if (e.ns !== undefined && e.ns !== 'sys' && e.ns !== 'az') {
       // A method-like call on a value, e.g. `storage.listKeys()`: always deployment-time.
       const base = this.eval({ k: 'id', name: e.ns, line: e.line }, env);
-      return new Sym({ t: 'call', name: `${show(base)}.${e.name}`, args: e.args.map((a) => this.eval(a, env)) });
+      return new Sym({
+        t: 'call',
+        name: `${show(base)}.${e.name}`,
+        args: e.args.map((a) => this.eval(a, env)),
+      });
     }
     const args = e.args.map((a) => this.eval(a, env));
     const symbolic = () => new Sym({ t: 'call', name: e.name, args });
     const known = args.every((a) => !(a instanceof Sym) || a.d.t === 'lambda');
     const str = (i: number): string => {
       const a = args[i];
-      if (typeof a !== 'string') this.err(e.line, `${e.name}: argument ${i + 1} must be a string, got ${show(a)}`);
+      if (typeof a !== 'string')
+        this.err(e.line, `${e.name}: argument ${i + 1} must be a string, got ${show(a)}`);
       return a;
     };
     const num = (i: number): number => {
       const a = args[i];
-      if (typeof a !== 'number') this.err(e.line, `${e.name}: argument ${i + 1} must be an int, got ${show(a)}`);
+      if (typeof a !== 'number')
+        this.err(e.line, `${e.name}: argument ${i + 1} must be an int, got ${show(a)}`);
       return a;
     };
     const arr = (i: number): Value[] => {
       const a = args[i];
-      if (!Array.isArray(a)) this.err(e.line, `${e.name}: argument ${i + 1} must be an array, got ${show(a)}`);
+      if (!Array.isArray(a))
+        this.err(e.line, `${e.name}: argument ${i + 1} must be an array, got ${show(a)}`);
       return a;
     };
     switch (e.name) {
@@ -1548,7 +1628,8 @@ export class FileEval {
       case 'union': {
         if (args.every((a) => Array.isArray(a))) {
           const out: Value[] = [];
-          for (const a of args as Value[][]) for (const x of a) if (!out.some((y) => sameValue(x, y))) out.push(x);
+          for (const a of args as Value[][])
+            for (const x of a) if (!out.some((y) => sameValue(x, y))) out.push(x);
           return out;
         }
         const out: { [key: string]: Value } = {};
@@ -1605,7 +1686,9 @@ export class FileEval {
         return Object.entries(o).map(([key, value]) => ({ key, value }));
       }
       case 'format':
-        return str(0).replace(/\{(\d+)\}/g, (_m, i: string) => show(args[Number(i) + 1]).replace(/^"|"$/g, ''));
+        return str(0).replace(/\{(\d+)\}/g, (_m, i: string) =>
+          show(args[Number(i) + 1]).replace(/^"|"$/g, ''),
+        );
     }
     return symbolic();
   }

@@ -56,7 +56,10 @@ export interface QueueNames {
 
 export function expectedRoles(queues: QueueNames, auditTable: string): ExpectedRole[] {
   const both = [queues.employeeLeaving, queues.mfaEnabled];
-  const auditScopes = [{ kind: 'table' as const, name: auditTable }, { kind: 'storageAccount' as const }];
+  const auditScopes = [
+    { kind: 'table' as const, name: auditTable },
+    { kind: 'storageAccount' as const },
+  ];
   return [
     ...both.flatMap((queue): ExpectedRole[] => [
       {

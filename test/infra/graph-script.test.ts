@@ -56,7 +56,12 @@ function run(args: string[], existing: Record<string, string> = {}): Run {
     writeFileSync(log, '');
     const result = spawnSync('bash', [SCRIPT, ...args], {
       encoding: 'utf8',
-      env: { ...process.env, PATH: `${dir}:${process.env.PATH ?? ''}`, AZ_LOG: log, STUB_EXISTING: JSON.stringify(existing) },
+      env: {
+        ...process.env,
+        PATH: `${dir}:${process.env.PATH ?? ''}`,
+        AZ_LOG: log,
+        STUB_EXISTING: JSON.stringify(existing),
+      },
     });
     const calls = readFileSync(log, 'utf8')
       .split('\n')
@@ -70,8 +75,13 @@ function run(args: string[], existing: Record<string, string> = {}): Run {
 
 const opt = (call: string[], name: string) => call[call.indexOf(name) + 1] ?? '';
 const posts = (r: Run, path: string) =>
-  r.calls.filter((c) => opt(c, '--method') === 'post' && opt(c, '--url').endsWith(path)).map((c) => JSON.parse(opt(c, '--body')) as Record<string, string>);
-const grantedPermissions = (r: Run) => posts(r, `/servicePrincipals/${PRINCIPAL}/appRoleAssignments`).map((b) => (b.appRoleId ?? '').replace(/^role:/, ''));
+  r.calls
+    .filter((c) => opt(c, '--method') === 'post' && opt(c, '--url').endsWith(path))
+    .map((c) => JSON.parse(opt(c, '--body')) as Record<string, string>);
+const grantedPermissions = (r: Run) =>
+  posts(r, `/servicePrincipals/${PRINCIPAL}/appRoleAssignments`).map((b) =>
+    (b.appRoleId ?? '').replace(/^role:/, ''),
+  );
 
 describe('grant-graph-permissions.sh', () => {
   test('grants exactly the permissions the code calls, to the identity, on Microsoft Graph', () => {
@@ -100,22 +110,36 @@ describe('grant-graph-permissions.sh', () => {
 
   test('--admin-unit scopes the User Administrator role to an administrative unit', () => {
     const r = run(['--principal-id', PRINCIPAL, '--password-reset', '--admin-unit', 'au-1']);
-    expect(posts(r, '/roleManagement/directory/roleAssignments')[0]?.directoryScopeId).toBe('/administrativeUnits/au-1');
+    expect(posts(r, '/roleManagement/directory/roleAssignments')[0]?.directoryScopeId).toBe(
+      '/administrativeUnits/au-1',
+    );
   });
 
   test('is idempotent: nothing is posted when everything is in place', () => {
-    const existing = Object.fromEntries(requiredGraphPermissions(true).map((p) => [p, `assignment-${p}`]));
-    const r = run(['--principal-id', PRINCIPAL, '--password-reset'], { ...existing, 'User Administrator': 'ua-1' });
+    const existing = Object.fromEntries(
+      requiredGraphPermissions(true).map((p) => [p, `assignment-${p}`]),
+    );
+    const r = run(['--principal-id', PRINCIPAL, '--password-reset'], {
+      ...existing,
+      'User Administrator': 'ua-1',
+    });
     expect(r.status).toBe(0);
     expect(r.calls.filter((c) => opt(c, '--method') === 'post')).toEqual([]);
     expect(r.stdout).toContain('already granted: User-PasswordProfile.ReadWrite.All');
   });
 
   test('--remove-password-reset deletes the password grant and the role, nothing else', () => {
-    const password = requiredGraphPermissions(true).find((p) => !requiredGraphPermissions(false).includes(p)) as string;
-    const r = run(['--principal-id', PRINCIPAL, '--remove-password-reset'], { [password]: 'pw-assignment', 'User Administrator': 'ua-1' });
+    const password = requiredGraphPermissions(true).find(
+      (p) => !requiredGraphPermissions(false).includes(p),
+    ) as string;
+    const r = run(['--principal-id', PRINCIPAL, '--remove-password-reset'], {
+      [password]: 'pw-assignment',
+      'User Administrator': 'ua-1',
+    });
     expect(r.status).toBe(0);
-    const deletes = r.calls.filter((c) => opt(c, '--method') === 'delete').map((c) => opt(c, '--url'));
+    const deletes = r.calls
+      .filter((c) => opt(c, '--method') === 'delete')
+      .map((c) => opt(c, '--url'));
     expect(deletes).toEqual([
       `https://graph.microsoft.com/v1.0/servicePrincipals/${PRINCIPAL}/appRoleAssignments/pw-assignment`,
       'https://graph.microsoft.com/v1.0/roleManagement/directory/roleAssignments/ua-1',
@@ -139,6 +163,10 @@ describe('grant-graph-permissions.sh', () => {
   test('uses the cloud of the signed-in CLI unless told otherwise', () => {
     const r = run(['--principal-id', PRINCIPAL, '--graph-endpoint', 'https://graph.microsoft.us/']);
     expect(r.calls.some((c) => c[0] === 'cloud')).toBe(false);
-    expect(r.calls.filter((c) => c[0] === 'rest').every((c) => opt(c, '--url').startsWith('https://graph.microsoft.us/v1.0/'))).toBe(true);
+    expect(
+      r.calls
+        .filter((c) => c[0] === 'rest')
+        .every((c) => opt(c, '--url').startsWith('https://graph.microsoft.us/v1.0/')),
+    ).toBe(true);
   });
 });

@@ -10,10 +10,22 @@ import { SETTINGS } from '../../shared/config';
 import { requiredGraphPermissions } from '../../shared/graph/permissions';
 import { QUEUE_POLICY } from '../../shared/queuePolicy';
 import { Deployment, parseBicep, type ResourceInstance } from './bicep';
-import { checkInfra, loadInfraFiles, MAIN, PRINCIPALS, SCENARIOS, type Contract, type Finding } from './checks';
+import {
+  checkInfra,
+  loadInfraFiles,
+  MAIN,
+  PRINCIPALS,
+  SCENARIOS,
+  type Contract,
+  type Finding,
+} from './checks';
 import { ROLES } from './expectations';
 
-const contract: Contract = { settings: SETTINGS, queuePolicy: QUEUE_POLICY, requiredGraphPermissions };
+const contract: Contract = {
+  settings: SETTINGS,
+  queuePolicy: QUEUE_POLICY,
+  requiredGraphPermissions,
+};
 const files = loadInfraFiles(join(__dirname, '..', '..'));
 const findings = (f: Record<string, string>): Finding[] => checkInfra(f, contract);
 
@@ -24,11 +36,22 @@ const GRAPH = 'infra/modules/graph-permissions.bicep';
 const MONITORING = 'infra/modules/monitoring.bicep';
 
 /** Replaces `from` (which must occur exactly once) in one file, in memory. */
-function mutate(path: string, from: string | RegExp, to: string, source = files): Record<string, string> {
+function mutate(
+  path: string,
+  from: string | RegExp,
+  to: string,
+  source = files,
+): Record<string, string> {
   const text = source[path];
   if (text === undefined) throw new Error(`no file ${path}`);
-  const count = typeof from === 'string' ? text.split(from).length - 1 : (text.match(new RegExp(from.source, `${from.flags.replace('g', '')}g`)) ?? []).length;
-  if (count !== 1) throw new Error(`mutation target ${String(from)} occurs ${count} times in ${path}; the test needs updating`);
+  const count =
+    typeof from === 'string'
+      ? text.split(from).length - 1
+      : (text.match(new RegExp(from.source, `${from.flags.replace('g', '')}g`)) ?? []).length;
+  if (count !== 1)
+    throw new Error(
+      `mutation target ${String(from)} occurs ${count} times in ${path}; the test needs updating`,
+    );
   return { ...source, [path]: text.replace(from, to) };
 }
 
@@ -44,7 +67,9 @@ function removeDeclaration(path: string, symbol: string): Record<string, string>
 function expectFinding(result: Finding[], code: string, ...fragments: string[]): void {
   const hit = result.find((f) => f.code === code && fragments.every((t) => f.message.includes(t)));
   if (hit === undefined) {
-    throw new Error(`expected a "${code}" finding mentioning ${fragments.map((t) => JSON.stringify(t)).join(', ')}; got:\n${JSON.stringify(result, null, 2)}`);
+    throw new Error(
+      `expected a "${code}" finding mentioning ${fragments.map((t) => JSON.stringify(t)).join(', ')}; got:\n${JSON.stringify(result, null, 2)}`,
+    );
   }
 }
 
@@ -60,7 +85,8 @@ describe('infra matches the code', () => {
   });
 
   test('the evaluation sees what the checks reason about (guards against vacuous passes)', () => {
-    const count = (rs: ResourceInstance[], type: string) => rs.filter((r) => r.type === type && !r.existing).length;
+    const count = (rs: ResourceInstance[], type: string) =>
+      rs.filter((r) => r.type === type && !r.existing).length;
     const defaults = deploy(0);
     const everything = deploy(1);
     const scriptPath = deploy(2);
@@ -68,10 +94,18 @@ describe('infra matches the code', () => {
     expect(count(defaults, 'Microsoft.Authorization/roleAssignments')).toBe(7);
     // + HR sender + (ops group, deployer) x (4 queue roles + audit reader).
     expect(count(everything, 'Microsoft.Authorization/roleAssignments')).toBe(7 + 1 + 2 * 5);
-    expect(count(defaults, 'Microsoft.Graph/appRoleAssignedTo')).toBe(requiredGraphPermissions(false).length);
-    expect(count(everything, 'Microsoft.Graph/appRoleAssignedTo')).toBe(requiredGraphPermissions(true).length);
+    expect(count(defaults, 'Microsoft.Graph/appRoleAssignedTo')).toBe(
+      requiredGraphPermissions(false).length,
+    );
+    expect(count(everything, 'Microsoft.Graph/appRoleAssignedTo')).toBe(
+      requiredGraphPermissions(true).length,
+    );
     expect(count(scriptPath, 'Microsoft.Graph/appRoleAssignedTo')).toBe(0);
-    expect(defaults.filter((r) => r.type === 'Microsoft.ServiceBus/namespaces/queues').map((r) => r.name)).toEqual([
+    expect(
+      defaults
+        .filter((r) => r.type === 'Microsoft.ServiceBus/namespaces/queues')
+        .map((r) => r.name),
+    ).toEqual([
       SETTINGS.find((s) => s.name === 'EMPLOYEE_LEAVING_QUEUE')?.default,
       SETTINGS.find((s) => s.name === 'MFA_ENABLED_QUEUE')?.default,
     ]);
@@ -91,18 +125,29 @@ describe('infra matches the code', () => {
 });
 
 describe('drift is reported', () => {
-  test.each(SETTINGS.filter((s) => s.requiredInAzure).map((s) => s.name))('app setting %s removed', (name) => {
-    const drifted = mutate(FUNCTION_APP, new RegExp(`^\\s*${name}:.*\\n`, 'm'), '');
-    expectFinding(findings(drifted), 'setting-missing', name);
-  });
+  test.each(SETTINGS.filter((s) => s.requiredInAzure).map((s) => s.name))(
+    'app setting %s removed',
+    (name) => {
+      const drifted = mutate(FUNCTION_APP, new RegExp(`^\\s*${name}:.*\\n`, 'm'), '');
+      expectFinding(findings(drifted), 'setting-missing', name);
+    },
+  );
 
   test('an app setting the code does not read', () => {
-    const drifted = mutate(FUNCTION_APP, "    DRY_RUN: dryRun ? 'true' : 'false'\n", "    DRY_RUN: dryRun ? 'true' : 'false'\n    GRAPH_TIMEOUT: '30'\n");
+    const drifted = mutate(
+      FUNCTION_APP,
+      "    DRY_RUN: dryRun ? 'true' : 'false'\n",
+      "    DRY_RUN: dryRun ? 'true' : 'false'\n    GRAPH_TIMEOUT: '30'\n",
+    );
     expectFinding(findings(drifted), 'setting-unknown', 'GRAPH_TIMEOUT');
   });
 
   test('a local-development-only connection string set in Azure', () => {
-    const drifted = mutate(FUNCTION_APP, '    AUDIT_TABLE_NAME: auditTableName\n', "    AUDIT_TABLE_NAME: auditTableName\n    AUDIT_TABLE_CONNECTION_STRING: 'UseDevelopmentStorage=true'\n");
+    const drifted = mutate(
+      FUNCTION_APP,
+      '    AUDIT_TABLE_NAME: auditTableName\n',
+      "    AUDIT_TABLE_NAME: auditTableName\n    AUDIT_TABLE_CONNECTION_STRING: 'UseDevelopmentStorage=true'\n",
+    );
     const result = findings(drifted);
     expectFinding(result, 'setting-forbidden', 'AUDIT_TABLE_CONNECTION_STRING');
     expectFinding(result, 'secret', 'AUDIT_TABLE_CONNECTION_STRING');
@@ -120,8 +165,22 @@ describe('drift is reported', () => {
   });
 
   test('a key credential for the function identity setting', () => {
-    expectFinding(findings(mutate(FUNCTION_APP, "ServiceBusConnection__credential: 'managedidentity'", "ServiceBusConnection__credential: 'connectionstring'")), 'setting-value', 'ServiceBusConnection__credential');
-    expectFinding(findings(mutate(FUNCTION_APP, 'AZURE_CLIENT_ID: identityClientId', "AZURE_CLIENT_ID: ''")), 'setting-value', 'AZURE_CLIENT_ID');
+    expectFinding(
+      findings(
+        mutate(
+          FUNCTION_APP,
+          "ServiceBusConnection__credential: 'managedidentity'",
+          "ServiceBusConnection__credential: 'connectionstring'",
+        ),
+      ),
+      'setting-value',
+      'ServiceBusConnection__credential',
+    );
+    expectFinding(
+      findings(mutate(FUNCTION_APP, 'AZURE_CLIENT_ID: identityClientId', "AZURE_CLIENT_ID: ''")),
+      'setting-value',
+      'AZURE_CLIENT_ID',
+    );
   });
 
   test('a queue renamed', () => {
@@ -131,7 +190,9 @@ describe('drift is reported', () => {
   });
 
   test('the audit table renamed', () => {
-    const result = findings(mutate(MAIN, "var auditTableName = 'OffboardingAudit'", "var auditTableName = 'Audit'"));
+    const result = findings(
+      mutate(MAIN, "var auditTableName = 'OffboardingAudit'", "var auditTableName = 'Audit'"),
+    );
     expectFinding(result, 'setting-value', 'AUDIT_TABLE_NAME', 'OffboardingAudit');
   });
 
@@ -139,30 +200,66 @@ describe('drift is reported', () => {
   test.each(policyKeys)('queue property %s differs from QUEUE_POLICY', (key, value) => {
     const literal = typeof value === 'string' ? `'${value}'` : String(value);
     const changed =
-      typeof value === 'number' ? String(value + 1) : typeof value === 'boolean' ? String(!value) : `'${value.replace(/\d+/, (n) => String(Number(n) + 1))}'`;
-    const drifted = mutate(SERVICE_BUS, new RegExp(`^(\\s*${key}): ${literal.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`, 'm'), `$1: ${changed}`);
+      typeof value === 'number'
+        ? String(value + 1)
+        : typeof value === 'boolean'
+          ? String(!value)
+          : `'${value.replace(/\d+/, (n) => String(Number(n) + 1))}'`;
+    const drifted = mutate(
+      SERVICE_BUS,
+      new RegExp(`^(\\s*${key}): ${literal.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`, 'm'),
+      `$1: ${changed}`,
+    );
     expectFinding(findings(drifted), 'queue-property', key);
   });
 
   test('local authentication (keys) turned back on', () => {
-    expectFinding(findings(mutate(SERVICE_BUS, 'disableLocalAuth: true', 'disableLocalAuth: false')), 'local-auth', 'disableLocalAuth');
-    expectFinding(findings(mutate(STORAGE, 'allowSharedKeyAccess: false', 'allowSharedKeyAccess: true')), 'local-auth', 'allowSharedKeyAccess');
-    expectFinding(findings(mutate(MONITORING, 'DisableLocalAuth: true', 'DisableLocalAuth: false')), 'local-auth', 'DisableLocalAuth');
+    expectFinding(
+      findings(mutate(SERVICE_BUS, 'disableLocalAuth: true', 'disableLocalAuth: false')),
+      'local-auth',
+      'disableLocalAuth',
+    );
+    expectFinding(
+      findings(mutate(STORAGE, 'allowSharedKeyAccess: false', 'allowSharedKeyAccess: true')),
+      'local-auth',
+      'allowSharedKeyAccess',
+    );
+    expectFinding(
+      findings(mutate(MONITORING, 'DisableLocalAuth: true', 'DisableLocalAuth: false')),
+      'local-auth',
+      'DisableLocalAuth',
+    );
   });
 
   test('listKeys() anywhere', () => {
-    const drifted = mutate(STORAGE, 'output name string = storage.name\n', 'output name string = storage.name\noutput key string = storage.listKeys().keys[0].value\n');
+    const drifted = mutate(
+      STORAGE,
+      'output name string = storage.name\n',
+      'output name string = storage.name\noutput key string = storage.listKeys().keys[0].value\n',
+    );
     expectFinding(findings(drifted), 'secret', 'listKeys');
   });
 
   test('a storage connection string or instrumentation key', () => {
     expectFinding(
-      findings(mutate(FUNCTION_APP, 'APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsights.properties.ConnectionString', "APPLICATIONINSIGHTS_CONNECTION_STRING: 'InstrumentationKey=00000000-0000-0000-0000-000000000000'")),
+      findings(
+        mutate(
+          FUNCTION_APP,
+          'APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsights.properties.ConnectionString',
+          "APPLICATIONINSIGHTS_CONNECTION_STRING: 'InstrumentationKey=00000000-0000-0000-0000-000000000000'",
+        ),
+      ),
       'secret',
       'InstrumentationKey',
     );
     expectFinding(
-      findings(mutate(FUNCTION_APP, "AzureWebJobsStorage__credential: 'managedidentity'", "AzureWebJobsStorage: 'DefaultEndpointsProtocol=https;AccountName=x;AccountKey=abc'")),
+      findings(
+        mutate(
+          FUNCTION_APP,
+          "AzureWebJobsStorage__credential: 'managedidentity'",
+          "AzureWebJobsStorage: 'DefaultEndpointsProtocol=https;AccountName=x;AccountKey=abc'",
+        ),
+      ),
       'secret',
       'AccountKey',
     );
@@ -182,29 +279,63 @@ describe('drift is reported', () => {
     expectFinding(findings(mutate(GRAPH, `  '${permission}'\n`, '')), 'graph-missing', permission);
   });
 
-  test.each(['User.ReadWrite.All', 'Directory.ReadWrite.All', 'Directory.Read.All'])('an unneeded Graph permission %s', (permission) => {
-    const drifted = mutate(GRAPH, "  'User.EnableDisableAccount.All'\n", `  'User.EnableDisableAccount.All'\n  '${permission}'\n`);
-    expectFinding(findings(drifted), 'graph-unneeded', permission);
-  });
+  test.each(['User.ReadWrite.All', 'Directory.ReadWrite.All', 'Directory.Read.All'])(
+    'an unneeded Graph permission %s',
+    (permission) => {
+      const drifted = mutate(
+        GRAPH,
+        "  'User.EnableDisableAccount.All'\n",
+        `  'User.EnableDisableAccount.All'\n  '${permission}'\n`,
+      );
+      expectFinding(findings(drifted), 'graph-unneeded', permission);
+    },
+  );
 
   test('the password permission granted unconditionally', () => {
     const password = requiredGraphPermissions(true).find((p) => !graphAlways.includes(p)) as string;
-    expectFinding(findings(mutate(GRAPH, '= if (enablePasswordReset) {', '= {')), 'graph-unconditional', password);
-    expectFinding(findings(mutate(GRAPH, "  'User.EnableDisableAccount.All'\n", `  'User.EnableDisableAccount.All'\n  '${password}'\n`)), 'graph-unconditional', password);
+    expectFinding(
+      findings(mutate(GRAPH, '= if (enablePasswordReset) {', '= {')),
+      'graph-unconditional',
+      password,
+    );
+    expectFinding(
+      findings(
+        mutate(
+          GRAPH,
+          "  'User.EnableDisableAccount.All'\n",
+          `  'User.EnableDisableAccount.All'\n  '${password}'\n`,
+        ),
+      ),
+      'graph-unconditional',
+      password,
+    );
   });
 
   test('the password permission missing when resets are enabled', () => {
     const password = requiredGraphPermissions(true).find((p) => !graphAlways.includes(p)) as string;
-    expectFinding(findings(removeDeclaration(GRAPH, 'passwordResetGrant')), 'graph-missing', password, 'password resets');
+    expectFinding(
+      findings(removeDeclaration(GRAPH, 'passwordResetGrant')),
+      'graph-missing',
+      password,
+      'password resets',
+    );
   });
 
   test('a Graph permission given by GUID instead of by name', () => {
-    const drifted = mutate(GRAPH, 'appRoleId: filter(microsoftGraph.appRoles, role => role.value == passwordResetPermission)[0].id', "appRoleId: 'cc117bb9-00cf-4eb8-b580-ea2a878fe8f7'");
+    const drifted = mutate(
+      GRAPH,
+      'appRoleId: filter(microsoftGraph.appRoles, role => role.value == passwordResetPermission)[0].id',
+      "appRoleId: 'cc117bb9-00cf-4eb8-b580-ea2a878fe8f7'",
+    );
     expectFinding(findings(drifted), 'graph-form', 'looked up by value');
   });
 
   test('the Graph extension missing from bicepconfig.json', () => {
-    expectFinding(findings(mutate('infra/bicepconfig.json', '"microsoftGraphV1"', '"graph"')), 'graph-form', 'bicepconfig.json');
+    expectFinding(
+      findings(mutate('infra/bicepconfig.json', '"microsoftGraphV1"', '"graph"')),
+      'graph-form',
+      'bicepconfig.json',
+    );
   });
 
   const roleDecls = Object.keys(files)
@@ -222,7 +353,13 @@ describe('drift is reported', () => {
   });
 
   test('a broader Service Bus role (Data Owner instead of Data Receiver)', () => {
-    const result = findings(mutate(SERVICE_BUS, `'${ROLES.serviceBusDataReceiver}'`, "'090c5cfd-751d-490a-894a-3ce6f1109419'"));
+    const result = findings(
+      mutate(
+        SERVICE_BUS,
+        `'${ROLES.serviceBusDataReceiver}'`,
+        "'090c5cfd-751d-490a-894a-3ce6f1109419'",
+      ),
+    );
     expectFinding(result, 'role-forbidden', 'Azure Service Bus Data Owner');
     expectFinding(result, 'role-missing', 'Azure Service Bus Data Receiver');
   });
@@ -239,19 +376,29 @@ describe('drift is reported', () => {
   });
 
   test('a Service Bus role on the namespace instead of the queue', () => {
-    const drifted = mutate(SERVICE_BUS, /(resource functionReceiveEmployeeLeaving[^]*?scope: )employeeLeavingQueue/, '$1namespace');
+    const drifted = mutate(
+      SERVICE_BUS,
+      /(resource functionReceiveEmployeeLeaving[^]*?scope: )employeeLeavingQueue/,
+      '$1namespace',
+    );
     expectFinding(findings(drifted), 'role-scope', 'namespace');
   });
 
   test('the HR publisher allowed to send to the wrong queue', () => {
-    const drifted = mutate(SERVICE_BUS, /(resource hrSendEmployeeLeaving[^]*?scope: )employeeLeavingQueue/, '$1mfaEnabledQueue');
+    const drifted = mutate(
+      SERVICE_BUS,
+      /(resource hrSendEmployeeLeaving[^]*?scope: )employeeLeavingQueue/,
+      '$1mfaEnabledQueue',
+    );
     const result = findings(drifted);
     expectFinding(result, 'role-unexpected', 'hrPublisher', 'mfa-enabled');
     expectFinding(result, 'role-missing', 'hrPublisher');
   });
 
   test('the deploying user given ops access by default', () => {
-    const result = findings(mutate(MAIN, 'grantDeployerOpsAccess && !empty(principalId)', '!empty(principalId)'));
+    const result = findings(
+      mutate(MAIN, 'grantDeployerOpsAccess && !empty(principalId)', '!empty(principalId)'),
+    );
     expectFinding(result, 'role-unexpected', 'deployer', '(defaults)');
   });
 
@@ -261,7 +408,11 @@ describe('drift is reported', () => {
   });
 
   test('a role assignment name that is not guid(scope, principal, role)', () => {
-    const drifted = mutate(MONITORING, 'name: guid(applicationInsights.id, functionPrincipalId, monitoringMetricsPublisher)', 'name: guid(functionPrincipalId, monitoringMetricsPublisher)');
+    const drifted = mutate(
+      MONITORING,
+      'name: guid(applicationInsights.id, functionPrincipalId, monitoringMetricsPublisher)',
+      'name: guid(functionPrincipalId, monitoringMetricsPublisher)',
+    );
     expectFinding(findings(drifted), 'role-name', 'guid(scope.id, principalId, roleDefinitionId)');
   });
 
@@ -272,32 +423,92 @@ describe('drift is reported', () => {
   });
 
   test('main.parameters.json out of step with main.bicep', () => {
-    expectFinding(findings(mutate('infra/main.parameters.json', '"environmentName": { "value": "${AZURE_ENV_NAME}" },', '')), 'azd', 'environmentName');
-    expectFinding(findings(mutate('infra/main.parameters.json', '"${LOG_RETENTION_DAYS=90}"', '"${LOG_RETENTION_DAYS=30}"')), 'azd', 'logRetentionDays');
+    expectFinding(
+      findings(
+        mutate(
+          'infra/main.parameters.json',
+          '"environmentName": { "value": "${AZURE_ENV_NAME}" },',
+          '',
+        ),
+      ),
+      'azd',
+      'environmentName',
+    );
+    expectFinding(
+      findings(
+        mutate(
+          'infra/main.parameters.json',
+          '"${LOG_RETENTION_DAYS=90}"',
+          '"${LOG_RETENTION_DAYS=30}"',
+        ),
+      ),
+      'azd',
+      'logRetentionDays',
+    );
   });
 
   test('the resource token or azd tags changed', () => {
-    expectFinding(findings(mutate(MAIN, 'toLower(uniqueString(subscription().id, environmentName, location))', 'toLower(uniqueString(subscription().id, environmentName))')), 'azd', 'resourceToken');
-    expectFinding(findings(mutate(FUNCTION_APP, "'azd-service-name': 'api'", "'azd-service-name': 'web'")), 'azd', 'azd-service-name');
+    expectFinding(
+      findings(
+        mutate(
+          MAIN,
+          'toLower(uniqueString(subscription().id, environmentName, location))',
+          'toLower(uniqueString(subscription().id, environmentName))',
+        ),
+      ),
+      'azd',
+      'resourceToken',
+    );
+    expectFinding(
+      findings(mutate(FUNCTION_APP, "'azd-service-name': 'api'", "'azd-service-name': 'web'")),
+      'azd',
+      'azd-service-name',
+    );
   });
 
   test('not Flex Consumption on Node 22', () => {
-    expectFinding(findings(mutate(FUNCTION_APP, "version: '22'", "version: '20'")), 'flex', 'node 22');
+    expectFinding(
+      findings(mutate(FUNCTION_APP, "version: '22'", "version: '20'")),
+      'flex',
+      'node 22',
+    );
     expectFinding(findings(mutate(FUNCTION_APP, "name: 'FC1'", "name: 'Y1'")), 'flex', 'FC1');
-    expectFinding(findings(mutate(FUNCTION_APP, "type: 'UserAssignedIdentity'", "type: 'StorageAccountConnectionString'")), 'flex', 'deployment storage');
+    expectFinding(
+      findings(
+        mutate(
+          FUNCTION_APP,
+          "type: 'UserAssignedIdentity'",
+          "type: 'StorageAccountConnectionString'",
+        ),
+      ),
+      'flex',
+      'deployment storage',
+    );
   });
 
   test('a queue left without a dead-letter alert', () => {
-    const drifted = mutate(MAIN, /(queueNames: \[\n\s*queueNames\.employeeLeaving\n)\s*queueNames\.mfaEnabled\n/, '$1');
+    const drifted = mutate(
+      MAIN,
+      /(queueNames: \[\n\s*queueNames\.employeeLeaving\n)\s*queueNames\.mfaEnabled\n/,
+      '$1',
+    );
     expectFinding(findings(drifted), 'alerts', 'DeadletteredMessages', 'mfa-enabled');
   });
 
   test('Log Analytics retention not following its parameter', () => {
-    expectFinding(findings(mutate(MONITORING, 'retentionInDays: retentionInDays', 'retentionInDays: 30')), 'monitoring', 'retention');
+    expectFinding(
+      findings(mutate(MONITORING, 'retentionInDays: retentionInDays', 'retentionInDays: 30')),
+      'monitoring',
+      'retention',
+    );
   });
 
   test('Bicep the test parser does not understand fails loudly instead of passing', () => {
-    const drifted = mutate(MAIN, "targetScope = 'subscription'\n", "targetScope = 'subscription'\n\ntype principal = { id: string }\n");
+    const drifted = mutate(
+      MAIN,
+      "targetScope = 'subscription'\n",
+      "targetScope = 'subscription'\n\ntype principal = { id: string }\n",
+    );
     expectFinding(findings(drifted), 'evaluation', 'not supported');
   });
 });

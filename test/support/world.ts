@@ -36,8 +36,15 @@ export interface World {
  * that the global setup started. Start one world per test file: @azure/identity picks its managed
  * identity endpoint once per module registry.
  */
-export async function startWorld(overrides: Record<string, string> = {}): Promise<World> {
-  const identity = await startManagedIdentityStandIn({ roles: ALL_GRAPH_ROLES, tokenLifetimeSeconds: 3600 });
+export async function startWorld(
+  overrides: Record<string, string> = {},
+  options: { tokenLifetimeSeconds?: number } = {},
+): Promise<World> {
+  // Tokens living under 300 s are not cached by @azure/identity: role changes then apply at once.
+  const identity = await startManagedIdentityStandIn({
+    roles: ALL_GRAPH_ROLES,
+    tokenLifetimeSeconds: options.tokenLifetimeSeconds ?? 3600,
+  });
   // The token audience follows GRAPH_ENDPOINT, as for a sovereign cloud: the stand-in accepts its own URL.
   const graphPort = await freePort();
   const graph = await startGraphStandIn({ port: graphPort, audience: `https://127.0.0.1:${graphPort}` });
