@@ -25,6 +25,8 @@ export interface Delivery {
   messageId: string;
   /** This is the copy scheduled for the leave date: act now whatever effectiveAt says. */
   scheduledCopy?: boolean;
+  /** 1-based attempt the message carries (delayed retries count up; attempts that could not be recorded still count). */
+  attempt?: number;
 }
 
 /**
@@ -404,7 +406,7 @@ export class OffboardingService {
       ...(event.reason === undefined ? {} : { reason: event.reason }),
       ...(event.ticket === undefined ? {} : { ticket: event.ticket }),
       dryRun: this.deps.policy.dryRun,
-      attempts: (prior?.attempts ?? 0) + 1,
+      attempts: Math.max((prior?.attempts ?? 0) + 1, delivery.attempt ?? 1),
       duplicates: prior?.duplicates ?? 0,
       messageId: delivery.messageId,
       firstAttemptAt: prior?.firstAttemptAt ?? startedAt,

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { ErrorCodes, OffboardingError, toOffboardingError } from './errors';
-import { decodeBody, type EventKind } from './events';
+import { decodeBody, salvageEventId, type EventKind } from './events';
 import { MessageProperties, type Scheduler } from './messaging';
 import type { OffboardingService, ProcessResult } from './offboard';
 import type { AuditLog } from './ports';
@@ -60,12 +60,25 @@ export class QueueProcessor {
   async handle(queue: string, accepts: readonly EventKind[], delivery: QueueDelivery): Promise<QueueOutcome> {
     const properties = delivery.applicationProperties ?? {};
     const attempt = attemptOf(properties);
-    const result = await this.deps.offboarding.process({
-      body: delivery.body,
-      accepts,
-      messageId: delivery.messageId,
-      scheduledCopy: properties[MessageProperties.scheduledFor] !== undefined,
-    });
+    let result: ProcessResult;
+    try {
+      result = await this.deps.offboarding.process({
+        body: delivery.body,
+        accepts,
+        messageId: delivery.messageId,
+        scheduledCopy: properties[MessageProperties.scheduledFor] !== undefined,
+        attempt,
+      });
+    } catch (thrown) {
+      // The audit store failed (possibly after Graph writes): retry later like any transient
+      // failure, so an outage does not burn delivery count. Nothing was recorded, so the next
+      // attempt redoes the (idempotent) work and writes the one final record.
+      const error = toOffboardingError(thrown);
+      if (!error.retryable || attempt >= this.deps.retry.maxAttempts) throw error;
+      const retry = await this.scheduleRetry(queue, delivery, attempt, error.retryAfterSeconds);
+      if (retry === undefined) throw error;
+      return { settlement: 'complete', result: unrecorded(delivery, error), retry };
+    }
     if (result.disposition === 'done') return { settlement: 'complete', result };
     if (result.disposition === 'reject') return { settlement: 'abandon', result };
 
@@ -81,14 +94,26 @@ export class QueueProcessor {
       return { settlement: 'abandon', result: { ...result, disposition: 'reject', error: exhausted } };
     }
 
+    const retry = await this.scheduleRetry(queue, delivery, attempt, error.retryAfterSeconds);
+    if (retry === undefined) return { settlement: 'abandon', result };
+    record.nextAttemptAt = retry.at;
+    await this.deps.audit.put(record);
+    return { settlement: 'complete', result, retry };
+  }
+
+  /** Parks a copy for the next attempt; undefined when Service Bus would not take it. */
+  private async scheduleRetry(
+    queue: string,
+    delivery: QueueDelivery,
+    attempt: number,
+    retryAfterSeconds: number | undefined,
+  ): Promise<QueueOutcome['retry']> {
+    const properties = delivery.applicationProperties ?? {};
     const nextAttempt = attempt + 1;
-    const at = new Date(
-      this.now().getTime() + retryDelayMs(this.deps.retry, nextAttempt, error.retryAfterSeconds, this.random),
-    );
+    const at = new Date(this.now().getTime() + retryDelayMs(this.deps.retry, nextAttempt, retryAfterSeconds, this.random));
     const original = String(properties[MessageProperties.originalMessageId] ?? delivery.messageId);
-    let sequenceNumber: string;
     try {
-      sequenceNumber = await this.deps.scheduler.schedule(
+      const sequenceNumber = await this.deps.scheduler.schedule(
         queue,
         {
           body: decodeBody(delivery.body),
@@ -104,15 +129,39 @@ export class QueueProcessor {
         },
         at,
       );
-    } catch (scheduleError) {
-      // Could not park it: let Service Bus redeliver (this one attempt does burn a delivery).
-      result.error = toOffboardingError(scheduleError);
-      return { settlement: 'abandon', result };
+      return { attempt: nextAttempt, at: at.toISOString(), sequenceNumber };
+    } catch {
+      // Could not park it: the caller lets Service Bus redeliver (this attempt burns a delivery).
+      return undefined;
     }
-    record.nextAttemptAt = at.toISOString();
-    await this.deps.audit.put(record);
-    return { settlement: 'complete', result, retry: { attempt: nextAttempt, at: record.nextAttemptAt, sequenceNumber } };
   }
+}
+
+/** A stand-in result for logging when the audit itself failed and holds nothing for this event. */
+function unrecorded(delivery: QueueDelivery, error: OffboardingError): ProcessResult {
+  const now = new Date().toISOString();
+  return {
+    disposition: 'retry',
+    duplicate: false,
+    error,
+    record: {
+      eventId: salvageEventId(delivery.body) ?? `message:${delivery.messageId}`,
+      requestedActions: [],
+      actions: [],
+      graphRequestIds: [],
+      outcome: 'failed',
+      errorCode: error.code,
+      errorMessage: error.message,
+      retryable: true,
+      notes: [],
+      dryRun: false,
+      attempts: 0,
+      duplicates: 0,
+      messageId: delivery.messageId,
+      firstAttemptAt: now,
+      lastAttemptAt: now,
+    },
+  };
 }
 
 function scalarProperties(properties: Record<string, unknown>): Record<string, string | number | boolean> {

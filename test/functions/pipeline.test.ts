@@ -324,9 +324,22 @@ describe('transient failures', () => {
     expect(world.graph.requests).toHaveLength(0);
   }, 30_000);
 
-  it('does not act when the audit store is down: the message is given back, nothing lost', async () => {
+  it('does not act when the audit store is down: a retry is parked, nothing lost, no delivery burnt', async () => {
     const runtime = world.runtimeWith({
       AUDIT_TABLE_CONNECTION_STRING: world.env.AUDIT_TABLE_CONNECTION_STRING!.replace(/TableEndpoint=http:\/\/127\.0\.0\.1:\d+/, 'TableEndpoint=http://127.0.0.1:9'),
+    });
+    const handler = createQueueHandler(() => runtime, 'mfaEnabled', ['mfa.enabled']);
+    const scheduled = world.serviceBus.stats('mfa-enabled').scheduled;
+    await handler(cloudEvent('mfa.enabled', { user: BOB_UPN }), world.context());
+    expect(world.serviceBus.stats('mfa-enabled').scheduled).toBe(scheduled + 1);
+    expect(world.logs.some((l) => l.level === 'warning' && /AuditUnavailable/.test(l.text))).toBe(true);
+    expect(world.graph.requests).toHaveLength(0);
+  }, 60_000);
+
+  it('throws (Service Bus redelivers) when neither the audit nor Service Bus can be reached', async () => {
+    const runtime = world.runtimeWith({
+      AUDIT_TABLE_CONNECTION_STRING: world.env.AUDIT_TABLE_CONNECTION_STRING!.replace(/TableEndpoint=http:\/\/127\.0\.0\.1:\d+/, 'TableEndpoint=http://127.0.0.1:9'),
+      ServiceBusConnection: 'Endpoint=sb://127.0.0.1:9;SharedAccessKeyName=k;SharedAccessKey=v;UseDevelopmentEmulator=true;',
     });
     const handler = createQueueHandler(() => runtime, 'mfaEnabled', ['mfa.enabled']);
     await expect(handler(cloudEvent('mfa.enabled', { user: BOB_UPN }), world.context())).rejects.toMatchObject({
@@ -334,7 +347,7 @@ describe('transient failures', () => {
       retryable: true,
     });
     expect(world.graph.requests).toHaveLength(0);
-  }, 60_000);
+  }, 120_000);
 });
 
 describe('permissions', () => {

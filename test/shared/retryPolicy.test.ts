@@ -20,7 +20,7 @@ describe('retryDelayMs', () => {
   });
 
   it('spreads retries out (no thundering herd)', () => {
-    const delays = new Set(Array.from({ length: 50 }, () => retryDelayMs(policy, 4)));
+    const delays = new Set(Array.from({ length: 50 }, () => retryDelayMs(policy, 4, undefined)));
     expect(delays.size).toBeGreaterThan(40);
   });
 });
