@@ -9,7 +9,14 @@ import { createRuntime, type Runtime } from '../shared/runtime';
 import { DefaultAzureCredential } from '@azure/identity';
 import { loadConfig } from '../shared/config';
 import { parseCsv } from './csv';
-import { listDeadLetters, opsServiceBusClient, planEnqueue, replayDeadLetters, sendPlan, type DeadLetterSummary } from './ops';
+import {
+  listDeadLetters,
+  opsServiceBusClient,
+  planEnqueue,
+  replayDeadLetters,
+  sendPlan,
+  type DeadLetterSummary,
+} from './ops';
 
 /** Exit codes (sysexits-style, so runbooks can branch on them). */
 export const ExitCodes = {
@@ -46,7 +53,8 @@ interface Io {
 
 async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
   const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk)));
+  for await (const chunk of stream)
+    chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk)));
   return Buffer.concat(chunks).toString('utf8');
 }
 
@@ -55,7 +63,8 @@ export async function main(
   io: Io,
   runtime: () => Runtime = () => createRuntime(),
   // Ops commands act as the person running them (DefaultAzureCredential), not as the app.
-  opsRuntime: () => Runtime = () => createRuntime(loadConfig(), { credential: new DefaultAzureCredential() }),
+  opsRuntime: () => Runtime = () =>
+    createRuntime(loadConfig(), { credential: new DefaultAzureCredential() }),
 ): Promise<number> {
   const [command, ...rest] = argv;
   try {
@@ -78,7 +87,12 @@ export async function main(
         throw new UsageError(`Unknown command "${command}".`);
     }
   } catch (error) {
-    if (error instanceof UsageError || (error instanceof TypeError && 'code' in error && String(error.code).startsWith('ERR_PARSE_ARGS'))) {
+    if (
+      error instanceof UsageError ||
+      (error instanceof TypeError &&
+        'code' in error &&
+        String(error.code).startsWith('ERR_PARSE_ARGS'))
+    ) {
       io.stderr(`error: ${error.message}\n\n${USAGE}\n`);
       return ExitCodes.usage;
     }
@@ -98,7 +112,11 @@ async function processCommand(args: string[], io: Io, runtime: () => Runtime): P
   });
   const body = values.file !== undefined ? await readEventFile(values.file) : await io.readStdin();
   // A run by hand gets its own message id: it is a deliberate re-run, not a redelivery.
-  const result = await runtime().offboarding.process({ body, accepts: EventKinds, messageId: `cli:${randomUUID()}` });
+  const result = await runtime().offboarding.process({
+    body,
+    accepts: EventKinds,
+    messageId: `cli:${randomUUID()}`,
+  });
   const { record } = result;
   if (values.json) {
     io.stdout(JSON.stringify({ ...record, duplicate: result.duplicate }, null, 2) + '\n');
@@ -107,7 +125,9 @@ async function processCommand(args: string[], io: Io, runtime: () => Runtime): P
   }
   if (result.disposition === 'done') return ExitCodes.ok;
   const error = result.error;
-  io.stderr(`error ${error?.code ?? record.errorCode ?? 'Unexpected'}: ${error?.message ?? record.errorMessage ?? 'failed'}\n`);
+  io.stderr(
+    `error ${error?.code ?? record.errorCode ?? 'Unexpected'}: ${error?.message ?? record.errorMessage ?? 'failed'}\n`,
+  );
   return result.disposition === 'retry' ? ExitCodes.retryable : ExitCodes.failed;
 }
 
@@ -122,7 +142,11 @@ async function readEventFile(path: string): Promise<string> {
 async function auditCommand(args: string[], io: Io, runtime: () => Runtime): Promise<number> {
   const { values } = parseArgs({
     args,
-    options: { user: { type: 'string' }, event: { type: 'string' }, json: { type: 'boolean', default: false } },
+    options: {
+      user: { type: 'string' },
+      event: { type: 'string' },
+      json: { type: 'boolean', default: false },
+    },
     strict: true,
     allowPositionals: false,
   });
@@ -152,7 +176,8 @@ function progressReporter(io: Io, label: string, total?: number): (done: number)
 function positiveNumber(name: string, raw: string | undefined, fallback: number): number {
   if (raw === undefined) return fallback;
   const value = Number(raw);
-  if (!Number.isFinite(value) || value < 0) throw new UsageError(`${name} must be a number >= 0 (got "${raw}").`);
+  if (!Number.isFinite(value) || value < 0)
+    throw new UsageError(`${name} must be a number >= 0 (got "${raw}").`);
   return value;
 }
 
@@ -175,18 +200,24 @@ async function dlqCommand(args: string[], io: Io, runtime: () => Runtime): Promi
   });
   if (sub !== 'list' && sub !== 'replay') throw new UsageError('dlq needs "list" or "replay".');
   if (values.queue === undefined) throw new UsageError(`dlq ${sub} needs --queue.`);
-  if (sub === 'list' && (values.reason ?? values.event ?? values.since ?? values.max ?? values.rate) !== undefined) {
+  if (
+    sub === 'list' &&
+    (values.reason ?? values.event ?? values.since ?? values.max ?? values.rate) !== undefined
+  ) {
     throw new UsageError('dlq list takes only --queue and --json.');
   }
   const since = values.since === undefined ? undefined : new Date(values.since);
-  if (since !== undefined && Number.isNaN(since.getTime())) throw new UsageError(`--since must be a date/time (got "${values.since}").`);
+  if (since !== undefined && Number.isNaN(since.getTime()))
+    throw new UsageError(`--since must be a date/time (got "${values.since}").`);
 
   const { config, audit } = runtime();
   const client = opsServiceBusClient(config);
   try {
     if (sub === 'list') {
       const summaries = await listDeadLetters(client, values.queue, audit);
-      io.stdout(values.json ? JSON.stringify(summaries, null, 2) + '\n' : deadLetterTable(summaries) + '\n');
+      io.stdout(
+        values.json ? JSON.stringify(summaries, null, 2) + '\n' : deadLetterTable(summaries) + '\n',
+      );
       return ExitCodes.ok;
     }
     const result = await replayDeadLetters(
@@ -208,9 +239,12 @@ async function dlqCommand(args: string[], io: Io, runtime: () => Runtime): Promi
       io.stdout(JSON.stringify(result, null, 2) + '\n');
     } else {
       const verb = result.dryRun ? 'would replay' : 'replayed';
-      io.stdout(`${verb} ${result.replayed.length}, left ${result.skipped} in the dead-letter queue, ${result.failed.length} failed\n`);
+      io.stdout(
+        `${verb} ${result.replayed.length}, left ${result.skipped} in the dead-letter queue, ${result.failed.length} failed\n`,
+      );
       if (result.replayed.length > 0) io.stdout(deadLetterTable(result.replayed) + '\n');
-      for (const failure of result.failed) io.stdout(`failed ${failure.sequenceNumber}: ${failure.error}\n`);
+      for (const failure of result.failed)
+        io.stdout(`failed ${failure.sequenceNumber}: ${failure.error}\n`);
     }
     return result.failed.length > 0 ? ExitCodes.retryable : ExitCodes.ok;
   } finally {
@@ -231,7 +265,8 @@ async function enqueueCommand(args: string[], io: Io, runtime: () => Runtime): P
     strict: true,
     allowPositionals: false,
   });
-  if (values.type === undefined || values.csv === undefined) throw new UsageError('enqueue needs --type and --csv.');
+  if (values.type === undefined || values.csv === undefined)
+    throw new UsageError('enqueue needs --type and --csv.');
   const text = await readEventFile(values.csv);
   let rows;
   try {
@@ -250,15 +285,28 @@ async function enqueueCommand(args: string[], io: Io, runtime: () => Runtime): P
   }
   if (values['dry-run']) {
     const summary = { queue: plan.queue, wouldSend: plan.messages.length, dryRun: true };
-    io.stdout(values.json ? JSON.stringify(summary, null, 2) + '\n' : `would send ${plan.messages.length} event(s) to ${plan.queue}\n`);
+    io.stdout(
+      values.json
+        ? JSON.stringify(summary, null, 2) + '\n'
+        : `would send ${plan.messages.length} event(s) to ${plan.queue}\n`,
+    );
     return ExitCodes.ok;
   }
   const client = opsServiceBusClient(config);
   try {
-    const sent = await sendPlan(client, plan, positiveNumber('--rate', values.rate, 50), progressReporter(io, 'sent', plan.messages.length));
+    const sent = await sendPlan(
+      client,
+      plan,
+      positiveNumber('--rate', values.rate, 50),
+      progressReporter(io, 'sent', plan.messages.length),
+    );
     if (io.interactive) io.stderr('\n');
     const summary = { queue: plan.queue, sent, eventIds: plan.messages.map((m) => m.messageId) };
-    io.stdout(values.json ? JSON.stringify(summary, null, 2) + '\n' : `sent ${sent} event(s) to ${plan.queue}\n`);
+    io.stdout(
+      values.json
+        ? JSON.stringify(summary, null, 2) + '\n'
+        : `sent ${sent} event(s) to ${plan.queue}\n`,
+    );
     return ExitCodes.ok;
   } finally {
     await client.close();
@@ -267,7 +315,16 @@ async function enqueueCommand(args: string[], io: Io, runtime: () => Runtime): P
 
 function deadLetterTable(summaries: DeadLetterSummary[]): string {
   if (summaries.length === 0) return 'No dead-lettered messages.';
-  const header = ['sequence', 'enqueued', 'event', 'user', 'deliveries', 'reason', 'description', 'last audited error'];
+  const header = [
+    'sequence',
+    'enqueued',
+    'event',
+    'user',
+    'deliveries',
+    'reason',
+    'description',
+    'last audited error',
+  ];
   const rows = summaries.map((s) => [
     s.sequenceNumber,
     s.enqueuedTime ?? '',
@@ -282,8 +339,14 @@ function deadLetterTable(summaries: DeadLetterSummary[]): string {
 }
 
 function formatTable(header: string[], rows: string[][]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => (row[i] ?? '').length)));
-  const format = (row: string[]) => row.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
+  const widths = header.map((h, i) =>
+    Math.max(h.length, ...rows.map((row) => (row[i] ?? '').length)),
+  );
+  const format = (row: string[]) =>
+    row
+      .map((cell, i) => cell.padEnd(widths[i] ?? 0))
+      .join('  ')
+      .trimEnd();
   return [format(header), ...rows.map(format)].join('\n');
 }
 
@@ -292,9 +355,12 @@ function describe(record: AuditRecord, duplicate: boolean): string {
     `event      ${record.eventId}`,
     `outcome    ${duplicate ? `already processed (${record.outcome}); nothing done` : record.outcome}`,
   ];
-  if (record.user !== undefined) lines.push(`user       ${record.user}${record.objectId ? ` (${record.objectId})` : ''}`);
+  if (record.user !== undefined)
+    lines.push(`user       ${record.user}${record.objectId ? ` (${record.objectId})` : ''}`);
   for (const action of record.actions) {
-    lines.push(`action     ${action.action}: ${action.status}${action.message ? ` - ${action.message}` : ''}`);
+    lines.push(
+      `action     ${action.action}: ${action.status}${action.message ? ` - ${action.message}` : ''}`,
+    );
   }
   if (record.verification) {
     lines.push(
@@ -316,7 +382,10 @@ function table(records: AuditRecord[]): string {
     r.verification ? (r.verification.verified ? 'yes' : 'no') : '',
     r.errorCode ?? '',
   ]);
-  return formatTable(['time', 'event', 'type', 'user', 'outcome', 'actions', 'verified', 'error'], rows);
+  return formatTable(
+    ['time', 'event', 'type', 'user', 'outcome', 'actions', 'verified', 'error'],
+    rows,
+  );
 }
 
 if (require.main === module) {

@@ -55,9 +55,13 @@ function eventFields(body: unknown): { eventId?: string; user?: string } {
   };
 }
 
-export async function summarize(message: ServiceBusReceivedMessage, audit: AuditLog): Promise<DeadLetterSummary> {
+export async function summarize(
+  message: ServiceBusReceivedMessage,
+  audit: AuditLog,
+): Promise<DeadLetterSummary> {
   const { eventId, user } = eventFields(message.body);
-  const record = eventId === undefined ? undefined : await audit.get(eventId).catch(() => undefined);
+  const record =
+    eventId === undefined ? undefined : await audit.get(eventId).catch(() => undefined);
   return {
     sequenceNumber: message.sequenceNumber?.toString() ?? '',
     messageId: String(message.messageId ?? ''),
@@ -67,18 +71,28 @@ export async function summarize(message: ServiceBusReceivedMessage, audit: Audit
     ...(user === undefined ? {} : { user }),
     deliveryCount: message.deliveryCount ?? 0,
     ...(message.enqueuedTimeUtc ? { enqueuedTime: message.enqueuedTimeUtc.toISOString() } : {}),
-    ...(record?.errorCode ? { lastAuditedError: `${record.errorCode}: ${record.errorMessage ?? ''}` } : {}),
+    ...(record?.errorCode
+      ? { lastAuditedError: `${record.errorCode}: ${record.errorMessage ?? ''}` }
+      : {}),
   };
 }
 
 /** Every dead-lettered message of a queue, peeked (nothing is locked or changed). */
-export async function listDeadLetters(client: ServiceBusClient, queue: string, audit: AuditLog, max = 10_000): Promise<DeadLetterSummary[]> {
+export async function listDeadLetters(
+  client: ServiceBusClient,
+  queue: string,
+  audit: AuditLog,
+  max = 10_000,
+): Promise<DeadLetterSummary[]> {
   const receiver = client.createReceiver(queue, { subQueueType: 'deadLetter' });
   const summaries: DeadLetterSummary[] = [];
   try {
     let from: ServiceBusReceivedMessage['sequenceNumber'];
     while (summaries.length < max) {
-      const batch = await receiver.peekMessages(Math.min(250, max - summaries.length), from === undefined ? {} : { fromSequenceNumber: from.add(1) });
+      const batch = await receiver.peekMessages(
+        Math.min(250, max - summaries.length),
+        from === undefined ? {} : { fromSequenceNumber: from.add(1) },
+      );
       if (batch.length === 0) break;
       for (const message of batch) summaries.push(await summarize(message, audit));
       from = batch[batch.length - 1]?.sequenceNumber;
@@ -111,23 +125,33 @@ export interface ReplayResult {
 
 function matches(message: ServiceBusReceivedMessage, filter: ReplayFilter): boolean {
   if (filter.reason !== undefined && message.deadLetterReason !== filter.reason) return false;
-  if (filter.since !== undefined && (message.enqueuedTimeUtc?.getTime() ?? 0) < filter.since.getTime()) return false;
-  if (filter.eventId !== undefined && eventFields(message.body).eventId !== filter.eventId) return false;
+  if (
+    filter.since !== undefined &&
+    (message.enqueuedTimeUtc?.getTime() ?? 0) < filter.since.getTime()
+  )
+    return false;
+  if (filter.eventId !== undefined && eventFields(message.body).eventId !== filter.eventId)
+    return false;
   return true;
 }
 
 /** A fresh copy for the main queue: new MessageId, attempt counter reset, replay metadata added. */
-export function replayCopy(message: ServiceBusReceivedMessage, by: string, at: Date): ServiceBusMessage {
+export function replayCopy(
+  message: ServiceBusReceivedMessage,
+  by: string,
+  at: Date,
+): ServiceBusMessage {
   const properties: Record<string, string | number | boolean> = {};
   for (const [key, value] of Object.entries(message.applicationProperties ?? {})) {
     if (key === MessageProperties.attempt) continue;
-    if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') properties[key] = value;
+    if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean')
+      properties[key] = value;
   }
   properties[MessageProperties.replayedBy] = by;
   properties[MessageProperties.replayedAt] = at.toISOString();
   properties[MessageProperties.replayOf] = String(message.messageId ?? '');
   return {
-    body: message.body,
+    body: message.body as unknown,
     messageId: `replay-${randomUUID()}`,
     contentType: message.contentType ?? 'application/json',
     applicationProperties: properties,
@@ -157,7 +181,13 @@ export async function replayDeadLetters(
   filter: ReplayFilter,
   progress: (done: number) => void = () => undefined,
 ): Promise<ReplayResult> {
-  const result: ReplayResult = { queue, replayed: [], skipped: 0, failed: [], dryRun: filter.dryRun };
+  const result: ReplayResult = {
+    queue,
+    replayed: [],
+    skipped: 0,
+    failed: [],
+    dryRun: filter.dryRun,
+  };
   const by = operator();
   if (filter.dryRun) {
     const all = await listDeadLettersRaw(client, queue);
@@ -168,14 +198,20 @@ export async function replayDeadLetters(
     }
     return result;
   }
-  const receiver = client.createReceiver(queue, { subQueueType: 'deadLetter', receiveMode: 'peekLock' });
+  const receiver = client.createReceiver(queue, {
+    subQueueType: 'deadLetter',
+    receiveMode: 'peekLock',
+  });
   const sender = client.createSender(queue);
   const held: ServiceBusReceivedMessage[] = [];
   const seen = new Set<string>();
   const interval = filter.ratePerSecond > 0 ? 1000 / filter.ratePerSecond : 0;
   try {
     while (result.replayed.length < filter.max) {
-      const batch = await receiver.receiveMessages(Math.min(100, filter.max - result.replayed.length), { maxWaitTimeInMs: 2000 });
+      const batch = await receiver.receiveMessages(
+        Math.min(100, filter.max - result.replayed.length),
+        { maxWaitTimeInMs: 2000 },
+      );
       const fresh = batch.filter((m) => !seen.has(m.sequenceNumber?.toString() ?? ''));
       if (fresh.length === 0) {
         held.push(...batch);
@@ -201,7 +237,10 @@ export async function replayDeadLetters(
           result.replayed.push(await summarize(message, audit));
           progress(result.replayed.length);
         } catch (error) {
-          result.failed.push({ sequenceNumber: sequence, error: error instanceof Error ? error.message : String(error) });
+          result.failed.push({
+            sequenceNumber: sequence,
+            error: error instanceof Error ? error.message : String(error),
+          });
           held.push(message);
         }
         const wait = interval - (Date.now() - started);
@@ -209,20 +248,28 @@ export async function replayDeadLetters(
       }
     }
   } finally {
-    await Promise.all(held.map((message) => receiver.abandonMessage(message).catch(() => undefined)));
+    await Promise.all(
+      held.map((message) => receiver.abandonMessage(message).catch(() => undefined)),
+    );
     await sender.close();
     await receiver.close();
   }
   return result;
 }
 
-async function listDeadLettersRaw(client: ServiceBusClient, queue: string): Promise<ServiceBusReceivedMessage[]> {
+async function listDeadLettersRaw(
+  client: ServiceBusClient,
+  queue: string,
+): Promise<ServiceBusReceivedMessage[]> {
   const receiver = client.createReceiver(queue, { subQueueType: 'deadLetter' });
   const all: ServiceBusReceivedMessage[] = [];
   try {
     let from: ServiceBusReceivedMessage['sequenceNumber'];
     for (;;) {
-      const batch = await receiver.peekMessages(250, from === undefined ? {} : { fromSequenceNumber: from.add(1) });
+      const batch = await receiver.peekMessages(
+        250,
+        from === undefined ? {} : { fromSequenceNumber: from.add(1) },
+      );
       if (batch.length === 0) break;
       all.push(...batch);
       from = batch[batch.length - 1]?.sequenceNumber;
@@ -243,7 +290,14 @@ export interface EnqueuePlan {
 const BOOLEAN_COLUMNS = new Set(['disableAccount', 'resetPassword']);
 const KNOWN_COLUMNS: Record<EventKind, string[]> = {
   'mfa.enabled': ['user', 'reason', 'ticket'],
-  'employee.leaving': ['user', 'disableAccount', 'resetPassword', 'effectiveAt', 'reason', 'ticket'],
+  'employee.leaving': [
+    'user',
+    'disableAccount',
+    'resetPassword',
+    'effectiveAt',
+    'reason',
+    'ticket',
+  ],
   'employee.leaving.cancelled': ['user', 'reason', 'ticket'],
 };
 
@@ -255,22 +309,33 @@ const KNOWN_COLUMNS: Record<EventKind, string[]> = {
 export function planEnqueue(type: string, rows: CsvRow[], config: AppConfig): EnqueuePlan {
   const kind = kindOfType(type);
   const errors: string[] = [];
-  if (kind === undefined) return { queue: '', messages: [], errors: [`--type ${type} is not an event type this app knows`] };
+  if (kind === undefined)
+    return {
+      queue: '',
+      messages: [],
+      errors: [`--type ${type} is not an event type this app knows`],
+    };
   const queue = kind === 'mfa.enabled' ? config.queues.mfaEnabled : config.queues.employeeLeaving;
   const [header, ...body] = rows;
   if (header === undefined) return { queue, messages: [], errors: ['the file is empty'] };
   const columns = header.fields.map((f) => f.trim());
   const allowed = KNOWN_COLUMNS[kind];
   const unknown = columns.filter((c) => !allowed.includes(c));
-  if (!columns.includes('user')) errors.push(`line ${header.line}: the header needs a "user" column`);
-  if (unknown.length > 0) errors.push(`line ${header.line}: unknown column(s) ${unknown.join(', ')}; allowed: ${allowed.join(', ')}`);
+  if (!columns.includes('user'))
+    errors.push(`line ${header.line}: the header needs a "user" column`);
+  if (unknown.length > 0)
+    errors.push(
+      `line ${header.line}: unknown column(s) ${unknown.join(', ')}; allowed: ${allowed.join(', ')}`,
+    );
   if (errors.length > 0) return { queue, messages: [], errors };
 
   const messages: ServiceBusMessage[] = [];
   const seenIds = new Map<string, number>();
   for (const row of body) {
     if (row.fields.length !== columns.length) {
-      errors.push(`line ${row.line}: ${row.fields.length} fields, the header has ${columns.length}`);
+      errors.push(
+        `line ${row.line}: ${row.fields.length} fields, the header has ${columns.length}`,
+      );
       continue;
     }
     const data: Record<string, unknown> = {};
@@ -279,7 +344,8 @@ export function planEnqueue(type: string, rows: CsvRow[], config: AppConfig): En
       const value = (row.fields[i] ?? '').trim();
       if (value === '') return;
       if (BOOLEAN_COLUMNS.has(column)) {
-        if (value !== 'true' && value !== 'false') rowError = `${column} must be true or false (got "${value}")`;
+        if (value !== 'true' && value !== 'false')
+          rowError = `${column} must be true or false (got "${value}")`;
         data[column] = value === 'true';
       } else {
         data[column] = value;
@@ -290,10 +356,22 @@ export function planEnqueue(type: string, rows: CsvRow[], config: AppConfig): En
       continue;
     }
     const id = `${kind}-${createHash('sha256')
-      .update([kind, String(data.user ?? '').toLowerCase(), String(data.ticket ?? ''), String(data.effectiveAt ?? '')].join('\u0000'))
+      .update(
+        [kind, textOf(data.user).toLowerCase(), textOf(data.ticket), textOf(data.effectiveAt)].join(
+          '\u0000',
+        ),
+      )
       .digest('hex')
       .slice(0, 32)}`;
-    const event = { specversion: '1.0', id, source: '/ops/offboard-cli', type, time: new Date().toISOString(), datacontenttype: 'application/json', data };
+    const event = {
+      specversion: '1.0',
+      id,
+      source: '/ops/offboard-cli',
+      type,
+      time: new Date().toISOString(),
+      datacontenttype: 'application/json',
+      data,
+    };
     try {
       parseEvent(event, [kind]);
     } catch (error) {
@@ -306,9 +384,18 @@ export function planEnqueue(type: string, rows: CsvRow[], config: AppConfig): En
       continue;
     }
     seenIds.set(id, row.line);
-    messages.push({ body: event, messageId: id, contentType: 'application/json', applicationProperties: { [MessageProperties.enqueuedBy]: operator() } });
+    messages.push({
+      body: event,
+      messageId: id,
+      contentType: 'application/json',
+      applicationProperties: { [MessageProperties.enqueuedBy]: operator() },
+    });
   }
   return { queue, messages, errors };
+}
+
+function textOf(value: unknown): string {
+  return typeof value === 'string' ? value : '';
 }
 
 export async function sendPlan(
@@ -328,11 +415,15 @@ export async function sendPlan(
       await sender.sendMessages(slice);
       sent += slice.length;
       progress(sent);
-      const wait = ratePerSecond > 0 ? (slice.length / ratePerSecond) * 1000 - (Date.now() - started) : 0;
+      const wait =
+        ratePerSecond > 0 ? (slice.length / ratePerSecond) * 1000 - (Date.now() - started) : 0;
       if (wait > 0 && sent < plan.messages.length) await sleep(wait);
     }
   } catch (error) {
-    throw translateServiceBusError(`send to ${plan.queue} (${sent} of ${plan.messages.length} sent)`, error);
+    throw translateServiceBusError(
+      `send to ${plan.queue} (${sent} of ${plan.messages.length} sent)`,
+      error,
+    );
   } finally {
     await sender.close();
   }

@@ -18,7 +18,11 @@ export async function freePort(): Promise<number> {
     server.on('error', reject);
     server.listen(0, '127.0.0.1', () => {
       const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+      server.close(() =>
+        typeof address === 'object' && address
+          ? resolve(address.port)
+          : reject(new Error('no port')),
+      );
     });
   });
 }
@@ -27,7 +31,9 @@ export async function freePort(): Promise<number> {
  * Starts Azurite's table service in memory on a free loopback port. The account key is random for
  * each run (AZURITE_ACCOUNTS), so no key is ever committed, not even the emulator's well-known one.
  */
-export async function startAzuriteTable(options: { port?: number; silent?: boolean } = {}): Promise<AzuriteTable> {
+export async function startAzuriteTable(
+  options: { port?: number; silent?: boolean } = {},
+): Promise<AzuriteTable> {
   const port = options.port ?? (await freePort());
   const key = randomBytes(32).toString('base64');
   const child: ChildProcess = spawn(
@@ -42,14 +48,20 @@ export async function startAzuriteTable(options: { port?: number; silent?: boole
       '--disableTelemetry',
       '--silent',
     ],
-    { env: { ...process.env, AZURITE_ACCOUNTS: `${ACCOUNT}:${key}` }, stdio: ['ignore', 'pipe', 'pipe'] },
+    {
+      env: { ...process.env, AZURITE_ACCOUNTS: `${ACCOUNT}:${key}` },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
   );
   let output = '';
   child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
 
   await new Promise<void>((resolve, reject) => {
-    const deadline = setTimeout(() => reject(new Error(`Azurite did not start within 20 s:\n${output}`)), 20_000);
+    const deadline = setTimeout(
+      () => reject(new Error(`Azurite did not start within 20 s:\n${output}`)),
+      20_000,
+    );
     const check = setInterval(() => {
       if (/successfully (listening|started)/i.test(output)) {
         clearTimeout(deadline);

@@ -29,7 +29,12 @@ export interface LocalRunnerOptions {
   /** Like maxAutoLockRenewalDuration. */
   maxAutoLockRenewalDurationInMs?: number;
   onLog?: (line: LogLine) => void;
-  onSettled?: (settled: { functionName: string; messageId: string; settlement: 'complete' | 'abandon'; error?: unknown }) => void;
+  onSettled?: (settled: {
+    functionName: string;
+    messageId: string;
+    settlement: 'complete' | 'abandon';
+    error?: unknown;
+  }) => void;
 }
 
 export interface LocalRunner {
@@ -59,14 +64,27 @@ export function startLocalRunner(options: LocalRunnerOptions): LocalRunner {
             await binding.handler(message.body, context);
           } catch (error) {
             await receiver.abandonMessage(message);
-            options.onSettled?.({ functionName: binding.functionName, messageId, settlement: 'abandon', error });
+            options.onSettled?.({
+              functionName: binding.functionName,
+              messageId,
+              settlement: 'abandon',
+              error,
+            });
             return;
           }
           await receiver.completeMessage(message);
-          options.onSettled?.({ functionName: binding.functionName, messageId, settlement: 'complete' });
+          options.onSettled?.({
+            functionName: binding.functionName,
+            messageId,
+            settlement: 'complete',
+          });
         },
         processError: async (args: ProcessErrorArgs) => {
-          options.onLog?.({ level: 'error', functionName: binding.functionName, text: `receiver error: ${args.error.message}` });
+          options.onLog?.({
+            level: 'error',
+            functionName: binding.functionName,
+            text: `receiver error: ${args.error.message}`,
+          });
           return Promise.resolve();
         },
       },
@@ -99,6 +117,10 @@ function contextInit(
       contentType: message.contentType,
     },
     logHandler: (level, ...args) =>
-      onLog?.({ level, functionName: binding.functionName, text: args.map((a) => (typeof a === 'string' ? a : JSON.stringify(a))).join(' ') }),
+      onLog?.({
+        level,
+        functionName: binding.functionName,
+        text: args.map((a) => (typeof a === 'string' ? a : JSON.stringify(a))).join(' '),
+      }),
   };
 }

@@ -49,7 +49,10 @@ async function main(): Promise<void> {
     })),
   });
   const graphPort = await freePort();
-  const graph = await startGraphStandIn({ port: graphPort, audience: `https://127.0.0.1:${graphPort}` });
+  const graph = await startGraphStandIn({
+    port: graphPort,
+    audience: `https://127.0.0.1:${graphPort}`,
+  });
   const identity = await startManagedIdentityStandIn({ roles: Object.values(GraphPermissions) });
 
   const env: Record<string, string> = {
@@ -67,7 +70,13 @@ async function main(): Promise<void> {
   };
   Object.assign(process.env, env);
   await mkdir(join(ROOT, '.local'), { recursive: true });
-  await writeFile(ENV_FILE, Object.entries(env).map(([k, v]) => `${k}=${v}`).join('\n') + '\n', { mode: 0o600 });
+  await writeFile(
+    ENV_FILE,
+    Object.entries(env)
+      .map(([k, v]) => `${k}=${v}`)
+      .join('\n') + '\n',
+    { mode: 0o600 },
+  );
 
   const runtime = createRuntime(loadConfig(env), { requireServiceBus: true });
   const logs: LogLine[] = [];
@@ -77,9 +86,16 @@ async function main(): Promise<void> {
       {
         functionName: 'employeeLeaving',
         queueName: QUEUES.employeeLeaving,
-        handler: createQueueHandler(() => runtime, 'employeeLeaving', ['employee.leaving', 'employee.leaving.cancelled']),
+        handler: createQueueHandler(() => runtime, 'employeeLeaving', [
+          'employee.leaving',
+          'employee.leaving.cancelled',
+        ]),
       },
-      { functionName: 'mfaEnabled', queueName: QUEUES.mfaEnabled, handler: createQueueHandler(() => runtime, 'mfaEnabled', ['mfa.enabled']) },
+      {
+        functionName: 'mfaEnabled',
+        queueName: QUEUES.mfaEnabled,
+        handler: createQueueHandler(() => runtime, 'mfaEnabled', ['mfa.enabled']),
+      },
     ],
     maxConcurrentCalls: 4,
     onLog: (line) => {
@@ -106,10 +122,17 @@ async function main(): Promise<void> {
   const files = (await readdir(SAMPLES)).filter((f) => f.endsWith('.json')).sort();
   const eventIds: string[] = [];
   for (const file of files) {
-    const body = JSON.parse(await readFile(join(SAMPLES, file), 'utf8')) as { id: string; type: string };
+    const body = JSON.parse(await readFile(join(SAMPLES, file), 'utf8')) as {
+      id: string;
+      type: string;
+    };
     const queue = body.type.endsWith('mfa.enabled') ? QUEUES.mfaEnabled : QUEUES.employeeLeaving;
     const sender = client.createSender(queue);
-    await sender.sendMessages({ body, messageId: `sample-${file}`, contentType: 'application/json' });
+    await sender.sendMessages({
+      body,
+      messageId: `sample-${file}`,
+      contentType: 'application/json',
+    });
     await sender.close();
     eventIds.push(body.id);
   }
@@ -124,17 +147,27 @@ async function main(): Promise<void> {
     data: { user: BOB_UPN, disableAccount: true, effectiveAt: leaveAt, reason: 'leave date demo' },
   };
   const leavingSender = client.createSender(QUEUES.employeeLeaving);
-  await leavingSender.sendMessages({ body: demo, messageId: 'sample-leave-date', contentType: 'application/json' });
+  await leavingSender.sendMessages({
+    body: demo,
+    messageId: 'sample-leave-date',
+    contentType: 'application/json',
+  });
   await leavingSender.close();
   eventIds.push(demo.id);
-  out(`Sent ${eventIds.length} sample events (${files.join(', ')}, plus a departure scheduled for ${leaveAt}).`);
+  out(
+    `Sent ${eventIds.length} sample events (${files.join(', ')}, plus a departure scheduled for ${leaveAt}).`,
+  );
 
   const deadline = Date.now() + 60_000;
   let records: Array<AuditRecord | undefined> = [];
   while (Date.now() < deadline) {
     records = await Promise.all(eventIds.map((id) => runtime.audit.get(id)));
-    const deadLettered = serviceBus.stats(QUEUES.employeeLeaving).deadLettered + serviceBus.stats(QUEUES.mfaEnabled).deadLettered;
-    const permanent = records.filter((r) => r !== undefined && (r.outcome === 'refused' || r.retryable === false)).length;
+    const deadLettered =
+      serviceBus.stats(QUEUES.employeeLeaving).deadLettered +
+      serviceBus.stats(QUEUES.mfaEnabled).deadLettered;
+    const permanent = records.filter(
+      (r) => r !== undefined && (r.outcome === 'refused' || r.retryable === false),
+    ).length;
     if (records.every(isFinal) && deadLettered >= permanent) break;
     await new Promise((resolve) => setTimeout(resolve, 250));
   }
@@ -147,13 +180,17 @@ async function main(): Promise<void> {
       continue;
     }
     const actions = record.actions.map((a) => `${a.action}=${a.status}`).join(', ') || 'none';
-    const verified = record.verification ? ` | revocation verified: ${record.verification.verified ? 'yes' : 'NO'} (sessions valid from ${record.verification.signInSessionsValidFrom ?? '?'})` : '';
+    const verified = record.verification
+      ? ` | revocation verified: ${record.verification.verified ? 'yes' : 'NO'} (sessions valid from ${record.verification.signInSessionsValidFrom ?? '?'})`
+      : '';
     const error = record.errorCode ? ` | ${record.errorCode}: ${record.errorMessage ?? ''}` : '';
     out(`- ${id} (${record.user ?? 'invalid'}): ${record.outcome} | ${actions}${verified}${error}`);
   }
   for (const queue of Object.values(QUEUES)) {
     const stats = serviceBus.stats(queue);
-    out(`Queue ${queue}: ${stats.active} waiting, ${stats.scheduled} scheduled, ${stats.deadLettered} dead-lettered.`);
+    out(
+      `Queue ${queue}: ${stats.active} waiting, ${stats.scheduled} scheduled, ${stats.deadLettered} dead-lettered.`,
+    );
   }
 
   if (once) {
@@ -174,6 +211,8 @@ Press Ctrl-C to stop.`);
 }
 
 main().catch((error: unknown) => {
-  process.stderr.write(`sandbox failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  process.stderr.write(
+    `sandbox failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+  );
   process.exit(1);
 });

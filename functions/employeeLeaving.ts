@@ -9,5 +9,8 @@ getRuntime();
 app.serviceBusQueue('employeeLeaving', {
   connection: 'ServiceBusConnection',
   queueName: '%EMPLOYEE_LEAVING_QUEUE%',
-  handler: createQueueHandler(getRuntime, 'employeeLeaving', ['employee.leaving', 'employee.leaving.cancelled']),
+  handler: createQueueHandler(getRuntime, 'employeeLeaving', [
+    'employee.leaving',
+    'employee.leaving.cancelled',
+  ]),
 });

@@ -83,12 +83,14 @@ export const SETTINGS = [
   },
   {
     name: 'AUDIT_TABLE_ENDPOINT',
-    description: 'Table service endpoint of the audit store (https://<account>.table.core.windows.net), used with the managed identity.',
+    description:
+      'Table service endpoint of the audit store (https://<account>.table.core.windows.net), used with the managed identity.',
     requiredInAzure: true,
   },
   {
     name: 'AUDIT_TABLE_CONNECTION_STRING',
-    description: 'Local development only: audit store connection string (for example Azurite). Takes precedence over the endpoint.',
+    description:
+      'Local development only: audit store connection string (for example Azurite). Takes precedence over the endpoint.',
     requiredInAzure: false,
   },
   {
@@ -106,7 +108,8 @@ export const SETTINGS = [
   },
   {
     name: 'DRY_RUN',
-    description: '`true`: read and evaluate, write nothing to Graph, audit what would have been done.',
+    description:
+      '`true`: read and evaluate, write nothing to Graph, audit what would have been done.',
     default: 'false',
     requiredInAzure: true,
   },
@@ -119,7 +122,8 @@ export const SETTINGS = [
   },
   {
     name: 'RETRY_BASE_DELAY_SECONDS',
-    description: 'Delay before the first delayed retry; doubles each attempt (with jitter), never below Retry-After.',
+    description:
+      'Delay before the first delayed retry; doubles each attempt (with jitter), never below Retry-After.',
     default: '30',
     requiredInAzure: false,
   },
@@ -170,11 +174,9 @@ export interface AppConfig {
 type Env = Readonly<Record<string, string | undefined>>;
 
 function invalid(setting: string, rule: string): OffboardingError {
-  return new OffboardingError(
-    ErrorCodes.InvalidConfiguration,
-    `Setting ${setting} ${rule}`,
-    { retryable: false },
-  );
+  return new OffboardingError(ErrorCodes.InvalidConfiguration, `Setting ${setting} ${rule}`, {
+    retryable: false,
+  });
 }
 
 function read(env: Env, name: SettingName): string | undefined {
@@ -215,7 +217,10 @@ function readGraphEndpoint(env: Env): string {
     throw invalid('GRAPH_ENDPOINT', `must be an absolute https URL (got "${raw}").`);
   }
   if (url.protocol !== 'https:' || url.search !== '' || url.hash !== '') {
-    throw invalid('GRAPH_ENDPOINT', `must be an https URL without query or fragment (got "${raw}").`);
+    throw invalid(
+      'GRAPH_ENDPOINT',
+      `must be an https URL without query or fragment (got "${raw}").`,
+    );
   }
   return url.origin + url.pathname.replace(/\/+$/, '');
 }
@@ -233,7 +238,10 @@ export function parseProtectedUsers(raw: string): ReadonlySet<string> {
 export function loadConfig(env: Env = process.env): AppConfig {
   const credential = withDefault(env, 'GRAPH_CREDENTIAL');
   if (credential !== 'managedidentity' && credential !== 'developer') {
-    throw invalid('GRAPH_CREDENTIAL', `must be "managedidentity" or "developer" (got "${credential}").`);
+    throw invalid(
+      'GRAPH_CREDENTIAL',
+      `must be "managedidentity" or "developer" (got "${credential}").`,
+    );
   }
   const endpoint = readGraphEndpoint(env);
   const clientId = read(env, 'AZURE_CLIENT_ID');
@@ -248,7 +256,10 @@ export function loadConfig(env: Env = process.env): AppConfig {
   }
   const tableName = withDefault(env, 'AUDIT_TABLE_NAME');
   if (!/^[A-Za-z][A-Za-z0-9]{2,62}$/.test(tableName)) {
-    throw invalid('AUDIT_TABLE_NAME', `must be 3-63 letters or digits, starting with a letter (got "${tableName}").`);
+    throw invalid(
+      'AUDIT_TABLE_NAME',
+      `must be 3-63 letters or digits, starting with a letter (got "${tableName}").`,
+    );
   }
 
   const fullyQualifiedNamespace = read(env, 'ServiceBusConnection__fullyQualifiedNamespace');
@@ -283,7 +294,9 @@ export function loadConfig(env: Env = process.env): AppConfig {
     },
     serviceBus: {
       ...(fullyQualifiedNamespace === undefined ? {} : { fullyQualifiedNamespace }),
-      ...(serviceBusConnectionString === undefined ? {} : { connectionString: serviceBusConnectionString }),
+      ...(serviceBusConnectionString === undefined
+        ? {}
+        : { connectionString: serviceBusConnectionString }),
     },
   };
 }

@@ -3,7 +3,11 @@ import { ErrorCodes, OffboardingError } from './errors';
 import { parseUserRef, type UserRef } from './userRef';
 
 /** The event kinds this app acts on; `type` may carry a reverse-DNS prefix (com.contoso.hr.employee.leaving). */
-export const EventKinds = ['employee.leaving', 'employee.leaving.cancelled', 'mfa.enabled'] as const;
+export const EventKinds = [
+  'employee.leaving',
+  'employee.leaving.cancelled',
+  'mfa.enabled',
+] as const;
 export type EventKind = (typeof EventKinds)[number];
 
 /** Largest event body accepted, in bytes. Real events are well under 2 KB. */
@@ -26,10 +30,16 @@ const freeText = z
   .string()
   .max(MAX_TEXT, `must be at most ${MAX_TEXT} characters`)
   // Tabs and newlines are fine in a reason; other control characters are not.
-  // eslint-disable-next-line no-control-regex
-  .refine((value) => !/[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/.test(value), 'must not contain control characters');
+  .refine(
+    // eslint-disable-next-line no-control-regex
+    (value) => !/[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/.test(value),
+    'must not contain control characters',
+  );
 
-const timestamp = z.iso.datetime({ offset: true, message: 'must be an RFC 3339 timestamp with a time zone, e.g. 2026-11-27T10:00:00Z' });
+const timestamp = z.iso.datetime({
+  offset: true,
+  message: 'must be an RFC 3339 timestamp with a time zone, e.g. 2026-11-27T10:00:00Z',
+});
 
 const userField = z.string().superRefine((value, ctx) => {
   const parsed = parseUserRef(value);
@@ -58,7 +68,15 @@ const mfaData = z.strictObject({
 });
 
 const KNOWN_ATTRIBUTES = new Set([
-  'specversion', 'id', 'source', 'type', 'time', 'subject', 'datacontenttype', 'dataschema', 'data',
+  'specversion',
+  'id',
+  'source',
+  'type',
+  'time',
+  'subject',
+  'datacontenttype',
+  'dataschema',
+  'data',
 ]);
 
 const envelope = z
@@ -71,7 +89,10 @@ const envelope = z
     subject: printable(MAX_TEXT).optional(),
     datacontenttype: z
       .string()
-      .refine((value) => /^application\/(?:[\w.+-]+\+)?json(?:\s*;.*)?$/i.test(value), 'must be application/json')
+      .refine(
+        (value) => /^application\/(?:[\w.+-]+\+)?json(?:\s*;.*)?$/i.test(value),
+        'must be application/json',
+      )
       .optional(),
     dataschema: printable(MAX_TEXT).optional(),
     data: z.unknown(),
@@ -81,7 +102,12 @@ const envelope = z
   .superRefine((value, ctx) => {
     for (const key of Object.keys(value)) {
       if (!KNOWN_ATTRIBUTES.has(key) && !EXTENSION_NAME.test(key)) {
-        ctx.addIssue({ code: 'custom', path: [key], message: 'is not a CloudEvents attribute (extension names are 1-20 lowercase letters or digits)' });
+        ctx.addIssue({
+          code: 'custom',
+          path: [key],
+          message:
+            'is not a CloudEvents attribute (extension names are 1-20 lowercase letters or digits)',
+        });
       }
     }
   });
@@ -152,7 +178,9 @@ export function decodeBody(body: unknown): unknown {
   }
   if (typeof body === 'string') {
     if (Buffer.byteLength(body, 'utf8') > MAX_EVENT_BYTES) {
-      throw invalid(`event is ${Buffer.byteLength(body, 'utf8')} bytes; the limit is ${MAX_EVENT_BYTES}`);
+      throw invalid(
+        `event is ${Buffer.byteLength(body, 'utf8')} bytes; the limit is ${MAX_EVENT_BYTES}`,
+      );
     }
     if (body.trim() === '') throw invalid('event body is empty');
     try {
@@ -163,7 +191,8 @@ export function decodeBody(body: unknown): unknown {
   }
   if (body === null || body === undefined) throw invalid('event body is empty');
   const size = Buffer.byteLength(JSON.stringify(body) ?? '', 'utf8');
-  if (size > MAX_EVENT_BYTES) throw invalid(`event is ${size} bytes; the limit is ${MAX_EVENT_BYTES}`);
+  if (size > MAX_EVENT_BYTES)
+    throw invalid(`event is ${size} bytes; the limit is ${MAX_EVENT_BYTES}`);
   return body;
 }
 
@@ -172,7 +201,7 @@ export function salvageEventId(body: unknown): string | undefined {
   try {
     const value = decodeBody(body);
     if (typeof value === 'object' && value !== null && 'id' in value) {
-      const id = (value as { id: unknown }).id;
+      const id: unknown = value.id;
       if (typeof id === 'string' && printable(MAX_ID).safeParse(id).success) return id;
     }
   } catch {
@@ -196,19 +225,27 @@ export function parseEvent(body: unknown, accepts: readonly EventKind[]): Offboa
 
   const kind = kindOfType(event.type);
   if (kind === undefined) {
-    throw invalid(`type "${event.type}" is not one of ${EventKinds.join(', ')} (optionally with a reverse-DNS prefix)`);
+    throw invalid(
+      `type "${event.type}" is not one of ${EventKinds.join(', ')} (optionally with a reverse-DNS prefix)`,
+    );
   }
   if (!accepts.includes(kind)) {
-    throw invalid(`type "${event.type}" does not belong on this queue, which takes ${accepts.join(', ')}`);
+    throw invalid(
+      `type "${event.type}" does not belong on this queue, which takes ${accepts.join(', ')}`,
+    );
   }
   if (typeof event.data !== 'object' || event.data === null || Array.isArray(event.data)) {
     throw invalid('data is required and must be a JSON object');
   }
 
-  const schema = kind === 'employee.leaving' ? leavingData : kind === 'mfa.enabled' ? mfaData : cancelledData;
+  const schema =
+    kind === 'employee.leaving' ? leavingData : kind === 'mfa.enabled' ? mfaData : cancelledData;
   const data = schema.safeParse(event.data);
   if (!data.success) {
-    const extra = kind !== 'employee.leaving' ? ` (disableAccount, resetPassword and effectiveAt apply to employee.leaving only)` : '';
+    const extra =
+      kind !== 'employee.leaving'
+        ? ` (disableAccount, resetPassword and effectiveAt apply to employee.leaving only)`
+        : '';
     const hasUnknownKey = data.error.issues.some((issue) => issue.code === 'unrecognized_keys');
     throw invalid(formatIssues(data.error, 'data') + (hasUnknownKey ? extra : ''));
   }

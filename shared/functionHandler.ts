@@ -22,15 +22,24 @@ function messageIdOf(context: InvocationContext): string {
 
 function applicationPropertiesOf(context: InvocationContext): Record<string, unknown> {
   const properties = context.triggerMetadata?.applicationProperties;
-  return typeof properties === 'object' && properties !== null ? (properties as Record<string, unknown>) : {};
+  return typeof properties === 'object' && properties !== null
+    ? (properties as Record<string, unknown>)
+    : {};
 }
 
 /**
  * A Service Bus queue handler around the use case. The trigger completes the message when this
  * returns and abandons it when this throws (see QueueProcessor for which is which).
  */
-export function createQueueHandler(runtime: () => Runtime, queue: QueueKey, accepts: readonly EventKind[]) {
-  return async function handleQueueMessage(message: unknown, context: InvocationContext): Promise<void> {
+export function createQueueHandler(
+  runtime: () => Runtime,
+  queue: QueueKey,
+  accepts: readonly EventKind[],
+) {
+  return async function handleQueueMessage(
+    message: unknown,
+    context: InvocationContext,
+  ): Promise<void> {
     const { config, queueProcessor } = runtime();
     const messageId = messageIdOf(context);
     // Throws AuditUnavailable when the audit cannot be read or written: the host abandons the
@@ -56,14 +65,20 @@ export function createQueueHandler(runtime: () => Runtime, queue: QueueKey, acce
       nextAttemptAt: outcome.retry?.at,
     };
     if (outcome.settlement === 'complete') {
-      if (outcome.retry) context.warn('Event failed transiently; retry scheduled', summary, result.error?.message);
+      if (outcome.retry)
+        context.warn('Event failed transiently; retry scheduled', summary, result.error?.message);
       else context.log('Event processed', summary);
       return;
     }
     const code = result.error?.code ?? record.errorCode ?? 'Unexpected';
     const text = result.error?.message ?? record.errorMessage ?? 'failed';
     const retryable = result.disposition === 'retry';
-    if (retryable) context.warn('Event failed and no retry could be scheduled; Service Bus redelivers it', summary, text);
+    if (retryable)
+      context.warn(
+        'Event failed and no retry could be scheduled; Service Bus redelivers it',
+        summary,
+        text,
+      );
     else context.error('Event failed permanently; it goes to the dead-letter queue', summary, text);
     throw new SettlementError(
       `${retryable ? 'Retryable' : 'Permanent'} failure ${code} for event ${record.eventId}: ${text}`,

@@ -1,6 +1,13 @@
 import { ErrorCodes, OffboardingError, toOffboardingError } from './errors';
 import { createHash } from 'node:crypto';
-import { decodeBody, parseEvent, salvageEventId, type EventKind, type LeavingEvent, type OffboardingEvent } from './events';
+import {
+  decodeBody,
+  parseEvent,
+  salvageEventId,
+  type EventKind,
+  type LeavingEvent,
+  type OffboardingEvent,
+} from './events';
 import { MessageProperties, type Scheduler } from './messaging';
 import { MAX_SCHEDULE_AHEAD_DAYS } from './queuePolicy';
 import { generatePassword } from './password';
@@ -159,7 +166,8 @@ export class OffboardingService {
     }
     record.objectId = user.id;
     record.userPrincipalName = user.userPrincipalName;
-    if (isProtected(policy, user.id, user.userPrincipalName)) return { result: refuse(record, event.user) };
+    if (isProtected(policy, user.id, user.userPrincipalName))
+      return { result: refuse(record, event.user) };
     return { user };
   }
 
@@ -182,7 +190,7 @@ export class OffboardingService {
     }
     const resolved = await this.resolve(event, record);
     if ('result' in resolved) return resolved.result;
-    record.effectiveAt = event.effectiveAt as string;
+    record.effectiveAt = event.effectiveAt;
     record.actions = record.requestedActions.map((action) => ({ action, status: 'not-attempted' }));
     try {
       const sequence = await this.deps.scheduler.schedule(
@@ -205,25 +213,37 @@ export class OffboardingService {
       return fail(record, toOffboardingError(error));
     }
     record.outcome = 'scheduled';
-    record.notes.push(`Scheduled for the leave date ${event.effectiveAt} (sequence number ${record.scheduledSequenceNumber}).`);
+    record.notes.push(
+      `Scheduled for the leave date ${event.effectiveAt} (sequence number ${record.scheduledSequenceNumber}).`,
+    );
     if (this.deps.policy.dryRun) {
-      record.notes.push('DRY_RUN is on now; the departure runs in whatever mode is set on the leave date.');
+      record.notes.push(
+        'DRY_RUN is on now; the departure runs in whatever mode is set on the leave date.',
+      );
     }
     return { disposition: 'done', record, duplicate: false };
   }
 
   /** employee.leaving.cancelled: cancel every departure still waiting for this user. */
-  private async cancelDeparture(event: OffboardingEvent, record: AuditRecord): Promise<ProcessResult> {
+  private async cancelDeparture(
+    event: OffboardingEvent,
+    record: AuditRecord,
+  ): Promise<ProcessResult> {
     const resolved = await this.resolve(event, record);
     if ('result' in resolved) return resolved.result;
     const { audit, scheduler, leavingQueue } = this.deps;
     const history = await audit.findByUser(resolved.user.id);
-    const pending = history.filter((r) => r.outcome === 'scheduled' && r.scheduledSequenceNumber !== undefined);
+    const pending = history.filter(
+      (r) => r.outcome === 'scheduled' && r.scheduledSequenceNumber !== undefined,
+    );
     const now = this.now().toISOString();
     for (const departure of pending) {
       let stillScheduled: boolean;
       try {
-        stillScheduled = await scheduler.cancel(leavingQueue, departure.scheduledSequenceNumber as string);
+        stillScheduled = await scheduler.cancel(
+          leavingQueue,
+          departure.scheduledSequenceNumber as string,
+        );
       } catch (error) {
         return fail(record, toOffboardingError(error));
       }
@@ -233,11 +253,16 @@ export class OffboardingService {
         `Cancelled by event ${event.id} at ${now}${stillScheduled ? '' : ' (the scheduled message had already been enqueued; it will be skipped)'}.`,
       );
       await audit.put(departure);
-      record.notes.push(`Cancelled departure ${departure.eventId} (leave date ${departure.effectiveAt ?? 'unknown'}).`);
+      record.notes.push(
+        `Cancelled departure ${departure.eventId} (leave date ${departure.effectiveAt ?? 'unknown'}).`,
+      );
     }
     if (pending.length === 0) {
       const executed = history.filter(
-        (r) => r.outcome === 'succeeded' && r.eventType !== undefined && /employee\.leaving$/.test(r.eventType),
+        (r) =>
+          r.outcome === 'succeeded' &&
+          r.eventType !== undefined &&
+          /employee\.leaving$/.test(r.eventType),
       );
       const last = executed[executed.length - 1];
       if (last !== undefined) {
@@ -335,7 +360,11 @@ export class OffboardingService {
             ? await directory.resetPassword(userId, this.makePassword())
             : await directory.revokeSignInSessions(userId);
       if (call.requestId) record.graphRequestIds.push(call.requestId);
-      return { action, status: 'succeeded', ...(call.requestId ? { requestId: call.requestId } : {}) };
+      return {
+        action,
+        status: 'succeeded',
+        ...(call.requestId ? { requestId: call.requestId } : {}),
+      };
     } catch (error) {
       const failure = toOffboardingError(error);
       errors.set(action, failure);
@@ -360,11 +389,20 @@ export class OffboardingService {
     } catch (error) {
       const failure = toOffboardingError(error);
       return {
-        result: { verified: false, ...(previous ? { previousSignInSessionsValidFrom: previous } : {}) },
-        error: new OffboardingError(failure.code, `Could not read the user back to verify the revocation: ${failure.message}`, {
-          retryable: failure.retryable,
-          ...(failure.retryAfterSeconds === undefined ? {} : { retryAfterSeconds: failure.retryAfterSeconds }),
-        }),
+        result: {
+          verified: false,
+          ...(previous ? { previousSignInSessionsValidFrom: previous } : {}),
+        },
+        error: new OffboardingError(
+          failure.code,
+          `Could not read the user back to verify the revocation: ${failure.message}`,
+          {
+            retryable: failure.retryable,
+            ...(failure.retryAfterSeconds === undefined
+              ? {}
+              : { retryAfterSeconds: failure.retryAfterSeconds }),
+          },
+        ),
       };
     }
     const validFrom = after.signInSessionsValidFromDateTime ?? undefined;
@@ -454,7 +492,9 @@ function digest(...parts: string[]): string {
 }
 
 function isPermanent(record: AuditRecord): boolean {
-  return record.outcome === 'refused' || (record.outcome === 'failed' && record.retryable === false);
+  return (
+    record.outcome === 'refused' || (record.outcome === 'failed' && record.retryable === false)
+  );
 }
 
 function errorOf(record: AuditRecord): OffboardingError {
@@ -502,19 +542,31 @@ function onPremisesMastered(action: ActionName): OffboardingError {
  * One error for the event from its failed actions: retryable if any failure is (a retry may fix
  * that part), waiting at least the longest Retry-After any of them was given.
  */
-function combinedError(failures: ActionResult[], errors: Map<ActionName, OffboardingError>): OffboardingError {
+function combinedError(
+  failures: ActionResult[],
+  errors: Map<ActionName, OffboardingError>,
+): OffboardingError {
   const all = failures.map(
     (f) =>
       errors.get(f.action) ??
-      new OffboardingError((f.errorCode ?? ErrorCodes.Unexpected) as OffboardingError['code'], f.message ?? '', {
-        retryable: false,
-      }),
+      new OffboardingError(
+        (f.errorCode ?? ErrorCodes.Unexpected) as OffboardingError['code'],
+        f.message ?? '',
+        {
+          retryable: false,
+        },
+      ),
   );
   const retryable = all.filter((e) => e.retryable);
-  const lead = retryable[0] ?? all[0] ?? new OffboardingError(ErrorCodes.Unexpected, 'Unknown failure.', { retryable: true });
+  const lead =
+    retryable[0] ??
+    all[0] ??
+    new OffboardingError(ErrorCodes.Unexpected, 'Unknown failure.', { retryable: true });
   const waits = retryable.map((e) => e.retryAfterSeconds ?? 0);
   const retryAfterSeconds = waits.length > 0 ? Math.max(...waits) : undefined;
-  const message = failures.map((f) => `${f.action}: ${f.message ?? f.errorCode ?? 'failed'}`).join(' | ');
+  const message = failures
+    .map((f) => `${f.action}: ${f.message ?? f.errorCode ?? 'failed'}`)
+    .join(' | ');
   return new OffboardingError(lead.code, message, {
     retryable: retryable.length > 0,
     ...(retryAfterSeconds ? { retryAfterSeconds } : {}),

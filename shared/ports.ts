@@ -37,13 +37,7 @@ export interface ActionResult {
   requestId?: string;
 }
 
-export type Outcome =
-  | 'succeeded'
-  | 'failed'
-  | 'refused'
-  | 'dry-run'
-  | 'scheduled'
-  | 'cancelled';
+export type Outcome = 'succeeded' | 'failed' | 'refused' | 'dry-run' | 'scheduled' | 'cancelled';
 
 export interface Verification {
   verified: boolean;

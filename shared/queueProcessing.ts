@@ -57,7 +57,11 @@ export class QueueProcessor {
     this.random = deps.random ?? Math.random;
   }
 
-  async handle(queue: string, accepts: readonly EventKind[], delivery: QueueDelivery): Promise<QueueOutcome> {
+  async handle(
+    queue: string,
+    accepts: readonly EventKind[],
+    delivery: QueueDelivery,
+  ): Promise<QueueOutcome> {
     const properties = delivery.applicationProperties ?? {};
     const attempt = attemptOf(properties);
     let result: ProcessResult;
@@ -82,7 +86,8 @@ export class QueueProcessor {
     if (result.disposition === 'done') return { settlement: 'complete', result };
     if (result.disposition === 'reject') return { settlement: 'abandon', result };
 
-    const error = result.error ?? new OffboardingError(ErrorCodes.Unexpected, 'Failed.', { retryable: true });
+    const error =
+      result.error ?? new OffboardingError(ErrorCodes.Unexpected, 'Failed.', { retryable: true });
     const { record } = result;
     if (attempt >= this.deps.retry.maxAttempts) {
       record.retryable = false;
@@ -90,8 +95,13 @@ export class QueueProcessor {
       record.errorMessage = `Gave up after ${attempt} attempts; last error ${error.code}: ${error.message}`;
       delete record.nextAttemptAt;
       await this.deps.audit.put(record);
-      const exhausted = new OffboardingError(ErrorCodes.RetriesExhausted, record.errorMessage, { retryable: false });
-      return { settlement: 'abandon', result: { ...result, disposition: 'reject', error: exhausted } };
+      const exhausted = new OffboardingError(ErrorCodes.RetriesExhausted, record.errorMessage, {
+        retryable: false,
+      });
+      return {
+        settlement: 'abandon',
+        result: { ...result, disposition: 'reject', error: exhausted },
+      };
     }
 
     const retry = await this.scheduleRetry(queue, delivery, attempt, error.retryAfterSeconds);
@@ -110,8 +120,12 @@ export class QueueProcessor {
   ): Promise<QueueOutcome['retry']> {
     const properties = delivery.applicationProperties ?? {};
     const nextAttempt = attempt + 1;
-    const at = new Date(this.now().getTime() + retryDelayMs(this.deps.retry, nextAttempt, retryAfterSeconds, this.random));
-    const original = String(properties[MessageProperties.originalMessageId] ?? delivery.messageId);
+    const at = new Date(
+      this.now().getTime() +
+        retryDelayMs(this.deps.retry, nextAttempt, retryAfterSeconds, this.random),
+    );
+    const carried = properties[MessageProperties.originalMessageId];
+    const original = typeof carried === 'string' ? carried : delivery.messageId;
     try {
       const sequenceNumber = await this.deps.scheduler.schedule(
         queue,
@@ -164,10 +178,13 @@ function unrecorded(delivery: QueueDelivery, error: OffboardingError): ProcessRe
   };
 }
 
-function scalarProperties(properties: Record<string, unknown>): Record<string, string | number | boolean> {
+function scalarProperties(
+  properties: Record<string, unknown>,
+): Record<string, string | number | boolean> {
   const scalars: Record<string, string | number | boolean> = {};
   for (const [key, value] of Object.entries(properties)) {
-    if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') scalars[key] = value;
+    if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean')
+      scalars[key] = value;
   }
   return scalars;
 }

@@ -39,7 +39,9 @@ export function createCredential(config: AppConfig): TokenCredential {
     return new ChainedTokenCredential(new AzureCliCredential(), new AzureDeveloperCliCredential());
   }
   const clientId = config.graph.managedIdentityClientId;
-  return clientId === undefined ? new ManagedIdentityCredential() : new ManagedIdentityCredential({ clientId });
+  return clientId === undefined
+    ? new ManagedIdentityCredential()
+    : new ManagedIdentityCredential({ clientId });
 }
 
 export interface RuntimeOptions {
@@ -49,9 +51,16 @@ export interface RuntimeOptions {
   credential?: TokenCredential;
 }
 
-export function createRuntime(config: AppConfig = loadConfig(), options: RuntimeOptions = {}): Runtime {
+export function createRuntime(
+  config: AppConfig = loadConfig(),
+  options: RuntimeOptions = {},
+): Runtime {
   const { serviceBus: target } = config;
-  if (options.requireServiceBus && target.connectionString === undefined && target.fullyQualifiedNamespace === undefined) {
+  if (
+    options.requireServiceBus &&
+    target.connectionString === undefined &&
+    target.fullyQualifiedNamespace === undefined
+  ) {
     throw new OffboardingError(
       ErrorCodes.InvalidConfiguration,
       'Setting ServiceBusConnection__fullyQualifiedNamespace is required (or ServiceBusConnection for local development).',

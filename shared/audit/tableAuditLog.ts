@@ -6,7 +6,13 @@ import type { AuditLog, AuditRecord } from '../ports';
 
 const ROW_KEY = 'final';
 /** Properties stored as JSON text (Table Storage has no arrays or objects). */
-const JSON_FIELDS = ['requestedActions', 'actions', 'verification', 'graphRequestIds', 'notes'] as const;
+const JSON_FIELDS = [
+  'requestedActions',
+  'actions',
+  'verification',
+  'graphRequestIds',
+  'notes',
+] as const;
 const CONCURRENCY_RETRIES = 5;
 
 type Entity = Record<string, unknown> & { partitionKey: string; rowKey: string };
@@ -19,17 +25,26 @@ export function partitionKeyFor(eventId: string): string {
   return Buffer.from(eventId, 'utf8').toString('base64url');
 }
 
-export function createTableClient(config: AuditConfig, credential: TokenCredential | undefined): TableClient {
+export function createTableClient(
+  config: AuditConfig,
+  credential: TokenCredential | undefined,
+): TableClient {
   if (config.connectionString !== undefined) {
     return TableClient.fromConnectionString(config.connectionString, config.tableName, {
       // Azurite speaks plain http on loopback; Azure endpoints are https regardless.
-      allowInsecureConnection: /UseDevelopmentStorage=true|http:\/\/(127\.0\.0\.1|localhost)/i.test(config.connectionString),
+      allowInsecureConnection: /UseDevelopmentStorage=true|http:\/\/(127\.0\.0\.1|localhost)/i.test(
+        config.connectionString,
+      ),
     });
   }
   if (config.endpoint === undefined || credential === undefined) {
-    throw new OffboardingError(ErrorCodes.InvalidConfiguration, 'Setting AUDIT_TABLE_ENDPOINT is required.', {
-      retryable: false,
-    });
+    throw new OffboardingError(
+      ErrorCodes.InvalidConfiguration,
+      'Setting AUDIT_TABLE_ENDPOINT is required.',
+      {
+        retryable: false,
+      },
+    );
   }
   return new TableClient(config.endpoint, config.tableName, credential);
 }
@@ -68,7 +83,12 @@ export class TableAuditLog implements AuditLog {
         const entity = await this.table.getEntity<Entity>(partitionKeyFor(eventId), ROW_KEY);
         const duplicates = typeof entity.duplicates === 'number' ? entity.duplicates : 0;
         await this.table.updateEntity(
-          { partitionKey: entity.partitionKey, rowKey: ROW_KEY, duplicates: duplicates + 1, lastDuplicateAt: at },
+          {
+            partitionKey: entity.partitionKey,
+            rowKey: ROW_KEY,
+            duplicates: duplicates + 1,
+            lastDuplicateAt: at,
+          },
           'Merge',
           { etag: entity.etag },
         );
@@ -133,17 +153,29 @@ function toEntity(record: AuditRecord): Entity {
   // Lower-cased copies for case-insensitive lookups by user.
   if (record.user !== undefined) entity.userKey = record.user.toLowerCase();
   if (record.objectId !== undefined) entity.objectId = record.objectId.toLowerCase();
-  if (record.userPrincipalName !== undefined) entity.upnKey = record.userPrincipalName.toLowerCase();
+  if (record.userPrincipalName !== undefined)
+    entity.upnKey = record.userPrincipalName.toLowerCase();
   return entity;
 }
 
-const INTERNAL = new Set(['partitionKey', 'rowKey', 'etag', 'timestamp', 'odata.metadata', 'userKey', 'upnKey']);
+const INTERNAL = new Set([
+  'partitionKey',
+  'rowKey',
+  'etag',
+  'timestamp',
+  'odata.metadata',
+  'userKey',
+  'upnKey',
+]);
 
 function fromEntity(entity: TableEntityResult<Entity>): AuditRecord {
   const record: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(entity)) {
     if (INTERNAL.has(key)) continue;
-    record[key] = (JSON_FIELDS as readonly string[]).includes(key) && typeof value === 'string' ? JSON.parse(value) : value;
+    record[key] =
+      (JSON_FIELDS as readonly string[]).includes(key) && typeof value === 'string'
+        ? JSON.parse(value)
+        : value;
   }
   record.duplicates ??= 0;
   return record as unknown as AuditRecord;

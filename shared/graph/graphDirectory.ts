@@ -58,9 +58,12 @@ export class GraphDirectory implements Directory {
       scopes: [config.scope],
     });
     const retry = new RetryHandler(
-      new RetryHandlerOptions(1, config.maxRetries, (_delay, _attempt, _request, _options, response) =>
-        // Long Retry-After: give the message back for a later retry instead of holding its lock.
-        retryAfterSeconds(response) <= config.maxRetryWaitSeconds,
+      new RetryHandlerOptions(
+        1,
+        config.maxRetries,
+        (_delay, _attempt, _request, _options, response) =>
+          // Long Retry-After: give the message back for a later retry instead of holding its lock.
+          retryAfterSeconds(response) <= config.maxRetryWaitSeconds,
       ),
     );
     const auth = new AuthenticationHandler(authProvider);
@@ -80,10 +83,14 @@ export class GraphDirectory implements Directory {
     const response = await this.send('readUser', userPath(ref), 'GET');
     const body = (await response.json()) as Partial<DirectoryUser>;
     if (typeof body.id !== 'string' || typeof body.userPrincipalName !== 'string') {
-      throw new OffboardingError(ErrorCodes.GraphUnavailable, 'Graph returned a user without id or userPrincipalName.', {
-        retryable: true,
-        ...requestIdOf(response),
-      });
+      throw new OffboardingError(
+        ErrorCodes.GraphUnavailable,
+        'Graph returned a user without id or userPrincipalName.',
+        {
+          retryable: true,
+          ...requestIdOf(response),
+        },
+      );
     }
     return {
       ...requestIdOf(response),
@@ -100,7 +107,12 @@ export class GraphDirectory implements Directory {
 
   async revokeSignInSessions(userId: string): Promise<DirectoryCall> {
     // Docs say 204, Graph answers 200 {"value": true}; any 2xx is success.
-    const response = await this.send('revokeSessions', `/users/${userId}/revokeSignInSessions`, 'POST', {});
+    const response = await this.send(
+      'revokeSessions',
+      `/users/${userId}/revokeSignInSessions`,
+      'POST',
+      {},
+    );
     return requestIdOf(response);
   }
 
@@ -160,7 +172,8 @@ function requestIdOf(response: Response): DirectoryCall {
 
 /** Errors thrown before any HTTP status: no token, network failure, timeout. */
 function translateThrown(error: unknown): OffboardingError {
-  const name = error instanceof GraphError ? (error.code ?? '') : error instanceof Error ? error.name : '';
+  const name =
+    error instanceof GraphError ? (error.code ?? '') : error instanceof Error ? error.name : '';
   const message = error instanceof Error ? error.message : String(error);
   if (CREDENTIAL_ERROR_NAMES.has(name)) {
     return new OffboardingError(
@@ -170,18 +183,29 @@ function translateThrown(error: unknown): OffboardingError {
     );
   }
   if (name === 'TimeoutError' || name === 'AbortError') {
-    return new OffboardingError(ErrorCodes.GraphUnavailable, `Microsoft Graph did not answer within ${CALL_BUDGET_MS / 1000} s.`, {
+    return new OffboardingError(
+      ErrorCodes.GraphUnavailable,
+      `Microsoft Graph did not answer within ${CALL_BUDGET_MS / 1000} s.`,
+      {
+        retryable: true,
+        cause: error,
+      },
+    );
+  }
+  return new OffboardingError(
+    ErrorCodes.GraphUnavailable,
+    `Microsoft Graph could not be reached: ${message}`,
+    {
       retryable: true,
       cause: error,
-    });
-  }
-  return new OffboardingError(ErrorCodes.GraphUnavailable, `Microsoft Graph could not be reached: ${message}`, {
-    retryable: true,
-    cause: error,
-  });
+    },
+  );
 }
 
-async function translateResponse(operation: GraphOperation, response: Response): Promise<OffboardingError> {
+async function translateResponse(
+  operation: GraphOperation,
+  response: Response,
+): Promise<OffboardingError> {
   let graphCode = '';
   let graphMessage = '';
   try {
@@ -196,8 +220,12 @@ async function translateResponse(operation: GraphOperation, response: Response):
   const common = {
     ...requestIdOf(response),
   };
-  const make = (code: ErrorCode, message: string, retryable: boolean, extra: { retryAfterSeconds?: number } = {}) =>
-    new OffboardingError(code, message, { retryable, ...common, ...extra });
+  const make = (
+    code: ErrorCode,
+    message: string,
+    retryable: boolean,
+    extra: { retryAfterSeconds?: number } = {},
+  ) => new OffboardingError(code, message, { retryable, ...common, ...extra });
 
   if (status === 429 || status === 503 || status === 504 || status >= 500) {
     const wait = retryAfterSeconds(response);

@@ -18,6 +18,10 @@ export const PASSWORD_RESET_ROLE_NOTE =
 
 /** Graph application permissions the app needs; the password permission only when resets are enabled. */
 export function requiredGraphPermissions(passwordResetsEnabled: boolean): string[] {
-  const always = [GraphPermissions.readUser, GraphPermissions.revokeSessions, GraphPermissions.disableAccount];
+  const always = [
+    GraphPermissions.readUser,
+    GraphPermissions.revokeSessions,
+    GraphPermissions.disableAccount,
+  ];
   return passwordResetsEnabled ? [...always, GraphPermissions.resetPassword] : always;
 }

@@ -9,7 +9,10 @@ export interface ServiceBusTarget {
   connectionString?: string;
 }
 
-export function createServiceBusClient(target: ServiceBusTarget, credential: TokenCredential): ServiceBusClient {
+export function createServiceBusClient(
+  target: ServiceBusTarget,
+  credential: TokenCredential,
+): ServiceBusClient {
   if (target.connectionString !== undefined) return new ServiceBusClient(target.connectionString);
   if (target.fullyQualifiedNamespace !== undefined) {
     return new ServiceBusClient(target.fullyQualifiedNamespace, credential);
@@ -24,11 +27,19 @@ export function createServiceBusClient(target: ServiceBusTarget, credential: Tok
 /** Translates what the Service Bus SDK throws into the app's taxonomy. */
 export function translateServiceBusError(action: string, error: unknown): OffboardingError {
   if (isServiceBusError(error)) {
-    const hint = error.code === 'UnauthorizedAccess' ? ' The identity needs Azure Service Bus Data Sender on the queue.' : '';
-    return new OffboardingError(ErrorCodes.MessagingUnavailable, `Could not ${action}: ${error.code}: ${error.message}.${hint}`, {
-      retryable: error.retryable || error.code === 'ServiceBusy' || error.code === 'ServiceTimeout',
-      cause: error,
-    });
+    const hint =
+      error.code === 'UnauthorizedAccess'
+        ? ' The identity needs Azure Service Bus Data Sender on the queue.'
+        : '';
+    return new OffboardingError(
+      ErrorCodes.MessagingUnavailable,
+      `Could not ${action}: ${error.code}: ${error.message}.${hint}`,
+      {
+        retryable:
+          error.retryable || error.code === 'ServiceBusy' || error.code === 'ServiceTimeout',
+        cause: error,
+      },
+    );
   }
   const message = error instanceof Error ? error.message : String(error);
   return new OffboardingError(ErrorCodes.MessagingUnavailable, `Could not ${action}: ${message}`, {
@@ -68,7 +79,10 @@ export class ServiceBusScheduler implements Scheduler {
       return true;
     } catch (error) {
       if (isServiceBusError(error) && error.code === 'MessageNotFound') return false;
-      throw translateServiceBusError(`cancel scheduled message ${sequenceNumber} on ${queue}`, error);
+      throw translateServiceBusError(
+        `cancel scheduled message ${sequenceNumber} on ${queue}`,
+        error,
+      );
     }
   }
 

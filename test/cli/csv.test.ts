@@ -2,7 +2,9 @@ import { parseCsv } from '../../cli/csv';
 
 describe('parseCsv', () => {
   it('reads quoted fields, escaped quotes, embedded newlines, CRLF and a BOM, with line numbers', () => {
-    const rows = parseCsv('\uFEFFuser,reason\r\nalice@contoso.com,"left, happily"\r\n\r\nbob@contoso.com,"said ""bye""\nthen went"\ncarol@contoso.com,\n');
+    const rows = parseCsv(
+      '\uFEFFuser,reason\r\nalice@contoso.com,"left, happily"\r\n\r\nbob@contoso.com,"said ""bye""\nthen went"\ncarol@contoso.com,\n',
+    );
     expect(rows).toEqual([
       { line: 1, fields: ['user', 'reason'] },
       { line: 2, fields: ['alice@contoso.com', 'left, happily'] },
@@ -12,6 +14,8 @@ describe('parseCsv', () => {
   });
 
   it('names the line of an unterminated quote', () => {
-    expect(() => parseCsv('user\n"alice@contoso.com\n')).toThrow(/line 2: unterminated quoted field/);
+    expect(() => parseCsv('user\n"alice@contoso.com\n')).toThrow(
+      /line 2: unterminated quoted field/,
+    );
   });
 });

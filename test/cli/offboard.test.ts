@@ -56,34 +56,56 @@ describe('offboard process', () => {
   });
 
   it('exits 0 in dry run', async () => {
-    const run = await runCli(['process'], { ...cliEnv, DRY_RUN: 'true' }, JSON.stringify(cloudEvent('employee.leaving', { user: ALICE_ID })));
+    const run = await runCli(
+      ['process'],
+      { ...cliEnv, DRY_RUN: 'true' },
+      JSON.stringify(cloudEvent('employee.leaving', { user: ALICE_ID })),
+    );
     expect(run.code).toBe(0);
     expect(run.stdout).toMatch(/outcome\s+dry-run/);
     expect(world.graph.writes()).toHaveLength(0);
   });
 
   it('exits 1 with the code and an actionable message for a refused account', async () => {
-    const run = await runCli(['process'], cliEnv, JSON.stringify(cloudEvent('employee.leaving', { user: BREAKGLASS_UPN })));
+    const run = await runCli(
+      ['process'],
+      cliEnv,
+      JSON.stringify(cloudEvent('employee.leaving', { user: BREAKGLASS_UPN })),
+    );
     expect(run.code).toBe(1);
     expect(run.stderr).toMatch(/^error ProtectedAccount: .*PROTECTED_USERS/m);
   });
 
   it('exits 1 for invalid input, naming the field', async () => {
-    const run = await runCli(['process'], cliEnv, JSON.stringify(cloudEvent('employee.leaving', { user: 'alice' })));
+    const run = await runCli(
+      ['process'],
+      cliEnv,
+      JSON.stringify(cloudEvent('employee.leaving', { user: 'alice' })),
+    );
     expect(run.code).toBe(1);
-    expect(run.stderr).toMatch(/error InvalidEvent: data.user must be an object id \(GUID\) or a user principal name/);
+    expect(run.stderr).toMatch(
+      /error InvalidEvent: data.user must be an object id \(GUID\) or a user principal name/,
+    );
     expect(world.graph.requests).toHaveLength(0);
   });
 
   it('exits 75 when the failure is retryable', async () => {
     world.graph.injectFault({ operation: 'revoke', status: 503 });
-    const run = await runCli(['process'], cliEnv, JSON.stringify(cloudEvent('mfa.enabled', { user: BOB_UPN })));
+    const run = await runCli(
+      ['process'],
+      cliEnv,
+      JSON.stringify(cloudEvent('mfa.enabled', { user: BOB_UPN })),
+    );
     expect(run.code).toBe(75);
     expect(run.stderr).toMatch(/^error GraphUnavailable: revokeSignInSessions: Graph 503/m);
   });
 
   it('exits 78 naming a missing setting', async () => {
-    const run = await runCli(['process'], { ...cliEnv, AUDIT_TABLE_CONNECTION_STRING: '', AUDIT_TABLE_ENDPOINT: '' }, '{}');
+    const run = await runCli(
+      ['process'],
+      { ...cliEnv, AUDIT_TABLE_CONNECTION_STRING: '', AUDIT_TABLE_ENDPOINT: '' },
+      '{}',
+    );
     expect(run.code).toBe(78);
     expect(run.stderr).toMatch(/Setting AUDIT_TABLE_ENDPOINT is required/);
   });
@@ -97,12 +119,18 @@ describe('offboard process', () => {
 
 describe('offboard audit', () => {
   it('lists a user’s records as a table, matching by UPN or object id', async () => {
-    const event = cloudEvent('employee.leaving', { user: ALICE_ID, disableAccount: false }, 'evt-audit-table');
+    const event = cloudEvent(
+      'employee.leaving',
+      { user: ALICE_ID, disableAccount: false },
+      'evt-audit-table',
+    );
     expect((await runCli(['process'], cliEnv, JSON.stringify(event))).code).toBe(0);
     const byUpn = await runCli(['audit', '--user', 'ALICE@contoso.com'], cliEnv);
     expect(byUpn.code).toBe(0);
     expect(byUpn.stdout).toMatch(/^time\s+event\s+type\s+user\s+outcome/m);
-    expect(byUpn.stdout).toMatch(/evt-audit-table\s+employee\.leaving\s+a11ce000-0000-4000-8000-000000000001\s+succeeded/);
+    expect(byUpn.stdout).toMatch(
+      /evt-audit-table\s+employee\.leaving\s+a11ce000-0000-4000-8000-000000000001\s+succeeded/,
+    );
     const byId = await runCli(['audit', '--user', ALICE_ID], cliEnv);
     expect(byId.stdout).toContain('evt-audit-table');
   });
@@ -113,7 +141,21 @@ describe('offboard audit', () => {
     const records = JSON.parse(run.stdout) as Array<Record<string, unknown>>;
     expect(records).toHaveLength(1);
     expect(Object.keys(records[0] ?? {})).toEqual(
-      expect.arrayContaining(['eventId', 'eventType', 'source', 'user', 'objectId', 'requestedActions', 'actions', 'verification', 'graphRequestIds', 'outcome', 'attempts', 'firstAttemptAt', 'lastAttemptAt']),
+      expect.arrayContaining([
+        'eventId',
+        'eventType',
+        'source',
+        'user',
+        'objectId',
+        'requestedActions',
+        'actions',
+        'verification',
+        'graphRequestIds',
+        'outcome',
+        'attempts',
+        'firstAttemptAt',
+        'lastAttemptAt',
+      ]),
     );
     const empty = await runCli(['audit', '--event', 'no-such-event', '--json'], cliEnv);
     expect(JSON.parse(empty.stdout)).toEqual([]);

@@ -37,9 +37,15 @@ describe('dead letters: list and replay after fixing a 403', () => {
   const events = WAVE.map((user) => cloudEvent('mfa.enabled', { user: user.userPrincipalName }));
 
   it('dead-letters every event while the revoke permission is missing, with the reason in the audit', async () => {
-    world.identity.setRoles(ALL_GRAPH_ROLES.filter((role) => role !== GraphPermissions.revokeSessions));
+    world.identity.setRoles(
+      ALL_GRAPH_ROLES.filter((role) => role !== GraphPermissions.revokeSessions),
+    );
     for (const event of events) await pipeline.send('mfa-enabled', event);
-    await waitFor('all events in the dead-letter queue', () => deadLettered('mfa-enabled') === events.length, 30_000);
+    await waitFor(
+      'all events in the dead-letter queue',
+      () => deadLettered('mfa-enabled') === events.length,
+      30_000,
+    );
     expect(world.graph.writes()).toHaveLength(events.length); // one refused revoke each, never retried into Graph
 
     const list = await runCli(['dlq', 'list', '--queue', 'mfa-enabled', '--json'], cliEnv);
@@ -47,7 +53,10 @@ describe('dead letters: list and replay after fixing a 403', () => {
     const entries = JSON.parse(list.stdout) as Array<Record<string, unknown>>;
     expect(entries).toHaveLength(events.length);
     for (const entry of entries) {
-      expect(entry).toMatchObject({ reason: 'MaxDeliveryCountExceeded', deliveryCount: expect.any(Number) });
+      expect(entry).toMatchObject({
+        reason: 'MaxDeliveryCountExceeded',
+        deliveryCount: expect.any(Number) as unknown,
+      });
       expect(entry.lastAuditedError).toMatch(/^Forbidden: .*User\.RevokeSessions\.All/);
       expect(events.map((e) => e.id)).toContain(entry.eventId);
       expect(entry.user).toMatch(/^wave\.user\d@contoso\.com$/);
@@ -58,19 +67,42 @@ describe('dead letters: list and replay after fixing a 403', () => {
 
   it('replays the batch once the permission is granted; every event then succeeds once', async () => {
     world.identity.setRoles(ALL_GRAPH_ROLES);
-    const dryRun = await runCli(['dlq', 'replay', '--queue', 'mfa-enabled', '--dry-run', '--json'], cliEnv);
-    expect(JSON.parse(dryRun.stdout)).toMatchObject({ dryRun: true, replayed: expect.any(Array) });
+    const dryRun = await runCli(
+      ['dlq', 'replay', '--queue', 'mfa-enabled', '--dry-run', '--json'],
+      cliEnv,
+    );
+    expect(JSON.parse(dryRun.stdout)).toMatchObject({
+      dryRun: true,
+      replayed: expect.any(Array) as unknown,
+    });
     expect(deadLettered('mfa-enabled')).toBe(events.length);
 
     world.graph.reset();
-    const replay = await runCli(['dlq', 'replay', '--queue', 'mfa-enabled', '--reason', 'MaxDeliveryCountExceeded', '--rate', '0'], cliEnv);
+    const replay = await runCli(
+      [
+        'dlq',
+        'replay',
+        '--queue',
+        'mfa-enabled',
+        '--reason',
+        'MaxDeliveryCountExceeded',
+        '--rate',
+        '0',
+      ],
+      cliEnv,
+    );
     expect(replay.stderr).toBe('');
     expect(replay.code).toBe(0);
-    expect(replay.stdout).toMatch(new RegExp(`^replayed ${events.length}, left 0 in the dead-letter queue, 0 failed`, 'm'));
+    expect(replay.stdout).toMatch(
+      new RegExp(`^replayed ${events.length}, left 0 in the dead-letter queue, 0 failed`, 'm'),
+    );
     expect(deadLettered('mfa-enabled')).toBe(0);
 
     for (const event of events) {
-      await waitFor(`${event.id as string} to succeed`, async () => (await world.runtime.audit.get(event.id as string))?.outcome === 'succeeded');
+      await waitFor(
+        `${event.id as string} to succeed`,
+        async () => (await world.runtime.audit.get(event.id as string))?.outcome === 'succeeded',
+      );
     }
     expect(world.graph.writes()).toHaveLength(events.length);
     expect(pipeline.logs.some((l) => l.text.includes('Event processed'))).toBe(true);
@@ -82,17 +114,33 @@ describe('dead letters: list and replay after fixing a 403', () => {
     // Put a copy of a finished event into the dead-letter queue, as a confused operator might.
     const sender = pipeline.client.createSender('mfa-enabled');
     await pipeline.runner.stop();
-    await sender.sendMessages({ body: first, messageId: 'manual-copy', contentType: 'application/json' });
+    await sender.sendMessages({
+      body: first,
+      messageId: 'manual-copy',
+      contentType: 'application/json',
+    });
     const receiver = pipeline.client.createReceiver('mfa-enabled');
     const [copy] = await receiver.receiveMessages(1, { maxWaitTimeInMs: 5000 });
-    await receiver.deadLetterMessage(copy!, { deadLetterReason: 'ManualTest', deadLetterErrorDescription: 'copy of a finished event' });
+    await receiver.deadLetterMessage(copy!, {
+      deadLetterReason: 'ManualTest',
+      deadLetterErrorDescription: 'copy of a finished event',
+    });
     await receiver.close();
     await sender.close();
     pipeline = startPipeline(world);
 
-    const replay = await runCli(['dlq', 'replay', '--queue', 'mfa-enabled', '--event', first!.id as string, '--json'], cliEnv);
-    expect(JSON.parse(replay.stdout)).toMatchObject({ replayed: [{ eventId: first!.id, reason: 'ManualTest' }], failed: [] });
-    await waitFor('the duplicate to be counted', async () => ((await world.runtime.audit.get(first!.id as string))?.duplicates ?? 0) >= 1);
+    const replay = await runCli(
+      ['dlq', 'replay', '--queue', 'mfa-enabled', '--event', first!.id as string, '--json'],
+      cliEnv,
+    );
+    expect(JSON.parse(replay.stdout)).toMatchObject({
+      replayed: [{ eventId: first!.id, reason: 'ManualTest' }],
+      failed: [],
+    });
+    await waitFor(
+      'the duplicate to be counted',
+      async () => ((await world.runtime.audit.get(first!.id as string))?.duplicates ?? 0) >= 1,
+    );
     expect(world.graph.writes()).toHaveLength(0);
   });
 });
@@ -106,7 +154,9 @@ describe('offboard enqueue', () => {
 
   it('validates the whole file first and reports every bad row by line, sending nothing', async () => {
     const before = world.serviceBus.stats('mfa-enabled');
-    const path = await csv(`user,ticket\n${ALICE_UPN},W1\nnot-a-user,W1\n${BOB_UPN},W1\n"bad/user@contoso.com",W1\n${ALICE_UPN},W1\n`);
+    const path = await csv(
+      `user,ticket\n${ALICE_UPN},W1\nnot-a-user,W1\n${BOB_UPN},W1\n"bad/user@contoso.com",W1\n${ALICE_UPN},W1\n`,
+    );
     const run = await runCli(['enqueue', '--type', 'mfa.enabled', '--csv', path], cliEnv);
     expect(run.code).toBe(1);
     expect(run.stderr).toMatch(/line 3: data\.user must be an object id/);
@@ -119,21 +169,38 @@ describe('offboard enqueue', () => {
 
   it('sends a wave, and sending the same file again sends nothing twice', async () => {
     world.graph.reset();
-    const path = await csv(`user,ticket\n${WAVE[0]!.userPrincipalName},W2\n${WAVE[1]!.userPrincipalName},W2\n${WAVE[2]!.userPrincipalName},W2\n`);
-    const dry = await runCli(['enqueue', '--type', 'mfa.enabled', '--csv', path, '--dry-run'], cliEnv);
+    const path = await csv(
+      `user,ticket\n${WAVE[0]!.userPrincipalName},W2\n${WAVE[1]!.userPrincipalName},W2\n${WAVE[2]!.userPrincipalName},W2\n`,
+    );
+    const dry = await runCli(
+      ['enqueue', '--type', 'mfa.enabled', '--csv', path, '--dry-run'],
+      cliEnv,
+    );
     expect(dry.stdout).toMatch(/would send 3 event\(s\) to mfa-enabled/);
 
-    const first = await runCli(['enqueue', '--type', 'mfa.enabled', '--csv', path, '--json', '--rate', '100'], cliEnv);
+    const first = await runCli(
+      ['enqueue', '--type', 'mfa.enabled', '--csv', path, '--json', '--rate', '100'],
+      cliEnv,
+    );
     expect(first.code).toBe(0);
     const summary = JSON.parse(first.stdout) as { sent: number; eventIds: string[] };
     expect(summary.sent).toBe(3);
     for (const id of summary.eventIds) {
-      await waitFor(`${id} to succeed`, async () => (await world.runtime.audit.get(id))?.outcome === 'succeeded');
+      await waitFor(
+        `${id} to succeed`,
+        async () => (await world.runtime.audit.get(id))?.outcome === 'succeeded',
+      );
     }
     const dropped = world.serviceBus.stats('mfa-enabled').duplicatesDropped;
-    const again = await runCli(['enqueue', '--type', 'mfa.enabled', '--csv', path, '--json'], cliEnv);
+    const again = await runCli(
+      ['enqueue', '--type', 'mfa.enabled', '--csv', path, '--json'],
+      cliEnv,
+    );
     expect(JSON.parse(again.stdout)).toMatchObject({ eventIds: summary.eventIds });
-    await waitFor('the repeats to be dropped', () => world.serviceBus.stats('mfa-enabled').duplicatesDropped === dropped + 3);
+    await waitFor(
+      'the repeats to be dropped',
+      () => world.serviceBus.stats('mfa-enabled').duplicatesDropped === dropped + 3,
+    );
     expect(world.graph.writes()).toHaveLength(3);
   });
 });

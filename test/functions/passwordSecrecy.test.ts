@@ -26,22 +26,31 @@ it('never lets a generated password reach a log, audit record, error, stdout or 
   const captured: string[] = [];
   const originalStdout = process.stdout.write.bind(process.stdout);
   const originalStderr = process.stderr.write.bind(process.stderr);
-  const capture = (chunk: unknown) => {
-    captured.push(String(chunk));
+  const capture: typeof process.stdout.write = (chunk: string | Uint8Array) => {
+    captured.push(typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8'));
     return true;
   };
   const consoleSpies = (['log', 'info', 'warn', 'error', 'debug'] as const).map((method) =>
-    jest.spyOn(console, method).mockImplementation((...args: unknown[]) => captured.push(args.map((a) => inspect(a, { depth: 10 })).join(' '))),
+    jest
+      .spyOn(console, method)
+      .mockImplementation((...args: unknown[]) =>
+        captured.push(args.map((a) => inspect(a, { depth: 10 })).join(' ')),
+      ),
   );
-  process.stdout.write = capture as typeof process.stdout.write;
-  process.stderr.write = capture as typeof process.stderr.write;
+  process.stdout.write = capture;
+  process.stderr.write = capture;
 
   const handler = createQueueHandler(() => world.runtime, 'employeeLeaving', ['employee.leaving']);
   const deliver = async (event: Record<string, unknown>) => {
     try {
       await handler(event, world.context());
     } catch (error) {
-      captured.push(inspect(error, { depth: 10 }), String(error), JSON.stringify(error), (error as Error).stack ?? '');
+      captured.push(
+        inspect(error, { depth: 10 }),
+        String(error),
+        JSON.stringify(error),
+        (error as Error).stack ?? '',
+      );
     }
   };
   try {
@@ -49,7 +58,9 @@ it('never lets a generated password reach a log, audit record, error, stdout or 
     await deliver(cloudEvent('employee.leaving', { user: ALICE_UPN, resetPassword: true }));
     await deliver(cloudEvent('employee.leaving', { user: ADMIN_ID, resetPassword: true }));
     world.graph.injectFault({ operation: 'patch', status: 500, userKey: BOB_ID });
-    await deliver(cloudEvent('employee.leaving', { user: BOB_UPN, resetPassword: true, disableAccount: false }));
+    await deliver(
+      cloudEvent('employee.leaving', { user: BOB_UPN, resetPassword: true, disableAccount: false }),
+    );
   } finally {
     process.stdout.write = originalStdout;
     process.stderr.write = originalStderr;
@@ -58,16 +69,24 @@ it('never lets a generated password reach a log, audit record, error, stdout or 
 
   // The command line, as ops run it.
   const cliEnv = { ...world.env, ...world.identity.envFor() };
-  const cliEvent = cloudEvent('employee.leaving', { user: BOB_UPN, resetPassword: true, disableAccount: false });
+  const cliEvent = cloudEvent('employee.leaving', {
+    user: BOB_UPN,
+    resetPassword: true,
+    disableAccount: false,
+  });
   const processRun = await runCli(['process', '--json'], cliEnv, JSON.stringify(cliEvent));
   const auditRun = await runCli(['audit', '--user', BOB_UPN, '--json'], cliEnv);
   expect(processRun.code).toBe(0);
   captured.push(processRun.stdout, processRun.stderr, auditRun.stdout, auditRun.stderr);
 
   // The audit table as stored.
-  const table = TableClient.fromConnectionString(world.env.AUDIT_TABLE_CONNECTION_STRING!, world.env.AUDIT_TABLE_NAME!, {
-    allowInsecureConnection: true,
-  });
+  const table = TableClient.fromConnectionString(
+    world.env.AUDIT_TABLE_CONNECTION_STRING!,
+    world.env.AUDIT_TABLE_NAME!,
+    {
+      allowInsecureConnection: true,
+    },
+  );
   for await (const entity of table.listEntities()) captured.push(JSON.stringify(entity));
   captured.push(...world.logs.map((l) => l.text));
 

@@ -32,7 +32,10 @@ beforeEach(() => {
 });
 
 const leavingHandler = () =>
-  createQueueHandler(() => world.runtime, 'employeeLeaving', ['employee.leaving', 'employee.leaving.cancelled']);
+  createQueueHandler(() => world.runtime, 'employeeLeaving', [
+    'employee.leaving',
+    'employee.leaving.cancelled',
+  ]);
 const mfaHandler = () => createQueueHandler(() => world.runtime, 'mfaEnabled', ['mfa.enabled']);
 
 async function deliver(
@@ -60,10 +63,17 @@ const writes = () => world.graph.writes().map((r) => `${r.method} ${r.decodedPat
 describe('employee.leaving end to end', () => {
   it('disables the account, revokes sessions, proves it and audits once', async () => {
     const before = world.graph.getUser(ALICE_ID)?.signInSessionsValidFromDateTime;
-    const event = cloudEvent('employee.leaving', { user: ALICE_UPN, reason: 'resignation', ticket: 'HR-4711' });
+    const event = cloudEvent('employee.leaving', {
+      user: ALICE_UPN,
+      reason: 'resignation',
+      ticket: 'HR-4711',
+    });
     expect(await deliver(leavingHandler(), event)).toBeUndefined();
 
-    expect(writes()).toEqual([`PATCH /v1.0/users/${ALICE_ID}`, `POST /v1.0/users/${ALICE_ID}/revokeSignInSessions`]);
+    expect(writes()).toEqual([
+      `PATCH /v1.0/users/${ALICE_ID}`,
+      `POST /v1.0/users/${ALICE_ID}/revokeSignInSessions`,
+    ]);
     expect(world.graph.writes()[0]?.body).toEqual({ accountEnabled: false });
     const user = world.graph.getUser(ALICE_ID);
     expect(user?.accountEnabled).toBe(false);
@@ -90,11 +100,17 @@ describe('employee.leaving end to end', () => {
     ]);
     expect(record.verification?.verified).toBe(true);
     expect(record.verification?.previousSignInSessionsValidFrom).toBe(before);
-    expect(record.verification?.signInSessionsValidFrom).toBe(user?.signInSessionsValidFromDateTime);
-    expect(Date.parse(record.verification?.signInSessionsValidFrom ?? '')).toBeGreaterThan(Date.parse(before ?? ''));
+    expect(record.verification?.signInSessionsValidFrom).toBe(
+      user?.signInSessionsValidFromDateTime,
+    );
+    expect(Date.parse(record.verification?.signInSessionsValidFrom ?? '')).toBeGreaterThan(
+      Date.parse(before ?? ''),
+    );
     // Every Graph call's request id is kept for support cases.
     expect(record.graphRequestIds).toEqual(world.graph.requests.map((r) => r.requestId));
-    expect(world.logs.some((l) => l.level === 'information' && l.text.includes('Event processed'))).toBe(true);
+    expect(
+      world.logs.some((l) => l.level === 'information' && l.text.includes('Event processed')),
+    ).toBe(true);
   });
 
   it('calls Graph with a managed identity token for the GRAPH_ENDPOINT resource', async () => {
@@ -109,7 +125,10 @@ describe('employee.leaving end to end', () => {
   });
 
   it('leaves the account enabled when disableAccount is false', async () => {
-    const event = cloudEvent('com.contoso.hr.employee.leaving', { user: BOB_ID, disableAccount: false });
+    const event = cloudEvent('com.contoso.hr.employee.leaving', {
+      user: BOB_ID,
+      disableAccount: false,
+    });
     expect(await deliver(leavingHandler(), event)).toBeUndefined();
     expect(writes()).toEqual([`POST /v1.0/users/${BOB_ID}/revokeSignInSessions`]);
   });
@@ -117,11 +136,15 @@ describe('employee.leaving end to end', () => {
   it('addresses a guest by %23EXT%23 and records that revocation does not reach the home tenant', async () => {
     const event = cloudEvent('employee.leaving', { user: GUEST_UPN });
     expect(await deliver(leavingHandler(), event)).toBeUndefined();
-    expect(world.graph.requests[0]?.path).toContain('carol_fabrikam.com%23EXT%23@contoso.onmicrosoft.com');
+    expect(world.graph.requests[0]?.path).toContain(
+      'carol_fabrikam.com%23EXT%23@contoso.onmicrosoft.com',
+    );
     const record = await auditOf(event.id as string);
     expect(record.objectId).toBe(GUEST_ID);
     expect(record.outcome).toBe('succeeded');
-    expect(record.notes.join(' ')).toMatch(/does not reach the home tenant.*disabling the account is what blocks access/);
+    expect(record.notes.join(' ')).toMatch(
+      /does not reach the home tenant.*disabling the account is what blocks access/,
+    );
   });
 
   it("addresses a UPN starting with $ as users('...')", async () => {
@@ -148,18 +171,29 @@ describe('employee.leaving end to end', () => {
   });
 
   it('attempts every action on an admin, names the missing role on 403 and never retries it', async () => {
-    const event = cloudEvent('employee.leaving', { user: ADMIN_ID, disableAccount: false, resetPassword: true });
+    const event = cloudEvent('employee.leaving', {
+      user: ADMIN_ID,
+      disableAccount: false,
+      resetPassword: true,
+    });
     const messageId = 'msg-admin-1';
     const error = await deliver(leavingHandler(), event, messageId);
     expect(error).toMatchObject({ code: 'Forbidden', retryable: false });
-    expect(writes()).toEqual([`PATCH /v1.0/users/${ADMIN_ID}`, `POST /v1.0/users/${ADMIN_ID}/revokeSignInSessions`]);
+    expect(writes()).toEqual([
+      `PATCH /v1.0/users/${ADMIN_ID}`,
+      `POST /v1.0/users/${ADMIN_ID}/revokeSignInSessions`,
+    ]);
     const record = await auditOf(event.id as string);
     const reset = record.actions.find((a) => a.action === 'resetPassword');
     expect(reset?.status).toBe('failed');
     expect(reset?.message).toMatch(/Authorization_RequestDenied/);
-    expect(reset?.message).toMatch(/User-PasswordProfile\.ReadWrite\.All and the Entra role User Administrator/);
+    expect(reset?.message).toMatch(
+      /User-PasswordProfile\.ReadWrite\.All and the Entra role User Administrator/,
+    );
     expect(reset?.message).toMatch(/Privileged Authentication Administrator/);
-    expect(record.actions.find((a) => a.action === 'revokeSignInSessions')?.status).toBe('succeeded');
+    expect(record.actions.find((a) => a.action === 'revokeSignInSessions')?.status).toBe(
+      'succeeded',
+    );
 
     // The same message again (Service Bus redelivery): no Graph call at all, straight on to the DLQ.
     world.graph.reset();
@@ -209,7 +243,11 @@ describe('mfa.enabled end to end', () => {
     expect(await deliver(mfaHandler(), Buffer.from(JSON.stringify(event)))).toBeUndefined();
     expect(writes()).toEqual([`POST /v1.0/users/${BOB_ID}/revokeSignInSessions`]);
     const record = await auditOf(event.id as string);
-    expect(record).toMatchObject({ outcome: 'succeeded', requestedActions: ['revokeSignInSessions'], ticket: 'MFA-WAVE-3' });
+    expect(record).toMatchObject({
+      outcome: 'succeeded',
+      requestedActions: ['revokeSignInSessions'],
+      ticket: 'MFA-WAVE-3',
+    });
     expect(record.verification?.verified).toBe(true);
   });
 
@@ -273,9 +311,16 @@ describe('bad input never reaches Graph', () => {
     expect(error).toMatchObject({ code: 'InvalidEvent', retryable: false });
     expect(error?.message).toMatch(/Permanent failure InvalidEvent/);
     expect(world.graph.requests).toHaveLength(0);
-    const key = typeof body === 'object' && body !== null && 'id' in body && typeof body.id === 'string' ? body.id : `message:${messageId}`;
+    const key =
+      typeof body === 'object' && body !== null && 'id' in body && typeof body.id === 'string'
+        ? body.id
+        : `message:${messageId}`;
     const record = await auditOf(key);
-    expect(record).toMatchObject({ outcome: 'failed', errorCode: 'InvalidEvent', retryable: false });
+    expect(record).toMatchObject({
+      outcome: 'failed',
+      errorCode: 'InvalidEvent',
+      retryable: false,
+    });
   });
 });
 
@@ -289,10 +334,15 @@ describe('transient failures', () => {
     expect(record).toMatchObject({ outcome: 'failed', errorCode: 'Throttled', retryable: true });
     expect(Date.parse(record.nextAttemptAt ?? '')).toBeGreaterThanOrEqual(started + 7000);
     expect(world.serviceBus.stats('mfa-enabled').scheduled).toBe(1);
-    expect(world.logs.some((l) => l.level === 'warning' && l.text.includes('retry scheduled'))).toBe(true);
+    expect(
+      world.logs.some((l) => l.level === 'warning' && l.text.includes('retry scheduled')),
+    ).toBe(true);
 
     // The scheduled copy, delivered as attempt 2, succeeds.
-    const retry = world.context({ messageId: 'msg-429-retry', applicationProperties: { offboardingAttempt: 2 } });
+    const retry = world.context({
+      messageId: 'msg-429-retry',
+      applicationProperties: { offboardingAttempt: 2 },
+    });
     await mfaHandler()(event, retry);
     expect(await auditOf(event.id as string)).toMatchObject({ outcome: 'succeeded', attempts: 2 });
   });
@@ -301,7 +351,10 @@ describe('transient failures', () => {
     const event = cloudEvent('mfa.enabled', { user: BOB_UPN });
     world.graph.injectFault({ operation: 'getUser', status: 503 });
     expect(await deliver(mfaHandler(), event)).toBeUndefined();
-    expect(await auditOf(event.id as string)).toMatchObject({ errorCode: 'GraphUnavailable', retryable: true });
+    expect(await auditOf(event.id as string)).toMatchObject({
+      errorCode: 'GraphUnavailable',
+      retryable: true,
+    });
     expect(writes()).toEqual([]);
   });
 
@@ -326,23 +379,34 @@ describe('transient failures', () => {
 
   it('does not act when the audit store is down: a retry is parked, nothing lost, no delivery burnt', async () => {
     const runtime = world.runtimeWith({
-      AUDIT_TABLE_CONNECTION_STRING: world.env.AUDIT_TABLE_CONNECTION_STRING!.replace(/TableEndpoint=http:\/\/127\.0\.0\.1:\d+/, 'TableEndpoint=http://127.0.0.1:9'),
+      AUDIT_TABLE_CONNECTION_STRING: world.env.AUDIT_TABLE_CONNECTION_STRING!.replace(
+        /TableEndpoint=http:\/\/127\.0\.0\.1:\d+/,
+        'TableEndpoint=http://127.0.0.1:9',
+      ),
     });
     const handler = createQueueHandler(() => runtime, 'mfaEnabled', ['mfa.enabled']);
     const scheduled = world.serviceBus.stats('mfa-enabled').scheduled;
     await handler(cloudEvent('mfa.enabled', { user: BOB_UPN }), world.context());
     expect(world.serviceBus.stats('mfa-enabled').scheduled).toBe(scheduled + 1);
-    expect(world.logs.some((l) => l.level === 'warning' && /AuditUnavailable/.test(l.text))).toBe(true);
+    expect(world.logs.some((l) => l.level === 'warning' && /AuditUnavailable/.test(l.text))).toBe(
+      true,
+    );
     expect(world.graph.requests).toHaveLength(0);
   }, 60_000);
 
   it('throws (Service Bus redelivers) when neither the audit nor Service Bus can be reached', async () => {
     const runtime = world.runtimeWith({
-      AUDIT_TABLE_CONNECTION_STRING: world.env.AUDIT_TABLE_CONNECTION_STRING!.replace(/TableEndpoint=http:\/\/127\.0\.0\.1:\d+/, 'TableEndpoint=http://127.0.0.1:9'),
-      ServiceBusConnection: 'Endpoint=sb://127.0.0.1:9;SharedAccessKeyName=k;SharedAccessKey=v;UseDevelopmentEmulator=true;',
+      AUDIT_TABLE_CONNECTION_STRING: world.env.AUDIT_TABLE_CONNECTION_STRING!.replace(
+        /TableEndpoint=http:\/\/127\.0\.0\.1:\d+/,
+        'TableEndpoint=http://127.0.0.1:9',
+      ),
+      ServiceBusConnection:
+        'Endpoint=sb://127.0.0.1:9;SharedAccessKeyName=k;SharedAccessKey=v;UseDevelopmentEmulator=true;',
     });
     const handler = createQueueHandler(() => runtime, 'mfaEnabled', ['mfa.enabled']);
-    await expect(handler(cloudEvent('mfa.enabled', { user: BOB_UPN }), world.context())).rejects.toMatchObject({
+    await expect(
+      handler(cloudEvent('mfa.enabled', { user: BOB_UPN }), world.context()),
+    ).rejects.toMatchObject({
       code: 'AuditUnavailable',
       retryable: true,
     });
@@ -362,15 +426,21 @@ describe('permissions', () => {
     });
     expect(result.disposition).toBe('reject');
     expect(result.error?.code).toBe('Forbidden');
-    expect(result.error?.message).toMatch(/Grant the managed identity the Microsoft Graph application permission User\.RevokeSessions\.All/);
+    expect(result.error?.message).toMatch(
+      /Grant the managed identity the Microsoft Graph application permission User\.RevokeSessions\.All/,
+    );
   });
 });
 
 describe('audit table', () => {
   it('keeps one entity per event id and no secrets', async () => {
-    const table = TableClient.fromConnectionString(world.env.AUDIT_TABLE_CONNECTION_STRING!, world.env.AUDIT_TABLE_NAME!, {
-      allowInsecureConnection: true,
-    });
+    const table = TableClient.fromConnectionString(
+      world.env.AUDIT_TABLE_CONNECTION_STRING!,
+      world.env.AUDIT_TABLE_NAME!,
+      {
+        allowInsecureConnection: true,
+      },
+    );
     const entities = [];
     for await (const entity of table.listEntities()) entities.push(entity);
     const ids = entities.map((e) => e.eventId as string);

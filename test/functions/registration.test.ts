@@ -22,7 +22,10 @@ describe('function registration', () => {
   });
 
   it('registers both queue triggers with the identity-based connection and queue names from settings', () => {
-    const registered = loadFunctions('../../functions/employeeLeaving', '../../functions/mfaEnabled');
+    const registered = loadFunctions(
+      '../../functions/employeeLeaving',
+      '../../functions/mfaEnabled',
+    );
     expect(registered.map((r) => [r.name, r.options.connection, r.options.queueName])).toEqual([
       ['employeeLeaving', 'ServiceBusConnection', '%EMPLOYEE_LEAVING_QUEUE%'],
       ['mfaEnabled', 'ServiceBusConnection', '%MFA_ENABLED_QUEUE%'],

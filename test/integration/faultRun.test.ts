@@ -19,10 +19,15 @@ beforeAll(async () => {
     { tokenLifetimeSeconds: 120 },
   );
   // The audit store behind a proxy that can fail: a real outage, not a mock.
-  const azuritePort = Number(/TableEndpoint=http:\/\/127\.0\.0\.1:(\d+)/.exec(world.env.AUDIT_TABLE_CONNECTION_STRING!)?.[1]);
+  const azuritePort = Number(
+    /TableEndpoint=http:\/\/127\.0\.0\.1:(\d+)/.exec(world.env.AUDIT_TABLE_CONNECTION_STRING!)?.[1],
+  );
   proxy = await startTcpProxy(azuritePort);
   runtime = world.runtimeWith({
-    AUDIT_TABLE_CONNECTION_STRING: world.env.AUDIT_TABLE_CONNECTION_STRING!.replace(`127.0.0.1:${azuritePort}`, `127.0.0.1:${proxy.port}`),
+    AUDIT_TABLE_CONNECTION_STRING: world.env.AUDIT_TABLE_CONNECTION_STRING!.replace(
+      `127.0.0.1:${azuritePort}`,
+      `127.0.0.1:${proxy.port}`,
+    ),
   });
   pipeline = startPipeline(world, runtime, 8);
 });
@@ -33,30 +38,45 @@ afterAll(async () => {
 });
 
 async function allRecords(): Promise<Array<Record<string, unknown>>> {
-  const table = TableClient.fromConnectionString(world.env.AUDIT_TABLE_CONNECTION_STRING!, world.env.AUDIT_TABLE_NAME!, {
-    allowInsecureConnection: true,
-  });
+  const table = TableClient.fromConnectionString(
+    world.env.AUDIT_TABLE_CONNECTION_STRING!,
+    world.env.AUDIT_TABLE_NAME!,
+    {
+      allowInsecureConnection: true,
+    },
+  );
   const entities: Array<Record<string, unknown>> = [];
   for await (const entity of table.listEntities()) entities.push(entity);
   return entities;
 }
 
 it('converges to one final record when the process loses the audit write after the Graph write', async () => {
-  const user = world.graph.addUser({ id: 'c4a5e000-0000-4000-8000-0000000000c1', userPrincipalName: 'crash.test@contoso.com' });
+  const user = world.graph.addUser({
+    id: 'c4a5e000-0000-4000-8000-0000000000c1',
+    userPrincipalName: 'crash.test@contoso.com',
+  });
   world.graph.injectFault({ kind: 'delay', operation: 'revoke', ms: 300, userKey: user.id });
   const event = cloudEvent('mfa.enabled', { user: user.userPrincipalName });
   await pipeline.send('mfa-enabled', event);
   // The revoke has reached Graph: take the audit store away before the record is written.
-  await waitFor('the revoke to reach Graph', () => world.graph.requests.some((r) => r.operation === 'revoke' && r.userId === user.id));
+  await waitFor('the revoke to reach Graph', () =>
+    world.graph.requests.some((r) => r.operation === 'revoke' && r.userId === user.id),
+  );
   proxy.setDown(true);
   await new Promise((resolve) => setTimeout(resolve, 8000));
   proxy.setDown(false);
 
-  const record = await waitFor('the event to succeed', async () => {
-    const r = await runtime.audit.get(event.id as string);
-    return r?.outcome === 'succeeded' ? r : undefined;
-  }, 60_000);
-  const revokes = world.graph.writes().filter((r) => r.operation === 'revoke' && r.userId === user.id);
+  const record = await waitFor(
+    'the event to succeed',
+    async () => {
+      const r = await runtime.audit.get(event.id as string);
+      return r?.outcome === 'succeeded' ? r : undefined;
+    },
+    60_000,
+  );
+  const revokes = world.graph
+    .writes()
+    .filter((r) => r.operation === 'revoke' && r.userId === user.id);
   expect(revokes.length).toBeGreaterThanOrEqual(2); // the lost attempt really wrote to Graph
   expect(record.attempts).toBeGreaterThanOrEqual(2);
   expect((await allRecords()).filter((e) => e.eventId === event.id)).toHaveLength(1);
@@ -66,18 +86,32 @@ it('ends 1,000 events under injected faults succeeded or dead-lettered with a re
   const started = Date.now();
   const users = Array.from({ length: 1000 }, (_, i) => {
     const suffix = String(i).padStart(12, '0');
-    return world.graph.addUser({ id: `f0000000-0000-4000-8000-${suffix}`, userPrincipalName: `fault.user${i}@contoso.com` });
+    return world.graph.addUser({
+      id: `f0000000-0000-4000-8000-${suffix}`,
+      userPrincipalName: `fault.user${i}@contoso.com`,
+    });
   });
   type Kind = 'valid' | 'invalid' | 'protected' | 'unknown';
   const plan = users.map((user, i) => {
-    const kind: Kind = i % 20 === 0 ? 'invalid' : i % 20 === 1 ? 'protected' : i % 20 === 2 ? 'unknown' : 'valid';
+    const kind: Kind =
+      i % 20 === 0 ? 'invalid' : i % 20 === 1 ? 'protected' : i % 20 === 2 ? 'unknown' : 'valid';
     const leaving = i % 2 === 0;
     const subject =
-      kind === 'invalid' ? `fault user ${i}` : kind === 'protected' ? BREAKGLASS_UPN : kind === 'unknown' ? `gone${i}@contoso.com` : user.userPrincipalName;
+      kind === 'invalid'
+        ? `fault user ${i}`
+        : kind === 'protected'
+          ? BREAKGLASS_UPN
+          : kind === 'unknown'
+            ? `gone${i}@contoso.com`
+            : user.userPrincipalName;
     const event = leaving
       ? cloudEvent('employee.leaving', { user: subject, resetPassword: i % 5 === 0 }, `fault-${i}`)
       : cloudEvent('mfa.enabled', { user: subject }, `fault-${i}`);
-    return { kind, event, queue: leaving ? ('employee-leaving' as const) : ('mfa-enabled' as const) };
+    return {
+      kind,
+      event,
+      queue: leaving ? ('employee-leaving' as const) : ('mfa-enabled' as const),
+    };
   });
   const expectedDeadLetters = plan.filter((p) => p.kind !== 'valid').length;
 
@@ -103,14 +137,18 @@ it('ends 1,000 events under injected faults succeeded or dead-lettered with a re
   }
   const burst500 = world.graph.injectFault({ status: 500, times: 40 });
 
-  const dlqCount = () => world.serviceBus.stats('employee-leaving').deadLettered + world.serviceBus.stats('mfa-enabled').deadLettered;
+  const dlqCount = () =>
+    world.serviceBus.stats('employee-leaving').deadLettered +
+    world.serviceBus.stats('mfa-enabled').deadLettered;
   let records: Array<AuditRecord | undefined> = [];
   await waitFor(
     'every event to reach its end',
     async () => {
       if (dlqCount() < expectedDeadLetters) return false;
       records = await Promise.all(plan.map((p) => world.runtime.audit.get(p.event.id as string)));
-      return records.every((r, i) => (plan[i]?.kind === 'valid' ? r?.outcome === 'succeeded' : r !== undefined));
+      return records.every((r, i) =>
+        plan[i]?.kind === 'valid' ? r?.outcome === 'succeeded' : r !== undefined,
+      );
     },
     300_000,
   );
@@ -119,7 +157,10 @@ it('ends 1,000 events under injected faults succeeded or dead-lettered with a re
   world.identity.setDown(false);
 
   // Every event ended succeeded, or in the dead-letter queue with a reason and an audited error.
-  const deadLetters = [...world.serviceBus.deadLetters('employee-leaving'), ...world.serviceBus.deadLetters('mfa-enabled')];
+  const deadLetters = [
+    ...world.serviceBus.deadLetters('employee-leaving'),
+    ...world.serviceBus.deadLetters('mfa-enabled'),
+  ];
   const deadLetteredIds = new Set(deadLetters.map((d) => (d.body as { id?: string }).id));
   let lost = 0;
   for (const [i, item] of plan.entries()) {
@@ -138,7 +179,8 @@ it('ends 1,000 events under injected faults succeeded or dead-lettered with a re
   // Exactly one final audit record per event id.
   const entities = (await allRecords()).filter((e) => String(e.eventId).startsWith('fault-'));
   const perEvent = new Map<string, number>();
-  for (const entity of entities) perEvent.set(String(entity.eventId), (perEvent.get(String(entity.eventId)) ?? 0) + 1);
+  for (const entity of entities)
+    perEvent.set(String(entity.eventId), (perEvent.get(String(entity.eventId)) ?? 0) + 1);
   expect(perEvent.size).toBe(plan.length);
   expect([...perEvent.values()].every((n) => n === 1)).toBe(true);
 

@@ -27,7 +27,11 @@ describe('leave dates', () => {
   it('schedules a future departure, audits it as scheduled, and acts on the date', async () => {
     world.graph.reset();
     const effectiveAt = new Date(Date.now() + 65_000).toISOString();
-    const event = cloudEvent('employee.leaving', { user: DOLLAR_UPN, effectiveAt, disableAccount: false });
+    const event = cloudEvent('employee.leaving', {
+      user: DOLLAR_UPN,
+      effectiveAt,
+      disableAccount: false,
+    });
     const scheduledBefore = world.serviceBus.stats('employee-leaving').scheduled;
     await pipeline.send('employee-leaving', event);
 
@@ -41,7 +45,11 @@ describe('leave dates', () => {
   });
 
   it('acts now when the leave date is in the past', async () => {
-    const event = cloudEvent('employee.leaving', { user: BOB_UPN, effectiveAt: '2020-01-01T00:00:00Z', disableAccount: false });
+    const event = cloudEvent('employee.leaving', {
+      user: BOB_UPN,
+      effectiveAt: '2020-01-01T00:00:00Z',
+      disableAccount: false,
+    });
     await pipeline.send('employee-leaving', event);
     const done = await outcome(event.id as string, 'succeeded');
     expect(done.verification?.verified).toBe(true);
@@ -51,14 +59,22 @@ describe('leave dates', () => {
     const effectiveAt = new Date(Date.now() + 8_000).toISOString();
     const event = cloudEvent('mfa.enabled', { user: BOB_UPN });
     // mfa events have no leave date; use a leaver with a date just past the tolerance instead.
-    const leaver = cloudEvent('employee.leaving', { user: ALICE_UPN, effectiveAt, disableAccount: false });
+    const leaver = cloudEvent('employee.leaving', {
+      user: ALICE_UPN,
+      effectiveAt,
+      disableAccount: false,
+    });
     await pipeline.send('employee-leaving', leaver);
     await outcome(leaver.id as string, 'scheduled');
     await pipeline.send('mfa-enabled', event);
-    const done = await waitFor('the departure to run on its date', async () => {
-      const r = await record(leaver.id as string);
-      return r?.outcome === 'succeeded' ? r : undefined;
-    }, 30_000);
+    const done = await waitFor(
+      'the departure to run on its date',
+      async () => {
+        const r = await record(leaver.id as string);
+        return r?.outcome === 'succeeded' ? r : undefined;
+      },
+      30_000,
+    );
     expect(done.objectId).toBe(ALICE_ID);
     expect(done.attempts).toBe(2);
     expect(Date.now()).toBeGreaterThanOrEqual(Date.parse(effectiveAt) - 1000);
@@ -72,7 +88,10 @@ describe('leave dates', () => {
     await outcome(departure.id as string, 'scheduled');
     const scheduledBefore = world.serviceBus.stats('employee-leaving').scheduled;
 
-    const cancel = cloudEvent('employee.leaving.cancelled', { user: ALICE_ID, reason: 'withdrew resignation' });
+    const cancel = cloudEvent('employee.leaving.cancelled', {
+      user: ALICE_ID,
+      reason: 'withdrew resignation',
+    });
     await pipeline.send('employee-leaving', cancel);
     const cancellation = await outcome(cancel.id as string, 'succeeded');
     expect(cancellation.notes.join(' ')).toContain(`Cancelled departure ${departure.id as string}`);
@@ -96,7 +115,10 @@ describe('leave dates', () => {
   });
 
   it('refuses leave dates more than a year ahead', async () => {
-    const event = cloudEvent('employee.leaving', { user: BOB_UPN, effectiveAt: '2099-01-01T00:00:00Z' });
+    const event = cloudEvent('employee.leaving', {
+      user: BOB_UPN,
+      effectiveAt: '2099-01-01T00:00:00Z',
+    });
     await pipeline.send('employee-leaving', event);
     const failed = await waitFor('the rejection', async () => {
       const r = await record(event.id as string);

@@ -15,7 +15,10 @@ function failure(env: Record<string, string>): string {
 describe('loadConfig', () => {
   it('applies the documented defaults', () => {
     const config = loadConfig(minimal);
-    expect(config.queues).toEqual({ employeeLeaving: 'employee-leaving', mfaEnabled: 'mfa-enabled' });
+    expect(config.queues).toEqual({
+      employeeLeaving: 'employee-leaving',
+      mfaEnabled: 'mfa-enabled',
+    });
     expect(config.graph).toMatchObject({
       endpoint: 'https://graph.microsoft.com',
       scope: 'https://graph.microsoft.com/.default',
@@ -36,7 +39,10 @@ describe('loadConfig', () => {
   });
 
   it('reads protected users case-insensitively, separated by commas, semicolons or spaces', () => {
-    const config = loadConfig({ ...minimal, PROTECTED_USERS: 'BreakGlass@Contoso.com; 6F1D2C3B-1111-4222-8333-944455556666,x@y.io' });
+    const config = loadConfig({
+      ...minimal,
+      PROTECTED_USERS: 'BreakGlass@Contoso.com; 6F1D2C3B-1111-4222-8333-944455556666,x@y.io',
+    });
     expect([...config.policy.protectedUsers]).toEqual([
       'breakglass@contoso.com',
       '6f1d2c3b-1111-4222-8333-944455556666',
@@ -47,11 +53,23 @@ describe('loadConfig', () => {
   it.each([
     [{}, /AUDIT_TABLE_ENDPOINT is required/],
     [{ ...minimal, DRY_RUN: 'yes' }, /DRY_RUN must be "true" or "false"/],
-    [{ ...minimal, GRAPH_ENDPOINT: 'http://graph.microsoft.com' }, /GRAPH_ENDPOINT must be an https URL/],
+    [
+      { ...minimal, GRAPH_ENDPOINT: 'http://graph.microsoft.com' },
+      /GRAPH_ENDPOINT must be an https URL/,
+    ],
     [{ ...minimal, GRAPH_ENDPOINT: 'graph' }, /GRAPH_ENDPOINT must be an absolute https URL/],
-    [{ ...minimal, GRAPH_CREDENTIAL: 'clientsecret' }, /GRAPH_CREDENTIAL must be "managedidentity" or "developer"/],
-    [{ ...minimal, GRAPH_MAX_RETRIES: '9' }, /GRAPH_MAX_RETRIES must be a whole number from 0 to 5/],
-    [{ ...minimal, AUDIT_TABLE_NAME: 'audit-log' }, /AUDIT_TABLE_NAME must be 3-63 letters or digits/],
+    [
+      { ...minimal, GRAPH_CREDENTIAL: 'clientsecret' },
+      /GRAPH_CREDENTIAL must be "managedidentity" or "developer"/,
+    ],
+    [
+      { ...minimal, GRAPH_MAX_RETRIES: '9' },
+      /GRAPH_MAX_RETRIES must be a whole number from 0 to 5/,
+    ],
+    [
+      { ...minimal, AUDIT_TABLE_NAME: 'audit-log' },
+      /AUDIT_TABLE_NAME must be 3-63 letters or digits/,
+    ],
   ])('fails fast naming the setting: %o', (env, expected) => {
     expect(failure(env as Record<string, string>)).toMatch(expected);
   });

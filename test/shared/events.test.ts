@@ -16,7 +16,10 @@ function leaving(data: Record<string, unknown> = {}, envelope: Record<string, un
   };
 }
 
-function rejection(body: unknown, accepts: readonly Parameters<typeof parseEvent>[1][number][] = LEAVING): OffboardingError {
+function rejection(
+  body: unknown,
+  accepts: readonly Parameters<typeof parseEvent>[1][number][] = LEAVING,
+): OffboardingError {
   try {
     parseEvent(body, accepts);
   } catch (error) {
@@ -59,7 +62,14 @@ describe('parseEvent', () => {
 
   it('accepts a reverse-DNS prefixed type and object ids in any case', () => {
     const event = parseEvent(
-      leaving({ user: '6F1D2C3B-1111-4222-8333-944455556666', disableAccount: false, resetPassword: true }, { type: 'com.contoso.hr.employee.leaving' }),
+      leaving(
+        {
+          user: '6F1D2C3B-1111-4222-8333-944455556666',
+          disableAccount: false,
+          resetPassword: true,
+        },
+        { type: 'com.contoso.hr.employee.leaving' },
+      ),
       LEAVING,
     );
     expect(event.kind).toBe('employee.leaving');
@@ -68,20 +78,28 @@ describe('parseEvent', () => {
   });
 
   it('accepts guest and $-prefixed UPNs and CloudEvents extension attributes', () => {
-    expect(parseEvent(leaving({ user: 'carol_fabrikam.com#EXT#@contoso.onmicrosoft.com' }), LEAVING).user.value).toBe(
-      'carol_fabrikam.com#EXT#@contoso.onmicrosoft.com',
-    );
-    expect(parseEvent(leaving({ user: '$svc-legacy@contoso.com' }, { traceparent: '00-abc' }), LEAVING).user.value).toBe(
-      '$svc-legacy@contoso.com',
-    );
+    expect(
+      parseEvent(leaving({ user: 'carol_fabrikam.com#EXT#@contoso.onmicrosoft.com' }), LEAVING).user
+        .value,
+    ).toBe('carol_fabrikam.com#EXT#@contoso.onmicrosoft.com');
+    expect(
+      parseEvent(leaving({ user: '$svc-legacy@contoso.com' }, { traceparent: '00-abc' }), LEAVING)
+        .user.value,
+    ).toBe('$svc-legacy@contoso.com');
   });
 
   it('reads mfa.enabled and employee.leaving.cancelled only where the queue takes them', () => {
     const mfa = { ...leaving(), type: 'mfa.enabled', data: { user: 'bob@contoso.com' } };
     expect(parseEvent(mfa, ['mfa.enabled']).kind).toBe('mfa.enabled');
-    expect(rejection(mfa).message).toMatch(/does not belong on this queue, which takes employee.leaving/);
+    expect(rejection(mfa).message).toMatch(
+      /does not belong on this queue, which takes employee.leaving/,
+    );
     expect(rejection(leaving(), ['mfa.enabled']).message).toMatch(/does not belong on this queue/);
-    const cancelled = { ...leaving(), type: 'com.contoso.employee.leaving.cancelled', data: { user: 'bob@contoso.com' } };
+    const cancelled = {
+      ...leaving(),
+      type: 'com.contoso.employee.leaving.cancelled',
+      data: { user: 'bob@contoso.com' },
+    };
     expect(parseEvent(cancelled, LEAVING).kind).toBe('employee.leaving.cancelled');
     expect(kindOfType('x.employee.leaving.cancelled')).toBe('employee.leaving.cancelled');
   });
@@ -92,40 +110,124 @@ describe('parseEvent', () => {
     ['null body', null, /empty/],
     ['non-JSON text', 'user=alice', /not JSON/],
     ['invalid UTF-8 bytes', Buffer.from([0x7b, 0xff, 0xfe, 0x7d]), /UTF-8/],
-    ['oversized body', JSON.stringify(leaving({ reason: 'x'.repeat(MAX_EVENT_BYTES) })), /limit is 65536/],
+    [
+      'oversized body',
+      JSON.stringify(leaving({ reason: 'x'.repeat(MAX_EVENT_BYTES) })),
+      /limit is 65536/,
+    ],
     ['JSON array', [leaving()], /must be a JSON object/],
     ['JSON number', '42', /must be a JSON object/],
     ['missing specversion', { ...leaving(), specversion: undefined }, /specversion must be "1.0"/],
     ['wrong specversion', leaving({}, { specversion: '0.3' }), /specversion must be "1.0"/],
     ['missing id', leaving({}, { id: undefined }), /^id is required/],
     ['empty id', leaving({}, { id: '' }), /^id must not be empty/],
-    ['id with control characters', leaving({}, { id: 'evt\u0000' }), /^id must not contain control characters/],
+    [
+      'id with control characters',
+      leaving({}, { id: 'evt\u0000' }),
+      /^id must not contain control characters/,
+    ],
     ['id too long', leaving({}, { id: 'e'.repeat(129) }), /^id must be at most 128/],
     ['missing source', leaving({}, { source: undefined }), /^source is required/],
-    ['unknown type', leaving({}, { type: 'employee.joining' }), /type "employee.joining" is not one of/],
-    ['time not RFC 3339', leaving({}, { time: 'yesterday' }), /^time must be an RFC 3339 timestamp/],
-    ['datacontenttype not JSON', leaving({}, { datacontenttype: 'text/xml' }), /datacontenttype must be application\/json/],
-    ['invalid extension attribute name', leaving({}, { 'X-Custom': 1 }), /X-Custom is not a CloudEvents attribute/],
-    ['missing data', leaving({}, { data: undefined }), /data is required and must be a JSON object/],
-    ['data as string', leaving({}, { data: 'alice@contoso.com' }), /data is required and must be a JSON object/],
+    [
+      'unknown type',
+      leaving({}, { type: 'employee.joining' }),
+      /type "employee.joining" is not one of/,
+    ],
+    [
+      'time not RFC 3339',
+      leaving({}, { time: 'yesterday' }),
+      /^time must be an RFC 3339 timestamp/,
+    ],
+    [
+      'datacontenttype not JSON',
+      leaving({}, { datacontenttype: 'text/xml' }),
+      /datacontenttype must be application\/json/,
+    ],
+    [
+      'invalid extension attribute name',
+      leaving({}, { 'X-Custom': 1 }),
+      /X-Custom is not a CloudEvents attribute/,
+    ],
+    [
+      'missing data',
+      leaving({}, { data: undefined }),
+      /data is required and must be a JSON object/,
+    ],
+    [
+      'data as string',
+      leaving({}, { data: 'alice@contoso.com' }),
+      /data is required and must be a JSON object/,
+    ],
     ['missing data.user', { ...leaving(), data: {} }, /data.user is required/],
     ['data.user not a string', leaving({ user: 42 }), /data.user/],
-    ['data.user neither GUID nor UPN', leaving({ user: 'alice' }), /data.user must be an object id \(GUID\) or a user principal name/],
-    ['data.user with a slash', leaving({ user: 'alice/../admin@contoso.com' }), /data.user must not contain "\/"/],
-    ['data.user with a question mark', leaving({ user: 'alice?x=1@contoso.com' }), /data.user must not contain "\?"/],
-    ['data.user with an ampersand', leaving({ user: 'a&b@contoso.com' }), /data.user must not contain "&"/],
-    ['data.user with a control character', leaving({ user: 'alice\n@contoso.com' }), /data.user must not contain control characters/],
-    ['data.user with two @', leaving({ user: 'a@b@contoso.com' }), /data.user must be an object id/],
-    ['data.user with a bad domain', leaving({ user: 'alice@contoso' }), /data.user must end in a valid domain/],
-    ['data.user too long', leaving({ user: `${'a'.repeat(64)}@${'b'.repeat(45)}.com` }), /data.user must be at most 113/],
-    ['data.user percent-encoded', leaving({ user: 'alice%40contoso.com@contoso.com' }), /data.user must not contain "%"/],
+    [
+      'data.user neither GUID nor UPN',
+      leaving({ user: 'alice' }),
+      /data.user must be an object id \(GUID\) or a user principal name/,
+    ],
+    [
+      'data.user with a slash',
+      leaving({ user: 'alice/../admin@contoso.com' }),
+      /data.user must not contain "\/"/,
+    ],
+    [
+      'data.user with a question mark',
+      leaving({ user: 'alice?x=1@contoso.com' }),
+      /data.user must not contain "\?"/,
+    ],
+    [
+      'data.user with an ampersand',
+      leaving({ user: 'a&b@contoso.com' }),
+      /data.user must not contain "&"/,
+    ],
+    [
+      'data.user with a control character',
+      leaving({ user: 'alice\n@contoso.com' }),
+      /data.user must not contain control characters/,
+    ],
+    [
+      'data.user with two @',
+      leaving({ user: 'a@b@contoso.com' }),
+      /data.user must be an object id/,
+    ],
+    [
+      'data.user with a bad domain',
+      leaving({ user: 'alice@contoso' }),
+      /data.user must end in a valid domain/,
+    ],
+    [
+      'data.user too long',
+      leaving({ user: `${'a'.repeat(64)}@${'b'.repeat(45)}.com` }),
+      /data.user must be at most 113/,
+    ],
+    [
+      'data.user percent-encoded',
+      leaving({ user: 'alice%40contoso.com@contoso.com' }),
+      /data.user must not contain "%"/,
+    ],
     ['disableAccount as a string', leaving({ disableAccount: 'false' }), /data.disableAccount/],
     ['resetPassword as a number', leaving({ resetPassword: 1 }), /data.resetPassword/],
-    ['reason over 256 characters', leaving({ reason: 'r'.repeat(257) }), /data.reason must be at most 256/],
-    ['ticket over 256 characters', leaving({ ticket: 't'.repeat(257) }), /data.ticket must be at most 256/],
-    ['reason with a NUL', leaving({ reason: 'left\u0000' }), /data.reason must not contain control characters/],
+    [
+      'reason over 256 characters',
+      leaving({ reason: 'r'.repeat(257) }),
+      /data.reason must be at most 256/,
+    ],
+    [
+      'ticket over 256 characters',
+      leaving({ ticket: 't'.repeat(257) }),
+      /data.ticket must be at most 256/,
+    ],
+    [
+      'reason with a NUL',
+      leaving({ reason: 'left\u0000' }),
+      /data.reason must not contain control characters/,
+    ],
     ['unknown data field (typo)', leaving({ disableAcount: false }), /data.*disableAcount/],
-    ['effectiveAt not a timestamp', leaving({ effectiveAt: 'next friday' }), /data.effectiveAt must be an RFC 3339/],
+    [
+      'effectiveAt not a timestamp',
+      leaving({ effectiveAt: 'next friday' }),
+      /data.effectiveAt must be an RFC 3339/,
+    ],
   ];
 
   it.each(bad)('rejects %s with a clear error', (_kind, body, expected) => {
@@ -133,8 +235,14 @@ describe('parseEvent', () => {
   });
 
   it('rejects leaver-only fields on mfa.enabled and says why', () => {
-    const body = { ...leaving(), type: 'mfa.enabled', data: { user: 'bob@contoso.com', resetPassword: true } };
-    expect(rejection(body, ['mfa.enabled']).message).toMatch(/resetPassword.*apply to employee.leaving only/);
+    const body = {
+      ...leaving(),
+      type: 'mfa.enabled',
+      data: { user: 'bob@contoso.com', resetPassword: true },
+    };
+    expect(rejection(body, ['mfa.enabled']).message).toMatch(
+      /resetPassword.*apply to employee.leaving only/,
+    );
   });
 
   it('names every offending field at once', () => {

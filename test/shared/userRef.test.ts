@@ -8,7 +8,9 @@ function ref(value: string): UserRef {
 
 describe('userPath', () => {
   it('addresses object ids directly, lower-cased', () => {
-    expect(userPath(ref('6F1D2C3B-1111-4222-8333-944455556666'))).toBe('/users/6f1d2c3b-1111-4222-8333-944455556666');
+    expect(userPath(ref('6F1D2C3B-1111-4222-8333-944455556666'))).toBe(
+      '/users/6f1d2c3b-1111-4222-8333-944455556666',
+    );
   });
 
   it('keeps ordinary UPNs readable', () => {

@@ -11,10 +11,18 @@ export interface CliRun {
 }
 
 /** Runs the built `offboard` command as a child process, the way ops run it. */
-export function runCli(args: string[], env: Record<string, string | undefined>, stdin?: string): Promise<CliRun> {
-  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run "npm run build" (npm test does it first).`);
+export function runCli(
+  args: string[],
+  env: Record<string, string | undefined>,
+  stdin?: string,
+): Promise<CliRun> {
+  if (!existsSync(CLI))
+    throw new Error(`${CLI} is missing: run "npm run build" (npm test does it first).`);
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, ...args], {
+      env: { ...process.env, ...env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));

@@ -9,12 +9,21 @@ export interface Pipeline {
   client: ServiceBusClient;
   logs: LogLine[];
   settled: Array<{ messageId: string; settlement: 'complete' | 'abandon' }>;
-  send(queue: 'employee-leaving' | 'mfa-enabled', body: unknown, messageId?: string, properties?: Record<string, string | number | boolean>): Promise<void>;
+  send(
+    queue: 'employee-leaving' | 'mfa-enabled',
+    body: unknown,
+    messageId?: string,
+    properties?: Record<string, string | number | boolean>,
+  ): Promise<void>;
   stop(): Promise<void>;
 }
 
 /** The function handlers fed from the Service Bus stand-in with the host's settlement semantics. */
-export function startPipeline(world: World, runtime: Runtime = world.runtime, maxConcurrentCalls = 8): Pipeline {
+export function startPipeline(
+  world: World,
+  runtime: Runtime = world.runtime,
+  maxConcurrentCalls = 8,
+): Pipeline {
   const logs: LogLine[] = [];
   const settled: Pipeline['settled'] = [];
   const runner = startLocalRunner({
@@ -23,9 +32,16 @@ export function startPipeline(world: World, runtime: Runtime = world.runtime, ma
       {
         functionName: 'employeeLeaving',
         queueName: 'employee-leaving',
-        handler: createQueueHandler(() => runtime, 'employeeLeaving', ['employee.leaving', 'employee.leaving.cancelled']),
+        handler: createQueueHandler(() => runtime, 'employeeLeaving', [
+          'employee.leaving',
+          'employee.leaving.cancelled',
+        ]),
       },
-      { functionName: 'mfaEnabled', queueName: 'mfa-enabled', handler: createQueueHandler(() => runtime, 'mfaEnabled', ['mfa.enabled']) },
+      {
+        functionName: 'mfaEnabled',
+        queueName: 'mfa-enabled',
+        handler: createQueueHandler(() => runtime, 'mfaEnabled', ['mfa.enabled']),
+      },
     ],
     maxConcurrentCalls,
     onLog: (line) => logs.push(line),

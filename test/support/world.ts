@@ -3,7 +3,10 @@ import { randomUUID } from 'node:crypto';
 import { freePort } from '../../dev/azurite';
 import { startGraphStandIn, type GraphStandIn } from '../../dev/graph-standin';
 import { BREAKGLASS_UPN } from '../../dev/graph-standin';
-import { startManagedIdentityStandIn, type ManagedIdentityStandIn } from '../../dev/identity-standin';
+import {
+  startManagedIdentityStandIn,
+  type ManagedIdentityStandIn,
+} from '../../dev/identity-standin';
 import { startServiceBusStandIn, type ServiceBusStandIn } from '../../dev/servicebus-standin';
 import { loadConfig } from '../../shared/config';
 import { GraphPermissions } from '../../shared/graph/permissions';
@@ -27,7 +30,11 @@ export interface World {
   runtimeWith(overrides: Record<string, string>): Runtime;
   logs: CapturedLog[];
   /** A real InvocationContext as the host would pass for a Service Bus message. */
-  context(metadata?: { messageId?: string; deliveryCount?: number; applicationProperties?: Record<string, unknown> }): InvocationContext;
+  context(metadata?: {
+    messageId?: string;
+    deliveryCount?: number;
+    applicationProperties?: Record<string, unknown>;
+  }): InvocationContext;
   stop(): Promise<void>;
 }
 
@@ -47,16 +54,32 @@ export async function startWorld(
   });
   // The token audience follows GRAPH_ENDPOINT, as for a sovereign cloud: the stand-in accepts its own URL.
   const graphPort = await freePort();
-  const graph = await startGraphStandIn({ port: graphPort, audience: `https://127.0.0.1:${graphPort}` });
+  const graph = await startGraphStandIn({
+    port: graphPort,
+    audience: `https://127.0.0.1:${graphPort}`,
+  });
   const serviceBus = await startServiceBusStandIn({
     queues: [
-      { name: 'employee-leaving', maxDeliveryCount: 5, lockDurationMs: 5000, duplicateDetectionWindowMs: 60_000 },
-      { name: 'mfa-enabled', maxDeliveryCount: 5, lockDurationMs: 5000, duplicateDetectionWindowMs: 60_000 },
+      {
+        name: 'employee-leaving',
+        maxDeliveryCount: 5,
+        lockDurationMs: 5000,
+        duplicateDetectionWindowMs: 60_000,
+      },
+      {
+        name: 'mfa-enabled',
+        maxDeliveryCount: 5,
+        lockDurationMs: 5000,
+        duplicateDetectionWindowMs: 60_000,
+      },
     ],
   });
   Object.assign(process.env, identity.envFor());
   const connectionString = process.env.TEST_AZURITE_CONNECTION_STRING;
-  if (!connectionString) throw new Error('TEST_AZURITE_CONNECTION_STRING is not set: run through jest with the global setup.');
+  if (!connectionString)
+    throw new Error(
+      'TEST_AZURITE_CONNECTION_STRING is not set: run through jest with the global setup.',
+    );
 
   const env: Record<string, string> = {
     GRAPH_ENDPOINT: graph.url,
@@ -97,7 +120,10 @@ export async function startWorld(
           applicationProperties: metadata.applicationProperties ?? {},
         },
         logHandler: (level, ...args) =>
-          logs.push({ level, text: args.map((a) => (typeof a === 'string' ? a : JSON.stringify(a))).join(' ') }),
+          logs.push({
+            level,
+            text: args.map((a) => (typeof a === 'string' ? a : JSON.stringify(a))).join(' '),
+          }),
       }),
     stop: async () => {
       await Promise.all(runtimes.map((r) => r.close()));
