@@ -385,12 +385,20 @@ describe('transient failures', () => {
       ),
     });
     const handler = createQueueHandler(() => runtime, 'mfaEnabled', ['mfa.enabled']);
-    const scheduled = world.serviceBus.stats('mfa-enabled').scheduled;
-    await handler(cloudEvent('mfa.enabled', { user: BOB_UPN }), world.context());
-    expect(world.serviceBus.stats('mfa-enabled').scheduled).toBe(scheduled + 1);
-    expect(world.logs.some((l) => l.level === 'warning' && /AuditUnavailable/.test(l.text))).toBe(
-      true,
+    const context = world.context({ messageId: 'msg-audit-down' });
+    await handler(cloudEvent('mfa.enabled', { user: BOB_UPN }), context);
+    const warning = world.logs.find(
+      (l) => l.level === 'warning' && l.text.includes('retry scheduled'),
     );
+    expect(warning?.text).toMatch(/"errorCode":"AuditUnavailable"/);
+    // The copy for attempt 2 is waiting on the queue.
+    const receiver = runtime.serviceBus().createReceiver('mfa-enabled');
+    const waiting = await receiver.peekMessages(100);
+    await receiver.close();
+    const copy = waiting.find(
+      (m) => m.applicationProperties?.offboardingOriginalMessageId === 'msg-audit-down',
+    );
+    expect(copy?.applicationProperties?.offboardingAttempt).toBe(2);
     expect(world.graph.requests).toHaveLength(0);
   }, 60_000);
 
