@@ -7,7 +7,7 @@
  */
 import { ServiceBusClient } from '@azure/service-bus';
 import { readdir, readFile, writeFile, mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { loadConfig } from '../shared/config';
 import { createQueueHandler } from '../shared/functionHandler';
 import { GraphPermissions } from '../shared/graph/permissions';
@@ -22,7 +22,7 @@ import { startServiceBusStandIn } from './servicebus-standin';
 
 const ROOT = join(__dirname, '..', '..');
 const SAMPLES = join(ROOT, 'samples');
-const ENV_FILE = join(ROOT, '.local', 'sandbox.env');
+const ENV_FILE = process.env.SANDBOX_ENV_FILE ?? join(ROOT, '.local', 'sandbox.env');
 const QUEUES = { employeeLeaving: 'employee-leaving', mfaEnabled: 'mfa-enabled' };
 /** Seconds ahead the demonstration departure is scheduled. */
 const DEMO_LEAVE_DELAY_SECONDS = 60;
@@ -69,7 +69,7 @@ async function main(): Promise<void> {
     RETRY_MAX_DELAY_SECONDS: '60',
   };
   Object.assign(process.env, env);
-  await mkdir(join(ROOT, '.local'), { recursive: true });
+  await mkdir(dirname(ENV_FILE), { recursive: true });
   await writeFile(
     ENV_FILE,
     Object.entries(env)
@@ -184,7 +184,10 @@ async function main(): Promise<void> {
       ? ` | revocation verified: ${record.verification.verified ? 'yes' : 'NO'} (sessions valid from ${record.verification.signInSessionsValidFrom ?? '?'})`
       : '';
     const error = record.errorCode ? ` | ${record.errorCode}: ${record.errorMessage ?? ''}` : '';
-    out(`- ${id} (${record.user ?? 'invalid'}): ${record.outcome} | ${actions}${verified}${error}`);
+    const when = record.outcome === 'scheduled' ? ` | leave date ${record.effectiveAt ?? '?'}` : '';
+    out(
+      `- ${id} (${record.user ?? 'invalid'}): ${record.outcome}${when} | ${actions}${verified}${error}`,
+    );
   }
   for (const queue of Object.values(QUEUES)) {
     const stats = serviceBus.stats(queue);
