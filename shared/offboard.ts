@@ -465,23 +465,10 @@ export class OffboardingService {
       await this.deps.audit.recordDuplicate(eventId, startedAt);
       return { disposition: 'reject', record: prior, duplicate: true, error };
     }
-    const record: AuditRecord = {
-      eventId,
-      requestedActions: [],
-      actions: [],
-      graphRequestIds: [],
-      outcome: 'failed',
-      errorCode: error.code,
-      errorMessage: error.message,
-      retryable: false,
-      notes: [],
+    const record = failureRecord(eventId, delivery.messageId, error, startedAt, {
       dryRun: this.deps.policy.dryRun,
-      attempts: (prior?.attempts ?? 0) + 1,
-      duplicates: prior?.duplicates ?? 0,
-      messageId: delivery.messageId,
-      firstAttemptAt: prior?.firstAttemptAt ?? startedAt,
-      lastAttemptAt: startedAt,
-    };
+      prior,
+    });
     await this.deps.audit.put(record);
     return { disposition: 'reject', record, duplicate: false, error };
   }
@@ -489,6 +476,37 @@ export class OffboardingService {
 
 function digest(...parts: string[]): string {
   return createHash('sha256').update(parts.join('\u0000')).digest('hex').slice(0, 40);
+}
+
+/**
+ * The record of an event that failed before its content could be used (invalid input, or a
+ * failure that left nothing recorded).
+ */
+export function failureRecord(
+  eventId: string,
+  messageId: string,
+  error: OffboardingError,
+  at: string,
+  options: { dryRun: boolean; prior?: AuditRecord | undefined },
+): AuditRecord {
+  const { prior } = options;
+  return {
+    eventId,
+    requestedActions: [],
+    actions: [],
+    graphRequestIds: [],
+    outcome: 'failed',
+    errorCode: error.code,
+    errorMessage: error.message,
+    retryable: error.retryable,
+    notes: [],
+    dryRun: options.dryRun,
+    attempts: (prior?.attempts ?? 0) + 1,
+    duplicates: prior?.duplicates ?? 0,
+    messageId,
+    firstAttemptAt: prior?.firstAttemptAt ?? at,
+    lastAttemptAt: at,
+  };
 }
 
 function isPermanent(record: AuditRecord): boolean {

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { ErrorCodes, OffboardingError, toOffboardingError } from './errors';
 import { decodeBody, salvageEventId, type EventKind } from './events';
 import { MessageProperties, type Scheduler } from './messaging';
-import type { OffboardingService, ProcessResult } from './offboard';
+import { failureRecord, type OffboardingService, type ProcessResult } from './offboard';
 import type { AuditLog } from './ports';
 import { retryDelayMs, type RetryPolicy } from './retryPolicy';
 
@@ -151,31 +151,13 @@ export class QueueProcessor {
   }
 }
 
-/** A stand-in result for logging when the audit itself failed and holds nothing for this event. */
+/** A result for logging when the audit itself failed and holds nothing for this event. */
 function unrecorded(delivery: QueueDelivery, error: OffboardingError): ProcessResult {
-  const now = new Date().toISOString();
-  return {
-    disposition: 'retry',
-    duplicate: false,
-    error,
-    record: {
-      eventId: salvageEventId(delivery.body) ?? `message:${delivery.messageId}`,
-      requestedActions: [],
-      actions: [],
-      graphRequestIds: [],
-      outcome: 'failed',
-      errorCode: error.code,
-      errorMessage: error.message,
-      retryable: true,
-      notes: [],
-      dryRun: false,
-      attempts: 0,
-      duplicates: 0,
-      messageId: delivery.messageId,
-      firstAttemptAt: now,
-      lastAttemptAt: now,
-    },
-  };
+  const eventId = salvageEventId(delivery.body) ?? `message:${delivery.messageId}`;
+  const record = failureRecord(eventId, delivery.messageId, error, new Date().toISOString(), {
+    dryRun: false,
+  });
+  return { disposition: 'retry', duplicate: false, error, record };
 }
 
 function scalarProperties(

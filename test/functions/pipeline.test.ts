@@ -324,6 +324,17 @@ describe('bad input never reaches Graph', () => {
   });
 });
 
+/** A runtime whose audit table endpoint is a closed port: the store is down. */
+function runtimeWithAuditDown(extra: Record<string, string> = {}) {
+  return world.runtimeWith({
+    AUDIT_TABLE_CONNECTION_STRING: world.env.AUDIT_TABLE_CONNECTION_STRING!.replace(
+      /TableEndpoint=http:\/\/127\.0\.0\.1:\d+/,
+      'TableEndpoint=http://127.0.0.1:9',
+    ),
+    ...extra,
+  });
+}
+
 describe('transient failures', () => {
   it('turns Graph 429 into a scheduled retry that honours Retry-After, and the retry converges', async () => {
     const event = cloudEvent('mfa.enabled', { user: BOB_UPN });
@@ -378,12 +389,7 @@ describe('transient failures', () => {
   }, 30_000);
 
   it('does not act when the audit store is down: a retry is parked, nothing lost, no delivery burnt', async () => {
-    const runtime = world.runtimeWith({
-      AUDIT_TABLE_CONNECTION_STRING: world.env.AUDIT_TABLE_CONNECTION_STRING!.replace(
-        /TableEndpoint=http:\/\/127\.0\.0\.1:\d+/,
-        'TableEndpoint=http://127.0.0.1:9',
-      ),
-    });
+    const runtime = runtimeWithAuditDown();
     const handler = createQueueHandler(() => runtime, 'mfaEnabled', ['mfa.enabled']);
     const context = world.context({ messageId: 'msg-audit-down' });
     await handler(cloudEvent('mfa.enabled', { user: BOB_UPN }), context);
@@ -403,11 +409,7 @@ describe('transient failures', () => {
   }, 60_000);
 
   it('throws (Service Bus redelivers) when neither the audit nor Service Bus can be reached', async () => {
-    const runtime = world.runtimeWith({
-      AUDIT_TABLE_CONNECTION_STRING: world.env.AUDIT_TABLE_CONNECTION_STRING!.replace(
-        /TableEndpoint=http:\/\/127\.0\.0\.1:\d+/,
-        'TableEndpoint=http://127.0.0.1:9',
-      ),
+    const runtime = runtimeWithAuditDown({
       ServiceBusConnection:
         'Endpoint=sb://127.0.0.1:9;SharedAccessKeyName=k;SharedAccessKey=v;UseDevelopmentEmulator=true;',
     });
