@@ -11,6 +11,8 @@ export interface SettingSpec {
   default?: string;
   /** Must be set as an app setting in Azure (infra sets it). */
   requiredInAzure: boolean;
+  /** For local development only: must never be set in Azure (a connection string, say). */
+  localOnly?: boolean;
 }
 
 export const SETTINGS = [
@@ -47,6 +49,7 @@ export const SETTINGS = [
     description:
       'Local development only: a Service Bus connection string (for example the local stand-in). Never set in Azure.',
     requiredInAzure: false,
+    localOnly: true,
   },
   {
     name: 'AZURE_CLIENT_ID',
@@ -92,6 +95,7 @@ export const SETTINGS = [
     description:
       'Local development only: audit store connection string (for example Azurite). Takes precedence over the endpoint.',
     requiredInAzure: false,
+    localOnly: true,
   },
   {
     name: 'AUDIT_TABLE_NAME',
@@ -247,7 +251,7 @@ export function loadConfig(env: Env = process.env): AppConfig {
   const clientId = read(env, 'AZURE_CLIENT_ID');
 
   const auditConnectionString = read(env, 'AUDIT_TABLE_CONNECTION_STRING');
-  const auditEndpoint = read(env, 'AUDIT_TABLE_ENDPOINT');
+  const auditEndpoint = read(env, 'AUDIT_TABLE_ENDPOINT')?.replace(/\/+$/, '');
   if (auditConnectionString === undefined && auditEndpoint === undefined) {
     throw invalid(
       'AUDIT_TABLE_ENDPOINT',

@@ -49,14 +49,29 @@ export function createTableClient(
   return new TableClient(config.endpoint, config.tableName, credential);
 }
 
-/** The audit log in Azure Table Storage: one entity per event id. */
-export class TableAuditLog implements AuditLog {
-  private tableReady: Promise<void> | undefined;
+function isTableNotFound(error: unknown): boolean {
+  return (
+    error instanceof RestError &&
+    error.statusCode === 404 &&
+    /TableNotFound/i.test(errorCodeOf(error))
+  );
+}
 
+function errorCodeOf(error: RestError): string {
+  const details = error.details as
+    { errorCode?: string; odataError?: { code?: string } } | undefined;
+  return error.code ?? details?.errorCode ?? details?.odataError?.code ?? error.message;
+}
+
+/**
+ * The audit log in Azure Table Storage: one entity per event id. Reads never create anything (ops
+ * readers only hold Storage Table Data Reader); a write that finds the table missing creates it
+ * (infra creates it in Azure, Azurite starts empty).
+ */
+export class TableAuditLog implements AuditLog {
   constructor(private readonly table: TableClient) {}
 
   async get(eventId: string): Promise<AuditRecord | undefined> {
-    await this.ensureTable();
     try {
       const entity = await this.table.getEntity<Entity>(partitionKeyFor(eventId), ROW_KEY);
       return fromEntity(entity);
@@ -67,16 +82,21 @@ export class TableAuditLog implements AuditLog {
   }
 
   async put(record: AuditRecord): Promise<void> {
-    await this.ensureTable();
+    const entity = toEntity(record);
     try {
-      await this.table.upsertEntity(toEntity(record), 'Replace');
+      await this.table.upsertEntity(entity, 'Replace');
     } catch (error) {
-      throw unavailable('write', error);
+      if (!isTableNotFound(error)) throw unavailable('write', error);
+      await this.createTable();
+      try {
+        await this.table.upsertEntity(entity, 'Replace');
+      } catch (retryError) {
+        throw unavailable('write', retryError);
+      }
     }
   }
 
   async recordDuplicate(eventId: string, at: string): Promise<void> {
-    await this.ensureTable();
     // Optimistic concurrency: two duplicates at once must both be counted.
     for (let attempt = 0; attempt < CONCURRENCY_RETRIES; attempt++) {
       try {
@@ -102,7 +122,6 @@ export class TableAuditLog implements AuditLog {
   }
 
   async findByUser(userIdOrUpn: string): Promise<AuditRecord[]> {
-    await this.ensureTable();
     const key = userIdOrUpn.toLowerCase();
     const filter = odata`userKey eq ${key} or objectId eq ${key} or upnKey eq ${key}`;
     const records: AuditRecord[] = [];
@@ -111,22 +130,19 @@ export class TableAuditLog implements AuditLog {
         records.push(fromEntity(entity));
       }
     } catch (error) {
+      if (isTableNotFound(error)) return [];
       throw unavailable('read', error);
     }
     return records.sort((a, b) => a.lastAttemptAt.localeCompare(b.lastAttemptAt));
   }
 
-  private ensureTable(): Promise<void> {
-    this.tableReady ??= this.table.createTable().then(
-      () => undefined,
-      (error: unknown) => {
-        this.tableReady = undefined;
-        // Created by infra (or an earlier call) already; createTable swallows 409 but say so anyway.
-        if (error instanceof RestError && error.statusCode === 409) return;
-        throw unavailable('create', error);
-      },
-    );
-    return this.tableReady;
+  private async createTable(): Promise<void> {
+    try {
+      // createTable ignores "already exists": another instance may have won the race.
+      await this.table.createTable();
+    } catch (error) {
+      throw unavailable('create', error);
+    }
   }
 }
 

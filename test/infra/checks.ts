@@ -281,8 +281,7 @@ function checkAppSettings(
       continue;
     }
     if (!spec.requiredInAzure && value !== undefined) {
-      const localOnly = /connection string|local development only/i.test(spec.description);
-      if (localOnly)
+      if ('localOnly' in spec && spec.localOnly)
         report.add(
           'setting-forbidden',
           `app setting ${spec.name} is for local development only and must not be set in Azure`,
