@@ -165,6 +165,11 @@ export interface GraphStandIn {
   throttle(options: ThrottleOptions | null): void;
   setEnforceRoles(enforce: boolean): void;
   setAppDirectoryRole(role: AppDirectoryRole): void;
+  /**
+   * Replication lag: for this long after a revocation, reads still return the previous
+   * signInSessionsValidFromDateTime (Graph is eventually consistent across replicas). 0 = off.
+   */
+  setReadLagMs(ms: number): void;
   stop(): Promise<void>;
 }
 
@@ -376,6 +381,9 @@ export async function startGraphStandIn(options: GraphStandInOptions = {}): Prom
       .map(normaliseAudience),
   );
   let bucket: (ThrottleOptions & { tokens: number; last: number }) | undefined;
+  let readLagMs = 0;
+  /** The value each user had before its latest revocation, and when that revocation happened. */
+  const lastRevocation = new Map<string, { previous: string; at: number }>();
   const sockets = new Set<Socket>();
   const timers = new Set<NodeJS.Timeout>();
 
@@ -718,9 +726,14 @@ export async function startGraphStandIn(options: GraphStandInOptions = {}): Prom
           requirePermission(canReadUser(roles));
           const select = parseSelect(query);
           const user = lookup(key);
+          const revocation = lastRevocation.get(user.id);
+          const lagging = revocation !== undefined && Date.now() - revocation.at < readLagMs;
+          const seen = lagging
+            ? { ...user, signInSessionsValidFromDateTime: revocation.previous }
+            : user;
           return send(200, {
             '@odata.context': contextFor(select, true),
-            ...project(user, select),
+            ...project(seen, select),
           });
         }
         case 'listUsers': {
@@ -737,6 +750,10 @@ export async function startGraphStandIn(options: GraphStandInOptions = {}): Prom
           const extra = write();
           const user = lookup(key);
           // Guests: no effect at their home tenant, but Graph still answers 200 and stamps the time.
+          lastRevocation.set(user.id, {
+            previous: user.signInSessionsValidFromDateTime,
+            at: Date.now(),
+          });
           user.signInSessionsValidFromDateTime = graphDateTime();
           return send(200, { '@odata.context': `${METADATA}#Edm.Boolean`, value: true }, extra);
         }
@@ -898,6 +915,9 @@ export async function startGraphStandIn(options: GraphStandInOptions = {}): Prom
     },
     setAppDirectoryRole(role) {
       appDirectoryRole = role;
+    },
+    setReadLagMs(ms) {
+      readLagMs = ms;
     },
     async stop() {
       for (const timer of timers) clearTimeout(timer);

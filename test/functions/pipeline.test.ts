@@ -424,6 +424,39 @@ describe('transient failures', () => {
   }, 120_000);
 });
 
+describe('verification', () => {
+  it('retries when the revocation does not show yet (a lagging replica), then proves it', async () => {
+    world.graph.setReadLagMs(60_000);
+    const event = cloudEvent('mfa.enabled', { user: BOB_UPN });
+    try {
+      expect(await deliver(mfaHandler(), event, 'msg-lag')).toBeUndefined(); // a retry is parked
+      const first = await auditOf(event.id as string);
+      expect(first).toMatchObject({
+        outcome: 'failed',
+        errorCode: 'VerificationFailed',
+        retryable: true,
+      });
+      expect(first.verification?.verified).toBe(false);
+      expect(first.actions).toEqual([
+        expect.objectContaining({ action: 'revokeSignInSessions', status: 'succeeded' }),
+      ]);
+    } finally {
+      world.graph.setReadLagMs(0);
+    }
+    // The retry revokes again and now reads the new value back.
+    await mfaHandler()(
+      event,
+      world.context({
+        messageId: 'msg-lag-retry',
+        applicationProperties: { offboardingAttempt: 2 },
+      }),
+    );
+    const done = await auditOf(event.id as string);
+    expect(done).toMatchObject({ outcome: 'succeeded', attempts: 2 });
+    expect(done.verification?.verified).toBe(true);
+  });
+});
+
 describe('permissions', () => {
   it('names the missing Graph permission on 403', async () => {
     const clientId = '0b5e55ed-0000-4000-8000-0000000000a1';
