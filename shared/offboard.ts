@@ -62,8 +62,6 @@ export interface OffboardingDeps {
   generatePassword?: typeof generatePassword;
 }
 
-/** Graph's timestamp has second precision and its clock is not ours: allow this much skew. */
-const VERIFY_CLOCK_SKEW_MS = 60_000;
 /** A leave date this close is "now" (the scheduled copy itself is recognised by its property). */
 const SCHEDULE_TOLERANCE_MS = 5_000;
 
@@ -315,7 +313,6 @@ export class OffboardingService {
 
     // Errors of this run's failed actions, kept to decide retryability and Retry-After.
     const errors = new Map<ActionName, OffboardingError>();
-    const revokeStartedAt = this.now();
     for (const action of record.requestedActions) {
       const earlier = prior?.actions.find((a) => a.action === action && a.status === 'succeeded');
       if (earlier && action !== 'revokeSignInSessions') {
@@ -332,7 +329,7 @@ export class OffboardingService {
 
     const revoked = record.actions.find((a) => a.action === 'revokeSignInSessions');
     if (revoked?.status === 'succeeded') {
-      const verification = await this.verify(event.user, user, revokeStartedAt, record);
+      const verification = await this.verify(event.user, user, record);
       record.verification = verification.result;
       if (verification.error) return fail(record, verification.error);
     }
@@ -377,7 +374,6 @@ export class OffboardingService {
   private async verify(
     ref: UserRef,
     before: DirectoryUser,
-    revokeStartedAt: Date,
     record: AuditRecord,
   ): Promise<{ result: Verification; error?: OffboardingError }> {
     const previous = before.signInSessionsValidFromDateTime ?? undefined;
@@ -406,11 +402,15 @@ export class OffboardingService {
       };
     }
     const validFrom = after.signInSessionsValidFromDateTime ?? undefined;
-    const validFromMs = validFrom === undefined ? NaN : Date.parse(validFrom);
-    const moved = previous === undefined || validFromMs > Date.parse(previous);
-    const recent = validFromMs >= revokeStartedAt.getTime() - VERIFY_CLOCK_SKEW_MS;
+    // Proof is the value moving past what it was before this revocation. "Recent enough" is no
+    // proof: a replica that has not seen this revocation may return an earlier, recent one.
+    // (Graph keeps whole seconds, so a revocation in the same second as the previous one looks
+    // unproven and is simply retried later.)
+    const moved =
+      validFrom !== undefined &&
+      (previous === undefined || Date.parse(validFrom) > Date.parse(previous));
     const result: Verification = {
-      verified: validFrom !== undefined && (moved || recent),
+      verified: moved,
       ...(validFrom === undefined ? {} : { signInSessionsValidFrom: validFrom }),
       ...(previous === undefined ? {} : { previousSignInSessionsValidFrom: previous }),
     };

@@ -1,13 +1,19 @@
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ALICE_ID, BOB_UPN, BREAKGLASS_UPN, GUEST_UPN } from '../../dev/graph-standin';
+import { ALICE_ID, BREAKGLASS_UPN, GUEST_UPN } from '../../dev/graph-standin';
 import { runCli } from '../support/cli';
 import { cloudEvent, startWorld, type World } from '../support/world';
 
 let world: World;
 let cliEnv: Record<string, string>;
 let dir: string;
+
+/** A fresh user per test (see World.newUser). */
+let bob: { id: string; upn: string };
+beforeEach(() => {
+  bob = world.newUser();
+});
 
 beforeAll(async () => {
   world = await startWorld();
@@ -27,7 +33,7 @@ async function eventFile(event: unknown): Promise<string> {
 
 describe('offboard process', () => {
   it('runs an event from a file through the same use case and exits 0', async () => {
-    const event = cloudEvent('mfa.enabled', { user: BOB_UPN });
+    const event = cloudEvent('mfa.enabled', { user: bob.upn });
     const run = await runCli(['process', '--file', await eventFile(event)], cliEnv);
     expect(run.stderr).toBe('');
     expect(run.code).toBe(0);
@@ -46,7 +52,7 @@ describe('offboard process', () => {
   });
 
   it('exits 0 for an already-processed duplicate and writes nothing', async () => {
-    const path = await eventFile(cloudEvent('mfa.enabled', { user: BOB_UPN }));
+    const path = await eventFile(cloudEvent('mfa.enabled', { user: bob.upn }));
     expect((await runCli(['process', '--file', path], cliEnv)).code).toBe(0);
     world.graph.reset();
     const again = await runCli(['process', '--file', path], cliEnv);
@@ -94,7 +100,7 @@ describe('offboard process', () => {
     const run = await runCli(
       ['process'],
       cliEnv,
-      JSON.stringify(cloudEvent('mfa.enabled', { user: BOB_UPN })),
+      JSON.stringify(cloudEvent('mfa.enabled', { user: bob.upn })),
     );
     expect(run.code).toBe(75);
     expect(run.stderr).toMatch(/^error GraphUnavailable: revokeSignInSessions: Graph 503/m);

@@ -168,10 +168,9 @@ describe('offboard enqueue', () => {
   });
 
   it('sends a wave, and sending the same file again sends nothing twice', async () => {
+    const wave = [world.newUser(), world.newUser(), world.newUser()];
     world.graph.reset();
-    const path = await csv(
-      `user,ticket\n${WAVE[0]!.userPrincipalName},W2\n${WAVE[1]!.userPrincipalName},W2\n${WAVE[2]!.userPrincipalName},W2\n`,
-    );
+    const path = await csv(`user,ticket\n${wave.map((u) => `${u.upn},W2`).join('\n')}\n`);
     const dry = await runCli(
       ['enqueue', '--type', 'mfa.enabled', '--csv', path, '--dry-run'],
       cliEnv,

@@ -1,11 +1,17 @@
 import { TableClient } from '@azure/data-tables';
 import { inspect } from 'node:util';
-import { ADMIN_ID, ALICE_UPN, BOB_ID, BOB_UPN } from '../../dev/graph-standin';
+import { ADMIN_ID, ALICE_UPN } from '../../dev/graph-standin';
 import { createQueueHandler } from '../../shared/functionHandler';
 import { runCli } from '../support/cli';
 import { cloudEvent, startWorld, type World } from '../support/world';
 
 let world: World;
+
+/** A fresh user per test (see World.newUser). */
+let bob: { id: string; upn: string };
+beforeEach(() => {
+  bob = world.newUser();
+});
 beforeAll(async () => {
   world = await startWorld();
 });
@@ -57,9 +63,9 @@ it('never lets a generated password reach a log, audit record, error, stdout or 
     // A successful reset, a refused one (admin: 403) and one that hits a transient 500.
     await deliver(cloudEvent('employee.leaving', { user: ALICE_UPN, resetPassword: true }));
     await deliver(cloudEvent('employee.leaving', { user: ADMIN_ID, resetPassword: true }));
-    world.graph.injectFault({ operation: 'patch', status: 500, userKey: BOB_ID });
+    world.graph.injectFault({ operation: 'patch', status: 500, userKey: bob.id });
     await deliver(
-      cloudEvent('employee.leaving', { user: BOB_UPN, resetPassword: true, disableAccount: false }),
+      cloudEvent('employee.leaving', { user: bob.upn, resetPassword: true, disableAccount: false }),
     );
   } finally {
     process.stdout.write = originalStdout;
@@ -69,13 +75,14 @@ it('never lets a generated password reach a log, audit record, error, stdout or 
 
   // The command line, as ops run it.
   const cliEnv = { ...world.env, ...world.identity.envFor() };
+  const byHand = world.newUser();
   const cliEvent = cloudEvent('employee.leaving', {
-    user: BOB_UPN,
+    user: byHand.upn,
     resetPassword: true,
     disableAccount: false,
   });
   const processRun = await runCli(['process', '--json'], cliEnv, JSON.stringify(cliEvent));
-  const auditRun = await runCli(['audit', '--user', BOB_UPN, '--json'], cliEnv);
+  const auditRun = await runCli(['audit', '--user', byHand.upn, '--json'], cliEnv);
   expect(processRun.code).toBe(0);
   captured.push(processRun.stdout, processRun.stderr, auditRun.stdout, auditRun.stderr);
 
@@ -91,9 +98,9 @@ it('never lets a generated password reach a log, audit record, error, stdout or 
   captured.push(...world.logs.map((l) => l.text));
 
   const passwords = passwordsSent();
-  // Four resets were attempted: Alice (ok), the admin (403), Bob (500), Bob by hand (ok).
+  // Four resets were attempted: Alice (ok), the admin (403), a user behind a 500, one by hand (ok).
   expect(passwords).toHaveLength(4);
-  expect(world.graph.lastPasswordOf(BOB_ID)).toBe(passwords[3]);
+  expect(world.graph.lastPasswordOf(byHand.id)).toBe(passwords[3]);
   const everything = captured.join('\n');
   expect(everything.length).toBeGreaterThan(1000);
   expect(everything).toContain('resetPassword');

@@ -3,8 +3,6 @@ import {
   ADMIN_ID,
   ALICE_ID,
   ALICE_UPN,
-  BOB_ID,
-  BOB_UPN,
   BREAKGLASS_ID,
   BREAKGLASS_UPN,
   DOLLAR_ID,
@@ -19,6 +17,12 @@ import type { AuditRecord } from '../../shared/ports';
 import { cloudEvent, startWorld, type World } from '../support/world';
 
 let world: World;
+
+/** A fresh user per test (see World.newUser). */
+let bob: { id: string; upn: string };
+beforeEach(() => {
+  bob = world.newUser();
+});
 
 beforeAll(async () => {
   world = await startWorld();
@@ -114,7 +118,7 @@ describe('employee.leaving end to end', () => {
   });
 
   it('calls Graph with a managed identity token for the GRAPH_ENDPOINT resource', async () => {
-    await deliver(mfaHandler(), cloudEvent('mfa.enabled', { user: BOB_UPN }));
+    await deliver(mfaHandler(), cloudEvent('mfa.enabled', { user: bob.upn }));
     // The scope follows GRAPH_ENDPOINT (sovereign clouds), here the stand-in's own URL.
     expect(world.identity.requests.map((r) => r.resource)).toContain(world.graph.url);
     expect(world.graph.requests.length).toBeGreaterThan(0);
@@ -126,11 +130,11 @@ describe('employee.leaving end to end', () => {
 
   it('leaves the account enabled when disableAccount is false', async () => {
     const event = cloudEvent('com.contoso.hr.employee.leaving', {
-      user: BOB_ID,
+      user: bob.id,
       disableAccount: false,
     });
     expect(await deliver(leavingHandler(), event)).toBeUndefined();
-    expect(writes()).toEqual([`POST /v1.0/users/${BOB_ID}/revokeSignInSessions`]);
+    expect(writes()).toEqual([`POST /v1.0/users/${bob.id}/revokeSignInSessions`]);
   });
 
   it('addresses a guest by %23EXT%23 and records that revocation does not reach the home tenant', async () => {
@@ -226,7 +230,7 @@ describe('employee.leaving end to end', () => {
   });
 
   it('counts a duplicate delivery of a finished event and writes nothing more', async () => {
-    const event = cloudEvent('employee.leaving', { user: BOB_UPN, disableAccount: false });
+    const event = cloudEvent('employee.leaving', { user: bob.upn, disableAccount: false });
     expect(await deliver(leavingHandler(), event, 'msg-dup-1')).toBeUndefined();
     world.graph.reset();
     expect(await deliver(leavingHandler(), event, 'msg-dup-2')).toBeUndefined();
@@ -239,9 +243,9 @@ describe('employee.leaving end to end', () => {
 
 describe('mfa.enabled end to end', () => {
   it('only revokes sessions, and proves it', async () => {
-    const event = cloudEvent('mfa.enabled', { user: BOB_UPN, ticket: 'MFA-WAVE-3' });
+    const event = cloudEvent('mfa.enabled', { user: bob.upn, ticket: 'MFA-WAVE-3' });
     expect(await deliver(mfaHandler(), Buffer.from(JSON.stringify(event)))).toBeUndefined();
-    expect(writes()).toEqual([`POST /v1.0/users/${BOB_ID}/revokeSignInSessions`]);
+    expect(writes()).toEqual([`POST /v1.0/users/${bob.id}/revokeSignInSessions`]);
     const record = await auditOf(event.id as string);
     expect(record).toMatchObject({
       outcome: 'succeeded',
@@ -252,7 +256,7 @@ describe('mfa.enabled end to end', () => {
   });
 
   it('rejects a leaver event sent to the MFA queue before any Graph call', async () => {
-    const event = cloudEvent('employee.leaving', { user: BOB_UPN });
+    const event = cloudEvent('employee.leaving', { user: bob.upn });
     const error = await deliver(mfaHandler(), event);
     expect(error).toMatchObject({ code: 'InvalidEvent', retryable: false });
     expect(world.graph.requests).toHaveLength(0);
@@ -337,7 +341,7 @@ function runtimeWithAuditDown(extra: Record<string, string> = {}) {
 
 describe('transient failures', () => {
   it('turns Graph 429 into a scheduled retry that honours Retry-After, and the retry converges', async () => {
-    const event = cloudEvent('mfa.enabled', { user: BOB_UPN });
+    const event = cloudEvent('mfa.enabled', { user: bob.upn });
     world.graph.injectFault({ operation: 'revoke', status: 429, retryAfterSeconds: 7 });
     const started = Date.now();
     expect(await deliver(mfaHandler(), event, 'msg-429')).toBeUndefined(); // completed: a retry is parked
@@ -359,7 +363,7 @@ describe('transient failures', () => {
   });
 
   it('treats Graph 5xx as retryable', async () => {
-    const event = cloudEvent('mfa.enabled', { user: BOB_UPN });
+    const event = cloudEvent('mfa.enabled', { user: bob.upn });
     world.graph.injectFault({ operation: 'getUser', status: 503 });
     expect(await deliver(mfaHandler(), event)).toBeUndefined();
     expect(await auditOf(event.id as string)).toMatchObject({
@@ -375,7 +379,7 @@ describe('transient failures', () => {
     world.identity.setDown(true);
     try {
       const result = await runtime.offboarding.process({
-        body: cloudEvent('mfa.enabled', { user: BOB_UPN }),
+        body: cloudEvent('mfa.enabled', { user: bob.upn }),
         accepts: ['mfa.enabled'],
         messageId: 'msg-token-down',
       });
@@ -392,7 +396,7 @@ describe('transient failures', () => {
     const runtime = runtimeWithAuditDown();
     const handler = createQueueHandler(() => runtime, 'mfaEnabled', ['mfa.enabled']);
     const context = world.context({ messageId: 'msg-audit-down' });
-    await handler(cloudEvent('mfa.enabled', { user: BOB_UPN }), context);
+    await handler(cloudEvent('mfa.enabled', { user: bob.upn }), context);
     const warning = world.logs.find(
       (l) => l.level === 'warning' && l.text.includes('retry scheduled'),
     );
@@ -415,7 +419,7 @@ describe('transient failures', () => {
     });
     const handler = createQueueHandler(() => runtime, 'mfaEnabled', ['mfa.enabled']);
     await expect(
-      handler(cloudEvent('mfa.enabled', { user: BOB_UPN }), world.context()),
+      handler(cloudEvent('mfa.enabled', { user: bob.upn }), world.context()),
     ).rejects.toMatchObject({
       code: 'AuditUnavailable',
       retryable: true,
@@ -427,7 +431,7 @@ describe('transient failures', () => {
 describe('verification', () => {
   it('retries when the revocation does not show yet (a lagging replica), then proves it', async () => {
     world.graph.setReadLagMs(60_000);
-    const event = cloudEvent('mfa.enabled', { user: BOB_UPN });
+    const event = cloudEvent('mfa.enabled', { user: bob.upn });
     try {
       expect(await deliver(mfaHandler(), event, 'msg-lag')).toBeUndefined(); // a retry is parked
       const first = await auditOf(event.id as string);
@@ -443,7 +447,9 @@ describe('verification', () => {
     } finally {
       world.graph.setReadLagMs(0);
     }
-    // The retry revokes again and now reads the new value back.
+    // The retry (which comes seconds later in real life: Graph keeps whole seconds) revokes again
+    // and now reads the new value back.
+    await new Promise((resolve) => setTimeout(resolve, 1100));
     await mfaHandler()(
       event,
       world.context({
@@ -463,7 +469,7 @@ describe('permissions', () => {
     world.identity.setRoles(['User.Read.All'], clientId);
     const runtime = world.runtimeWith({ AZURE_CLIENT_ID: clientId });
     const result = await runtime.offboarding.process({
-      body: cloudEvent('mfa.enabled', { user: BOB_UPN }),
+      body: cloudEvent('mfa.enabled', { user: bob.upn }),
       accepts: ['mfa.enabled'],
       messageId: 'msg-no-role',
     });

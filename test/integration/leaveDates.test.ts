@@ -1,4 +1,4 @@
-import { ALICE_ID, ALICE_UPN, BOB_UPN, DOLLAR_UPN } from '../../dev/graph-standin';
+import { ALICE_ID, ALICE_UPN, DOLLAR_UPN } from '../../dev/graph-standin';
 import type { AuditRecord } from '../../shared/ports';
 import { startPipeline, type Pipeline } from '../support/runner';
 import { waitFor } from '../support/wait';
@@ -6,6 +6,12 @@ import { cloudEvent, startWorld, type World } from '../support/world';
 
 let world: World;
 let pipeline: Pipeline;
+
+/** A fresh user per test (see World.newUser). */
+let bob: { id: string; upn: string };
+beforeEach(() => {
+  bob = world.newUser();
+});
 
 beforeAll(async () => {
   world = await startWorld();
@@ -46,7 +52,7 @@ describe('leave dates', () => {
 
   it('acts now when the leave date is in the past', async () => {
     const event = cloudEvent('employee.leaving', {
-      user: BOB_UPN,
+      user: bob.upn,
       effectiveAt: '2020-01-01T00:00:00Z',
       disableAccount: false,
     });
@@ -57,7 +63,7 @@ describe('leave dates', () => {
 
   it('runs the scheduled copy when it arrives', async () => {
     const effectiveAt = new Date(Date.now() + 8_000).toISOString();
-    const event = cloudEvent('mfa.enabled', { user: BOB_UPN });
+    const event = cloudEvent('mfa.enabled', { user: bob.upn });
     // mfa events have no leave date; use a leaver with a date just past the tolerance instead.
     const leaver = cloudEvent('employee.leaving', {
       user: ALICE_UPN,
@@ -102,10 +108,10 @@ describe('leave dates', () => {
   });
 
   it('reports a cancellation that comes after the departure was carried out', async () => {
-    const departure = cloudEvent('employee.leaving', { user: BOB_UPN, disableAccount: false });
+    const departure = cloudEvent('employee.leaving', { user: bob.upn, disableAccount: false });
     await pipeline.send('employee-leaving', departure);
     await outcome(departure.id as string, 'succeeded');
-    const cancel = cloudEvent('employee.leaving.cancelled', { user: BOB_UPN });
+    const cancel = cloudEvent('employee.leaving.cancelled', { user: bob.upn });
     await pipeline.send('employee-leaving', cancel);
     const failed = await waitFor('the cancellation to fail', async () => {
       const r = await record(cancel.id as string);
@@ -116,7 +122,7 @@ describe('leave dates', () => {
 
   it('refuses leave dates more than a year ahead', async () => {
     const event = cloudEvent('employee.leaving', {
-      user: BOB_UPN,
+      user: bob.upn,
       effectiveAt: '2099-01-01T00:00:00Z',
     });
     await pipeline.send('employee-leaving', event);

@@ -29,6 +29,12 @@ export interface World {
   /** Builds a new runtime with extra settings over `env` (same stand-ins). */
   runtimeWith(overrides: Record<string, string>): Runtime;
   logs: CapturedLog[];
+  /**
+   * A new member in the Graph stand-in. Tests that expect a verified revocation use their own
+   * user: Graph keeps signInSessionsValidFromDateTime in whole seconds, so two revocations of one
+   * user within a second cannot be told apart (and are rightly retried).
+   */
+  newUser(): { id: string; upn: string };
   /** A real InvocationContext as the host would pass for a Service Bus message. */
   context(metadata?: {
     messageId?: string;
@@ -101,6 +107,7 @@ export async function startWorld(
   };
   const runtime = runtimeWith({});
   const logs: CapturedLog[] = [];
+  let users = 0;
 
   return {
     identity,
@@ -110,6 +117,14 @@ export async function startWorld(
     runtime,
     runtimeWith,
     logs,
+    newUser: () => {
+      const n = ++users;
+      const user = graph.addUser({
+        id: `5e500000-0000-4000-8000-${String(n).padStart(12, '0')}`,
+        userPrincipalName: `test.user${n}@contoso.com`,
+      });
+      return { id: user.id, upn: user.userPrincipalName };
+    },
     context: (metadata = {}) =>
       new InvocationContext({
         invocationId: randomUUID(),
