@@ -29,7 +29,7 @@ param dryRun bool = true
 @description('PROTECTED_USERS app setting: object ids and/or UPNs (comma or semicolon separated) never written to. Put break-glass accounts here.')
 param protectedUsers string = ''
 
-@description('Grant User-PasswordProfile.ReadWrite.All so events may reset passwords. The identity also needs the User Administrator Entra role (see docs/deploy.md).')
+@description('Grant User-PasswordProfile.ReadWrite.All so events may reset passwords. The identity also needs the User Administrator Entra role (see README.md, "Password resets").')
 param enablePasswordReset bool = false
 
 @description('Grant the Graph application permissions with the Microsoft Graph Bicep extension. false: an admin runs infra/scripts/grant-graph-permissions.sh instead.')
