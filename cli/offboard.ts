@@ -240,7 +240,7 @@ async function dlqCommand(args: string[], io: Io, runtime: () => Runtime): Promi
     } else {
       const verb = result.dryRun ? 'would replay' : 'replayed';
       io.stdout(
-        `${verb} ${result.replayed.length}, left ${result.skipped} in the dead-letter queue, ${result.failed.length} failed\n`,
+        `${verb} ${result.replayed.length}, skipped ${result.skipped} (not matching, or over --max), ${result.failed.length} failed\n`,
       );
       if (result.replayed.length > 0) io.stdout(deadLetterTable(result.replayed) + '\n');
       for (const failure of result.failed)

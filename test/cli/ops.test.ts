@@ -78,6 +78,16 @@ describe('dead letters: list and replay after fixing a 403', () => {
     expect(deadLettered('mfa-enabled')).toBe(events.length);
 
     world.graph.reset();
+    // Three first, to see --max at work, then the rest.
+    const firstThree = await runCli(
+      ['dlq', 'replay', '--queue', 'mfa-enabled', '--max', '3', '--rate', '0'],
+      cliEnv,
+    );
+    expect(firstThree.code).toBe(0);
+    expect(firstThree.stdout).toMatch(
+      /^replayed 3, skipped \d+ \(not matching, or over --max\), 0 failed/m,
+    );
+    expect(deadLettered('mfa-enabled')).toBe(events.length - 3);
     const replay = await runCli(
       [
         'dlq',
@@ -86,6 +96,8 @@ describe('dead letters: list and replay after fixing a 403', () => {
         'mfa-enabled',
         '--reason',
         'MaxDeliveryCountExceeded',
+        '--since',
+        '2020-01-01T00:00:00Z',
         '--rate',
         '0',
       ],
@@ -93,9 +105,7 @@ describe('dead letters: list and replay after fixing a 403', () => {
     );
     expect(replay.stderr).toBe('');
     expect(replay.code).toBe(0);
-    expect(replay.stdout).toMatch(
-      new RegExp(`^replayed ${events.length}, left 0 in the dead-letter queue, 0 failed`, 'm'),
-    );
+    expect(replay.stdout).toMatch(new RegExp(`^replayed ${events.length - 3}, skipped 0 `, 'm'));
     expect(deadLettered('mfa-enabled')).toBe(0);
 
     for (const event of events) {

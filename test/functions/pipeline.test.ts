@@ -362,6 +362,41 @@ describe('transient failures', () => {
     expect(await auditOf(event.id as string)).toMatchObject({ outcome: 'succeeded', attempts: 2 });
   });
 
+  it('does not reset a password twice when a later action failed and the event is retried', async () => {
+    const event = cloudEvent('employee.leaving', { user: bob.upn, resetPassword: true });
+    world.graph.injectFault({ operation: 'revoke', status: 503, userKey: bob.id });
+    expect(await deliver(leavingHandler(), event, 'msg-carry')).toBeUndefined(); // retry parked
+    const first = await auditOf(event.id as string);
+    expect(first.actions.map((a) => [a.action, a.status])).toEqual([
+      ['disableAccount', 'succeeded'],
+      ['resetPassword', 'succeeded'],
+      ['revokeSignInSessions', 'failed'],
+    ]);
+    expect(world.graph.passwordResetCount(bob.id)).toBe(1);
+
+    const retry = world.context({
+      messageId: 'msg-carry-retry',
+      applicationProperties: { offboardingAttempt: 2 },
+    });
+    await leavingHandler()(event, retry);
+    const done = await auditOf(event.id as string);
+    expect(done).toMatchObject({ outcome: 'succeeded', attempts: 2 });
+    expect(done.actions.find((a) => a.action === 'resetPassword')?.message).toBe(
+      'Done in an earlier attempt.',
+    );
+    expect(world.graph.passwordResetCount(bob.id)).toBe(1);
+  });
+
+  it('gives a retry copy a deterministic new id, so a crash before completing cannot park two', async () => {
+    const event = cloudEvent('mfa.enabled', { user: bob.upn });
+    world.graph.injectFault({ operation: 'revoke', status: 503, times: 2 });
+    const dropped = world.serviceBus.stats('mfa-enabled').duplicatesDropped;
+    // The same delivery handled twice, as after a crash between scheduling and completing.
+    await deliver(mfaHandler(), event, 'msg-twice');
+    await deliver(mfaHandler(), event, 'msg-twice');
+    expect(world.serviceBus.stats('mfa-enabled').duplicatesDropped).toBe(dropped + 1);
+  });
+
   it('treats Graph 5xx as retryable', async () => {
     const event = cloudEvent('mfa.enabled', { user: bob.upn });
     world.graph.injectFault({ operation: 'getUser', status: 503 });

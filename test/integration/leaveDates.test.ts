@@ -50,6 +50,21 @@ describe('leave dates', () => {
     expect(world.graph.writes()).toHaveLength(0);
   });
 
+  it('treats HR resending a scheduled departure as a duplicate', async () => {
+    const effectiveAt = new Date(Date.now() + 3_600_000).toISOString();
+    const event = cloudEvent('employee.leaving', { user: bob.upn, effectiveAt });
+    await pipeline.send('employee-leaving', event, 'hr-send-1');
+    await outcome(event.id as string, 'scheduled');
+    const scheduled = world.serviceBus.stats('employee-leaving').scheduled;
+    await pipeline.send('employee-leaving', event, 'hr-send-2');
+    const counted = await waitFor('the resend to be counted', async () => {
+      const r = await record(event.id as string);
+      return r !== undefined && r.duplicates === 1 ? r : undefined;
+    });
+    expect(counted.outcome).toBe('scheduled');
+    expect(world.serviceBus.stats('employee-leaving').scheduled).toBe(scheduled);
+  });
+
   it('acts now when the leave date is in the past', async () => {
     const event = cloudEvent('employee.leaving', {
       user: bob.upn,
