@@ -111,12 +111,19 @@ async function processCommand(args: string[], io: Io, runtime: () => Runtime): P
     allowPositionals: false,
   });
   const body = values.file !== undefined ? await readEventFile(values.file) : await io.readStdin();
-  // A run by hand gets its own message id: it is a deliberate re-run, not a redelivery.
-  const result = await runtime().offboarding.process({
-    body,
-    accepts: EventKinds,
-    messageId: `cli:${randomUUID()}`,
-  });
+  const app = runtime();
+  let result;
+  try {
+    // A run by hand gets its own message id: it is a deliberate re-run, not a redelivery.
+    result = await app.offboarding.process({
+      body,
+      accepts: EventKinds,
+      messageId: `cli:${randomUUID()}`,
+    });
+  } finally {
+    // A leave date opens a Service Bus connection, which would keep the process alive.
+    await app.close();
+  }
   const { record } = result;
   if (values.json) {
     io.stdout(JSON.stringify({ ...record, duplicate: result.duplicate }, null, 2) + '\n');

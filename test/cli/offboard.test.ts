@@ -61,6 +61,17 @@ describe('offboard process', () => {
     expect(world.graph.writes()).toHaveLength(0);
   });
 
+  it('schedules a departure with a future leave date on the queue, and exits', async () => {
+    const effectiveAt = new Date(Date.now() + 86_400_000).toISOString();
+    const event = cloudEvent('employee.leaving', { user: bob.upn, effectiveAt });
+    const scheduled = world.serviceBus.stats('employee-leaving').scheduled;
+    const run = await runCli(['process'], cliEnv, JSON.stringify(event));
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/outcome\s+scheduled/);
+    expect(world.serviceBus.stats('employee-leaving').scheduled).toBe(scheduled + 1);
+    expect(world.graph.writes()).toHaveLength(0);
+  });
+
   it('exits 0 in dry run', async () => {
     const run = await runCli(
       ['process'],
