@@ -3,6 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ALICE_UPN, BOB_UPN } from '../../dev/graph-standin';
 import { GraphPermissions } from '../../shared/graph/permissions';
+import { main } from '../../cli/offboard';
+import { loadConfig } from '../../shared/config';
+import { createRuntime } from '../../shared/runtime';
 import { runCli } from '../support/cli';
 import { startPipeline, type Pipeline } from '../support/runner';
 import { waitFor } from '../support/wait';
@@ -211,5 +214,30 @@ describe('offboard enqueue', () => {
       () => world.serviceBus.stats('mfa-enabled').duplicatesDropped === dropped + 3,
     );
     expect(world.graph.writes()).toHaveLength(3);
+  });
+
+  it('shows progress on a terminal and stays quiet in a pipe', async () => {
+    const wave = [world.newUser(), world.newUser()];
+    const path = await csv(`user\n${wave.map((u) => u.upn).join('\n')}\n`);
+    let stdout = '';
+    let stderr = '';
+    const code = await main(
+      ['enqueue', '--type', 'mfa.enabled', '--csv', path],
+      {
+        stdout: (text) => (stdout += text),
+        stderr: (text) => (stderr += text),
+        readStdin: () => Promise.resolve(''),
+        interactive: true,
+      },
+      undefined,
+      () => createRuntime(loadConfig(cliEnv)),
+    );
+    expect(code).toBe(0);
+    expect(stderr).toContain('\rsent 2/2');
+    expect(stdout).toBe('sent 2 event(s) to mfa-enabled\n');
+
+    const piped = await runCli(['enqueue', '--type', 'mfa.enabled', '--csv', path], cliEnv);
+    expect(piped.code).toBe(0);
+    expect(piped.stderr).toBe('');
   });
 });
