@@ -13,6 +13,17 @@ export class SettlementError extends Error {
   }
 }
 
+/** Replaces each given user identifier in a text with "<user>" (case-insensitively). */
+export function redactUser(text: string, identifiers: (string | undefined)[]): string {
+  let redacted = text;
+  for (const identifier of identifiers) {
+    if (identifier === undefined || identifier === '') continue;
+    const pattern = new RegExp(identifier.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'), 'gi');
+    redacted = redacted.replace(pattern, '<user>');
+  }
+  return redacted;
+}
+
 export type QueueKey = 'employeeLeaving' | 'mfaEnabled';
 
 function messageIdOf(context: InvocationContext): string {
@@ -64,14 +75,20 @@ export function createQueueHandler(
       errorCode: result.error?.code,
       nextAttemptAt: outcome.retry?.at,
     };
+    // Error texts can quote the user (Graph's 404 does); logs name the object id instead.
+    const redact = (text: string) => redactUser(text, [record.user, record.userPrincipalName]);
     if (outcome.settlement === 'complete') {
       if (outcome.retry)
-        context.warn('Event failed transiently; retry scheduled', summary, result.error?.message);
+        context.warn(
+          'Event failed transiently; retry scheduled',
+          summary,
+          redact(result.error?.message ?? ''),
+        );
       else context.log('Event processed', summary);
       return;
     }
     const code = result.error?.code ?? record.errorCode ?? 'Unexpected';
-    const text = result.error?.message ?? record.errorMessage ?? 'failed';
+    const text = redact(result.error?.message ?? record.errorMessage ?? 'failed');
     const retryable = result.disposition === 'retry';
     if (retryable)
       context.warn(

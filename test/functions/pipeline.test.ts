@@ -212,6 +212,10 @@ describe('employee.leaving end to end', () => {
     const error = await deliver(leavingHandler(), event);
     expect(error).toMatchObject({ code: 'UserNotFound', retryable: false });
     expect(error?.message).toMatch(/No such user in this tenant/);
+    // Logs and the exception name the event, not the user; the audit keeps the user.
+    expect(error?.message).toMatch(/Resource '<user>' does not exist/);
+    expect(error?.message).not.toContain('nobody@contoso.com');
+    expect(world.logs.map((l) => l.text).join('\n')).not.toContain('nobody@contoso.com');
     expect(writes()).toEqual([]);
     expect((await auditOf(event.id as string)).outcome).toBe('failed');
   });
