@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
-import type { AddressInfo, Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { assertDevCaTrusted, loadDevCertificates } from '../certs';
 import { GRAPH_APP_ID, GRAPH_RESOURCE, decodeAccessToken } from '../identity-standin/token';
 import { Directory, graphDateTime, snapshot, type DirectoryUser } from './directory';
@@ -18,6 +18,7 @@ import {
   type AppDirectoryRole,
 } from './policy';
 import { defaultSeed, type SeedUser } from './seed';
+import { listenOnLoopback } from '../loopback';
 
 export * from './seed';
 export { graphDateTime, type DirectoryUser } from './directory';
@@ -855,14 +856,7 @@ export async function startGraphStandIn(options: GraphStandInOptions = {}): Prom
   server.on('tlsClientError', () => {
     // A client that does not trust the dev CA hangs up during the handshake; nothing to do here.
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 0, '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const port = (server.address() as AddressInfo).port;
+  const port = await listenOnLoopback(server, options.port ?? 0);
 
   return {
     url: `https://127.0.0.1:${port}`,

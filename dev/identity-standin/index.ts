@@ -1,6 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import {
   GRAPH_RESOURCE,
   SYSTEM_ASSIGNED_CLIENT_ID,
@@ -8,6 +8,7 @@ import {
   objectIdFor,
   type MintTokenOptions,
 } from './token';
+import { listenOnLoopback } from '../loopback';
 
 export * from './token';
 
@@ -205,14 +206,7 @@ export async function startManagedIdentityStandIn(
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 0, '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const port = (server.address() as AddressInfo).port;
+  const port = await listenOnLoopback(server, options.port ?? 0);
   const endpoint = `http://127.0.0.1:${port}${TOKEN_PATH}`;
 
   return {

@@ -549,18 +549,7 @@ class Parser {
       this.context.push('nl');
       this.skipNewlines();
       if (!this.is('for')) this.err('expected "for"');
-      const loop = this.parseLoopHeader();
-      this.skipNewlines();
-      let condition: Expr | undefined;
-      if (this.is('if')) {
-        this.next();
-        condition = this.parseParenthesized();
-      }
-      const body = this.parseObjectBody();
-      this.skipNewlines();
-      this.context.pop();
-      this.expect(']');
-      return { loop, ...(condition ? { condition } : {}), body };
+      return this.parseLoop(() => this.parseObjectBody());
     }
     return { body: this.parseObjectBody() };
   }
@@ -577,6 +566,25 @@ class Parser {
     this.expect(')');
     this.context.pop();
     return e;
+  }
+
+  /**
+   * The rest of `[for x in xs: (if (cond))? body]`, from `for` to the closing bracket (the caller
+   * has consumed `[` and pushed the newline context).
+   */
+  private parseLoop<T>(parseBody: () => T): { loop: Loop; condition?: Expr; body: T } {
+    const loop = this.parseLoopHeader();
+    this.skipNewlines();
+    let condition: Expr | undefined;
+    if (this.is('if')) {
+      this.next();
+      condition = this.parseParenthesized();
+    }
+    const body = parseBody();
+    this.skipNewlines();
+    this.context.pop();
+    this.expect(']');
+    return { loop, ...(condition ? { condition } : {}), body };
   }
 
   /** After `for`: `x in xs:` or `(x, i) in xs:`. */
@@ -808,18 +816,7 @@ class Parser {
       this.context.push('nl');
       this.skipNewlines();
       if (this.is('for')) {
-        const loop = this.parseLoopHeader();
-        this.skipNewlines();
-        let condition: Expr | undefined;
-        if (this.is('if')) {
-          this.next();
-          condition = this.parseParenthesized();
-        }
-        const body = this.parseExpr();
-        this.skipNewlines();
-        this.context.pop();
-        this.expect(']');
-        return { k: 'for', loop, ...(condition ? { condition } : {}), body, line: token.line };
+        return { k: 'for', ...this.parseLoop(() => this.parseExpr()), line: token.line };
       }
       const items: Expr[] = [];
       for (;;) {

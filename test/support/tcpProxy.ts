@@ -1,4 +1,5 @@
 import { createServer, connect, type Server, type Socket } from 'node:net';
+import { listenOnLoopback } from '../../dev/loopback';
 
 export interface TcpProxy {
   port: number;
@@ -28,11 +29,9 @@ export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
     upstream.on('error', close).on('close', close);
     client.pipe(upstream).pipe(client);
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  if (typeof address !== 'object' || address === null) throw new Error('proxy has no port');
+  const port = await listenOnLoopback(server);
   return {
-    port: address.port,
+    port,
     setDown(value) {
       down = value;
       if (value) for (const socket of sockets) socket.destroy();
