@@ -135,7 +135,7 @@ function matches(message: ServiceBusReceivedMessage, filter: ReplayFilter): bool
   return true;
 }
 
-/** A fresh copy for the main queue: new MessageId, attempt counter reset, replay metadata added. */
+/** A fresh copy for the main queue: new MessageId, attempt history reset, replay metadata added. */
 export function replayCopy(
   message: ServiceBusReceivedMessage,
   by: string,
@@ -143,7 +143,10 @@ export function replayCopy(
 ): ServiceBusMessage {
   const properties: Record<string, string | number | boolean> = {};
   for (const [key, value] of Object.entries(message.applicationProperties ?? {})) {
-    if (key === MessageProperties.attempt) continue;
+    // A replay starts a new life: attempts count from 1 again, and retry copies must derive their
+    // ids from the replay's own MessageId (ids from the first life may still sit in the
+    // duplicate-detection window, which would silently drop them).
+    if (key === MessageProperties.attempt || key === MessageProperties.originalMessageId) continue;
     if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean')
       properties[key] = value;
   }

@@ -401,6 +401,38 @@ describe('transient failures', () => {
     expect(world.serviceBus.stats('mfa-enabled').duplicatesDropped).toBe(dropped + 1);
   });
 
+  it('gives up after RETRY_MAX_ATTEMPTS and sends the event towards the dead-letter queue', async () => {
+    const runtime = world.runtimeWith({ RETRY_MAX_ATTEMPTS: '2' });
+    const handler = createQueueHandler(() => runtime, 'mfaEnabled', ['mfa.enabled']);
+    const event = cloudEvent('mfa.enabled', { user: bob.upn });
+    world.graph.injectFault({ operation: 'revoke', status: 503, times: Infinity, userKey: bob.id });
+    await handler(event, world.context({ messageId: 'msg-ex-1' })); // attempt 1: retry parked
+    const last = world.context({
+      messageId: 'msg-ex-2',
+      applicationProperties: { offboardingAttempt: 2 },
+    });
+    await expect(handler(event, last)).rejects.toMatchObject({
+      code: 'RetriesExhausted',
+      retryable: false,
+    });
+    const record = await runtime.audit.get(event.id as string);
+    expect(record).toMatchObject({
+      outcome: 'failed',
+      retryable: false,
+      errorCode: 'RetriesExhausted',
+      attempts: 2,
+    });
+    expect(record?.errorMessage).toMatch(
+      /^Gave up after 2 attempts; last error GraphUnavailable: /,
+    );
+    expect(record?.nextAttemptAt).toBeUndefined();
+
+    // Its redeliveries go straight on to the dead-letter queue without calling Graph.
+    world.graph.reset();
+    await expect(handler(event, last)).rejects.toMatchObject({ code: 'RetriesExhausted' });
+    expect(world.graph.requests).toHaveLength(0);
+  });
+
   it('treats Graph 5xx as retryable', async () => {
     const event = cloudEvent('mfa.enabled', { user: bob.upn });
     world.graph.injectFault({ operation: 'getUser', status: 503 });
