@@ -74,9 +74,16 @@ describe('loadConfig', () => {
     expect(failure(env as Record<string, string>)).toMatch(expected);
   });
 
-  it('documents every setting it reads in the README', async () => {
+  it('documents every setting it reads in the README, with its default', async () => {
     const { readFile } = await import('node:fs/promises');
     const readme = await readFile(`${__dirname}/../../README.md`, 'utf8');
-    for (const setting of SETTINGS) expect(readme).toContain(`\`${setting.name}\``);
+    const rows = readme.split('\n').filter((line) => line.startsWith('| `'));
+    for (const setting of SETTINGS) {
+      const row = rows.find((line) => line.startsWith(`| \`${setting.name}\``));
+      expect(row).toBeDefined();
+      if ('default' in setting && setting.default !== '') {
+        expect(row).toContain(`\`${setting.default}\``);
+      }
+    }
   });
 });
