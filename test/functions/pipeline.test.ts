@@ -433,6 +433,35 @@ describe('transient failures', () => {
     expect(world.graph.requests).toHaveLength(0);
   });
 
+  it('retries a short Retry-After inside the invocation, but never waits out a long one', async () => {
+    const runtime = world.runtimeWith({
+      GRAPH_MAX_RETRIES: '2',
+      GRAPH_MAX_RETRY_WAIT_SECONDS: '1',
+    });
+    const revokes = () => world.graph.requests.filter((r) => r.operation === 'revoke').length;
+
+    world.graph.injectFault({ operation: 'revoke', status: 429, retryAfterSeconds: 0.2 });
+    const quick = await runtime.offboarding.process({
+      body: cloudEvent('mfa.enabled', { user: bob.upn }),
+      accepts: ['mfa.enabled'],
+      messageId: 'msg-short-wait',
+    });
+    expect(quick.record.outcome).toBe('succeeded');
+    expect(revokes()).toBe(2);
+
+    world.graph.reset();
+    const other = world.newUser();
+    world.graph.injectFault({ operation: 'revoke', status: 429, retryAfterSeconds: 30 });
+    const slow = await runtime.offboarding.process({
+      body: cloudEvent('mfa.enabled', { user: other.upn }),
+      accepts: ['mfa.enabled'],
+      messageId: 'msg-long-wait',
+    });
+    expect(revokes()).toBe(1); // no second call: the wait is left to a delayed retry
+    expect(slow.disposition).toBe('retry');
+    expect(slow.error).toMatchObject({ code: 'Throttled', retryAfterSeconds: 30 });
+  });
+
   it('treats Graph 5xx as retryable', async () => {
     const event = cloudEvent('mfa.enabled', { user: bob.upn });
     world.graph.injectFault({ operation: 'getUser', status: 503 });
