@@ -7,11 +7,6 @@ import { cloudEvent, startWorld, type World } from '../support/world';
 
 let world: World;
 
-/** A fresh user per test (see World.newUser). */
-let bob: { id: string; upn: string };
-beforeEach(() => {
-  bob = world.newUser();
-});
 beforeAll(async () => {
   world = await startWorld();
 });
@@ -29,6 +24,7 @@ function passwordsSent(): string[] {
 }
 
 it('never lets a generated password reach a log, audit record, error, stdout or stderr', async () => {
+  const bob = world.newUser();
   const captured: string[] = [];
   const originalStdout = process.stdout.write.bind(process.stdout);
   const originalStderr = process.stderr.write.bind(process.stderr);
