@@ -32,6 +32,11 @@ export const ErrorCodes = {
   MessagingUnavailable: 'MessagingUnavailable',
   /** A cancellation arrived for a departure that was already carried out. */
   DepartureAlreadyExecuted: 'DepartureAlreadyExecuted',
+  /**
+   * The app's shared Graph write budget has no room now: the event waits (a scheduled copy) without
+   * consuming an attempt and without sending Graph a request it would throttle.
+   */
+  Deferred: 'Deferred',
   /** Transient failures went on for RETRY_MAX_ATTEMPTS attempts. */
   RetriesExhausted: 'RetriesExhausted',
   /** Anything we did not anticipate. Treated as retryable: losing an event is worse than retrying. */
