@@ -106,11 +106,57 @@ export interface FaultHandle {
 }
 
 export interface ThrottleOptions {
-  /** Writes (revoke, PATCH) allowed per window; Graph's identity write quota is 3000 per 150 s. */
+  /**
+   * Writes (revoke, PATCH) allowed per window; Graph's identity write quota is 3000 per 150 s
+   * (20/s). A scaled window keeps the rate and shrinks the burst: 300 per 15 s.
+   */
   writesPerWindow: number;
   windowMs: number;
-  /** Retry-After sent with the 429. */
-  retryAfterSeconds: number;
+  /**
+   * Retry-After sent with the 429: fixed, or drawn uniformly from a range for each answer (Graph
+   * sends anything from under a second to minutes, commonly 10-20 s).
+   */
+  retryAfterSeconds: number | { min: number; max: number };
+}
+
+/**
+ * Per-request latency, log-normal like a real service's: half the requests answer within p50Ms and
+ * 99 % within p99Ms; no request takes longer than maxMs (default 5 x p99Ms).
+ */
+export interface LatencyOptions {
+  p50Ms: number;
+  p99Ms: number;
+  maxMs?: number;
+}
+
+/** z-score of the 99th percentile of the standard normal distribution. */
+const Z_99 = 2.3263;
+
+/** Draws latencies (ms) from the log-normal distribution the options describe. */
+export function latencySampler(
+  options: LatencyOptions,
+  random: () => number = Math.random,
+): () => number {
+  const { p50Ms, p99Ms } = options;
+  if (!(p50Ms >= 0) || !(p99Ms >= p50Ms)) {
+    throw new Error('Latency needs 0 <= p50Ms <= p99Ms');
+  }
+  const maxMs = options.maxMs ?? 5 * p99Ms;
+  const sigma = p50Ms > 0 ? Math.log(p99Ms / p50Ms) / Z_99 : 0;
+  return () => {
+    if (p50Ms === 0) return 0;
+    // Box-Muller: one standard normal from two uniforms (1 - u keeps log away from 0).
+    const u = 1 - random();
+    const v = random();
+    const normal = Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
+    return Math.min(maxMs, p50Ms * Math.exp(sigma * normal));
+  };
+}
+
+function drawRetryAfter(value: ThrottleOptions['retryAfterSeconds']): number {
+  if (typeof value === 'number') return value;
+  // Whole tenths of a second, as Graph sends fractional values.
+  return Math.round((value.min + Math.random() * (value.max - value.min)) * 10) / 10;
 }
 
 export interface GraphStandInOptions {
@@ -134,6 +180,8 @@ export interface GraphStandInOptions {
   clockSkewSeconds?: number;
   /** When set, tokens whose `tid` differs are rejected with 401. */
   tenantId?: string;
+  /** Delay every request like a remote service; default none. See {@link LatencyOptions}. */
+  latency?: LatencyOptions;
   /**
    * Fail fast unless this process trusts the dev CA (NODE_EXTRA_CA_CERTS), since fetch and the
    * Graph client in this process could not connect otherwise. Default true.
@@ -150,7 +198,10 @@ export interface GraphStandIn {
   readonly requests: RecordedRequest[];
   /** Recorded requests other than GET. */
   writes(): RecordedRequest[];
-  /** Clears recorded requests, injected faults and the throttle. The directory is kept. */
+  /**
+   * Clears recorded requests, injected faults and the throttle. The directory and the latency are
+   * kept.
+   */
   reset(): void;
   addUser(user: SeedUser): DirectoryUser;
   /** Snapshot of a user by id or UPN (case-insensitive). */
@@ -162,8 +213,16 @@ export interface GraphStandIn {
   injectFault(fault: Fault): FaultHandle;
   /** Removes injected faults and the throttle. */
   clearFaults(): void;
-  /** Graph-like write quota: a token bucket over revoke/PATCH; null removes it. */
+  /**
+   * Graph-like write quota: a token bucket over revoke/PATCH (full at first), answering writes over
+   * it with 429 + Retry-After and sending x-ms-throttle-limit-percentage from 80 % use; null
+   * removes it. Off by default.
+   */
   throttle(options: ThrottleOptions | null): void;
+  /** Per-request latency (see {@link LatencyOptions}); null removes it. */
+  setLatency(latency: LatencyOptions | null): void;
+  /** Requests answered 429 by the write quota (not by injected faults) so far. */
+  throttledCount(): number;
   setEnforceRoles(enforce: boolean): void;
   setAppDirectoryRole(role: AppDirectoryRole): void;
   /**
@@ -383,6 +442,8 @@ export async function startGraphStandIn(options: GraphStandInOptions = {}): Prom
   );
   let bucket: (ThrottleOptions & { tokens: number; last: number }) | undefined;
   let readLagMs = 0;
+  let latency = options.latency ? latencySampler(options.latency) : undefined;
+  let throttled = 0;
   /** The value each user had before its latest revocation, and when that revocation happened. */
   const lastRevocation = new Map<string, { previous: string; at: number }>();
   const sockets = new Set<Socket>();
@@ -664,6 +725,12 @@ export async function startGraphStandIn(options: GraphStandInOptions = {}): Prom
         error.headers,
       );
 
+    // 0. The network and the service take their time.
+    if (latency) {
+      await sleep(latency());
+      if (res.destroyed) return;
+    }
+
     // 1. Injected faults (they stand for gateway / service trouble, so they come first).
     const active = findFault(route, target);
     if (active) {
@@ -713,8 +780,9 @@ export async function startGraphStandIn(options: GraphStandInOptions = {}): Prom
         const usage = takeWriteToken();
         if (usage === undefined) {
           record.fault = 'throttle';
+          throttled += 1;
           throw new HttpError(429, 'TooManyRequests', MESSAGES.throttled, {
-            'retry-after': String(bucket?.retryAfterSeconds ?? 1),
+            'retry-after': String(bucket ? drawRetryAfter(bucket.retryAfterSeconds) : 1),
           });
         }
         // Rounded, so that the trickle refilled between two calls does not hide the 80% mark.
@@ -868,6 +936,7 @@ export async function startGraphStandIn(options: GraphStandInOptions = {}): Prom
       requests.splice(0, requests.length);
       faults = [];
       bucket = undefined;
+      throttled = 0;
     },
     addUser: (user) => snapshot(directory.add(user)),
     getUser(idOrUpn) {
@@ -904,6 +973,10 @@ export async function startGraphStandIn(options: GraphStandInOptions = {}): Prom
         ? { ...throttleOptions, tokens: throttleOptions.writesPerWindow, last: Date.now() }
         : undefined;
     },
+    setLatency(options) {
+      latency = options ? latencySampler(options) : undefined;
+    },
+    throttledCount: () => throttled,
     setEnforceRoles(enforce) {
       enforceRoles = enforce;
     },

@@ -17,6 +17,7 @@ import {
   SYNCED_ID,
   SYNCED_UPN,
   defaultSeed,
+  latencySampler,
   routeGraphRequest,
   startGraphStandIn,
   type GraphStandIn,
@@ -464,6 +465,67 @@ describe('Graph stand-in with the real Graph client and ManagedIdentityCredentia
       percentages.push(response.headers.get('x-ms-throttle-limit-percentage'));
     }
     expect(percentages).toEqual([null, null, null, '0.8', '1.0']);
+  });
+
+  it('answers over-quota writes with a Retry-After drawn from a range, and counts them', async () => {
+    graph.throttle({
+      writesPerWindow: 1,
+      windowMs: 3_600_000,
+      retryAfterSeconds: { min: 5, max: 60 },
+    });
+    const token = mintAccessToken({ roles: ['User.RevokeSessions.All'] });
+    const statuses: number[] = [];
+    const retryAfters: number[] = [];
+    for (let i = 0; i < 12; i += 1) {
+      const response = await fetch(`${graph.url}/v1.0/users/${BOB_ID}/revokeSignInSessions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}` },
+      });
+      await response.arrayBuffer();
+      statuses.push(response.status);
+      const header = response.headers.get('retry-after');
+      if (header !== null) retryAfters.push(Number(header));
+    }
+    expect(statuses).toEqual([200, ...Array<number>(11).fill(429)]);
+    expect(graph.throttledCount()).toBe(11);
+    for (const seconds of retryAfters) {
+      expect(seconds).toBeGreaterThanOrEqual(5);
+      expect(seconds).toBeLessThanOrEqual(60);
+    }
+    expect(new Set(retryAfters).size).toBeGreaterThan(1);
+    graph.reset();
+    expect(graph.throttledCount()).toBe(0);
+  });
+
+  it('draws latencies with the requested median and 99th percentile', () => {
+    // A seeded generator (mulberry32), so the quantiles are the same on every run.
+    let seed = 42;
+    const random = () => {
+      seed = (seed + 0x6d2b79f5) | 0;
+      let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+      t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    };
+    const sample = latencySampler({ p50Ms: 80, p99Ms: 400 }, random);
+    const draws = Array.from({ length: 20_000 }, sample).sort((a, b) => a - b);
+    const quantile = (q: number) => draws[Math.floor(q * draws.length)] ?? NaN;
+    expect(quantile(0.5)).toBeGreaterThan(75);
+    expect(quantile(0.5)).toBeLessThan(85);
+    expect(quantile(0.99)).toBeGreaterThan(360);
+    expect(quantile(0.99)).toBeLessThan(440);
+    expect(draws.at(-1)).toBeLessThanOrEqual(2000);
+    expect(() => latencySampler({ p50Ms: 100, p99Ms: 50 })).toThrow(/p50Ms <= p99Ms/);
+  });
+
+  it('delays every request by the configured latency', async () => {
+    graph.setLatency({ p50Ms: 150, p99Ms: 150 });
+    try {
+      const started = Date.now();
+      await client().api(`/users/${ALICE_ID}`).get();
+      expect(Date.now() - started).toBeGreaterThanOrEqual(140);
+    } finally {
+      graph.setLatency(null);
+    }
   });
 
   it('sends Graph-like headers and echoes client-request-id', async () => {
