@@ -1,0 +1,46 @@
+/**
+ * Where the shared budget lives: one number (`tat`, epoch milliseconds) with an ETag. Every
+ * instance reads it, computes, and writes it back only if nobody else wrote in between.
+ */
+export interface StoredBudget {
+  tat: number;
+  etag: string;
+}
+
+export interface BudgetStore {
+  /** The stored budget; undefined when none was written yet. */
+  read(): Promise<StoredBudget | undefined>;
+  /**
+   * Writes `tat` if the stored ETag is still `etag` (or, with `etag` undefined, if nothing is
+   * stored yet). Resolves to the new ETag, or undefined when another writer won the race; rejects
+   * when the store fails.
+   */
+  write(tat: number, etag: string | undefined): Promise<string | undefined>;
+}
+
+/**
+ * In-process store with the same conditional-write contract: the budget of one instance (static
+ * share), and the unit tests of the bucket logic.
+ */
+export class MemoryBudgetStore implements BudgetStore {
+  private stored: StoredBudget | undefined;
+  private version = 0;
+  /** Conditional writes that lost a race, for tests and the benchmark. */
+  conflicts = 0;
+  writes = 0;
+
+  read(): Promise<StoredBudget | undefined> {
+    return Promise.resolve(this.stored && { ...this.stored });
+  }
+
+  write(tat: number, etag: string | undefined): Promise<string | undefined> {
+    if (etag !== this.stored?.etag) {
+      this.conflicts += 1;
+      return Promise.resolve(undefined);
+    }
+    this.version += 1;
+    this.writes += 1;
+    this.stored = { tat, etag: `v${this.version}` };
+    return Promise.resolve(this.stored.etag);
+  }
+}

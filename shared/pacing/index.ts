@@ -1,0 +1,85 @@
+import type { TableClient } from '@azure/data-tables';
+import type { BudgetParams } from './budget';
+import { MemoryBudgetStore, type BudgetStore } from './budgetStore';
+import { unpaced, type WritePacer } from './pacer';
+import { SharedWritePacer, type ThrottleFeedback } from './sharedPacer';
+import { TableBudgetStore } from './tableBudgetStore';
+
+export { unpaced, type Lane, type WritePacer } from './pacer';
+export { SharedWritePacer, type PacerStats, type ThrottleFeedback } from './sharedPacer';
+export { MemoryBudgetStore, type BudgetStore } from './budgetStore';
+export { TableBudgetStore } from './tableBudgetStore';
+export { reportingThrottles } from './throttleReporting';
+export { planWaveSchedule, type WavePlan, type WavePlanInput } from './waveSchedule';
+
+/** The pacing settings (see the report for their names and defaults in SETTINGS). */
+export interface PacingSettings {
+  /** PACING_WRITES_PER_SECOND: the app's Graph write budget; 0 turns pacing off. Default 20. */
+  writesPerSecond: number;
+  /** PACING_BURST_WRITES: bucket size, departure reserve included. Default 240. */
+  burstWrites: number;
+  /** PACING_DEPARTURE_RESERVE_WRITES: part of the bucket only departures use. Default 200. */
+  departureReserveWrites: number;
+  /** PACING_MAX_WAIT_SECONDS: longest in-process wait for a slot before deferring. Default 30. */
+  maxWaitSeconds: number;
+}
+
+export const DEFAULT_PACING: PacingSettings = {
+  writesPerSecond: 20,
+  burstWrites: 240,
+  departureReserveWrites: 200,
+  maxWaitSeconds: 30,
+};
+
+export type PacingStoreOption =
+  /** Design (a), the default: one budget for all instances in Table Storage. */
+  | { kind: 'table'; table: TableClient }
+  /** Any BudgetStore (tests). */
+  | { kind: 'store'; store: BudgetStore }
+  /**
+   * Design (b), measured and not chosen: each instance paces itself to 1/instances of the budget
+   * in memory. Right only while exactly `instances` instances run.
+   */
+  | { kind: 'staticShare'; instances: number };
+
+export interface WritePacerOptions {
+  settings: PacingSettings;
+  store: PacingStoreOption;
+  /** Graph's write burst for reading x-ms-throttle-limit-percentage; default 3,000. */
+  graphCapacity?: number;
+}
+
+export type PacerWithFeedback = WritePacer & ThrottleFeedback;
+
+const noFeedback: ThrottleFeedback = {
+  reportThrottled: () => undefined,
+  reportUsage: () => undefined,
+};
+
+/**
+ * The one factory for the app's Graph write pacer. Wire it once per process (createRuntime), hand
+ * `reserve` to the use case and the same object, as ThrottleFeedback, to `reportingThrottles`
+ * around the Directory.
+ */
+export function createWritePacer(options: WritePacerOptions): PacerWithFeedback {
+  const { settings, store } = options;
+  if (!(settings.writesPerSecond > 0)) return { ...unpaced, ...noFeedback };
+  const share = store.kind === 'staticShare' ? Math.max(1, store.instances) : 1;
+  const params: BudgetParams = {
+    ratePerSecond: settings.writesPerSecond / share,
+    capacity: Math.max(1, settings.burstWrites / share),
+    departureReserve: settings.departureReserveWrites / share,
+  };
+  const budgetStore =
+    store.kind === 'table'
+      ? new TableBudgetStore(store.table)
+      : store.kind === 'store'
+        ? store.store
+        : new MemoryBudgetStore();
+  return new SharedWritePacer({
+    params,
+    store: budgetStore,
+    maxWaitMs: settings.maxWaitSeconds * 1000,
+    ...(options.graphCapacity === undefined ? {} : { graphCapacity: options.graphCapacity }),
+  });
+}

@@ -1,0 +1,259 @@
+import { ErrorCodes, OffboardingError } from '../errors';
+import {
+  bookWrites,
+  drainToUsage,
+  pauseUntil,
+  validateBudgetParams,
+  type BudgetParams,
+  type BookingResult,
+} from './budget';
+import type { BudgetStore, StoredBudget } from './budgetStore';
+import type { Lane, WritePacer } from './pacer';
+
+/** What Graph tells us about the budget, reported by the Directory decorator. */
+export interface ThrottleFeedback {
+  /** Graph answered 429 with this Retry-After: nobody writes before it has passed. */
+  reportThrottled(retryAfterSeconds: number): void;
+  /** Graph's x-ms-throttle-limit-percentage (0.8 and up). */
+  reportUsage(usedFraction: number): void;
+}
+
+export interface SharedPacerOptions {
+  params: BudgetParams;
+  store: BudgetStore;
+  /** Longest in-process wait for a slot (departures); past it the event is deferred. */
+  maxWaitMs: number;
+  /**
+   * Longest in-process wait of a wave event. Default: half the departure reserve's worth of time
+   * (and at most maxWaitMs), so the wave never books so far ahead that a burst of departures of
+   * up to half the reserve has to wait.
+   */
+  waveMaxWaitMs?: number;
+  /** Graph's own burst (3,000 writes per 150 s window), to read x-ms-throttle-limit-percentage. */
+  graphCapacity?: number;
+  /** Conditional writes lost in a row before the store counts as failing. */
+  maxConflicts?: number;
+  /** How long the wave is deferred when the budget store cannot be used. */
+  storeOutageDeferSeconds?: number;
+  /** Called when a reservation is granted, with the time its writes may start (statistics). */
+  onGranted?: (grant: { lane: Lane; writes: number; startAt: number }) => void;
+  now?: () => number;
+  sleep?: (ms: number) => Promise<void>;
+  random?: () => number;
+}
+
+export interface PacerStats {
+  reservations: number;
+  granted: number;
+  deferred: number;
+  /** Sum of in-process waits, ms. */
+  waitedMs: number;
+  storeReads: number;
+  storeWrites: number;
+  storeConflicts: number;
+  storeFailures: number;
+}
+
+interface Pending {
+  lane: Lane;
+  writes: number;
+  resolve: () => void;
+  reject: (error: unknown) => void;
+}
+
+const GRAPH_CAPACITY = 3_000;
+
+function deferred(startAt: number, now: number, why: string): OffboardingError {
+  const retryAfterSeconds = Math.max(1, Math.ceil((startAt - now) / 1000));
+  return new OffboardingError(
+    ErrorCodes.Deferred,
+    `Graph write budget: ${why}; next room in about ${retryAfterSeconds} s.`,
+    { retryable: true, retryAfterSeconds },
+  );
+}
+
+const realSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/**
+ * The write budget shared by every instance through a {@link BudgetStore}. Reservations that
+ * arrive while this instance is talking to the store wait for the next round-trip and are booked
+ * together (one read and one conditional write per batch and lane), which keeps storage calls and
+ * ETag conflicts low however many invocations run. A granted reservation waits in process until
+ * its slot; one whose slot is further away than the lane's wait bound is deferred (OffboardingError
+ * `Deferred` with `retryAfterSeconds`) and books nothing.
+ */
+export class SharedWritePacer implements WritePacer, ThrottleFeedback {
+  private readonly params: BudgetParams;
+  private readonly store: BudgetStore;
+  private readonly now: () => number;
+  private readonly sleep: (ms: number) => Promise<void>;
+  private readonly random: () => number;
+  private readonly maxWait: Record<Lane, number>;
+  private readonly pending: Record<Lane, Pending[]> = { departure: [], wave: [] };
+  private readonly flushing: Record<Lane, boolean> = { departure: false, wave: false };
+  /** The last budget this instance read or wrote: tried first, re-read after a lost race. */
+  private cached: StoredBudget | undefined;
+  /** Graph's Retry-After as seen by this instance (applies even before the store knows). */
+  private pausedUntil = 0;
+  private readonly statistics: PacerStats = {
+    reservations: 0,
+    granted: 0,
+    deferred: 0,
+    waitedMs: 0,
+    storeReads: 0,
+    storeWrites: 0,
+    storeConflicts: 0,
+    storeFailures: 0,
+  };
+
+  constructor(private readonly options: SharedPacerOptions) {
+    validateBudgetParams(options.params);
+    this.params = options.params;
+    this.store = options.store;
+    this.now = options.now ?? Date.now;
+    this.sleep = options.sleep ?? realSleep;
+    this.random = options.random ?? Math.random;
+    const reserveMs = (options.params.departureReserve * 1000) / options.params.ratePerSecond;
+    this.maxWait = {
+      departure: options.maxWaitMs,
+      wave: Math.min(options.maxWaitMs, options.waveMaxWaitMs ?? reserveMs / 2),
+    };
+  }
+
+  stats(): PacerStats {
+    return { ...this.statistics };
+  }
+
+  reserve(lane: Lane, writes: number): Promise<void> {
+    if (!(writes > 0)) return Promise.resolve();
+    this.statistics.reservations += 1;
+    return new Promise<void>((resolve, reject) => {
+      this.pending[lane].push({ lane, writes, resolve, reject });
+      void this.flush(lane);
+    });
+  }
+
+  reportThrottled(retryAfterSeconds: number): void {
+    const until = this.now() + Math.max(0, retryAfterSeconds) * 1000;
+    this.pausedUntil = Math.max(this.pausedUntil, until);
+    void this.update((tat) => pauseUntil(this.params, tat, until));
+  }
+
+  reportUsage(usedFraction: number): void {
+    const graphCapacity = this.options.graphCapacity ?? GRAPH_CAPACITY;
+    void this.update((tat, now) =>
+      drainToUsage(this.params, tat, now, usedFraction, graphCapacity),
+    );
+  }
+
+  private async flush(lane: Lane): Promise<void> {
+    if (this.flushing[lane]) return;
+    this.flushing[lane] = true;
+    try {
+      while (this.pending[lane].length > 0) {
+        const batch = this.pending[lane].splice(0);
+        await this.book(lane, batch);
+      }
+    } finally {
+      this.flushing[lane] = false;
+    }
+  }
+
+  /** One optimistic read-compute-write of the stored budget, retried on lost races. */
+  private async commit<T>(compute: (tat: number, now: number) => { tat: number; result: T }) {
+    const maxConflicts = this.options.maxConflicts ?? 20;
+    for (let conflicts = 0; ;) {
+      let current = this.cached;
+      if (current === undefined) {
+        this.statistics.storeReads += 1;
+        current = await this.store.read();
+      }
+      const now = this.now();
+      const { tat, result } = compute(current?.tat ?? 0, now);
+      if (tat === current?.tat) return { result, now };
+      this.statistics.storeWrites += 1;
+      const etag = await this.store.write(tat, current?.etag);
+      if (etag !== undefined) {
+        this.cached = { tat, etag };
+        return { result, now };
+      }
+      this.statistics.storeConflicts += 1;
+      this.cached = undefined;
+      conflicts += 1;
+      if (conflicts > maxConflicts) throw new Error('the budget kept changing under us');
+      // Spread the retries of instances that lost the same race.
+      await this.sleep(this.random() * Math.min(50, 2 * conflicts));
+    }
+  }
+
+  private async book(lane: Lane, batch: Pending[]): Promise<void> {
+    let results: BookingResult[];
+    let bookedAt: number;
+    try {
+      const committed = await this.commit((tat, now) => {
+        const booked = bookWrites(this.params, tat, now, batch, this.maxWait[lane]);
+        return { tat: booked.tat, result: booked.results };
+      });
+      results = committed.result;
+      bookedAt = committed.now;
+    } catch {
+      this.statistics.storeFailures += 1;
+      this.cached = undefined;
+      for (const request of batch) this.onStoreFailure(request);
+      return;
+    }
+    batch.forEach((request, i) => {
+      const result = results[i];
+      if (result === undefined) return request.reject(new Error('no booking result'));
+      if (!result.granted) {
+        this.statistics.deferred += 1;
+        return request.reject(deferred(result.startAt, bookedAt, 'no room within the wait bound'));
+      }
+      void this.waitFor(request, result.startAt);
+    });
+  }
+
+  private async waitFor(request: Pending, startAt: number): Promise<void> {
+    const begun = this.now();
+    const until = Math.max(startAt, this.pausedUntil);
+    if (until - begun > this.maxWait[request.lane]) {
+      this.statistics.deferred += 1;
+      return request.reject(deferred(until, begun, 'Graph asked us to wait'));
+    }
+    this.options.onGranted?.({ lane: request.lane, writes: request.writes, startAt: until });
+    if (until > begun) await this.sleep(until - begun);
+    this.statistics.granted += 1;
+    this.statistics.waitedMs += Math.max(0, until - begun);
+    request.resolve();
+  }
+
+  /**
+   * The store is down or contended beyond reason. A departure goes ahead unpaced (our bookkeeping
+   * never holds up access removal; Graph's own 429 still protects the tenant); the wave waits.
+   */
+  private onStoreFailure(request: Pending): void {
+    if (request.lane === 'departure') {
+      this.statistics.granted += 1;
+      request.resolve();
+      return;
+    }
+    this.statistics.deferred += 1;
+    const seconds = this.options.storeOutageDeferSeconds ?? 10;
+    request.reject(
+      new OffboardingError(
+        ErrorCodes.Deferred,
+        `Graph write budget unavailable (budget store failing); retry in ${seconds} s.`,
+        { retryable: true, retryAfterSeconds: seconds },
+      ),
+    );
+  }
+
+  private async update(change: (tat: number, now: number) => number): Promise<void> {
+    try {
+      await this.commit((tat, now) => ({ tat: change(tat, now), result: undefined }));
+    } catch {
+      // Feedback is advisory: the local pause already applies; other instances learn from Graph.
+      this.statistics.storeFailures += 1;
+    }
+  }
+}

@@ -1,0 +1,281 @@
+import { ErrorCodes, OffboardingError } from '../../shared/errors';
+import { bookWrites, drainToUsage, type BudgetParams } from '../../shared/pacing/budget';
+import {
+  MemoryBudgetStore,
+  SharedWritePacer,
+  createWritePacer,
+  reportingThrottles,
+  type BudgetStore,
+  type Lane,
+} from '../../shared/pacing';
+import type { Directory } from '../../shared/ports';
+import { worstOverGrant, type StartedWrites } from './support';
+
+const PARAMS: BudgetParams = { ratePerSecond: 20, capacity: 240, departureReserve: 200 };
+const T0 = 1_700_000_000_000;
+
+/** A pacer on a virtual clock: sleeping records the wait and moves nothing. */
+function virtualPacer(
+  store: BudgetStore,
+  options: {
+    params?: BudgetParams;
+    maxWaitMs?: number;
+    waveMaxWaitMs?: number;
+    clock?: { now: number };
+  } = {},
+) {
+  const clock = options.clock ?? { now: T0 };
+  /** When each granted reservation's writes may start. */
+  const starts: Array<StartedWrites & { lane: Lane }> = [];
+  const pacer = new SharedWritePacer({
+    params: options.params ?? PARAMS,
+    store,
+    maxWaitMs: options.maxWaitMs ?? 30_000,
+    ...(options.waveMaxWaitMs === undefined ? {} : { waveMaxWaitMs: options.waveMaxWaitMs }),
+    onGranted: ({ lane, writes, startAt }) => starts.push({ at: startAt, writes, lane }),
+    now: () => clock.now,
+    sleep: () => Promise.resolve(),
+    random: () => 0.5,
+  });
+  const reserve = (lane: Lane, writes: number) => pacer.reserve(lane, writes);
+  return { pacer, reserve, starts, clock };
+}
+
+async function settleAll(promises: Promise<unknown>[]) {
+  return Promise.allSettled(promises);
+}
+
+function deferredOf(result: PromiseSettledResult<unknown>): OffboardingError | undefined {
+  if (result.status !== 'rejected') return undefined;
+  const reason: unknown = result.reason;
+  return reason instanceof OffboardingError && reason.code === ErrorCodes.Deferred
+    ? reason
+    : undefined;
+}
+
+describe('the write budget (GCRA bucket)', () => {
+  it('lets the wave burst its headroom, then spaces writes at the rate', () => {
+    const requests = Array.from({ length: 45 }, () => ({ lane: 'wave' as const, writes: 1 }));
+    const { tat, results } = bookWrites(PARAMS, 0, T0, requests, 10_000);
+    const starts = results.map((r) => (r.granted ? r.startAt - T0 : NaN));
+    // 240 - 200 = 40 writes of headroom start at once; the next ones 50 ms apart (20/s).
+    expect(starts.slice(0, 40)).toEqual(Array<number>(40).fill(0));
+    expect(starts.slice(40)).toEqual([50, 100, 150, 200, 250]);
+    expect(tat).toBe(T0 + 45 * 50);
+  });
+
+  it('refuses the wave past its wait bound, and every later request of the batch', () => {
+    const requests = Array.from({ length: 60 }, () => ({ lane: 'wave' as const, writes: 1 }));
+    const { tat, results } = bookWrites(PARAMS, 0, T0, requests, 500);
+    const granted = results.filter((r) => r.granted).length;
+    // 40 at once, then 10 more within 500 ms.
+    expect(granted).toBe(50);
+    expect(results.slice(50).every((r) => !r.granted && r.startAt > T0 + 500)).toBe(true);
+    expect(tat).toBe(T0 + 50 * 50);
+  });
+
+  it('lets a departure start at once while the wave has booked its own slots ahead', () => {
+    // The wave's last booked write starts 4.4 s ahead (128 invocations, one write each).
+    const tat = T0 + 128 * 50;
+    const { results } = bookWrites(
+      PARAMS,
+      tat,
+      T0,
+      Array.from({ length: 50 }, () => ({ lane: 'departure' as const, writes: 2 })),
+      30_000,
+    );
+    // 50 departures of 2 writes fit in the reserve: none waits.
+    expect(results.every((r) => r.granted && r.startAt === T0)).toBe(true);
+    // The wave behind them now waits for the 100 writes the departures took.
+    const next = bookWrites(PARAMS, tat + 100 * 50, T0, [{ lane: 'wave', writes: 1 }], 60_000);
+    expect(next.results[0]).toEqual({ granted: true, startAt: T0 + 4_400 + 50 + 100 * 50 });
+  });
+
+  it('never grants more than the bucket allows, whatever the mix of lanes and timing', () => {
+    let seed = 7;
+    const random = () => {
+      seed = (seed * 16807) % 2147483647;
+      return seed / 2147483647;
+    };
+    const params: BudgetParams = { ratePerSecond: 20, capacity: 30, departureReserve: 20 };
+    let tat = 0;
+    let now = T0;
+    const starts: StartedWrites[] = [];
+    for (let step = 0; step < 2_000; step++) {
+      now += Math.floor(random() * 120);
+      const batch = Array.from({ length: 1 + Math.floor(random() * 4) }, () => ({
+        lane: random() < 0.2 ? ('departure' as const) : ('wave' as const),
+        writes: 1 + Math.floor(random() * 3),
+      }));
+      const booked = bookWrites(params, tat, now, batch, random() * 5_000);
+      tat = booked.tat;
+      booked.results.forEach((result, i) => {
+        if (result.granted) starts.push({ at: result.startAt, writes: batch[i]?.writes ?? 0 });
+      });
+    }
+    expect(starts.length).toBeGreaterThan(700);
+    expect(worstOverGrant(starts, params)).toBeLessThanOrEqual(1e-9);
+    // And it is tight: the same schedule with one write more would break it.
+    const last = starts.at(-1);
+    expect(
+      worstOverGrant([...starts, { at: last?.at ?? 0, writes: params.capacity }], params),
+    ).toBeGreaterThan(0);
+  });
+
+  it('drains the bucket to what Graph says is left of its quota', () => {
+    // Graph reports 95 % of 3,000 used: 150 left, fewer than the bucket's 240.
+    expect(drainToUsage(PARAMS, 0, T0, 0.95, 3_000)).toBe(T0 + 90 * 50);
+    // 85 % used leaves 450 at Graph: more than the bucket holds, nothing changes.
+    expect(drainToUsage(PARAMS, T0 + 1_000, T0, 0.85, 3_000)).toBe(T0 + 1_000);
+  });
+});
+
+describe('SharedWritePacer (in-memory store)', () => {
+  it('books concurrent reservations in few store round-trips and waits in process', async () => {
+    const store = new MemoryBudgetStore();
+    const { pacer, reserve, starts } = virtualPacer(store);
+    await Promise.all(Array.from({ length: 100 }, () => reserve('wave', 1)));
+    const stats = pacer.stats();
+    expect(stats).toMatchObject({ reservations: 100, granted: 100, deferred: 0 });
+    // The first call books alone, the 99 that queued behind it in one batch.
+    expect(store.writes).toBe(2);
+    expect(Math.max(...starts.map((s) => s.at)) - T0).toBe((100 - 40) * 50);
+  });
+
+  it('defers the wave beyond its wait bound with a Retry-After, booking nothing for it', async () => {
+    const store = new MemoryBudgetStore();
+    const { pacer } = virtualPacer(store);
+    // The wave may wait at most half the departure reserve's worth: 100 writes = 5 s.
+    const results = await settleAll(Array.from({ length: 200 }, () => pacer.reserve('wave', 1)));
+    const deferred = results.map(deferredOf).filter((e) => e !== undefined);
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(40 + 100);
+    expect(deferred).toHaveLength(60);
+    expect(deferred[0]).toMatchObject({ retryable: true, retryAfterSeconds: 6 });
+    expect((await store.read())?.tat).toBe(T0 + 140 * 50);
+  });
+
+  it('gives departures the reserve at once during a wave, then makes the wave wait for it', async () => {
+    const { reserve, starts } = virtualPacer(new MemoryBudgetStore());
+    // 128 invocations (16 instances x 8) each wait for one write: booked 4.4 s ahead.
+    await Promise.all(Array.from({ length: 128 }, () => reserve('wave', 1)));
+    expect(Math.max(...starts.map((s) => s.at))).toBe(T0 + (128 - 40) * 50);
+    await Promise.all(Array.from({ length: 50 }, () => reserve('departure', 2)));
+    const departures = starts.filter((s) => s.lane === 'departure');
+    expect(departures).toHaveLength(50);
+    expect(departures.every((s) => s.at === T0)).toBe(true);
+    // The wave yields the 100 writes: its next slot is 5 s later, past its wait bound.
+    await expect(reserve('wave', 1)).rejects.toMatchObject({
+      code: ErrorCodes.Deferred,
+      retryAfterSeconds: Math.ceil((128 - 40 + 1 + 100) * 0.05),
+    });
+  });
+
+  it('pauses every lane for Graph Retry-After, deferring what would wait too long', async () => {
+    const store = new MemoryBudgetStore();
+    const { pacer, reserve, starts } = virtualPacer(store, { maxWaitMs: 30_000 });
+    pacer.reportThrottled(12);
+    await reserve('departure', 1);
+    // Nothing before the pause ends, and the bucket refills from there.
+    expect(starts[0]?.at).toBeGreaterThanOrEqual(T0 + 12_000);
+    expect(starts[0]?.at).toBeLessThanOrEqual(T0 + 12_050);
+    // The wave may wait 5 s at most: deferred, asked to come back after the pause.
+    await expect(pacer.reserve('wave', 1)).rejects.toMatchObject({
+      code: ErrorCodes.Deferred,
+      retryAfterSeconds: expect.any(Number) as number,
+    });
+    // A second instance on the same store learned it from the store, not from Graph.
+    const other = virtualPacer(store);
+    await other.reserve('departure', 1);
+    expect(other.starts[0]?.at).toBeGreaterThan(T0 + 12_000);
+  });
+
+  it('lets departures through and defers the wave when the store fails', async () => {
+    const failing: BudgetStore = {
+      read: () => Promise.reject(new Error('storage down')),
+      write: () => Promise.reject(new Error('storage down')),
+    };
+    const { pacer } = virtualPacer(failing);
+    await expect(pacer.reserve('departure', 2)).resolves.toBeUndefined();
+    await expect(pacer.reserve('wave', 1)).rejects.toMatchObject({
+      code: ErrorCodes.Deferred,
+      retryAfterSeconds: 10,
+    });
+    expect(pacer.stats().storeFailures).toBe(2);
+  });
+
+  it('shares one budget between instances without over-granting', async () => {
+    const store = new MemoryBudgetStore();
+    const clock = { now: T0 };
+    const params: BudgetParams = { ratePerSecond: 20, capacity: 30, departureReserve: 10 };
+    const instances = Array.from({ length: 4 }, () =>
+      virtualPacer(store, { params, maxWaitMs: 600_000, waveMaxWaitMs: 600_000, clock }),
+    );
+    for (let round = 0; round < 20; round++) {
+      await Promise.all(
+        instances.flatMap((instance, i) =>
+          Array.from({ length: 5 }, (_, j) =>
+            instance.reserve((i + j) % 3 === 0 ? 'departure' : 'wave', 1 + (j % 2)),
+          ),
+        ),
+      );
+      clock.now += 300;
+    }
+    const starts = instances.flatMap((i) => i.starts);
+    expect(starts).toHaveLength(400);
+    expect(worstOverGrant(starts, params)).toBeLessThanOrEqual(1e-9);
+    expect(store.conflicts).toBeGreaterThan(0);
+  });
+
+  it('is off when the rate is 0, and a static share divides the budget', async () => {
+    const off = createWritePacer({
+      settings: {
+        writesPerSecond: 0,
+        burstWrites: 1,
+        departureReserveWrites: 0,
+        maxWaitSeconds: 1,
+      },
+      store: { kind: 'staticShare', instances: 1 },
+    });
+    await expect(off.reserve('wave', 1_000)).resolves.toBeUndefined();
+    const share = createWritePacer({
+      settings: {
+        writesPerSecond: 20,
+        burstWrites: 240,
+        departureReserveWrites: 200,
+        maxWaitSeconds: 30,
+      },
+      store: { kind: 'staticShare', instances: 40 },
+    });
+    // 240 / 40 = 6 writes of bucket, 1 of them for the wave, 0.5 writes/s: 3 more writes would
+    // start 6 s from now, past the wave's 5 s bound.
+    await share.reserve('wave', 1);
+    await expect(share.reserve('wave', 3)).rejects.toMatchObject({ code: ErrorCodes.Deferred });
+  });
+});
+
+describe('reportingThrottles', () => {
+  it('reports a 429 Retry-After to the budget and passes the error on', async () => {
+    const throttled = new OffboardingError(ErrorCodes.Throttled, 'Graph 429', {
+      retryable: true,
+      retryAfterSeconds: 17,
+    });
+    const notFound = new OffboardingError(ErrorCodes.UserNotFound, 'Graph 404', {
+      retryable: false,
+    });
+    const directory: Directory = {
+      getUser: () => Promise.reject(notFound),
+      revokeSignInSessions: () => Promise.reject(throttled),
+      disableAccount: () => Promise.resolve({ requestId: 'r1' }),
+      resetPassword: () => Promise.reject(throttled),
+    };
+    const reported: number[] = [];
+    const wrapped = reportingThrottles(directory, {
+      reportThrottled: (seconds) => reported.push(seconds),
+      reportUsage: () => undefined,
+    });
+    await expect(wrapped.revokeSignInSessions('u')).rejects.toBe(throttled);
+    await expect(wrapped.getUser({ kind: 'objectId', value: 'u' } as never)).rejects.toBe(notFound);
+    await expect(wrapped.disableAccount('u')).resolves.toEqual({ requestId: 'r1' });
+    expect(reported).toEqual([17]);
+  });
+});

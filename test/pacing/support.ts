@@ -1,0 +1,27 @@
+import type { BudgetParams } from '../../shared/pacing/budget';
+
+export interface StartedWrites {
+  at: number;
+  writes: number;
+}
+
+/**
+ * How far a schedule of write starts exceeds the token bucket (capacity C, rate r): the largest
+ * `writes started in [a, b] - (C + r (b - a))` over all windows; at most 0 when it conforms.
+ */
+export function worstOverGrant(starts: StartedWrites[], params: BudgetParams): number {
+  const sorted = [...starts].sort((x, y) => x.at - y.at);
+  let worst = -Infinity;
+  for (let i = 0; i < sorted.length; i++) {
+    let writes = 0;
+    const from = sorted[i]?.at ?? 0;
+    for (let j = i; j < sorted.length; j++) {
+      const started = sorted[j];
+      if (!started) break;
+      writes += started.writes;
+      const allowed = params.capacity + (params.ratePerSecond * (started.at - from)) / 1000;
+      worst = Math.max(worst, writes - allowed);
+    }
+  }
+  return worst;
+}
