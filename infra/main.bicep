@@ -1,6 +1,7 @@
 // Entra offboarding: everything `azd up` creates, with least privilege and no keys.
-// test/infra/*.test.ts parse these files and compare them with shared/config.ts (app settings),
-// shared/queuePolicy.ts (queues) and shared/graph/permissions.ts (Graph permissions).
+// Queue names and policy, app settings, Graph permissions and role ids come from contract.json,
+// generated from the code by dev/infra-contract.ts (`npm run contract`); test/infra checks it.
+// Deploying this needs Bicep 0.38.5 or later (0.38.3 breaks `existing` Graph resources).
 targetScope = 'subscription'
 
 @minLength(1)
@@ -32,11 +33,11 @@ param protectedUsers string = ''
 @description('Grant User-PasswordProfile.ReadWrite.All so events may reset passwords. The identity also needs the User Administrator Entra role (see README.md, "Password resets").')
 param enablePasswordReset bool = false
 
-@description('Grant the Graph application permissions with the Microsoft Graph Bicep extension. false: an admin runs infra/scripts/grant-graph-permissions.sh instead.')
-param grantGraphPermissions bool = true
+@description('Grant the Graph application permissions in this deployment (Microsoft Graph Bicep extension, public cloud only). Needs Privileged Role Administrator. false (default): an administrator runs infra/scripts/grant-graph-permissions.sh after provisioning.')
+param grantGraphPermissions bool = false
 
-@description('GRAPH_ENDPOINT app setting: Microsoft Graph root of the cloud in use.')
-param graphEndpoint string = 'https://graph.microsoft.com'
+@description('GRAPH_ENDPOINT app setting: Microsoft Graph root of the cloud in use. Empty: the code\'s default (contract.json).')
+param graphEndpoint string = ''
 
 @description('Object id of the HR system that publishes "employee leaving" events. Empty: no publisher is authorized yet.')
 param hrPublisherPrincipalId string = ''
@@ -52,10 +53,14 @@ param opsGroupPrincipalId string = ''
 @allowed(['Group', 'User', 'ServicePrincipal'])
 param opsGroupPrincipalType string = 'Group'
 
+@description('Service Bus access of the ops principals. receiveAndSend: `offboard dlq list/replay` and `offboard enqueue` (Azure RBAC cannot scope to a dead-letter queue, so this can also receive live events). sendOnly: `offboard enqueue` only. none: audit reading only.')
+@allowed(['receiveAndSend', 'sendOnly', 'none'])
+param opsQueueAccess string = 'receiveAndSend'
+
 @description('E-mail address that receives the alerts. Empty: the action group has no receiver yet.')
 param alertEmail string = ''
 
-@description('Alert when no "employee leaving" event arrived for this many hours. 0: no such alert.')
+@description('Alert when the HR publisher sent no "employee leaving" event for this many hours (the app\'s own retries and leave dates do not count). 0: no such alert.')
 @allowed([0, 1, 6, 12, 24])
 param noEventsAlertHours int = 0
 
@@ -76,19 +81,25 @@ param instanceMemoryMB int = 2048
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = { 'azd-env-name': environmentName }
 
-// Defaults of EMPLOYEE_LEAVING_QUEUE, MFA_ENABLED_QUEUE and AUDIT_TABLE_NAME in shared/config.ts.
-var queueNames = {
-  employeeLeaving: 'employee-leaving'
-  mfaEnabled: 'mfa-enabled'
-}
-var auditTableName = 'OffboardingAudit'
+var contract = loadJsonContent('contract.json')
+var queueNames = contract.queues
+var auditTableName = contract.auditTableName
+var graphEndpointSetting = empty(graphEndpoint) ? contract.appSettings.defaults.GRAPH_ENDPOINT : graphEndpoint
 var deploymentContainerName = 'app-package'
 var functionAppName = 'func-${resourceToken}'
+// The Microsoft Graph Bicep extension works in the public cloud only.
+var publicCloud = environment().name == 'AzureCloud'
+var grantGraphInDeployment = grantGraphPermissions && publicCloud
 
-// Principals that get the ops role set: the ops group and, if asked, the deploying user.
-var opsGroupPrincipals = empty(opsGroupPrincipalId) ? [] : [{ id: opsGroupPrincipalId, type: opsGroupPrincipalType }]
-var deployerOpsPrincipals = grantDeployerOpsAccess && !empty(principalId) ? [{ id: principalId, type: principalType }] : []
+// Principals that get the ops role set: the ops group and, if asked, the deploying user. Role
+// assignment names are guid(scope, principal, role), so one object id given twice would declare the
+// same assignment twice and ARM would reject the template: ids are compared lower-cased and kept once.
+var opsGroupId = toLower(opsGroupPrincipalId)
+var deployerId = toLower(principalId)
+var opsGroupPrincipals = empty(opsGroupId) ? [] : [{ id: opsGroupId, type: opsGroupPrincipalType }]
+var deployerOpsPrincipals = grantDeployerOpsAccess && !empty(deployerId) && deployerId != opsGroupId ? [{ id: deployerId, type: principalType }] : []
 var opsPrincipals = concat(opsGroupPrincipals, deployerOpsPrincipals)
+var opsPrincipalIds = map(opsPrincipals, p => p.id)
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: 'rg-${environmentName}'
@@ -147,9 +158,11 @@ module serviceBus 'modules/servicebus.bicep' = {
     employeeLeavingQueueName: queueNames.employeeLeaving
     mfaEnabledQueueName: queueNames.mfaEnabled
     functionPrincipalId: identity.outputs.principalId
-    hrPublisherPrincipalId: hrPublisherPrincipalId
+    hrPublisherPrincipalId: toLower(hrPublisherPrincipalId)
     hrPublisherPrincipalType: hrPublisherPrincipalType
     opsPrincipals: opsPrincipals
+    opsPrincipalIds: opsPrincipalIds
+    opsQueueAccess: opsQueueAccess
   }
 }
 
@@ -171,7 +184,7 @@ module functionApp 'modules/functionapp.bicep' = {
     employeeLeavingQueueName: queueNames.employeeLeaving
     mfaEnabledQueueName: queueNames.mfaEnabled
     auditTableName: auditTableName
-    graphEndpoint: graphEndpoint
+    graphEndpoint: graphEndpointSetting
     protectedUsers: protectedUsers
     dryRun: dryRun
     maximumInstanceCount: maximumInstanceCount
@@ -179,13 +192,21 @@ module functionApp 'modules/functionapp.bicep' = {
   }
 }
 
-module graphPermissions 'modules/graph-permissions.bicep' = if (grantGraphPermissions) {
+// Declared to run last: a brand-new identity's service principal may not have replicated in Entra
+// ID yet ("does not exist", microsoftgraph/msgraph-bicep-types issue 193); the plan, app, storage and
+// Service Bus deployments before it give it minutes. If it still fails, `azd provision` again is safe.
+module graphPermissions 'modules/graph-permissions.bicep' = if (grantGraphInDeployment) {
   name: 'graph-permissions'
   scope: rg
   params: {
     principalId: identity.outputs.principalId
     enablePasswordReset: enablePasswordReset
   }
+  dependsOn: [
+    functionApp
+    serviceBus
+    storage
+  ]
 }
 
 module alerts 'modules/alerts.bicep' = {
@@ -201,8 +222,12 @@ module alerts 'modules/alerts.bicep' = {
       queueNames.mfaEnabled
     ]
     noEventsQueueName: queueNames.employeeLeaving
+    noEventsFunctionName: contract.functions.employeeLeaving
     noEventsAlertHours: noEventsAlertHours
+    location: location
     applicationInsightsName: monitoring.outputs.applicationInsightsName
+    workspaceId: monitoring.outputs.workspaceId
+    functionAppName: functionAppName
   }
 }
 
@@ -219,3 +244,5 @@ output MFA_ENABLED_QUEUE string = queueNames.mfaEnabled
 output AUDIT_TABLE_ENDPOINT string = functionApp.outputs.auditTableEndpoint
 output AUDIT_TABLE_NAME string = auditTableName
 output LOG_ANALYTICS_WORKSPACE_ID string = monitoring.outputs.workspaceId
+// Read by the postprovision hook to say whether an administrator still has to grant Graph permissions.
+output GRAPH_PERMISSIONS_GRANTED_BY_DEPLOYMENT bool = grantGraphInDeployment

@@ -1,5 +1,5 @@
 // Alerts for the people who run the offboarding: dead letters, failing invocations and, if wanted,
-// an HR feed that went silent. All go to one action group.
+// an HR feed that went silent. All go to one action group. test/infra checks each definition.
 param actionGroupName string
 param tags object
 
@@ -14,11 +14,23 @@ param queueNames array
 @description('Queue watched by the "no events" alert.')
 param noEventsQueueName string
 
+@description('Function triggered by that queue (its invocations are counted).')
+param noEventsFunctionName string
+
 @description('Hours without an incoming event before alerting; 0 disables the alert.')
 @allowed([0, 1, 6, 12, 24])
 param noEventsAlertHours int
 
 param applicationInsightsName string
+
+@description('Log Analytics workspace of Application Insights: the "no events" log alert queries it.')
+param workspaceId string
+
+@description('Function app name (AppRoleName in the telemetry).')
+param functionAppName string
+
+@description('Region of the log search alert.')
+param location string
 
 var emailReceivers = empty(alertEmail) ? [] : [{ name: 'ops-email', emailAddress: alertEmail, useCommonAlertSchema: true }]
 
@@ -128,48 +140,57 @@ resource functionFailuresAlert 'Microsoft.Insights/metricAlerts@2018-03-01' = {
   }
 }
 
-resource noEventsAlert 'Microsoft.Insights/metricAlerts@2018-03-01' = if (noEventsAlertHours > 0) {
+// "The HR feed went silent": no first delivery of an HR-sent message on the queue for N hours.
+// Not a Service Bus metric alert: IncomingMessages also counts the app's own scheduled retries and
+// leave dates (which would hide a silent feed), and an idle entity emits no metric points at all, so
+// a "less than 1" metric alert may never evaluate. A log search alert counts rows of the Functions
+// host's "Trigger Details" trace (one per invocation, with MessageId and DeliveryCount) and fires
+// on zero rows; MessageIds the app and the ops CLI make (contract.appMessageIdPrefixes) are excluded.
+var appMessageIdPrefixes = loadJsonContent('../contract.json').appMessageIdPrefixes
+var noEventsQuery = join([
+  'AppTraces'
+  '| where AppRoleName =~ "${functionAppName}" and OperationName == "${noEventsFunctionName}"'
+  '| where Message startswith "Trigger Details: MessageId: "'
+  '| parse Message with "Trigger Details: MessageId: " MessageId ", " * "DeliveryCount: " DeliveryCount:int "," *'
+  '| where DeliveryCount == 1'
+  '| where not(${join(map(appMessageIdPrefixes, prefix => 'MessageId startswith "${prefix}"'), ' or ')})'
+], '\n')
+
+resource noEventsAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = if (noEventsAlertHours > 0) {
   name: 'no-events-${noEventsQueueName}'
-  location: 'global'
+  location: location
   tags: tags
+  kind: 'LogAlert'
   properties: {
-    description: 'No event reached ${noEventsQueueName} for ${noEventsAlertHours} hours: check the HR publisher.'
+    displayName: 'No HR events on ${noEventsQueueName}'
+    description: 'The HR publisher sent no event to ${noEventsQueueName} for ${noEventsAlertHours} hours (or the function app is not receiving): check the HR integration and the app.'
     severity: 3
     enabled: true
     scopes: [
-      namespace.id
+      workspaceId
     ]
     evaluationFrequency: 'PT1H'
     windowSize: 'PT${noEventsAlertHours}H'
     autoMitigate: true
     criteria: {
-      'odata.type': 'Microsoft.Azure.Monitor.SingleResourceMultipleMetricCriteria'
       allOf: [
         {
-          criterionType: 'StaticThresholdCriterion'
-          name: 'NoIncomingMessages'
-          metricNamespace: 'Microsoft.ServiceBus/namespaces'
-          metricName: 'IncomingMessages'
-          dimensions: [
-            {
-              name: 'EntityName'
-              operator: 'Include'
-              values: [
-                noEventsQueueName
-              ]
-            }
-          ]
+          query: noEventsQuery
+          timeAggregation: 'Count'
           operator: 'LessThan'
           threshold: 1
-          timeAggregation: 'Total'
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
         }
       ]
     }
-    actions: [
-      {
-        actionGroupId: actionGroup.id
-      }
-    ]
+    actions: {
+      actionGroups: [
+        actionGroup.id
+      ]
+    }
   }
 }
 

@@ -1,5 +1,6 @@
 // The function app on Flex Consumption (Linux, Node 22), running as the user-assigned identity.
-// Every connection is identity-based; the app settings are the contract in shared/config.ts.
+// Every connection is identity-based. The app settings are SETTINGS in shared/config.ts: test/infra
+// checks this block against infra/contract.json (every requiredInAzure name, nothing localOnly).
 param name string
 param planName string
 param location string

@@ -1,9 +1,9 @@
 // Microsoft Graph application permissions for the function identity, granted with the Microsoft
-// Graph Bicep extension. An app role assignment to a managed identity IS the admin consent: there
-// is no separate consent step. Deploying this needs Privileged Role Administrator (or Global
-// Administrator) in Entra ID; tenants that cannot do that set grantGraphPermissions=false and run
-// infra/scripts/grant-graph-permissions.sh instead.
-// The permission list is requiredGraphPermissions() in shared/graph/permissions.ts; test/infra compares.
+// Graph Bicep extension (public cloud only; not supported in deployment stacks). An app role
+// assignment to a managed identity IS the admin consent: there is no separate consent step.
+// Deploying this needs Privileged Role Administrator (or Global Administrator) in Entra ID, so it is
+// off by default (grantGraphPermissions); the default path is infra/scripts/grant-graph-permissions.sh.
+// The permission list is requiredGraphPermissions() in shared/graph/permissions.ts, via contract.json.
 extension microsoftGraphV1
 
 @description('Principal (object) id of the function identity.')
@@ -12,16 +12,13 @@ param principalId string
 @description('Also grant the password permission (the identity then also needs the User Administrator Entra role).')
 param enablePasswordReset bool
 
+var contract = loadJsonContent('../contract.json')
 // Read the user, revoke sessions, disable the account: always needed.
-var permissions = [
-  'User.Read.All'
-  'User.RevokeSessions.All'
-  'User.EnableDisableAccount.All'
-]
-var passwordResetPermission = 'User-PasswordProfile.ReadWrite.All'
+var permissions = contract.graph.permissions
+var passwordResetPermission = contract.graph.passwordResetPermission
 
 resource microsoftGraph 'Microsoft.Graph/servicePrincipals@v1.0' existing = {
-  appId: '00000003-0000-0000-c000-000000000000'
+  appId: contract.graph.appId
 }
 
 resource grants 'Microsoft.Graph/appRoleAssignedTo@v1.0' = [

@@ -22,7 +22,7 @@ param storageAccountName string
 param auditTableName string
 
 // Monitoring Metrics Publisher: lets an Entra identity send telemetry when local auth is off.
-var monitoringMetricsPublisher = subscriptionResourceId('Microsoft.Authorization/roleDefinitions', '3913510d-42f4-4e42-8a64-420c390055eb')
+var monitoringMetricsPublisher = subscriptionResourceId('Microsoft.Authorization/roleDefinitions', loadJsonContent('../contract.json').roles.monitoringMetricsPublisher)
 
 resource workspace 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
   name: workspaceName

@@ -1,5 +1,6 @@
 // Service Bus namespace (Standard, Entra ID only) and the two event queues, configured for the
-// retry design in shared/queuePolicy.ts. Every data role is scoped to a queue, never the namespace.
+// retry design in shared/queuePolicy.ts (via contract.json). Every data role is scoped to a queue,
+// never the namespace.
 @description('Namespace name.')
 param name string
 
@@ -22,29 +23,32 @@ param hrPublisherPrincipalId string
 @allowed(['ServicePrincipal', 'Group', 'User'])
 param hrPublisherPrincipalType string
 
-@description('Principals ({ id, type }) that run `offboard dlq list/replay` and `offboard enqueue`.')
+@description('Principals ({ id, type }, ids lower-case and unique) that run `offboard dlq list/replay` and `offboard enqueue`.')
 param opsPrincipals array
 
-var serviceBusDataReceiver = subscriptionResourceId('Microsoft.Authorization/roleDefinitions', '4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0')
-var serviceBusDataSender = subscriptionResourceId('Microsoft.Authorization/roleDefinitions', '69a216fc-b8fb-44d8-bc22-1f3c2cd27a39')
+@description('The ids of opsPrincipals.')
+param opsPrincipalIds array
 
-// Mirrors QUEUE_POLICY (shared/queuePolicy.ts); test/infra compares every key.
-// - maxDeliveryCount 5: transient failures never abandon (they schedule a copy and complete), so
-//   deliveries are only burnt by permanent failures, which should reach the dead-letter queue fast.
-// - lockDuration PT1M: one attempt is bounded well below it (short in-invocation Graph retries).
-// - duplicate detection PT10M: drops an HR system's resend of the same MessageId.
-// - defaultMessageTimeToLive P400D: longer than the furthest leave date scheduled (365 days).
-var queueProperties = {
-  maxDeliveryCount: 5
-  lockDuration: 'PT1M'
-  requiresDuplicateDetection: true
-  duplicateDetectionHistoryTimeWindow: 'PT10M'
-  deadLetteringOnMessageExpiration: true
-  defaultMessageTimeToLive: 'P400D'
+@description('receiveAndSend, sendOnly or none (see main.bicep).')
+@allowed(['receiveAndSend', 'sendOnly', 'none'])
+param opsQueueAccess string
+
+var contract = loadJsonContent('../contract.json')
+var serviceBusDataReceiver = subscriptionResourceId('Microsoft.Authorization/roleDefinitions', contract.roles.serviceBusDataReceiver)
+var serviceBusDataSender = subscriptionResourceId('Microsoft.Authorization/roleDefinitions', contract.roles.serviceBusDataSender)
+
+// QUEUE_POLICY (shared/queuePolicy.ts) through contract.json, plus settings the code does not depend on.
+var queueProperties = union(contract.queueProperties, {
   requiresSession: false
   enablePartitioning: false
   enableBatchedOperations: true
-}
+})
+
+var opsReceivers = opsQueueAccess == 'receiveAndSend' ? opsPrincipals : []
+var opsSenders = opsQueueAccess == 'none' ? [] : opsPrincipals
+// An HR publisher that is also an ops sender already has Data Sender on employee-leaving: a second,
+// identical assignment would have the same name and ARM would reject the template.
+var hrPublisherIsOpsSender = contains(opsPrincipalIds, hrPublisherPrincipalId) && opsQueueAccess != 'none'
 
 resource namespace 'Microsoft.ServiceBus/namespaces@2024-01-01' = {
   name: name
@@ -74,7 +78,9 @@ resource mfaEnabledQueue 'Microsoft.ServiceBus/namespaces/queues@2024-01-01' = {
 }
 
 // Function identity: Data Receiver for the triggers, Data Sender to schedule delayed retries and
-// leave dates on its own queue (and cancel them), on each queue.
+// leave dates on its own queue (and cancel them), on each queue. Deliberately not Data Owner (the
+// "Manage" right): without it the Functions scale controller cannot read queue runtime properties
+// and scales on the age of the first peeked message instead (see docs/deploy.md, "Scaling").
 resource functionReceiveEmployeeLeaving 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(employeeLeavingQueue.id, functionPrincipalId, serviceBusDataReceiver)
   scope: employeeLeavingQueue
@@ -116,7 +122,7 @@ resource functionSendMfaEnabled 'Microsoft.Authorization/roleAssignments@2022-04
 }
 
 // HR publisher: send "employee leaving" events, nothing else.
-resource hrSendEmployeeLeaving 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(hrPublisherPrincipalId)) {
+resource hrSendEmployeeLeaving 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(hrPublisherPrincipalId) && !hrPublisherIsOpsSender) {
   name: guid(employeeLeavingQueue.id, hrPublisherPrincipalId, serviceBusDataSender)
   scope: employeeLeavingQueue
   properties: {
@@ -127,9 +133,10 @@ resource hrSendEmployeeLeaving 'Microsoft.Authorization/roleAssignments@2022-04-
 }
 
 // Ops: `offboard dlq list/replay` receive (peek, complete) from the dead-letter queues and send
-// replays; `offboard enqueue` sends MFA waves. The dead-letter queue inherits its queue's roles.
+// replays; `offboard enqueue` sends MFA waves. The dead-letter queue inherits its queue's roles, so
+// a receiver can also take live events: opsQueueAccess narrows this (docs/deploy.md, "Operators").
 resource opsReceiveEmployeeLeaving 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
-  for ops in opsPrincipals: {
+  for ops in opsReceivers: {
     name: guid(employeeLeavingQueue.id, ops.id, serviceBusDataReceiver)
     scope: employeeLeavingQueue
     properties: {
@@ -141,7 +148,7 @@ resource opsReceiveEmployeeLeaving 'Microsoft.Authorization/roleAssignments@2022
 ]
 
 resource opsSendEmployeeLeaving 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
-  for ops in opsPrincipals: {
+  for ops in opsSenders: {
     name: guid(employeeLeavingQueue.id, ops.id, serviceBusDataSender)
     scope: employeeLeavingQueue
     properties: {
@@ -153,7 +160,7 @@ resource opsSendEmployeeLeaving 'Microsoft.Authorization/roleAssignments@2022-04
 ]
 
 resource opsReceiveMfaEnabled 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
-  for ops in opsPrincipals: {
+  for ops in opsReceivers: {
     name: guid(mfaEnabledQueue.id, ops.id, serviceBusDataReceiver)
     scope: mfaEnabledQueue
     properties: {
@@ -165,7 +172,7 @@ resource opsReceiveMfaEnabled 'Microsoft.Authorization/roleAssignments@2022-04-0
 ]
 
 resource opsSendMfaEnabled 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
-  for ops in opsPrincipals: {
+  for ops in opsSenders: {
     name: guid(mfaEnabledQueue.id, ops.id, serviceBusDataSender)
     scope: mfaEnabledQueue
     properties: {

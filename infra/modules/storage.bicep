@@ -21,13 +21,14 @@ param opsPrincipals array
 @description('Log Analytics workspace that receives the audit-table access logs.')
 param logAnalyticsWorkspaceId string
 
+var contract = loadJsonContent('../contract.json')
 // Storage Blob Data Owner: the Functions host keeps keys and locks in blobs and creates its own
 // containers; Flex Consumption reads (and azd writes, through the platform) the deployment package.
-var storageBlobDataOwner = subscriptionResourceId('Microsoft.Authorization/roleDefinitions', 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b')
+var storageBlobDataOwner = subscriptionResourceId('Microsoft.Authorization/roleDefinitions', contract.roles.storageBlobDataOwner)
 // Storage Table Data Contributor: audit records (insert, update on retry) and the host's diagnostic events table.
-var storageTableDataContributor = subscriptionResourceId('Microsoft.Authorization/roleDefinitions', '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3')
+var storageTableDataContributor = subscriptionResourceId('Microsoft.Authorization/roleDefinitions', contract.roles.storageTableDataContributor)
 // Storage Table Data Reader: ops read the audit, never write it.
-var storageTableDataReader = subscriptionResourceId('Microsoft.Authorization/roleDefinitions', '76199698-9eea-4c19-bc75-cec21354c6b6')
+var storageTableDataReader = subscriptionResourceId('Microsoft.Authorization/roleDefinitions', contract.roles.storageTableDataReader)
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   name: name

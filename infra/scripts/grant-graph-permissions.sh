@@ -8,19 +8,24 @@
 # (`az login --tenant <tenant id>`). It is idempotent: existing grants are left alone.
 #
 # Usage:
-#   infra/scripts/grant-graph-permissions.sh [--principal-id ID] [--password-reset [--admin-unit ID]]
+#   infra/scripts/grant-graph-permissions.sh [--principal-id ID]
+#   infra/scripts/grant-graph-permissions.sh [--principal-id ID] --password-reset (--admin-unit ID | --tenant-wide)
 #   infra/scripts/grant-graph-permissions.sh [--principal-id ID] --remove-password-reset
 #
 #   --principal-id ID        object (principal) id of the managed identity; default: the azd
 #                            environment's MANAGED_IDENTITY_PRINCIPAL_ID
 #   --password-reset         also grant User-PasswordProfile.ReadWrite.All and assign the
-#                            User Administrator Entra role
-#   --admin-unit ID          scope the User Administrator role to this administrative unit instead
-#                            of the whole directory (resets then only work for its members)
+#                            User Administrator Entra role, on one of:
+#   --admin-unit ID          an administrative unit (recommended): resets work only for its members
+#   --tenant-wide            the whole directory: the identity may then reset the password of (and
+#                            manage) every non-admin user, create and delete users and groups
 #   --remove-password-reset  remove the password permission and the User Administrator role
 #                            (turning ENABLE_PASSWORD_RESET off in azd does not remove them)
 #   --graph-endpoint URL     Graph root; default: the signed-in Azure CLI cloud's
 #   --dry-run                print what would change, change nothing
+#
+# A managed identity created minutes ago may not be visible in Entra ID yet: the script waits for it
+# (GRANT_WAIT_ATTEMPTS tries, GRANT_WAIT_SECONDS apart; default 12 x 10 s) before granting anything.
 set -euo pipefail
 
 readonly GRAPH_APP_ID='00000003-0000-0000-c000-000000000000'
@@ -34,6 +39,7 @@ principal_id=''
 password_reset=false
 remove_password_reset=false
 admin_unit=''
+tenant_wide=false
 graph=''
 dry_run=false
 
@@ -48,6 +54,7 @@ while [[ $# -gt 0 ]]; do
     --password-reset) password_reset=true; shift ;;
     --remove-password-reset) remove_password_reset=true; shift ;;
     --admin-unit) admin_unit="${2:?--admin-unit needs a value}"; shift 2 ;;
+    --tenant-wide) tenant_wide=true; shift ;;
     --graph-endpoint) graph="${2:?--graph-endpoint needs a value}"; shift 2 ;;
     --dry-run) dry_run=true; shift ;;
     -h | --help) usage 0 ;;
@@ -57,6 +64,19 @@ done
 
 if [[ "$password_reset" == true && "$remove_password_reset" == true ]]; then
   echo '--password-reset and --remove-password-reset exclude each other.' >&2
+  exit 2
+fi
+if [[ "$password_reset" == true && -z "$admin_unit" && "$tenant_wide" == false ]]; then
+  cat >&2 << 'EOF'
+--password-reset needs a scope for the User Administrator role:
+  --admin-unit ID   (recommended) only members of that administrative unit can be reset
+  --tenant-wide     the whole directory: the identity could then reset passwords of, update and
+                    delete every user without an admin role, and manage groups, tenant-wide
+EOF
+  exit 2
+fi
+if [[ -n "$admin_unit" && "$tenant_wide" == true ]]; then
+  echo '--admin-unit and --tenant-wide exclude each other.' >&2
   exit 2
 fi
 if [[ -z "$principal_id" ]] && command -v azd > /dev/null 2>&1; then
@@ -84,6 +104,24 @@ change() {
     az rest --method "$method" --url "$url" --output none
   fi
 }
+
+# Waits (bounded) until the identity's service principal is visible in Entra ID: a new managed
+# identity can take minutes to replicate, and granting to it before then fails with "does not exist".
+wait_for_principal() {
+  local attempts="${GRANT_WAIT_ATTEMPTS:-12}" delay="${GRANT_WAIT_SECONDS:-10}" try
+  for ((try = 1; try <= attempts; try++)); do
+    if az rest --method get --url "$graph/v1.0/servicePrincipals/$principal_id?\$select=id" --query id -o tsv > /dev/null 2>&1; then
+      return
+    fi
+    if ((try < attempts)); then
+      echo "The identity $principal_id is not visible in Entra ID yet; retrying in ${delay} s ($try/$attempts)." >&2
+      sleep "$delay"
+    fi
+  done
+  echo "The identity $principal_id was not found in Entra ID after $attempts tries. Check the id (MANAGED_IDENTITY_PRINCIPAL_ID); a new identity can take a few minutes to replicate: run this script again later." >&2
+  exit 1
+}
+wait_for_principal
 
 graph_sp_id="$(az rest --method get --url "$graph/v1.0/servicePrincipals(appId='$GRAPH_APP_ID')" --query id -o tsv)"
 if [[ -z "$graph_sp_id" ]]; then

@@ -8,11 +8,12 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
+import { buildInfraContract } from '../../dev/infra-contract';
 import { requiredGraphPermissions } from '../../shared/graph/permissions';
 
 const SCRIPT = join(__dirname, '..', '..', 'infra', 'scripts', 'grant-graph-permissions.sh');
 const PRINCIPAL = 'aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee';
-const USER_ADMINISTRATOR = 'fe930be7-5e62-47db-91af-98c3a49a38b1';
+const USER_ADMINISTRATOR = buildInfraContract().graph.passwordResetRole.templateId;
 
 // Answers like the Azure CLI would (`-o tsv` of the --query): app role ids are "role:<permission>".
 const STUB = `#!/usr/bin/env node
@@ -24,7 +25,16 @@ const existing = JSON.parse(process.env.STUB_EXISTING || '{}');
 if (args[0] === 'cloud') { console.log('https://graph.microsoft.com/'); process.exit(0); }
 if (args[0] !== 'rest') process.exit(3);
 const method = opt('--method'); const url = opt('--url') || ''; const query = opt('--query') || '';
-if (method === 'get' && url.endsWith("/v1.0/servicePrincipals(appId='00000003-0000-0000-c000-000000000000')")) {
+if (method === 'get' && url.endsWith('/servicePrincipals/${PRINCIPAL}?$select=id')) {
+  // The identity is "not replicated yet" for the first STUB_MISSING look-ups.
+  const seen = Number(fs.existsSync(process.env.AZ_LOG + '.seen') ? fs.readFileSync(process.env.AZ_LOG + '.seen', 'utf8') : '0') + 1;
+  fs.writeFileSync(process.env.AZ_LOG + '.seen', String(seen));
+  if (seen <= Number(process.env.STUB_MISSING || '0')) {
+    console.error("Resource '${PRINCIPAL}' does not exist or one of its queried reference-property objects are not present.");
+    process.exit(1);
+  }
+  console.log('${PRINCIPAL}');
+} else if (method === 'get' && url.endsWith("/v1.0/servicePrincipals(appId='00000003-0000-0000-c000-000000000000')")) {
   console.log('graph-sp');
 } else if (method === 'get' && url.endsWith('/servicePrincipals/graph-sp?$select=appRoles')) {
   const m = /appRoles\\[\\?value=='([^']+)' && contains\\(allowedMemberTypes, 'Application'\\)\\]\\.id \\| \\[0\\]/.exec(query);
@@ -46,7 +56,7 @@ interface Run {
   calls: string[][];
 }
 
-function run(args: string[], existing: Record<string, string> = {}): Run {
+function run(args: string[], existing: Record<string, string> = {}, missing = 0): Run {
   const dir = mkdtempSync(join(tmpdir(), 'az-stub-'));
   try {
     const az = join(dir, 'az');
@@ -61,6 +71,9 @@ function run(args: string[], existing: Record<string, string> = {}): Run {
         PATH: `${dir}:${process.env.PATH ?? ''}`,
         AZ_LOG: log,
         STUB_EXISTING: JSON.stringify(existing),
+        STUB_MISSING: String(missing),
+        GRANT_WAIT_ATTEMPTS: '3',
+        GRANT_WAIT_SECONDS: '0',
       },
     });
     const calls = readFileSync(log, 'utf8')
@@ -94,8 +107,16 @@ describe('grant-graph-permissions.sh', () => {
     expect(posts(r, '/roleManagement/directory/roleAssignments')).toEqual([]);
   });
 
-  test('--password-reset adds the password permission and the User Administrator role', () => {
+  test('--password-reset without a scope is refused: tenant-wide must be asked for', () => {
     const r = run(['--principal-id', PRINCIPAL, '--password-reset']);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain('--admin-unit ID   (recommended)');
+    expect(r.stderr).toContain('--tenant-wide');
+    expect(r.calls).toEqual([]);
+  });
+
+  test('--password-reset --tenant-wide adds the password permission and the role on the directory', () => {
+    const r = run(['--principal-id', PRINCIPAL, '--password-reset', '--tenant-wide']);
     expect(r.status).toBe(0);
     expect(grantedPermissions(r).sort()).toEqual([...requiredGraphPermissions(true)].sort());
     expect(posts(r, '/roleManagement/directory/roleAssignments')).toEqual([
@@ -119,7 +140,7 @@ describe('grant-graph-permissions.sh', () => {
     const existing = Object.fromEntries(
       requiredGraphPermissions(true).map((p) => [p, `assignment-${p}`]),
     );
-    const r = run(['--principal-id', PRINCIPAL, '--password-reset'], {
+    const r = run(['--principal-id', PRINCIPAL, '--password-reset', '--admin-unit', 'au-1'], {
       ...existing,
       'User Administrator': 'ua-1',
     });
@@ -147,10 +168,24 @@ describe('grant-graph-permissions.sh', () => {
   });
 
   test('--dry-run changes nothing', () => {
-    const r = run(['--principal-id', PRINCIPAL, '--password-reset', '--dry-run']);
+    const r = run(['--principal-id', PRINCIPAL, '--password-reset', '--tenant-wide', '--dry-run']);
     expect(r.status).toBe(0);
     expect(r.calls.filter((c) => ['post', 'delete'].includes(opt(c, '--method')))).toEqual([]);
     expect(r.stdout).toContain('would POST');
+  });
+
+  test('waits for a new identity to replicate, then grants', () => {
+    const r = run(['--principal-id', PRINCIPAL], {}, 2);
+    expect(r.status).toBe(0);
+    expect(r.stderr).toContain('not visible in Entra ID yet');
+    expect(grantedPermissions(r).sort()).toEqual([...requiredGraphPermissions(false)].sort());
+  });
+
+  test('gives up after the bounded wait with a clear message and grants nothing', () => {
+    const r = run(['--principal-id', PRINCIPAL], {}, 3);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain('was not found in Entra ID after 3 tries');
+    expect(r.calls.filter((c) => opt(c, '--method') === 'post')).toEqual([]);
   });
 
   test('refuses a missing or malformed principal id', () => {
