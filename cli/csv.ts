@@ -1,3 +1,13 @@
+import type { InfoDataSet } from 'csv-parse';
+import { parse } from 'csv-parse/sync';
+
+/** What `info: true, raw: true` return per record (csv-parse's types model neither). */
+interface ParsedRecord {
+  record: string[];
+  raw: string;
+  info: InfoDataSet;
+}
+
 /** One parsed CSV record with the 1-based line it starts on. */
 export interface CsvRow {
   line: number;
@@ -5,50 +15,26 @@ export interface CsvRow {
 }
 
 /**
- * RFC 4180 CSV: commas, double-quoted fields with "" escapes and embedded newlines, CRLF or LF.
- * Throws with the line number on an unterminated quote.
+ * RFC 4180 CSV (csv-parse): commas, double-quoted fields with "" escapes and embedded newlines,
+ * CRLF or LF, an optional BOM. Blank lines are skipped; rows keep their own field counts so the
+ * caller can name the line of a short or long row. Throws csv-parse's error (with its line) on
+ * malformed quoting.
  */
 export function parseCsv(text: string): CsvRow[] {
-  const rows: CsvRow[] = [];
-  let fields: string[] = [];
-  let field = '';
-  let quoted = false;
-  let line = 1;
-  let rowLine = 1;
-  const source = text.startsWith('\uFEFF') ? text.slice(1) : text;
-  for (let i = 0; i < source.length; i++) {
-    const char = source[i];
-    if (quoted) {
-      if (char === '"' && source[i + 1] === '"') {
-        field += '"';
-        i++;
-      } else if (char === '"') {
-        quoted = false;
-      } else {
-        if (char === '\n') line++;
-        field += char;
-      }
-      continue;
-    }
-    if (char === '"' && field === '') {
-      quoted = true;
-    } else if (char === ',') {
-      fields.push(field);
-      field = '';
-    } else if (char === '\n' || char === '\r') {
-      if (char === '\r' && source[i + 1] === '\n') i++;
-      fields.push(field);
-      if (fields.some((f) => f.trim() !== '')) rows.push({ line: rowLine, fields });
-      fields = [];
-      field = '';
-      line++;
-      rowLine = line;
-    } else {
-      field += char;
-    }
-  }
-  if (quoted) throw new Error(`line ${rowLine}: unterminated quoted field`);
-  fields.push(field);
-  if (fields.some((f) => f.trim() !== '')) rows.push({ line: rowLine, fields });
-  return rows;
+  const records = parse(text.replace(/\r\n?/g, '\n'), {
+    bom: true,
+    info: true,
+    raw: true,
+    record_delimiter: '\n',
+    relax_column_count: true,
+    skip_empty_lines: true,
+  }) as unknown as ParsedRecord[];
+  return records
+    .map(({ record, raw, info }) => ({
+      // info.lines is the line the record ends on; its raw text holds the line breaks inside it
+      // (after any skipped blank lines, before its own delimiter).
+      line: info.lines - (raw.replace(/^\n+/, '').replace(/\n$/, '').match(/\n/g)?.length ?? 0),
+      fields: record,
+    }))
+    .filter((row) => row.fields.some((field) => field.trim() !== ''));
 }

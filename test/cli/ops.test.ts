@@ -180,18 +180,29 @@ describe('offboard enqueue', () => {
     expect(after.completed + after.active).toBe(before.completed + before.active);
   });
 
-  it('sends a wave, and sending the same file again sends nothing twice', async () => {
+  it('sends a wave, and sending the same file in the same wave again sends nothing twice', async () => {
     const wave = [world.newUser(), world.newUser(), world.newUser()];
     world.graph.reset();
     const path = await csv(`user,ticket\n${wave.map((u) => `${u.upn},W2`).join('\n')}\n`);
     const dry = await runCli(
-      ['enqueue', '--type', 'mfa.enabled', '--csv', path, '--dry-run'],
+      ['enqueue', '--type', 'mfa.enabled', '--csv', path, '--dry-run', '--wave', 'W2'],
       cliEnv,
     );
-    expect(dry.stdout).toMatch(/would send 3 event\(s\) to mfa-enabled/);
+    expect(dry.stdout).toMatch(/would send 3 event\(s\) to mfa-enabled in wave W2/);
 
     const first = await runCli(
-      ['enqueue', '--type', 'mfa.enabled', '--csv', path, '--json', '--rate', '100'],
+      [
+        'enqueue',
+        '--type',
+        'mfa.enabled',
+        '--csv',
+        path,
+        '--json',
+        '--rate',
+        '100',
+        '--wave',
+        'W2',
+      ],
       cliEnv,
     );
     expect(first.code).toBe(0);
@@ -205,10 +216,10 @@ describe('offboard enqueue', () => {
     }
     const dropped = world.serviceBus.stats('mfa-enabled').duplicatesDropped;
     const again = await runCli(
-      ['enqueue', '--type', 'mfa.enabled', '--csv', path, '--json'],
+      ['enqueue', '--type', 'mfa.enabled', '--csv', path, '--json', '--wave', 'W2'],
       cliEnv,
     );
-    expect(JSON.parse(again.stdout)).toMatchObject({ eventIds: summary.eventIds });
+    expect(JSON.parse(again.stdout)).toMatchObject({ wave: 'W2', eventIds: summary.eventIds });
     await waitFor(
       'the repeats to be dropped',
       () => world.serviceBus.stats('mfa-enabled').duplicatesDropped === dropped + 3,
@@ -234,7 +245,7 @@ describe('offboard enqueue', () => {
     );
     expect(code).toBe(0);
     expect(stderr).toContain('\rsent 2/2');
-    expect(stdout).toBe('sent 2 event(s) to mfa-enabled\n');
+    expect(stdout).toMatch(/^sent 2 event\(s\) to mfa-enabled in wave \S+ /);
 
     const piped = await runCli(['enqueue', '--type', 'mfa.enabled', '--csv', path], cliEnv);
     expect(piped.code).toBe(0);

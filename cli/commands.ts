@@ -1,0 +1,214 @@
+import { randomUUID } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { EventKinds } from '../shared/events';
+import type { Runtime } from '../shared/runtime';
+import { recordsOfEvent, recordsOfUser } from './auditLookup';
+import { parseCsv } from './csv';
+import { listDeadLetters, replayDeadLetters } from './deadLetters';
+import { newWaveId, planEnqueue, sendPlan } from './enqueue';
+import { ExitCodes, UsageError } from './exitCodes';
+import { progressReporter, type Io } from './io';
+import {
+  auditTable,
+  deadLetterTable,
+  describeRecord,
+  errorLine,
+  escapeUnsafe,
+  toJson,
+} from './output';
+
+/** The runtime a command acts with; built only when the command needs it (--help needs none). */
+export type RuntimeFactory = () => Runtime;
+
+async function readInputFile(option: string, path: string): Promise<string> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (error) {
+    throw new UsageError(`Cannot read ${option} ${path}: ${(error as Error).message}`);
+  }
+}
+
+/** Runs `use` with a runtime and closes it after (a Service Bus connection keeps Node alive). */
+async function withRuntime<T>(factory: RuntimeFactory, use: (runtime: Runtime) => Promise<T>) {
+  const runtime = factory();
+  try {
+    return await use(runtime);
+  } finally {
+    await runtime.close();
+  }
+}
+
+export interface ProcessOptions {
+  file?: string;
+  json: boolean;
+}
+
+export async function processCommand(
+  options: ProcessOptions,
+  io: Io,
+  runtime: RuntimeFactory,
+): Promise<number> {
+  const body =
+    options.file !== undefined ? await readInputFile('--file', options.file) : await io.readStdin();
+  const result = await withRuntime(runtime, (app) =>
+    // A run by hand gets its own message id: it is a deliberate re-run, not a redelivery.
+    app.offboarding.process({ body, accepts: EventKinds, messageId: `cli:${randomUUID()}` }),
+  );
+  const { record } = result;
+  io.stdout(
+    (options.json
+      ? toJson({ ...record, duplicate: result.duplicate })
+      : describeRecord(record, result.duplicate)) + '\n',
+  );
+  if (result.disposition === 'done') return ExitCodes.ok;
+  io.stderr(
+    errorLine(
+      result.error?.code ?? record.errorCode ?? 'Unexpected',
+      result.error?.message ?? record.errorMessage ?? 'failed',
+    ),
+  );
+  return result.disposition === 'retry' ? ExitCodes.retryable : ExitCodes.failed;
+}
+
+export interface AuditOptions {
+  user?: string;
+  event?: string;
+  json: boolean;
+}
+
+export async function auditCommand(
+  options: AuditOptions,
+  io: Io,
+  runtime: RuntimeFactory,
+): Promise<number> {
+  const { user, event } = options;
+  if ((user === undefined) === (event === undefined))
+    throw new UsageError('audit needs exactly one of --user or --event.');
+  const records = await withRuntime(runtime, ({ audit }) =>
+    user !== undefined ? recordsOfUser(audit, user) : recordsOfEvent(audit, event ?? ''),
+  );
+  io.stdout((options.json ? toJson(records) : auditTable(records)) + '\n');
+  return ExitCodes.ok;
+}
+
+export interface DlqListOptions {
+  queue: string;
+  json: boolean;
+}
+
+export async function dlqListCommand(
+  options: DlqListOptions,
+  io: Io,
+  runtime: RuntimeFactory,
+): Promise<number> {
+  const summaries = await withRuntime(runtime, (ops) =>
+    listDeadLetters(ops.serviceBus(), options.queue, ops.audit),
+  );
+  io.stdout((options.json ? toJson(summaries) : deadLetterTable(summaries)) + '\n');
+  return ExitCodes.ok;
+}
+
+export interface DlqReplayOptions {
+  queue: string;
+  reason?: string;
+  event?: string;
+  since?: Date;
+  max: number;
+  rate: number;
+  dryRun: boolean;
+  json: boolean;
+}
+
+export async function dlqReplayCommand(
+  options: DlqReplayOptions,
+  io: Io,
+  runtime: RuntimeFactory,
+): Promise<number> {
+  const result = await withRuntime(runtime, (ops) =>
+    replayDeadLetters(
+      ops.serviceBus(),
+      options.queue,
+      ops.audit,
+      {
+        ...(options.reason === undefined ? {} : { reason: options.reason }),
+        ...(options.event === undefined ? {} : { eventId: options.event }),
+        ...(options.since === undefined ? {} : { since: options.since }),
+        max: options.max,
+        ratePerSecond: options.rate,
+        dryRun: options.dryRun,
+      },
+      progressReporter(io, 'replayed'),
+    ),
+  );
+  if (io.interactive) io.stderr('\n');
+  if (options.json) {
+    io.stdout(toJson(result) + '\n');
+  } else {
+    const verb = result.dryRun ? 'would replay' : 'replayed';
+    io.stdout(
+      `${verb} ${result.replayed.length}, skipped ${result.skipped} (not matching, or over --max), ${result.failed.length} failed\n`,
+    );
+    if (result.replayed.length > 0) io.stdout(deadLetterTable(result.replayed) + '\n');
+    for (const failure of result.failed)
+      io.stdout(`failed ${failure.sequenceNumber}: ${escapeUnsafe(failure.error)}\n`);
+  }
+  return result.failed.length > 0 ? ExitCodes.retryable : ExitCodes.ok;
+}
+
+export interface EnqueueOptions {
+  type: string;
+  csv: string;
+  wave?: string;
+  rate: number;
+  dryRun: boolean;
+  json: boolean;
+}
+
+export async function enqueueCommand(
+  options: EnqueueOptions,
+  io: Io,
+  runtime: RuntimeFactory,
+): Promise<number> {
+  const text = await readInputFile('--csv', options.csv);
+  let rows;
+  try {
+    rows = parseCsv(text);
+  } catch (error) {
+    throw new UsageError(`${options.csv}: ${(error as Error).message}`);
+  }
+  const wave = options.wave ?? newWaveId();
+  return withRuntime(runtime, async (ops) => {
+    const plan = planEnqueue(options.type, rows, ops.config, wave);
+    const { queue, messages } = plan;
+    if (plan.errors.length > 0) {
+      // Nothing is sent unless the whole file is valid.
+      if (options.json) io.stdout(toJson({ wave, sent: 0, errors: plan.errors }) + '\n');
+      for (const error of plan.errors)
+        io.stderr(`${escapeUnsafe(options.csv)}: ${escapeUnsafe(error)}\n`);
+      io.stderr(`${plan.errors.length} bad row(s); nothing was sent.\n`);
+      return ExitCodes.failed;
+    }
+    const eventIds = messages.map((m) => String(m.messageId));
+    if (options.dryRun) {
+      io.stdout(
+        options.json
+          ? toJson({ queue, wave, wouldSend: messages.length, eventIds, dryRun: true }) + '\n'
+          : `would send ${messages.length} event(s) to ${queue} in wave ${wave}\n`,
+      );
+      return ExitCodes.ok;
+    }
+    const sent = await sendPlan(
+      ops.serviceBus(),
+      plan,
+      options.rate,
+      progressReporter(io, 'sent', messages.length),
+    );
+    if (io.interactive) io.stderr('\n');
+    io.stdout(
+      options.json
+        ? toJson({ queue, wave, sent, eventIds }) + '\n'
+        : `sent ${sent} event(s) to ${queue} in wave ${wave} (to send this file again without sending any twice: --wave ${wave})\n`,
+    );
+    return ExitCodes.ok;
+  });
+}

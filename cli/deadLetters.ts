@@ -1,0 +1,257 @@
+import type {
+  ServiceBusClient,
+  ServiceBusMessage,
+  ServiceBusReceivedMessage,
+} from '@azure/service-bus';
+import { createHash } from 'node:crypto';
+import { MessageProperties } from '../shared/messaging';
+import type { AuditLog } from '../shared/ports';
+import { translateServiceBusError } from '../shared/servicebus/serviceBusScheduler';
+import { lastAuditedError } from './auditLookup';
+import { operator, sleep } from './io';
+
+/** What the dead-letter commands need of a Service Bus client (a test can wrap one). */
+export type DeadLetterClient = Pick<ServiceBusClient, 'createReceiver' | 'createSender'>;
+
+export interface DeadLetterSummary {
+  sequenceNumber: string;
+  messageId: string;
+  reason: string;
+  description: string;
+  eventId?: string;
+  user?: string;
+  deliveryCount: number;
+  enqueuedTime?: string;
+  lastAuditedError?: string;
+}
+
+/** The event id and user of a body, if it is a JSON event at all (dead letters may be anything). */
+function eventFields(body: unknown): { eventId?: string; user?: string } {
+  let value = body;
+  if (Buffer.isBuffer(value)) value = value.toString('utf8');
+  if (typeof value === 'string') {
+    try {
+      value = JSON.parse(value) as unknown;
+    } catch {
+      return {};
+    }
+  }
+  if (typeof value !== 'object' || value === null) return {};
+  const record = value as { id?: unknown; data?: { user?: unknown } };
+  return {
+    ...(typeof record.id === 'string' ? { eventId: record.id } : {}),
+    ...(typeof record.data?.user === 'string' ? { user: record.data.user } : {}),
+  };
+}
+
+export async function summarize(
+  message: ServiceBusReceivedMessage,
+  audit: AuditLog,
+): Promise<DeadLetterSummary> {
+  const { eventId, user } = eventFields(message.body);
+  const audited = eventId === undefined ? undefined : await lastAuditedError(audit, eventId);
+  return {
+    sequenceNumber: message.sequenceNumber?.toString() ?? '',
+    messageId: String(message.messageId ?? ''),
+    reason: message.deadLetterReason ?? '',
+    description: message.deadLetterErrorDescription ?? '',
+    ...(eventId === undefined ? {} : { eventId }),
+    ...(user === undefined ? {} : { user }),
+    deliveryCount: message.deliveryCount ?? 0,
+    ...(message.enqueuedTimeUtc ? { enqueuedTime: message.enqueuedTimeUtc.toISOString() } : {}),
+    ...(audited === undefined ? {} : { lastAuditedError: audited }),
+  };
+}
+
+/** Up to `max` dead-lettered messages of a queue, peeked: nothing is locked or changed. */
+async function peekDeadLetters(
+  client: DeadLetterClient,
+  queue: string,
+  max: number,
+): Promise<ServiceBusReceivedMessage[]> {
+  const receiver = client.createReceiver(queue, { subQueueType: 'deadLetter' });
+  const messages: ServiceBusReceivedMessage[] = [];
+  try {
+    let from: ServiceBusReceivedMessage['sequenceNumber'];
+    while (messages.length < max) {
+      const batch = await receiver.peekMessages(
+        Math.min(250, max - messages.length),
+        from === undefined ? {} : { fromSequenceNumber: from.add(1) },
+      );
+      if (batch.length === 0) break;
+      messages.push(...batch);
+      from = batch[batch.length - 1]?.sequenceNumber;
+      if (from === undefined) break;
+    }
+  } catch (error) {
+    throw translateServiceBusError(`read the dead-letter queue of ${queue}`, error);
+  } finally {
+    await receiver.close();
+  }
+  return messages;
+}
+
+export async function listDeadLetters(
+  client: DeadLetterClient,
+  queue: string,
+  audit: AuditLog,
+  max = 10_000,
+): Promise<DeadLetterSummary[]> {
+  const messages = await peekDeadLetters(client, queue, max);
+  const summaries: DeadLetterSummary[] = [];
+  for (const message of messages) summaries.push(await summarize(message, audit));
+  return summaries;
+}
+
+export interface ReplayFilter {
+  reason?: string;
+  eventId?: string;
+  since?: Date;
+  max: number;
+  ratePerSecond: number;
+  dryRun: boolean;
+}
+
+export interface ReplayResult {
+  queue: string;
+  replayed: DeadLetterSummary[];
+  skipped: number;
+  failed: Array<{ sequenceNumber: string; error: string }>;
+  dryRun: boolean;
+}
+
+function matches(message: ServiceBusReceivedMessage, filter: ReplayFilter): boolean {
+  if (filter.reason !== undefined && message.deadLetterReason !== filter.reason) return false;
+  if (
+    filter.since !== undefined &&
+    (message.enqueuedTimeUtc?.getTime() ?? 0) < filter.since.getTime()
+  )
+    return false;
+  if (filter.eventId !== undefined && eventFields(message.body).eventId !== filter.eventId)
+    return false;
+  return true;
+}
+
+/**
+ * The copy's MessageId derives from the dead-lettered message (its sequence number, unique in the
+ * queue, and its MessageId): a re-run after a crash between sending the copy and completing the
+ * dead letter sends the same id, which Service Bus duplicate detection drops. A message that is
+ * dead-lettered again has a new sequence number, so its next replay is a new message.
+ */
+export function replayMessageId(message: ServiceBusReceivedMessage): string {
+  const digest = createHash('sha256')
+    .update(String(message.messageId ?? ''))
+    .digest('hex')
+    .slice(0, 24);
+  return `replay-${message.sequenceNumber?.toString() ?? 'unknown'}-${digest}`;
+}
+
+/** A copy for the main queue: attempt history reset, replay metadata added. */
+export function replayCopy(
+  message: ServiceBusReceivedMessage,
+  by: string,
+  at: Date,
+): ServiceBusMessage {
+  const properties: Record<string, string | number | boolean> = {};
+  for (const [key, value] of Object.entries(message.applicationProperties ?? {})) {
+    // A replay starts a new life: attempts count from 1 again, and retry copies must derive their
+    // ids from the replay's own MessageId (ids from the first life may still sit in the
+    // duplicate-detection window, which would silently drop them).
+    if (key === MessageProperties.attempt || key === MessageProperties.originalMessageId) continue;
+    if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean')
+      properties[key] = value;
+  }
+  properties[MessageProperties.replayedBy] = by;
+  properties[MessageProperties.replayedAt] = at.toISOString();
+  properties[MessageProperties.replayOf] = String(message.messageId ?? '');
+  return {
+    body: message.body as unknown,
+    messageId: replayMessageId(message),
+    contentType: message.contentType ?? 'application/json',
+    applicationProperties: properties,
+    ...(message.subject === undefined ? {} : { subject: message.subject }),
+  };
+}
+
+async function dryRunReplay(
+  client: DeadLetterClient,
+  queue: string,
+  audit: AuditLog,
+  filter: ReplayFilter,
+): Promise<ReplayResult> {
+  const result: ReplayResult = { queue, replayed: [], skipped: 0, failed: [], dryRun: true };
+  for (const message of await peekDeadLetters(client, queue, Number.MAX_SAFE_INTEGER)) {
+    if (result.replayed.length < filter.max && matches(message, filter))
+      result.replayed.push(await summarize(message, audit));
+    else result.skipped++;
+  }
+  return result;
+}
+
+/**
+ * Moves matching dead-lettered messages back onto their queue. Each copy is sent before the
+ * dead-lettered original is completed, so a crash in between never loses an event; the copy's
+ * deterministic MessageId (replayMessageId) makes the re-run's second send a dropped duplicate.
+ */
+export async function replayDeadLetters(
+  client: DeadLetterClient,
+  queue: string,
+  audit: AuditLog,
+  filter: ReplayFilter,
+  progress: (done: number) => void = () => undefined,
+): Promise<ReplayResult> {
+  if (filter.dryRun) return dryRunReplay(client, queue, audit, filter);
+  const result: ReplayResult = { queue, replayed: [], skipped: 0, failed: [], dryRun: false };
+  const by = operator();
+  const receiver = client.createReceiver(queue, {
+    subQueueType: 'deadLetter',
+    receiveMode: 'peekLock',
+  });
+  const sender = client.createSender(queue);
+  const held: ServiceBusReceivedMessage[] = [];
+  const seen = new Set<string>();
+  const interval = filter.ratePerSecond > 0 ? 1000 / filter.ratePerSecond : 0;
+  try {
+    while (result.replayed.length < filter.max) {
+      const batch = await receiver.receiveMessages(
+        Math.min(100, filter.max - result.replayed.length),
+        { maxWaitTimeInMs: 2000 },
+      );
+      const fresh = batch.filter((m) => !seen.has(m.sequenceNumber?.toString() ?? ''));
+      held.push(...batch.filter((m) => !fresh.includes(m)));
+      if (fresh.length === 0) break;
+      for (const message of fresh) {
+        const sequence = message.sequenceNumber?.toString() ?? '';
+        seen.add(sequence);
+        if (!matches(message, filter) || result.replayed.length >= filter.max) {
+          // Not ours: keep it locked so this run does not see it again; released at the end.
+          result.skipped++;
+          held.push(message);
+          continue;
+        }
+        const started = Date.now();
+        try {
+          await sender.sendMessages(replayCopy(message, by, new Date()));
+          await receiver.completeMessage(message);
+          result.replayed.push(await summarize(message, audit));
+          progress(result.replayed.length);
+        } catch (error) {
+          result.failed.push({
+            sequenceNumber: sequence,
+            error: error instanceof Error ? error.message : String(error),
+          });
+          held.push(message);
+        }
+        const wait = interval - (Date.now() - started);
+        if (wait > 0) await sleep(wait);
+      }
+    }
+  } finally {
+    await Promise.all(
+      held.map((message) => receiver.abandonMessage(message).catch(() => undefined)),
+    );
+    await sender.close();
+    await receiver.close();
+  }
+  return result;
+}

@@ -1,0 +1,202 @@
+import type { ServiceBusClient, ServiceBusMessage } from '@azure/service-bus';
+import { createHash, randomBytes } from 'node:crypto';
+import type { AppConfig } from '../shared/config';
+import { kindOfType, parseEvent, type EventKind } from '../shared/events';
+import { MessageProperties } from '../shared/messaging';
+import { translateServiceBusError } from '../shared/servicebus/serviceBusScheduler';
+import type { CsvRow } from './csv';
+import { operator, sleep } from './io';
+
+/**
+ * The CloudEvents `source` of every event `offboard enqueue` sends. With the event id it is the
+ * event's identity (CloudEvents: source + id), so it never changes between runs or machines.
+ */
+export const ENQUEUE_SOURCE = 'offboard-cli/enqueue';
+
+/** Wave ids go into event ids and MessageIds: short, and only characters safe in both. */
+const WAVE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$/;
+
+export function isWaveId(value: string): boolean {
+  return WAVE_ID.test(value);
+}
+
+export const WAVE_ID_RULE =
+  '1-40 characters: letters, digits, ".", "_" or "-", starting with a letter or digit';
+
+/** A new wave: the UTC minute it was cut and 24 random bits, e.g. 20261130T0829Z-4f9a2c. */
+export function newWaveId(now = new Date()): string {
+  const stamp = now.toISOString().replace(/[-:]/g, '').slice(0, 13);
+  return `${stamp}Z-${randomBytes(3).toString('hex')}`;
+}
+
+export interface EnqueuePlan {
+  queue: string;
+  wave: string;
+  messages: ServiceBusMessage[];
+  errors: string[];
+}
+
+const BOOLEAN_COLUMNS = new Set(['disableAccount', 'resetPassword']);
+const KNOWN_COLUMNS: Record<EventKind, string[]> = {
+  'mfa.enabled': ['user', 'reason', 'ticket'],
+  'employee.leaving': [
+    'user',
+    'disableAccount',
+    'resetPassword',
+    'effectiveAt',
+    'reason',
+    'ticket',
+  ],
+  'employee.leaving.cancelled': ['user', 'reason', 'ticket'],
+};
+
+function headerErrors(kind: EventKind, header: CsvRow, columns: string[]): string[] {
+  const allowed = KNOWN_COLUMNS[kind];
+  const unknown = columns.filter((c) => !allowed.includes(c));
+  return [
+    ...(columns.includes('user') ? [] : [`line ${header.line}: the header needs a "user" column`]),
+    ...(unknown.length === 0
+      ? []
+      : [
+          `line ${header.line}: unknown column(s) ${unknown.join(', ')}; allowed: ${allowed.join(', ')}`,
+        ]),
+  ];
+}
+
+/** The event data of one row, or why the row is wrong. */
+function rowData(columns: string[], row: CsvRow): Record<string, unknown> | string {
+  if (row.fields.length !== columns.length)
+    return `${row.fields.length} fields, the header has ${columns.length}`;
+  const data: Record<string, unknown> = {};
+  for (const [i, column] of columns.entries()) {
+    const value = (row.fields[i] ?? '').trim();
+    if (value === '') continue;
+    if (!BOOLEAN_COLUMNS.has(column)) data[column] = value;
+    else if (value === 'true' || value === 'false') data[column] = value === 'true';
+    else return `${column} must be true or false (got "${value}")`;
+  }
+  return data;
+}
+
+const textOf = (value: unknown) => (typeof value === 'string' ? value : '');
+
+/**
+ * The event id: kind, wave, and a digest of what identifies the row within the wave (user, ticket,
+ * leave date). The same file sent again in the same wave gets the same ids, so nothing is sent
+ * twice; the same person in another wave (a second MFA roll-out, a rehire's second departure) is a
+ * new event.
+ */
+function eventId(kind: EventKind, wave: string, data: Record<string, unknown>): string {
+  const digest = createHash('sha256')
+    .update(
+      [kind, textOf(data.user).toLowerCase(), textOf(data.ticket), textOf(data.effectiveAt)].join(
+        '\u0000',
+      ),
+    )
+    .digest('hex')
+    .slice(0, 32);
+  return `${kind}-${wave}-${digest}`;
+}
+
+/**
+ * Turns a CSV wave into events, validating every row with the same rules the functions apply.
+ * Event ids are also the MessageIds: Service Bus duplicate detection drops a repeat within its
+ * window, and the audit after it.
+ */
+export function planEnqueue(
+  type: string,
+  rows: CsvRow[],
+  config: AppConfig,
+  wave: string,
+): EnqueuePlan {
+  const kind = kindOfType(type);
+  if (kind === undefined)
+    return {
+      queue: '',
+      wave,
+      messages: [],
+      errors: [`--type ${type} is not an event type this app knows`],
+    };
+  const queue = kind === 'mfa.enabled' ? config.queues.mfaEnabled : config.queues.employeeLeaving;
+  const [header, ...body] = rows;
+  if (header === undefined) return { queue, wave, messages: [], errors: ['the file is empty'] };
+  const columns = header.fields.map((f) => f.trim());
+  const errors = headerErrors(kind, header, columns);
+  if (errors.length > 0) return { queue, wave, messages: [], errors };
+
+  const messages: ServiceBusMessage[] = [];
+  const firstLineOf = new Map<string, number>();
+  const by = operator();
+  for (const row of body) {
+    const data = rowData(columns, row);
+    if (typeof data === 'string') {
+      errors.push(`line ${row.line}: ${data}`);
+      continue;
+    }
+    const id = eventId(kind, wave, data);
+    const event = {
+      specversion: '1.0',
+      id,
+      source: ENQUEUE_SOURCE,
+      type,
+      time: new Date().toISOString(),
+      datacontenttype: 'application/json',
+      data,
+    };
+    try {
+      parseEvent(event, [kind]);
+    } catch (error) {
+      errors.push(`line ${row.line}: ${error instanceof Error ? error.message : String(error)}`);
+      continue;
+    }
+    const firstLine = firstLineOf.get(id);
+    if (firstLine !== undefined) {
+      errors.push(`line ${row.line}: the same user as line ${firstLine}`);
+      continue;
+    }
+    firstLineOf.set(id, row.line);
+    messages.push({
+      body: event,
+      messageId: id,
+      contentType: 'application/json',
+      applicationProperties: { [MessageProperties.enqueuedBy]: by },
+    });
+  }
+  return { queue, wave, messages, errors };
+}
+
+/**
+ * Sends a plan's messages, the one send path of `offboard enqueue` (a per-message scheduled enqueue
+ * time would be set here). Batches are sized to the rate (at most 100), one batch a second;
+ * --rate 0 sends as fast as it can.
+ */
+export async function sendPlan(
+  client: Pick<ServiceBusClient, 'createSender'>,
+  plan: EnqueuePlan,
+  ratePerSecond: number,
+  progress: (sent: number) => void = () => undefined,
+): Promise<number> {
+  const sender = client.createSender(plan.queue);
+  let sent = 0;
+  try {
+    const chunk = Math.min(100, ratePerSecond > 0 ? Math.max(1, Math.floor(ratePerSecond)) : 100);
+    for (let i = 0; i < plan.messages.length; i += chunk) {
+      const started = Date.now();
+      const slice = plan.messages.slice(i, i + chunk);
+      await sender.sendMessages(slice);
+      sent += slice.length;
+      progress(sent);
+      const wait =
+        ratePerSecond > 0 ? (slice.length / ratePerSecond) * 1000 - (Date.now() - started) : 0;
+      if (wait > 0 && sent < plan.messages.length) await sleep(wait);
+    }
+  } catch (error) {
+    throw translateServiceBusError(
+      `send wave ${plan.wave} to ${plan.queue} (${sent} of ${plan.messages.length} sent; run the same command with --wave ${plan.wave} to send the rest without sending any twice)`,
+      error,
+    );
+  } finally {
+    await sender.close();
+  }
+  return sent;
+}

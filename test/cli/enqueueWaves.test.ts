@@ -1,0 +1,103 @@
+import { ServiceBusClient } from '@azure/service-bus';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ENQUEUE_SOURCE } from '../../cli/enqueue';
+import { runCli } from '../support/cli';
+import { startWorld, type World } from '../support/world';
+
+// No consumer runs here: what the command sent stays on the queue to be counted.
+let world: World;
+let cliEnv: Record<string, string>;
+let dir: string;
+
+beforeAll(async () => {
+  world = await startWorld();
+  cliEnv = { ...world.env, ...world.identity.envFor(), OFFBOARD_OPERATOR: 'ops-test' };
+  dir = await mkdtemp(join(tmpdir(), 'offboard-waves-'));
+});
+afterAll(async () => {
+  await world.stop();
+});
+
+async function csv(text: string): Promise<string> {
+  const path = join(dir, `${Math.random().toString(36).slice(2)}.csv`);
+  await writeFile(path, text);
+  return path;
+}
+
+interface Summary {
+  wave: string;
+  sent: number;
+  eventIds: string[];
+}
+
+async function enqueue(path: string, ...extra: string[]): Promise<Summary> {
+  const run = await runCli(
+    ['enqueue', '--type', 'mfa.enabled', '--csv', path, '--json', '--rate', '0', ...extra],
+    cliEnv,
+  );
+  expect(run.stderr).toBe('');
+  expect(run.code).toBe(0);
+  return JSON.parse(run.stdout) as Summary;
+}
+
+const stats = () => world.serviceBus.stats('mfa-enabled');
+
+describe('offboard enqueue waves', () => {
+  it('two waves with the same user are two events; the same file and wave again is none new', async () => {
+    const path = await csv('user,ticket\nwave.same@contoso.com,CHG-1\n');
+    const before = stats();
+
+    const first = await enqueue(path, '--wave', 'mfa-2026-11');
+    expect(first).toMatchObject({ wave: 'mfa-2026-11', sent: 1 });
+    expect(stats().active).toBe(before.active + 1);
+
+    const resent = await enqueue(path, '--wave', 'mfa-2026-11');
+    expect(resent.eventIds).toEqual(first.eventIds);
+    expect(stats()).toMatchObject({
+      active: before.active + 1,
+      duplicatesDropped: before.duplicatesDropped + 1,
+    });
+
+    const second = await enqueue(path, '--wave', 'mfa-2026-12');
+    expect(second.eventIds).toHaveLength(1);
+    expect(second.eventIds[0]).not.toBe(first.eventIds[0]);
+    expect(stats().active).toBe(before.active + 2);
+  });
+
+  it('without --wave generates one, prints it, and sends from the documented source', async () => {
+    const path = await csv('user\nwave.generated@contoso.com\n');
+    const summary = await enqueue(path);
+    expect(summary.wave).toMatch(/^\d{8}T\d{4}Z-[0-9a-f]{6}$/);
+    const text = await runCli(['enqueue', '--type', 'mfa.enabled', '--csv', path], cliEnv);
+    expect(text.code).toBe(0);
+    expect(text.stdout).toMatch(
+      /^sent 1 event\(s\) to mfa-enabled in wave \d{8}T\d{4}Z-[0-9a-f]{6}/m,
+    );
+    expect(text.stdout).toMatch(/--wave \d{8}T\d{4}Z-[0-9a-f]{6}/);
+
+    const client = new ServiceBusClient(world.env.ServiceBusConnection!);
+    const receiver = client.createReceiver('mfa-enabled');
+    const peeked = await receiver.peekMessages(100);
+    await client.close();
+    const ours = peeked.filter((m) => summary.eventIds.includes(String(m.messageId)));
+    expect(ours).toHaveLength(1);
+    expect(ours[0]?.body).toMatchObject({ source: ENQUEUE_SOURCE, id: summary.eventIds[0] });
+    expect(ENQUEUE_SOURCE).toBe('offboard-cli/enqueue');
+  });
+
+  it.each([['has space'], ['x'.repeat(41)], ['bad\u001bwave'], ['']])(
+    'refuses --wave %j as a usage error',
+    async (wave) => {
+      const path = await csv('user\nwave.invalid@contoso.com\n');
+      const run = await runCli(
+        ['enqueue', '--type', 'mfa.enabled', '--csv', path, '--wave', wave],
+        cliEnv,
+      );
+      expect(run.code).toBe(64);
+      expect(run.stderr).toMatch(/--wave/);
+      expect(run.stderr).not.toContain('\u001b');
+    },
+  );
+});
