@@ -40,7 +40,7 @@ async function withRuntime<T>(factory: RuntimeFactory, use: (runtime: Runtime) =
 
 export interface ProcessOptions {
   file?: string;
-  json: boolean;
+  json?: boolean;
 }
 
 export async function processCommand(
@@ -73,7 +73,7 @@ export async function processCommand(
 export interface AuditOptions {
   user?: string;
   event?: string;
-  json: boolean;
+  json?: boolean;
 }
 
 export async function auditCommand(
@@ -93,7 +93,7 @@ export async function auditCommand(
 
 export interface DlqListOptions {
   queue: string;
-  json: boolean;
+  json?: boolean;
 }
 
 export async function dlqListCommand(
@@ -115,8 +115,8 @@ export interface DlqReplayOptions {
   since?: Date;
   max: number;
   rate: number;
-  dryRun: boolean;
-  json: boolean;
+  dryRun?: boolean;
+  json?: boolean;
 }
 
 export async function dlqReplayCommand(
@@ -135,7 +135,7 @@ export async function dlqReplayCommand(
         ...(options.since === undefined ? {} : { since: options.since }),
         max: options.max,
         ratePerSecond: options.rate,
-        dryRun: options.dryRun,
+        dryRun: options.dryRun === true,
       },
       progressReporter(io, 'replayed'),
     ),
@@ -160,8 +160,8 @@ export interface EnqueueOptions {
   csv: string;
   wave?: string;
   rate: number;
-  dryRun: boolean;
-  json: boolean;
+  dryRun?: boolean;
+  json?: boolean;
 }
 
 export async function enqueueCommand(

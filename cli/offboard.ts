@@ -49,7 +49,7 @@ function waveId(raw: string): string {
   return raw;
 }
 
-const jsonOption = () => new Option('--json', 'print JSON only on stdout').default(false);
+const jsonOption = () => new Option('--json', 'print JSON only on stdout');
 const rateOption = (perSecond: number) =>
   new Option('--rate <per_s>', 'messages per second; 0 = as fast as possible')
     .argParser(nonNegativeNumber)
@@ -131,7 +131,9 @@ function buildProgram(
     .option('--reason <reason>', 'only messages dead-lettered with this reason')
     .option('--event <id>', 'only the message of this event id')
     .addOption(
-      new Option('--since <time>', 'only messages enqueued at or after').argParser(dateTime),
+      new Option('--since <time>', 'only messages enqueued at or after this time').argParser(
+        dateTime,
+      ),
     )
     .addOption(
       new Option('--max <n>', 'replay at most n messages')
@@ -139,7 +141,7 @@ function buildProgram(
         .default(Number.MAX_SAFE_INTEGER, 'all'),
     )
     .addOption(rateOption(10))
-    .option('--dry-run', 'show what would be replayed, change nothing', false)
+    .option('--dry-run', 'show what would be replayed, change nothing')
     .addOption(jsonOption())
     .action(
       run((options: Parameters<typeof dlqReplayCommand>[0]) => dlqReplayCommand(options, io, ops)),
@@ -157,7 +159,7 @@ function buildProgram(
       ).argParser(waveId),
     )
     .addOption(rateOption(50))
-    .option('--dry-run', 'validate the file and show what would be sent', false)
+    .option('--dry-run', 'validate the file and show what would be sent')
     .addOption(jsonOption())
     .action(
       run((options: Parameters<typeof enqueueCommand>[0]) => enqueueCommand(options, io, ops)),
