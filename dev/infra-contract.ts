@@ -110,8 +110,15 @@ function isLocalOnly(spec: (typeof SETTINGS)[number]): boolean {
 
 export type InfraContract = ReturnType<typeof buildInfraContract>;
 
-export function renderInfraContract(): string {
-  return JSON.stringify(buildInfraContract(), null, 2) + '\n';
+export const CONTRACT_PATH = join('infra', 'contract.json');
+
+/** The file's text, formatted as `prettier --check .` (npm run lint) expects it. */
+export async function renderInfraContract(): Promise<string> {
+  // Loaded here, not at the top: tests import buildInfraContract without it.
+  const { format, resolveConfig } = await import('prettier');
+  const path = join(repoRoot(), CONTRACT_PATH);
+  const options = (await resolveConfig(path)) ?? {};
+  return format(JSON.stringify(buildInfraContract(), null, 2), { ...options, filepath: path });
 }
 
 /** The repository root: the nearest directory above this file with a package.json (works from dist/ too). */
@@ -125,11 +132,9 @@ export function repoRoot(start = __dirname): string {
   return dir;
 }
 
-export const CONTRACT_PATH = join('infra', 'contract.json');
-
-function main(): void {
+async function main(): Promise<void> {
   const path = join(repoRoot(), CONTRACT_PATH);
-  const generated = renderInfraContract();
+  const generated = await renderInfraContract();
   const committed = existsSync(path) ? readFileSync(path, 'utf8') : '';
   if (process.argv.includes('--check')) {
     if (committed !== generated) {
@@ -145,4 +150,4 @@ function main(): void {
   );
 }
 
-if (require.main === module) main();
+if (require.main === module) void main();

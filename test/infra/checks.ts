@@ -317,6 +317,8 @@ const PLATFORM_RULES: Rule[] = [
   [/type: 'UserAssignedIdentity'\s*userAssignedIdentityResourceId: identityId/, FUNCTION_APP, 'deployment storage must use the user-assigned identity'],
   [/'azd-service-name': 'api'/, FUNCTION_APP, 'azd-service-name must be api'],
   [/^services:\s*\n\s+api:\s*\n(\s+.*\n)*?\s+host: function/m, 'azure.yaml', 'azure.yaml must deploy the service api as a function'],
+  [/^ {4}dist: dist\/deploy$/m, 'azure.yaml', 'azure.yaml must ship dist/deploy (npm run package)'],
+  [/^ {2}postprovision:\s*\n(\s+.*\n)*?\s+run: node infra\/scripts\/postprovision\.mjs/m, 'azure.yaml', 'azure.yaml must run the postprovision hook that names the Graph grant step'],
   [/targetScope = 'subscription'/, MAIN, 'main.bicep targetScope must be subscription'],
   [/var resourceToken = toLower\(uniqueString\(subscription\(\)\.id, environmentName, location\)\)/, MAIN, 'the azd resource token changed'],
   [/"microsoftGraphV1": "br:mcr\.microsoft\.com\/bicep\/extensions\/microsoftgraph\/v1\.0:/, 'infra/bicepconfig.json', 'bicepconfig.json must declare microsoftGraphV1'],

@@ -1,0 +1,87 @@
+/**
+ * The deployment package (dev/package-app.mjs, `npm run package`): what azd ships to Azure is the
+ * bundle, host.json and package.json, nothing else, and the bundle loads on its own (outside the
+ * repository, no node_modules) and registers every function.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { isBuiltin } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { buildInfraContract } from '../../dev/infra-contract';
+
+const ROOT = join(__dirname, '..', '..');
+const contract = buildInfraContract();
+let out: string;
+
+beforeAll(() => {
+  out = mkdtempSync(join(tmpdir(), 'deploy-package-'));
+  const result = spawnSync(process.execPath, ['dev/package-app.mjs', '--out', out], {
+    cwd: ROOT,
+    encoding: 'utf8',
+  });
+  if (result.status !== 0) throw new Error(`packaging failed:\n${result.stderr}`);
+}, 60_000);
+afterAll(() => rmSync(out, { recursive: true, force: true }));
+
+test('azd deploys the folder `npm run package` writes', () => {
+  const scripts = (
+    JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
+      scripts: Record<string, string>;
+    }
+  ).scripts;
+  expect(scripts.package).toBe('node dev/package-app.mjs');
+  expect(readFileSync(join(ROOT, 'azure.yaml'), 'utf8')).toMatch(/^ {4}dist: dist\/deploy$/m);
+});
+
+test('the package holds the bundle, host.json and package.json only', () => {
+  expect(readdirSync(out).sort()).toEqual(['host.json', 'main.js', 'package.json']);
+  expect(readFileSync(join(out, 'host.json'), 'utf8')).toBe(
+    readFileSync(join(ROOT, 'host.json'), 'utf8'),
+  );
+  const manifest = JSON.parse(readFileSync(join(out, 'package.json'), 'utf8')) as Record<
+    string,
+    unknown
+  >;
+  expect(manifest.main).toBe('main.js');
+  expect(manifest).not.toHaveProperty('dependencies');
+  expect(manifest).not.toHaveProperty('devDependencies');
+});
+
+test('the bundle requires nothing but Node built-ins and the host-supplied functions-core', () => {
+  const required = new Set(
+    [...readFileSync(join(out, 'main.js'), 'utf8').matchAll(/\brequire\("([^"]+)"\)/g)].map(
+      (m) => m[1] as string,
+    ),
+  );
+  expect(required).toContain('@azure/functions-core');
+  expect([...required].filter((id) => !isBuiltin(id) && id !== '@azure/functions-core')).toEqual(
+    [],
+  );
+});
+
+test('the bundle loads outside the repository and registers every function', () => {
+  // Settings the app validates at start-up; the defaults come from the code.
+  const settings: Record<string, string> = {
+    ...contract.appSettings.defaults,
+    ServiceBusConnection__fullyQualifiedNamespace: 'sb-test.servicebus.windows.net',
+    ServiceBusConnection__credential: 'managedidentity',
+    ServiceBusConnection__clientId: '11111111-1111-4111-8111-111111111111',
+    AZURE_CLIENT_ID: '11111111-1111-4111-8111-111111111111',
+    AUDIT_TABLE_ENDPOINT: 'https://sttest.table.core.windows.net',
+    PROTECTED_USERS: 'breakglass@contoso.com',
+    DRY_RUN: 'true',
+  };
+  expect(contract.appSettings.requiredInAzure.filter((name) => !(name in settings))).toEqual([]);
+  const result = spawnSync(process.execPath, ['-e', "require('./main.js')"], {
+    cwd: out,
+    encoding: 'utf8',
+    env: { PATH: process.env.PATH ?? '', ...settings },
+  });
+  expect(result.stderr).not.toMatch(/Error/);
+  expect(result.status).toBe(0);
+  const registered = [
+    ...`${result.stdout}${result.stderr}`.matchAll(/Skipping call to register function "(\w+)"/g),
+  ].map((m) => m[1]);
+  expect(registered.sort()).toEqual(Object.values(contract.functions).sort());
+});
