@@ -1,4 +1,5 @@
-import { escapeUnsafe, formatTable, toJson } from '../../cli/output';
+import { describeRecord, escapeUnsafe, formatTable, toJson } from '../../cli/output';
+import type { AuditRecord } from '../../shared/ports';
 import { RAW_UNSAFE } from './rawUnsafe';
 
 const HOSTILE =
@@ -35,5 +36,26 @@ describe('formatTable', () => {
         ],
       ),
     ).toBe(['a          b', 'x\\u001b    y', 'long cell  z'].join('\n'));
+  });
+});
+
+describe('describeRecord', () => {
+  it('prints one field a line, escaping what the event and Graph supplied', () => {
+    const record = {
+      eventId: 'evt-\u001b[2J',
+      user: 'eve\u202e@contoso.com',
+      outcome: 'failed',
+      actions: [{ action: 'revokeSessions', status: 'failed', message: 'Graph said\nno' }],
+      notes: ['note\u0085'],
+    } as unknown as AuditRecord;
+    const text = describeRecord(record, false);
+    expect(text).not.toMatch(RAW_UNSAFE);
+    expect(text.split('\n')).toEqual([
+      'event      evt-\\u001b[2J',
+      'outcome    failed',
+      'user       eve\\u202e@contoso.com',
+      'action     revokeSessions: failed - Graph said\\u000ano',
+      'note       note\\u0085',
+    ]);
   });
 });
