@@ -37,6 +37,12 @@ function nonNegativeNumber(raw: string): number {
   return value;
 }
 
+function count(raw: string): number {
+  const value = nonNegativeNumber(raw);
+  if (!Number.isInteger(value)) throw new InvalidArgumentError('It must be a whole number >= 0.');
+  return value;
+}
+
 function dateTime(raw: string): Date {
   const value = new Date(raw);
   if (Number.isNaN(value.getTime()))
@@ -137,7 +143,7 @@ function buildProgram(
     )
     .addOption(
       new Option('--max <n>', 'replay at most n messages')
-        .argParser(nonNegativeNumber)
+        .argParser(count)
         .default(Number.MAX_SAFE_INTEGER, 'all'),
     )
     .addOption(rateOption(10))

@@ -52,6 +52,7 @@ describe('usage errors exit 64 with the command’s usage on stderr', () => {
     [['dlq', 'list'], 'dlq list'],
     [['dlq', 'list', '--queue', 'q', '--max', '3'], 'dlq list'],
     [['dlq', 'replay', '--queue', 'q', '--max', 'many'], 'dlq replay'],
+    [['dlq', 'replay', '--queue', 'q', '--max', '2.5'], 'dlq replay'],
     [['dlq', 'replay', '--queue', 'q', '--since', 'yesterday'], 'dlq replay'],
     [['enqueue', '--type', 'mfa.enabled'], 'enqueue'],
     [['dlq'], 'dlq'],
