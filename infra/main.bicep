@@ -27,8 +27,9 @@ param grantDeployerOpsAccess bool = false
 @description('DRY_RUN app setting. true (the first-deploy default): read and audit what would be done, write nothing to Graph.')
 param dryRun bool = true
 
-@description('PROTECTED_USERS app setting: object ids and/or UPNs (comma or semicolon separated) never written to. Put break-glass accounts here.')
-param protectedUsers string = ''
+@description('PROTECTED_USERS app setting (required, no default: the app does not start without it): object ids and/or UPNs never written to, the break-glass accounts; or "none" to protect nobody on purpose.')
+@minLength(1)
+param protectedUsers string
 
 @description('Grant User-PasswordProfile.ReadWrite.All so events may reset passwords. The identity also needs the User Administrator Entra role (see README.md, "Password resets").')
 param enablePasswordReset bool = false

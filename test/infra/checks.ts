@@ -221,6 +221,9 @@ export function checkDefaults(files: InfraFiles): string[] {
   for (const [name, value] of Object.entries(expect))
     if (paramDefault(main, name) !== value)
       findings.push(`param ${name} must default to ${value}, is ${paramDefault(main, name)}`);
+  // shared/config.ts requires PROTECTED_USERS with no default: an empty value must stop the deploy.
+  if (!/@minLength\(1\)\nparam protectedUsers string$/m.test(main))
+    findings.push('param protectedUsers must be required and non-empty (no default)');
   if (
     !/module graphPermissions [^\n]*= if \(grantGraphInDeployment\)/.test(main) ||
     !/var grantGraphInDeployment = grantGraphPermissions && publicCloud/.test(main)

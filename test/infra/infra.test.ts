@@ -122,6 +122,7 @@ const DRIFTS: [string, string, string | RegExp, string, string][] = [
   // Defaults (items 1, 7) and azd parameters.
   ['the privileged Graph grant on by default', MAIN, 'param grantGraphPermissions bool = false', 'param grantGraphPermissions bool = true', 'grantGraphPermissions must default to false'],
   ['the Graph grant in a sovereign cloud', MAIN, 'grantGraphPermissions && publicCloud', 'grantGraphPermissions', 'public cloud'],
+  ['PROTECTED_USERS defaulting to empty', MAIN, 'param protectedUsers string', "param protectedUsers string = ''", 'protectedUsers must be required'],
   ['DRY_RUN off on the first deploy', MAIN, 'param dryRun bool = true', 'param dryRun bool = false', 'dryRun must default to true'],
   ['azd default disagreeing with Bicep', PARAMETERS, '${LOG_RETENTION_DAYS=90}', '${LOG_RETENTION_DAYS=30}', 'default of logRetentionDays differs'],
   ['a required parameter not passed by azd', PARAMETERS, '"environmentName": { "value": "${AZURE_ENV_NAME}" },', '', 'does not set required parameter environmentName'],
