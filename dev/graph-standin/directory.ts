@@ -79,6 +79,8 @@ export function snapshot(user: DirectoryUser): DirectoryUser {
 /** The stand-in's user store with Graph's addressing rules (id or UPN, case-insensitive). */
 export class Directory {
   private readonly byId = new Map<string, DirectoryUser>();
+  /** Lower-cased UPN to object id (UPNs are not writable here, so the index never goes stale). */
+  private readonly idByUpn = new Map<string, string>();
   private readonly passwords = new Map<string, string>();
   private readonly resets = new Map<string, number>();
 
@@ -92,7 +94,10 @@ export class Directory {
     if (clash && clash.id !== user.id) {
       throw new Error(`userPrincipalName already in use: ${user.userPrincipalName}`);
     }
+    const previous = this.byId.get(user.id);
+    if (previous) this.idByUpn.delete(previous.userPrincipalName.toLowerCase());
     this.byId.set(user.id, user);
+    this.idByUpn.set(user.userPrincipalName.toLowerCase(), user.id);
     return user;
   }
 
@@ -101,10 +106,8 @@ export class Directory {
     const lower = key.toLowerCase();
     const byId = this.byId.get(lower);
     if (byId) return byId;
-    for (const user of this.byId.values()) {
-      if (user.userPrincipalName.toLowerCase() === lower) return user;
-    }
-    return undefined;
+    const id = this.idByUpn.get(lower);
+    return id === undefined ? undefined : this.byId.get(id);
   }
 
   all(): DirectoryUser[] {

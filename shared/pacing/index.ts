@@ -2,7 +2,7 @@ import type { TableClient } from '@azure/data-tables';
 import type { BudgetParams } from './budget';
 import { MemoryBudgetStore, type BudgetStore } from './budgetStore';
 import { unpaced, type WritePacer } from './pacer';
-import { SharedWritePacer, type ThrottleFeedback } from './sharedPacer';
+import { SharedWritePacer, type PacerStats, type ThrottleFeedback } from './sharedPacer';
 import { TableBudgetStore } from './tableBudgetStore';
 
 export { unpaced, type Lane, type WritePacer } from './pacer';
@@ -16,19 +16,27 @@ export { planWaveSchedule, type WavePlan, type WavePlanInput } from './waveSched
 export interface PacingSettings {
   /** PACING_WRITES_PER_SECOND: the app's Graph write budget; 0 turns pacing off. Default 20. */
   writesPerSecond: number;
-  /** PACING_BURST_WRITES: bucket size, departure reserve included. Default 240. */
+  /** PACING_BURST_WRITES: bucket size, departure reserve included. Default 440. */
   burstWrites: number;
-  /** PACING_DEPARTURE_RESERVE_WRITES: part of the bucket only departures use. Default 200. */
+  /** PACING_DEPARTURE_RESERVE_WRITES: part of the bucket only departures use. Default 400. */
   departureReserveWrites: number;
   /** PACING_MAX_WAIT_SECONDS: longest in-process wait for a slot before deferring. Default 30. */
   maxWaitSeconds: number;
+  /** Wave slots leased per storage round-trip (not a setting; default 4). */
+  waveLeaseWrites?: number;
 }
 
+/**
+ * Graph allows 3,000 writes per 150 s: 20/s with a 3,000-write burst. The bucket stays far below
+ * that burst (440), so a wave never spends Graph's burst and departures always find room: 400
+ * writes (200 departures of disable + revoke) reserved for them, 40 of headroom for the wave.
+ */
 export const DEFAULT_PACING: PacingSettings = {
   writesPerSecond: 20,
-  burstWrites: 240,
-  departureReserveWrites: 200,
+  burstWrites: 440,
+  departureReserveWrites: 400,
   maxWaitSeconds: 30,
+  waveLeaseWrites: 4,
 };
 
 export type PacingStoreOption =
@@ -49,7 +57,11 @@ export interface WritePacerOptions {
   graphCapacity?: number;
 }
 
-export type PacerWithFeedback = WritePacer & ThrottleFeedback;
+export type PacerWithFeedback = WritePacer &
+  ThrottleFeedback & {
+    /** Counters for the benchmark and diagnostics (absent when pacing is off). */
+    stats?(): PacerStats;
+  };
 
 const noFeedback: ThrottleFeedback = {
   reportThrottled: () => undefined,
@@ -80,6 +92,7 @@ export function createWritePacer(options: WritePacerOptions): PacerWithFeedback 
     params,
     store: budgetStore,
     maxWaitMs: settings.maxWaitSeconds * 1000,
+    waveLeaseWrites: settings.waveLeaseWrites ?? DEFAULT_PACING.waveLeaseWrites ?? 1,
     ...(options.graphCapacity === undefined ? {} : { graphCapacity: options.graphCapacity }),
   });
 }

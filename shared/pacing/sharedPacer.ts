@@ -31,6 +31,12 @@ export interface SharedPacerOptions {
   waveMaxWaitMs?: number;
   /** Graph's own burst (3,000 writes per 150 s window), to read x-ms-throttle-limit-percentage. */
   graphCapacity?: number;
+  /**
+   * Wave slots booked per store round-trip at least (default 1): the spare ones serve this
+   * instance's next reservations without a storage call. Fewer calls and ETag conflicts; a slot
+   * not used by its time is given up.
+   */
+  waveLeaseWrites?: number;
   /** Conditional writes lost in a row before the store counts as failing. */
   maxConflicts?: number;
   /** How long the wave is deferred when the budget store cannot be used. */
@@ -52,6 +58,8 @@ export interface PacerStats {
   storeWrites: number;
   storeConflicts: number;
   storeFailures: number;
+  /** Leased slots whose time passed unused (quota given up). */
+  wastedSlots: number;
 }
 
 interface Pending {
@@ -91,6 +99,8 @@ export class SharedWritePacer implements WritePacer, ThrottleFeedback {
   private readonly maxWait: Record<Lane, number>;
   private readonly pending: Record<Lane, Pending[]> = { departure: [], wave: [] };
   private readonly flushing: Record<Lane, boolean> = { departure: false, wave: false };
+  /** Start times of slots booked ahead and not yet given to a reservation (ascending). */
+  private readonly leased: Record<Lane, number[]> = { departure: [], wave: [] };
   /** The last budget this instance read or wrote: tried first, re-read after a lost race. */
   private cached: StoredBudget | undefined;
   /** Graph's Retry-After as seen by this instance (applies even before the store knows). */
@@ -104,6 +114,7 @@ export class SharedWritePacer implements WritePacer, ThrottleFeedback {
     storeWrites: 0,
     storeConflicts: 0,
     storeFailures: 0,
+    wastedSlots: 0,
   };
 
   constructor(private readonly options: SharedPacerOptions) {
@@ -161,7 +172,7 @@ export class SharedWritePacer implements WritePacer, ThrottleFeedback {
 
   /** One optimistic read-compute-write of the stored budget, retried on lost races. */
   private async commit<T>(compute: (tat: number, now: number) => { tat: number; result: T }) {
-    const maxConflicts = this.options.maxConflicts ?? 20;
+    const maxConflicts = this.options.maxConflicts ?? 50;
     for (let conflicts = 0; ;) {
       let current = this.cached;
       if (current === undefined) {
@@ -182,16 +193,40 @@ export class SharedWritePacer implements WritePacer, ThrottleFeedback {
       conflicts += 1;
       if (conflicts > maxConflicts) throw new Error('the budget kept changing under us');
       // Spread the retries of instances that lost the same race.
-      await this.sleep(this.random() * Math.min(50, 2 * conflicts));
+      await this.sleep(this.random() * Math.min(100, 5 * conflicts));
     }
   }
 
   private async book(lane: Lane, batch: Pending[]): Promise<void> {
+    // 1. Slots this instance leased earlier and still holds, in order, while they last.
+    const slots = this.leased[lane];
+    const now = this.now();
+    while (slots.length > 0 && (slots[0] ?? 0) < now) {
+      // A slot whose time passed unused is dropped: using it late could add up to a burst.
+      slots.shift();
+      this.statistics.wastedSlots += 1;
+    }
+    const rest: Pending[] = [];
+    for (const request of batch) {
+      if (rest.length === 0 && slots.length >= request.writes) {
+        const taken = slots.splice(0, request.writes);
+        void this.waitFor(request, taken.at(-1) ?? now);
+      } else rest.push(request);
+    }
+    if (rest.length === 0) return;
+
+    // 2. Book one slot per write for the rest, plus spare slots up to the lease block.
+    const needed = rest.reduce((sum, request) => sum + request.writes, 0);
+    const block = lane === 'wave' ? (this.options.waveLeaseWrites ?? 1) : 1;
+    const slotRequests = Array.from({ length: Math.max(needed, block) }, () => ({
+      lane,
+      writes: 1,
+    }));
     let results: BookingResult[];
     let bookedAt: number;
     try {
-      const committed = await this.commit((tat, now) => {
-        const booked = bookWrites(this.params, tat, now, batch, this.maxWait[lane]);
+      const committed = await this.commit((tat, at) => {
+        const booked = bookWrites(this.params, tat, at, slotRequests, this.maxWait[lane]);
         return { tat: booked.tat, result: booked.results };
       });
       results = committed.result;
@@ -199,18 +234,24 @@ export class SharedWritePacer implements WritePacer, ThrottleFeedback {
     } catch {
       this.statistics.storeFailures += 1;
       this.cached = undefined;
-      for (const request of batch) this.onStoreFailure(request);
+      for (const request of rest) this.onStoreFailure(request);
       return;
     }
-    batch.forEach((request, i) => {
-      const result = results[i];
-      if (result === undefined) return request.reject(new Error('no booking result'));
-      if (!result.granted) {
-        this.statistics.deferred += 1;
-        return request.reject(deferred(result.startAt, bookedAt, 'no room within the wait bound'));
+    // Granted slots are a prefix (bookWrites keeps the order); a request needs all of its own.
+    const granted = results.filter((r) => r.granted).map((r) => r.startAt);
+    let next = 0;
+    for (const request of rest) {
+      if (granted.length - next >= request.writes) {
+        next += request.writes;
+        void this.waitFor(request, granted[next - 1] ?? bookedAt);
+        continue;
       }
-      void this.waitFor(request, result.startAt);
-    });
+      this.statistics.deferred += 1;
+      const estimate = results[next + request.writes - 1]?.startAt ?? bookedAt;
+      request.reject(deferred(estimate, bookedAt, 'no room within the wait bound'));
+    }
+    // Spare slots wait here for the next reservations of this lane.
+    slots.push(...granted.slice(next));
   }
 
   private async waitFor(request: Pending, startAt: number): Promise<void> {

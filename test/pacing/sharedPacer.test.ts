@@ -142,6 +142,41 @@ describe('SharedWritePacer (in-memory store)', () => {
     expect(Math.max(...starts.map((s) => s.at)) - T0).toBe((100 - 40) * 50);
   });
 
+  it('leases wave slots in blocks: spare slots serve later reservations without the store', async () => {
+    const store = new MemoryBudgetStore();
+    const clock = { now: T0 };
+    const starts: number[] = [];
+    const pacer = new SharedWritePacer({
+      params: PARAMS,
+      store,
+      maxWaitMs: 30_000,
+      waveLeaseWrites: 50,
+      onGranted: ({ startAt }) => starts.push(startAt),
+      now: () => clock.now,
+      sleep: () => Promise.resolve(),
+    });
+    for (let i = 0; i < 45; i++) await pacer.reserve('wave', 1);
+    // One booking of 50 slots served all 45: the same slots as booking one by one.
+    expect(store.writes).toBe(1);
+    expect(starts.map((at) => at - T0)).toEqual([
+      ...Array<number>(40).fill(0),
+      50,
+      100,
+      150,
+      200,
+      250,
+    ]);
+    // A departure never uses the wave's leased slots, and sees them as booked.
+    await pacer.reserve('departure', 1);
+    expect(store.writes).toBe(2);
+    // The 5 spare slots (300-500 ms) pass unused: given up, and the next wave books anew.
+    clock.now += 1_000;
+    await pacer.reserve('wave', 1);
+    expect(pacer.stats()).toMatchObject({ wastedSlots: 5, granted: 47 });
+    expect(store.writes).toBe(3);
+    expect(starts.at(-1)).toBe(T0 + 1_000);
+  });
+
   it('defers the wave beyond its wait bound with a Retry-After, booking nothing for it', async () => {
     const store = new MemoryBudgetStore();
     const { pacer } = virtualPacer(store);

@@ -1,0 +1,204 @@
+/**
+ * The benchmark (prints figures; asserts nothing), `npm run bench [-- options]`:
+ *
+ * 1. An MFA wave at Graph's write quota: today's behaviour (no pacing) and the paced app run side
+ *    by side, each in its own process with its own stand-ins: a Graph stand-in enforcing 20
+ *    writes/s (scaled window) with Retry-After from a range and a per-request latency
+ *    distribution, 16 local runners as function instances with host.json's maxConcurrentCalls,
+ *    and 50 departures arriving in the middle of the wave.
+ * 2. Cold start on Node 22: bare node, module load (dist/ and the bundle if built), cold and warm
+ *    event latency.
+ *
+ * Options: --events 5000 --departures 50 --instances 16 --retry-after 5-30 --latency 80-400
+ *          --variants baseline,shared (add `static` for design b) --static-instances 40
+ *          --cold-runs 7 --skip-wave --skip-cold --json
+ */
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { measureColdStart, type ColdStartResult } from './coldStart';
+import type { Variant, WaveResult } from './waveRun';
+
+const ROOT = join(__dirname, '..', '..');
+
+function log(line: string): void {
+  process.stderr.write(`${line}\n`);
+}
+
+function runVariant(variant: Variant, args: string[]): Promise<WaveResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(
+      process.execPath,
+      [join(ROOT, 'dist/bench/waveRun.js'), '--variant', variant, ...args],
+      { cwd: ROOT, env: process.env, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => process.stderr.write(chunk));
+    child.on('error', reject);
+    child.on('exit', (code) => {
+      const last = output.trim().split('\n').at(-1) ?? '';
+      if (code !== 0 || !last.startsWith('{')) {
+        reject(new Error(`wave run ${variant} failed with exit code ${code}`));
+        return;
+      }
+      resolve(JSON.parse(last) as WaveResult);
+    });
+  });
+}
+
+const LABELS: Record<Variant, string> = {
+  baseline: 'today (no pacing)',
+  shared: 'paced (a: shared budget)',
+  static: 'paced (b: static share)',
+};
+
+function printWaves(results: WaveResult[]): void {
+  const first = results[0];
+  if (!first) return;
+  console.log(
+    `\nWave: ${first.waveEvents} mfa.enabled + ${first.departures} departures in the middle, ${first.instances} instances x maxConcurrentCalls ${first.maxConcurrentCalls}`,
+  );
+  console.log(
+    `Graph writes ${first.graphWrites} at 20/s: ideal ${first.idealSeconds} s to drain\n`,
+  );
+  const rows: Array<[string, (r: WaveResult) => string]> = [
+    ['time to drain', (r) => `${r.drainSeconds} s${r.timedOut ? ' (time limit)' : ''}`],
+    ['ratio to ideal', (r) => r.ratioToIdeal.toFixed(2)],
+    [
+      'Graph requests answered 429',
+      (r) => `${(r.throttledShare * 100).toFixed(2)} % (${r.throttled}/${r.graphRequests})`,
+    ],
+    ['dead-lettered', (r) => String(r.deadLettered)],
+    ['lost', (r) => String(r.lost)],
+    ['unfinished at the time limit', (r) => String(r.unfinished)],
+    ['revoked in Graph / events', (r) => `${r.revokedUsers}/${r.waveEvents + r.departures}`],
+    [
+      'departures p50 / p99 (enqueue to verified)',
+      (r) => `${r.departureLatency.p50Seconds} / ${r.departureLatency.p99Seconds} s`,
+    ],
+    ['delayed retries scheduled', (r) => String(r.retriesScheduled)],
+    ['deferred by the pacer', (r) => (r.pacer ? String(r.pacer.deferred) : '-')],
+    [
+      'budget store calls (reads + writes, conflicts)',
+      (r) =>
+        r.pacer
+          ? `${r.pacer.storeReads + r.pacer.storeWrites} (${r.pacer.storeConflicts} x 412/409)`
+          : '-',
+    ],
+  ];
+  const width = Math.max(...rows.map(([label]) => label.length)) + 2;
+  const column = 28;
+  console.log(''.padEnd(width) + results.map((r) => LABELS[r.variant].padEnd(column)).join(''));
+  for (const [label, value] of rows) {
+    console.log(label.padEnd(width) + results.map((r) => value(r).padEnd(column)).join(''));
+  }
+}
+
+function printCold(cold: ColdStartResult): void {
+  console.log(`\nCold start (${cold.node}, median of ${cold.runs}):`);
+  console.log(`  bare node start:              ${cold.bareNodeMs} ms`);
+  console.log(`  function module load (dist/):  ${cold.appMs} ms (${cold.ratio} x bare node)`);
+  if (cold.bundle) {
+    console.log(
+      `  bundle load (${cold.bundle.path}): ${cold.bundle.loadMs} ms (${cold.bundle.ratio} x bare node)`,
+    );
+  } else {
+    console.log('  bundle load:                   no bundle built');
+  }
+  console.log(`  cold event (start to verified revocation): ${cold.coldEventMs} ms`);
+  console.log(`  warm event:                    ${cold.warmEventMs} ms`);
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      events: { type: 'string', default: '5000' },
+      departures: { type: 'string', default: '50' },
+      instances: { type: 'string', default: '16' },
+      'static-instances': { type: 'string', default: '40' },
+      'retry-after': { type: 'string', default: '5-30' },
+      latency: { type: 'string', default: '80-400' },
+      'timeout-seconds': { type: 'string', default: '900' },
+      variants: { type: 'string', default: 'baseline,shared' },
+      'cold-runs': { type: 'string', default: '7' },
+      'skip-wave': { type: 'boolean', default: false },
+      'skip-cold': { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
+    },
+  });
+  const passOn = [
+    '--events',
+    values.events,
+    '--departures',
+    values.departures,
+    '--instances',
+    values.instances,
+    '--static-instances',
+    values['static-instances'],
+    '--retry-after',
+    values['retry-after'],
+    '--latency',
+    values.latency,
+    '--timeout-seconds',
+    values['timeout-seconds'],
+  ];
+  const variants = values.variants.split(',').map((v) => v.trim()) as Variant[];
+  const started = Date.now();
+  const waves = values['skip-wave']
+    ? []
+    : await Promise.all(variants.map((variant) => runVariant(variant, passOn)));
+  if (waves.length) printWaves(waves);
+  const cold = values['skip-cold']
+    ? undefined
+    : await measureColdStart({ runs: Number(values['cold-runs']), log });
+  if (cold) printCold(cold);
+  log(`\nbench took ${((Date.now() - started) / 1000).toFixed(0)} s`);
+
+  if (values.json) {
+    const pick = (r: WaveResult | undefined) =>
+      r && {
+        ratioToIdeal: r.ratioToIdeal,
+        throttledShare: r.throttledShare,
+        deadLettered: r.deadLettered,
+        lost: r.lost,
+      };
+    const paced = waves.find((r) => r.variant === 'shared');
+    const baseline = waves.find((r) => r.variant === 'baseline');
+    console.log(
+      JSON.stringify({
+        wave: pick(paced) ?? null,
+        baseline: pick(baseline) ?? null,
+        departuresDuringWave: paced
+          ? {
+              p50Seconds: paced.departureLatency.p50Seconds,
+              p99Seconds: paced.departureLatency.p99Seconds,
+            }
+          : null,
+        coldLoad: cold
+          ? {
+              appMs: cold.appMs,
+              bareNodeMs: cold.bareNodeMs,
+              ratio: cold.ratio,
+              coldEventMs: cold.coldEventMs,
+              warmEventMs: cold.warmEventMs,
+              ...(cold.bundle
+                ? { bundleMs: cold.bundle.loadMs, bundleRatio: cold.bundle.ratio }
+                : {}),
+            }
+          : null,
+        // Not run by this benchmark yet: the fault run at 10,000 events is test/integration/faultRun.
+        faultRun: null,
+        runs: waves,
+      }),
+    );
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (error: unknown) => {
+    console.error(error);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,440 @@
+/**
+ * One variant of the wave benchmark, in its own process with its own stand-ins (bench/index.ts
+ * runs the variants side by side and prints them). Prints progress on stderr and one JSON object
+ * on the last line of stdout.
+ *
+ *   node dev/with-dev-ca.mjs node dist/bench/waveRun.js --variant shared [--events 5000 ...]
+ *
+ * Variants: `baseline` (today: no pacing), `shared` (design a: one budget in Table Storage),
+ * `static` (design b: each instance paces to 1/N of the budget in memory).
+ */
+import { TableClient } from '@azure/data-tables';
+import { ServiceBusClient, type ServiceBusMessage } from '@azure/service-bus';
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { freePort, startAzuriteTable } from '../dev/azurite';
+import { DEFAULT_SESSIONS_VALID_FROM, startGraphStandIn } from '../dev/graph-standin';
+import { startManagedIdentityStandIn } from '../dev/identity-standin';
+import { startLocalRunner, type LocalRunner } from '../dev/localRunner';
+import { startServiceBusStandIn } from '../dev/servicebus-standin';
+import { loadConfig } from '../shared/config';
+import { queueBindings } from '../shared/functionHandler';
+import { GraphPermissions } from '../shared/graph/permissions';
+import {
+  DEFAULT_PACING,
+  createWritePacer,
+  reportingThrottles,
+  type Lane,
+  type PacerStats,
+  type PacerWithFeedback,
+  type PacingStoreOption,
+} from '../shared/pacing';
+import type { Secret } from '../shared/password';
+import type { Directory } from '../shared/ports';
+import { createRuntime, type Runtime } from '../shared/runtime';
+import { percentile, round } from './stats';
+
+export type Variant = 'baseline' | 'shared' | 'static';
+
+export interface WaveResult {
+  variant: Variant;
+  instances: number;
+  maxConcurrentCalls: number;
+  waveEvents: number;
+  departures: number;
+  graphWrites: number;
+  idealSeconds: number;
+  drainSeconds: number;
+  ratioToIdeal: number;
+  graphRequests: number;
+  throttled: number;
+  throttledShare: number;
+  succeeded: number;
+  deadLettered: number;
+  /** Still in a queue (scheduled or active) when the run stopped at its time limit. */
+  unfinished: number;
+  lost: number;
+  /** Users whose sessions the Graph stand-in shows revoked (independent of the app's logs). */
+  revokedUsers: number;
+  retriesScheduled: number;
+  deferrals: number;
+  departureLatency: { p50Seconds: number; p99Seconds: number; maxSeconds: number };
+  pacer?: PacerStats;
+  timedOut: boolean;
+}
+
+const ROOT = join(__dirname, '..', '..');
+
+function hostConcurrency(): number {
+  const host = JSON.parse(readFileSync(join(ROOT, 'host.json'), 'utf8')) as {
+    extensions?: { serviceBus?: { maxConcurrentCalls?: number } };
+  };
+  return host.extensions?.serviceBus?.maxConcurrentCalls ?? 16;
+}
+
+function range(text: string): { min: number; max: number } {
+  const [min, max] = text.split('-').map(Number);
+  if (min === undefined || !Number.isFinite(min)) throw new Error(`bad range ${text}`);
+  return { min, max: max !== undefined && Number.isFinite(max) ? max : min };
+}
+
+/**
+ * The bench's wiring of the pacer until the use case calls it: every Graph write of the runtime's
+ * Directory first reserves one write in the lane of the function running it (AsyncLocalStorage
+ * carries the lane), and a 429 is reported to the budget. The Directory object is decorated in
+ * place because the runtime's use case holds a reference to it.
+ */
+function paceDirectoryInPlace(
+  directory: Directory,
+  pacer: PacerWithFeedback,
+  lanes: AsyncLocalStorage<Lane>,
+): void {
+  // The methods as they are now (class or object), called on the same object later.
+  // eslint-disable-next-line @typescript-eslint/unbound-method
+  const { getUser, revokeSignInSessions, disableAccount, resetPassword } = directory;
+  const reporting = reportingThrottles(
+    {
+      getUser: (ref) => getUser.call(directory, ref),
+      revokeSignInSessions: (id) => revokeSignInSessions.call(directory, id),
+      disableAccount: (id) => disableAccount.call(directory, id),
+      resetPassword: (id, password) => resetPassword.call(directory, id, password),
+    },
+    pacer,
+  );
+  const reserve = () => pacer.reserve(lanes.getStore() ?? 'wave', 1);
+  const paced: Directory = {
+    getUser: (ref) => reporting.getUser(ref),
+    revokeSignInSessions: async (id: string) => {
+      await reserve();
+      return reporting.revokeSignInSessions(id);
+    },
+    disableAccount: async (id: string) => {
+      await reserve();
+      return reporting.disableAccount(id);
+    },
+    resetPassword: async (id: string, password: Secret) => {
+      await reserve();
+      return reporting.resetPassword(id, password);
+    },
+  };
+  Object.assign(directory, paced);
+}
+
+export async function runWave(options: {
+  variant: Variant;
+  events: number;
+  departures: number;
+  instances: number;
+  staticInstances: number;
+  retryAfter: { min: number; max: number };
+  latency: { p50Ms: number; p99Ms: number };
+  quotaWrites: number;
+  quotaWindowMs: number;
+  timeoutSeconds: number;
+  log: (line: string) => void;
+}): Promise<WaveResult> {
+  const { variant, events, departures, instances, log } = options;
+  const maxConcurrentCalls = hostConcurrency();
+  const azurite = await startAzuriteTable();
+  const queues = { employeeLeaving: 'employee-leaving', mfaEnabled: 'mfa-enabled' };
+  // As infra configures them: 5 deliveries, 60 s lock, duplicate detection 10 min.
+  const serviceBus = await startServiceBusStandIn({
+    queues: Object.values(queues).map((name) => ({
+      name,
+      maxDeliveryCount: 5,
+      lockDurationMs: 60_000,
+      duplicateDetectionWindowMs: 600_000,
+    })),
+  });
+  const graphPort = await freePort();
+  const graph = await startGraphStandIn({
+    port: graphPort,
+    audience: `https://127.0.0.1:${graphPort}`,
+    users: [],
+    latency: options.latency,
+  });
+  graph.throttle({
+    writesPerWindow: options.quotaWrites,
+    windowMs: options.quotaWindowMs,
+    retryAfterSeconds: options.retryAfter,
+  });
+  const identity = await startManagedIdentityStandIn({ roles: Object.values(GraphPermissions) });
+  Object.assign(process.env, identity.envFor());
+  const env = {
+    GRAPH_ENDPOINT: graph.url,
+    AUDIT_TABLE_CONNECTION_STRING: azurite.connectionString,
+    ServiceBusConnection: serviceBus.connectionString,
+    PROTECTED_USERS: 'breakglass@contoso.com',
+  };
+  const userId = (prefix: string, i: number) =>
+    `${prefix}-0000-4000-8000-${String(i).padStart(12, '0')}`;
+  const waveUsers = Array.from({ length: events }, (_, i) =>
+    graph.addUser({ id: userId('be000000', i), userPrincipalName: `wave${i}@contoso.com` }),
+  );
+  const leavers = Array.from({ length: departures }, (_, i) =>
+    graph.addUser({ id: userId('1ea00000', i), userPrincipalName: `leaver${i}@contoso.com` }),
+  );
+
+  const succeededAt = new Map<string, number>();
+  let retriesScheduled = 0;
+  let deferrals = 0;
+  const lanes = new AsyncLocalStorage<Lane>();
+  const runtimes: Runtime[] = [];
+  const runners: LocalRunner[] = [];
+  const pacers: PacerWithFeedback[] = [];
+  const store: PacingStoreOption | undefined =
+    variant === 'shared'
+      ? {
+          kind: 'table',
+          table: TableClient.fromConnectionString(azurite.connectionString, 'OffboardingPacing', {
+            allowInsecureConnection: true,
+          }),
+        }
+      : variant === 'static'
+        ? { kind: 'staticShare', instances: options.staticInstances }
+        : undefined;
+  const graphCapacity = options.quotaWrites;
+  for (let i = 0; i < instances; i++) {
+    const runtime = createRuntime(loadConfig(env), { requireServiceBus: true });
+    runtimes.push(runtime);
+    if (store) {
+      // One pacer per instance; with the table store they all share one budget. Each instance
+      // has its own Table client, as separate processes would.
+      const instanceStore: PacingStoreOption =
+        store.kind === 'table'
+          ? {
+              kind: 'table',
+              table: TableClient.fromConnectionString(
+                azurite.connectionString,
+                'OffboardingPacing',
+                {
+                  allowInsecureConnection: true,
+                },
+              ),
+            }
+          : store;
+      const pacer = createWritePacer({
+        settings: DEFAULT_PACING,
+        store: instanceStore,
+        graphCapacity,
+      });
+      pacers.push(pacer);
+      paceDirectoryInPlace(runtime.directory, pacer, lanes);
+    }
+    const bindings = queueBindings(() => runtime, queues).map((binding) => {
+      const lane: Lane = binding.queueName === queues.employeeLeaving ? 'departure' : 'wave';
+      return {
+        ...binding,
+        handler: (message: unknown, context: Parameters<typeof binding.handler>[1]) =>
+          lanes.run(lane, () => binding.handler(message, context)),
+      };
+    });
+    runners.push(
+      startLocalRunner({
+        connectionString: serviceBus.connectionString,
+        bindings,
+        maxConcurrentCalls,
+        onLog: ({ text }) => {
+          if (text.startsWith('Event processed')) {
+            const summary = JSON.parse(text.slice(text.indexOf('{'))) as {
+              eventId?: string;
+              outcome?: string;
+              verified?: boolean;
+            };
+            if (
+              summary.eventId !== undefined &&
+              summary.outcome === 'succeeded' &&
+              summary.verified === true &&
+              !succeededAt.has(summary.eventId)
+            ) {
+              succeededAt.set(summary.eventId, Date.now());
+            }
+          } else if (text.startsWith('Event waits')) deferrals += 1;
+          else if (text.startsWith('Event failed transiently')) retriesScheduled += 1;
+        },
+      }),
+    );
+  }
+
+  const client = new ServiceBusClient(serviceBus.connectionString);
+  const waveSender = client.createSender(queues.mfaEnabled);
+  const leavingSender = client.createSender(queues.employeeLeaving);
+  const event = (id: string, type: string, user: string): ServiceBusMessage => ({
+    body: { specversion: '1.0', id, source: '/bench', type, data: { user } },
+    contentType: 'application/json',
+    messageId: id,
+  });
+  const waveIds = waveUsers.map((_, i) => `wave-${i}`);
+  const leaverIds = leavers.map((_, i) => `leaver-${i}`);
+  const enqueuedAt = new Map<string, number>();
+
+  const started = Date.now();
+  log(`${variant}: sending ${events} mfa.enabled events to ${instances} instances`);
+  for (let i = 0; i < events; i += 100) {
+    await waveSender.sendMessages(
+      waveUsers
+        .slice(i, i + 100)
+        .map((user, j) => event(waveIds[i + j] ?? '', 'mfa.enabled', user.userPrincipalName)),
+    );
+  }
+  const total = events + departures;
+  const deadline = started + options.timeoutSeconds * 1000;
+  let departuresSent = departures === 0;
+  let timedOut = false;
+  let lastReport = 0;
+  for (;;) {
+    const waveDone = waveIds.filter((id) => succeededAt.has(id)).length;
+    if (!departuresSent && waveDone >= events / 2) {
+      // Departures arrive in the middle of the wave, all at once (the hardest case).
+      const now = Date.now();
+      for (const id of leaverIds) enqueuedAt.set(id, now);
+      await leavingSender.sendMessages(
+        leavers.map((user, i) =>
+          event(leaverIds[i] ?? '', 'employee.leaving', user.userPrincipalName),
+        ),
+      );
+      departuresSent = true;
+      log(`${variant}: ${departures} departures sent at ${((now - started) / 1000).toFixed(0)} s`);
+    }
+    const deadLettered =
+      serviceBus.stats(queues.mfaEnabled).deadLettered +
+      serviceBus.stats(queues.employeeLeaving).deadLettered;
+    if (departuresSent && succeededAt.size + deadLettered >= total) break;
+    if (Date.now() > deadline) {
+      timedOut = true;
+      break;
+    }
+    if (Date.now() - lastReport > 30_000) {
+      lastReport = Date.now();
+      log(
+        `${variant}: ${((Date.now() - started) / 1000).toFixed(0)} s, ${succeededAt.size}/${total} done, ${graph.throttledCount()} x 429`,
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  const finishedAt = Math.max(...succeededAt.values());
+  const stats = Object.values(queues).map((q) => serviceBus.stats(q));
+  const deadLettered = stats.reduce((sum, s) => sum + s.deadLettered, 0);
+  const unfinished = stats.reduce((sum, s) => sum + s.active + s.scheduled + s.locked, 0);
+  const revokedUsers = [...waveUsers, ...leavers].filter(
+    (user) =>
+      graph.getUser(user.id)?.signInSessionsValidFromDateTime !== DEFAULT_SESSIONS_VALID_FROM,
+  ).length;
+  const graphRequests = graph.requests.length;
+  const throttled = graph.throttledCount();
+  const departureSeconds = leaverIds
+    .map((id) => {
+      const done = succeededAt.get(id);
+      const sent = enqueuedAt.get(id);
+      return done === undefined || sent === undefined ? undefined : (done - sent) / 1000;
+    })
+    .filter((s): s is number => s !== undefined);
+
+  await waveSender.close();
+  await leavingSender.close();
+  await client.close();
+  await Promise.all(runners.map((r) => r.stop()));
+  await Promise.all(runtimes.map((r) => r.close()));
+  await Promise.all([serviceBus.stop(), graph.stop(), identity.stop(), azurite.stop()]);
+
+  const graphWrites = events + 2 * departures;
+  const idealSeconds = graphWrites / ((options.quotaWrites * 1000) / options.quotaWindowMs);
+  const drainSeconds = (finishedAt - started) / 1000;
+  const pacerStats = pacers.length
+    ? pacers
+        .map((p) => p.stats?.())
+        .filter((s): s is PacerStats => s !== undefined)
+        .reduce<PacerStats>(
+          (sum, s) => {
+            for (const key of Object.keys(sum) as (keyof PacerStats)[]) sum[key] += s[key];
+            return sum;
+          },
+          {
+            reservations: 0,
+            granted: 0,
+            deferred: 0,
+            waitedMs: 0,
+            storeReads: 0,
+            storeWrites: 0,
+            storeConflicts: 0,
+            storeFailures: 0,
+            wastedSlots: 0,
+          },
+        )
+    : undefined;
+  return {
+    variant,
+    instances,
+    maxConcurrentCalls,
+    waveEvents: events,
+    departures,
+    graphWrites,
+    idealSeconds: round(idealSeconds, 1),
+    drainSeconds: round(drainSeconds, 1),
+    ratioToIdeal: round(drainSeconds / idealSeconds),
+    graphRequests,
+    throttled,
+    throttledShare: round(throttled / Math.max(1, graphRequests), 4),
+    succeeded: succeededAt.size,
+    deadLettered,
+    unfinished,
+    lost: Math.max(0, total - succeededAt.size - deadLettered - unfinished),
+    revokedUsers,
+    retriesScheduled,
+    deferrals,
+    departureLatency: {
+      p50Seconds: round(percentile(departureSeconds, 50)),
+      p99Seconds: round(percentile(departureSeconds, 99)),
+      maxSeconds: round(Math.max(...departureSeconds)),
+    },
+    ...(pacerStats ? { pacer: pacerStats } : {}),
+    timedOut,
+  };
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      variant: { type: 'string', default: 'shared' },
+      events: { type: 'string', default: '5000' },
+      departures: { type: 'string', default: '50' },
+      instances: { type: 'string', default: '16' },
+      'static-instances': { type: 'string', default: '40' },
+      'retry-after': { type: 'string', default: '5-30' },
+      latency: { type: 'string', default: '80-400' },
+      'quota-writes': { type: 'string', default: '600' },
+      'quota-window-ms': { type: 'string', default: '30000' },
+      'timeout-seconds': { type: 'string', default: '900' },
+    },
+  });
+  const variant = values.variant as Variant;
+  if (!['baseline', 'shared', 'static'].includes(variant))
+    throw new Error(`unknown variant ${variant}`);
+  const latency = range(values.latency);
+  const result = await runWave({
+    variant,
+    events: Number(values.events),
+    departures: Number(values.departures),
+    instances: Number(values.instances),
+    staticInstances: Number(values['static-instances']),
+    retryAfter: range(values['retry-after']),
+    latency: { p50Ms: latency.min, p99Ms: latency.max },
+    quotaWrites: Number(values['quota-writes']),
+    quotaWindowMs: Number(values['quota-window-ms']),
+    timeoutSeconds: Number(values['timeout-seconds']),
+    log: (line) => process.stderr.write(`${line}\n`),
+  });
+  process.stdout.write(`${JSON.stringify(result)}\n`);
+}
+
+if (require.main === module) {
+  main().then(
+    () => process.exit(0),
+    (error: unknown) => {
+      console.error(error);
+      process.exit(1);
+    },
+  );
+}
