@@ -87,7 +87,7 @@ async function main(): Promise<void> {
       {
         functionName: 'mfaEnabled',
         queueName: 'mfa-enabled',
-        handler: createQueueHandler(() => runtime, 'mfaEnabled', ['mfa.enabled']),
+        handler: createQueueHandler(() => runtime, 'mfaEnabled'),
       },
     ],
     maxConcurrentCalls: concurrency,

@@ -24,9 +24,10 @@ export interface SharedPacerOptions {
   /** Longest in-process wait for a slot (departures); past it the event is deferred. */
   maxWaitMs: number;
   /**
-   * Longest in-process wait of a wave event. Default: half the departure reserve's worth of time
-   * (and at most maxWaitMs), so the wave never books so far ahead that a burst of departures of
-   * up to half the reserve has to wait.
+   * Longest in-process wait of a wave event. Default: three quarters of the departure reserve's
+   * worth of time (and at most maxWaitMs), so the wave never books so far ahead that a burst of
+   * departures of up to a quarter of the reserve has to wait: a departure's wait is at most
+   * (wave wait + its burst's writes / rate - reserve / rate).
    */
   waveMaxWaitMs?: number;
   /** Graph's own burst (3,000 writes per 150 s window), to read x-ms-throttle-limit-percentage. */
@@ -127,7 +128,7 @@ export class SharedWritePacer implements WritePacer, ThrottleFeedback {
     const reserveMs = (options.params.departureReserve * 1000) / options.params.ratePerSecond;
     this.maxWait = {
       departure: options.maxWaitMs,
-      wave: Math.min(options.maxWaitMs, options.waveMaxWaitMs ?? reserveMs / 2),
+      wave: Math.min(options.maxWaitMs, options.waveMaxWaitMs ?? (reserveMs * 3) / 4),
     };
   }
 

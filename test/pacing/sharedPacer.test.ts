@@ -180,13 +180,13 @@ describe('SharedWritePacer (in-memory store)', () => {
   it('defers the wave beyond its wait bound with a Retry-After, booking nothing for it', async () => {
     const store = new MemoryBudgetStore();
     const { pacer } = virtualPacer(store);
-    // The wave may wait at most half the departure reserve's worth: 100 writes = 5 s.
+    // The wave may wait at most 3/4 of the departure reserve's worth: 150 writes = 7.5 s.
     const results = await settleAll(Array.from({ length: 200 }, () => pacer.reserve('wave', 1)));
     const deferred = results.map(deferredOf).filter((e) => e !== undefined);
-    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(40 + 100);
-    expect(deferred).toHaveLength(60);
-    expect(deferred[0]).toMatchObject({ retryable: true, retryAfterSeconds: 6 });
-    expect((await store.read())?.tat).toBe(T0 + 140 * 50);
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(40 + 150);
+    expect(deferred).toHaveLength(10);
+    expect(deferred[0]).toMatchObject({ retryable: true, retryAfterSeconds: 8 });
+    expect((await store.read())?.tat).toBe(T0 + 190 * 50);
   });
 
   it('gives departures the reserve at once during a wave, then makes the wave wait for it', async () => {
@@ -281,10 +281,11 @@ describe('SharedWritePacer (in-memory store)', () => {
       },
       store: { kind: 'staticShare', instances: 40 },
     });
-    // 240 / 40 = 6 writes of bucket, 1 of them for the wave, 0.5 writes/s: 3 more writes would
-    // start 6 s from now, past the wave's 5 s bound.
+    // 240 / 40 = 6 writes of bucket, 1 of them for the wave, 0.5 writes/s. The first reservation
+    // leases 4 slots (0, 2, 4, 6 s); 4 more writes would start 8 s from now, past the wave's
+    // 7.5 s bound.
     await share.reserve('wave', 1);
-    await expect(share.reserve('wave', 3)).rejects.toMatchObject({ code: ErrorCodes.Deferred });
+    await expect(share.reserve('wave', 4)).rejects.toMatchObject({ code: ErrorCodes.Deferred });
   });
 });
 
