@@ -10,6 +10,11 @@ import {
   dlqReplayCommand,
   enqueueCommand,
   processCommand,
+  type AuditOptions,
+  type DlqListOptions,
+  type DlqReplayOptions,
+  type EnqueueOptions,
+  type ProcessOptions,
   type RuntimeFactory,
 } from './commands';
 import { isWaveId, WAVE_ID_RULE } from './enqueue';
@@ -105,9 +110,7 @@ function buildProgram(
     .description('run one event (stdin without --file) through the same use case as the functions')
     .option('--file <path>', 'read the event from this file')
     .addOption(jsonOption())
-    .action(
-      run((options: Parameters<typeof processCommand>[0]) => processCommand(options, io, app)),
-    );
+    .action(run((options: ProcessOptions) => processCommand(options, io, app)));
 
   program
     .command('audit')
@@ -115,7 +118,7 @@ function buildProgram(
     .addOption(new Option('--user <id_or_upn>', 'records of this user').conflicts('event'))
     .addOption(new Option('--event <id>', 'the record of this event id'))
     .addOption(jsonOption())
-    .action(run((options: Parameters<typeof auditCommand>[0]) => auditCommand(options, io, app)));
+    .action(run((options: AuditOptions) => auditCommand(options, io, app)));
 
   const dlq = program
     .command('dlq')
@@ -125,9 +128,7 @@ function buildProgram(
     .description('dead-lettered messages (peeked) with reason and the last audited error')
     .requiredOption('--queue <name>', 'the queue whose dead letters to list')
     .addOption(jsonOption())
-    .action(
-      run((options: Parameters<typeof dlqListCommand>[0]) => dlqListCommand(options, io, ops)),
-    );
+    .action(run((options: DlqListOptions) => dlqListCommand(options, io, ops)));
   dlq
     .command('replay')
     .description(
@@ -149,9 +150,7 @@ function buildProgram(
     .addOption(rateOption(10))
     .option('--dry-run', 'show what would be replayed, change nothing')
     .addOption(jsonOption())
-    .action(
-      run((options: Parameters<typeof dlqReplayCommand>[0]) => dlqReplayCommand(options, io, ops)),
-    );
+    .action(run((options: DlqReplayOptions) => dlqReplayCommand(options, io, ops)));
 
   program
     .command('enqueue')
@@ -167,9 +166,7 @@ function buildProgram(
     .addOption(rateOption(50))
     .option('--dry-run', 'validate the file and show what would be sent')
     .addOption(jsonOption())
-    .action(
-      run((options: Parameters<typeof enqueueCommand>[0]) => enqueueCommand(options, io, ops)),
-    );
+    .action(run((options: EnqueueOptions) => enqueueCommand(options, io, ops)));
 
   return program;
 }
