@@ -10,7 +10,6 @@
  */
 import { TableClient } from '@azure/data-tables';
 import { ServiceBusClient, type ServiceBusMessage } from '@azure/service-bus';
-import { AsyncLocalStorage } from 'node:async_hooks';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -30,9 +29,10 @@ import {
   type PacerStats,
   type PacerWithFeedback,
   type PacingStoreOption,
+  type WritePacer,
 } from '../shared/pacing';
-import type { Secret } from '../shared/password';
-import type { Directory } from '../shared/ports';
+import { OffboardingService } from '../shared/offboard';
+import { QueueProcessor } from '../shared/queueProcessing';
 import { createRuntime, type Runtime } from '../shared/runtime';
 import { percentile, round } from './stats';
 
@@ -88,51 +88,42 @@ function range(text: string): { min: number; max: number } {
 }
 
 /**
- * The bench's wiring of the pacer until the use case calls it: every Graph write of the runtime's
- * Directory first reserves one write in the lane of the function running it (AsyncLocalStorage
- * carries the lane), and a 429 is reported to the budget. The Directory object is decorated in
- * place because the runtime's use case holds a reference to it.
+ * The paced runtime as the lead will wire it in createRuntime: the use case reserves its planned
+ * writes once per event (OffboardingDeps.pacer, lane from the route) and its Directory reports
+ * Graph's 429s to the budget. Built here from the runtime's own parts until createRuntime does it.
  */
-function paceDirectoryInPlace(
-  directory: Directory,
+function pacedRuntime(
+  runtime: Runtime,
   pacer: PacerWithFeedback,
-  lanes: AsyncLocalStorage<Lane>,
   onReserved: (lane: Lane, ms: number) => void,
-): void {
-  // The methods as they are now (class or object), called on the same object later.
-  // eslint-disable-next-line @typescript-eslint/unbound-method
-  const { getUser, revokeSignInSessions, disableAccount, resetPassword } = directory;
-  const reporting = reportingThrottles(
-    {
-      getUser: (ref) => getUser.call(directory, ref),
-      revokeSignInSessions: (id) => revokeSignInSessions.call(directory, id),
-      disableAccount: (id) => disableAccount.call(directory, id),
-      resetPassword: (id, password) => resetPassword.call(directory, id, password),
-    },
-    pacer,
-  );
-  const reserve = async () => {
-    const lane = lanes.getStore() ?? 'wave';
-    const started = performance.now();
-    await pacer.reserve(lane, 1);
-    onReserved(lane, performance.now() - started);
-  };
-  const paced: Directory = {
-    getUser: (ref) => reporting.getUser(ref),
-    revokeSignInSessions: async (id: string) => {
-      await reserve();
-      return reporting.revokeSignInSessions(id);
-    },
-    disableAccount: async (id: string) => {
-      await reserve();
-      return reporting.disableAccount(id);
-    },
-    resetPassword: async (id: string, password: Secret) => {
-      await reserve();
-      return reporting.resetPassword(id, password);
+): Runtime {
+  const { config } = runtime;
+  const timed: WritePacer = {
+    reserve: async (lane, writes) => {
+      const started = performance.now();
+      try {
+        await pacer.reserve(lane, writes);
+      } finally {
+        onReserved(lane, performance.now() - started);
+      }
     },
   };
-  Object.assign(directory, paced);
+  const offboarding = new OffboardingService({
+    directory: reportingThrottles(runtime.directory, pacer),
+    audit: runtime.audit,
+    policy: config.policy,
+    scheduler: runtime.scheduler,
+    queues: config.queues,
+    retry: config.retry,
+    pacer: timed,
+  });
+  const queueProcessor = new QueueProcessor({
+    offboarding,
+    scheduler: runtime.scheduler,
+    queues: config.queues,
+    retry: config.retry,
+  });
+  return { ...runtime, offboarding, queueProcessor };
 }
 
 export async function runWave(options: {
@@ -193,7 +184,6 @@ export async function runWave(options: {
   const succeededAt = new Map<string, number>();
   let retriesScheduled = 0;
   let deferrals = 0;
-  const lanes = new AsyncLocalStorage<Lane>();
   /** Where a departure's time goes: waiting in the queue, and reserving budget in the handler. */
   const departureReserveMs: number[] = [];
   const handlerStartedAt = new Map<string, number>();
@@ -213,8 +203,9 @@ export async function runWave(options: {
         : undefined;
   const graphCapacity = options.quotaWrites;
   for (let i = 0; i < instances; i++) {
-    const runtime = createRuntime(loadConfig(env), { requireServiceBus: true });
-    runtimes.push(runtime);
+    const base = createRuntime(loadConfig(env), { requireServiceBus: true });
+    runtimes.push(base);
+    let runtime = base;
     if (store) {
       // One pacer per instance; with the table store they all share one budget. Each instance
       // has its own Table client, as separate processes would.
@@ -237,7 +228,7 @@ export async function runWave(options: {
         graphCapacity,
       });
       pacers.push(pacer);
-      paceDirectoryInPlace(runtime.directory, pacer, lanes, (lane, ms) => {
+      runtime = pacedRuntime(base, pacer, (lane, ms) => {
         if (lane === 'departure') departureReserveMs.push(ms);
       });
     }
@@ -250,7 +241,7 @@ export async function runWave(options: {
           if (lane === 'departure' && typeof id === 'string' && !handlerStartedAt.has(id)) {
             handlerStartedAt.set(id, Date.now());
           }
-          return lanes.run(lane, () => binding.handler(message, context));
+          return binding.handler(message, context);
         },
       };
     });
@@ -373,28 +364,14 @@ export async function runWave(options: {
   const graphWrites = events + 2 * departures;
   const idealSeconds = graphWrites / ((options.quotaWrites * 1000) / options.quotaWindowMs);
   const drainSeconds = (finishedAt - started) / 1000;
-  const pacerStats = pacers.length
-    ? pacers
-        .map((p) => p.stats?.())
-        .filter((s): s is PacerStats => s !== undefined)
-        .reduce<PacerStats>(
-          (sum, s) => {
-            for (const key of Object.keys(sum) as (keyof PacerStats)[]) sum[key] += s[key];
-            return sum;
-          },
-          {
-            reservations: 0,
-            granted: 0,
-            deferred: 0,
-            waitedMs: 0,
-            storeReads: 0,
-            storeWrites: 0,
-            storeConflicts: 0,
-            storeFailures: 0,
-            wastedSlots: 0,
-          },
-        )
-    : undefined;
+  const pacerStats = pacers
+    .map((p) => p.stats?.())
+    .filter((stats): stats is PacerStats => stats !== undefined)
+    .reduce<PacerStats | undefined>((sum, stats) => {
+      if (!sum) return { ...stats };
+      for (const key of Object.keys(sum) as (keyof PacerStats)[]) sum[key] += stats[key];
+      return sum;
+    }, undefined);
   return {
     variant,
     instances,

@@ -61,6 +61,8 @@ export interface PacerStats {
   storeFailures: number;
   /** Leased slots whose time passed unused (quota given up). */
   wastedSlots: number;
+  /** Departures granted from a fresh cached budget before their booking was stored. */
+  grantedAtOnce: number;
 }
 
 interface Pending {
@@ -68,7 +70,14 @@ interface Pending {
   writes: number;
   resolve: () => void;
   reject: (error: unknown) => void;
+  /** Already granted from the cached budget; only its booking remains to be stored. */
+  granted?: boolean;
 }
+
+const noop = () => undefined;
+
+/** A cached budget older than this is not trusted for granting departures before booking. */
+const FRESH_CACHE_MS = 2_000;
 
 const GRAPH_CAPACITY = 3_000;
 
@@ -104,6 +113,7 @@ export class SharedWritePacer implements WritePacer, ThrottleFeedback {
   private readonly leased: Record<Lane, number[]> = { departure: [], wave: [] };
   /** The last budget this instance read or wrote: tried first, re-read after a lost race. */
   private cached: StoredBudget | undefined;
+  private cachedAt = 0;
   /** Graph's Retry-After as seen by this instance (applies even before the store knows). */
   private pausedUntil = 0;
   private readonly statistics: PacerStats = {
@@ -116,6 +126,7 @@ export class SharedWritePacer implements WritePacer, ThrottleFeedback {
     storeConflicts: 0,
     storeFailures: 0,
     wastedSlots: 0,
+    grantedAtOnce: 0,
   };
 
   constructor(private readonly options: SharedPacerOptions) {
@@ -139,6 +150,16 @@ export class SharedWritePacer implements WritePacer, ThrottleFeedback {
   reserve(lane: Lane, writes: number): Promise<void> {
     if (!(writes > 0)) return Promise.resolve();
     this.statistics.reservations += 1;
+    if (lane === 'departure' && this.reserveHasRoom(writes)) {
+      // Plenty of reserve even if other instances booked since we last looked: go now, and
+      // book the writes in the store behind it so every instance counts them.
+      this.statistics.granted += 1;
+      this.statistics.grantedAtOnce += 1;
+      this.options.onGranted?.({ lane, writes, startAt: this.now() });
+      this.pending[lane].push({ lane, writes, resolve: noop, reject: noop, granted: true });
+      void this.flush(lane);
+      return Promise.resolve();
+    }
     return new Promise<void>((resolve, reject) => {
       this.pending[lane].push({ lane, writes, resolve, reject });
       void this.flush(lane);
@@ -179,6 +200,7 @@ export class SharedWritePacer implements WritePacer, ThrottleFeedback {
       if (current === undefined) {
         this.statistics.storeReads += 1;
         current = await this.store.read();
+        if (current !== undefined) this.remember(current);
       }
       const now = this.now();
       const { tat, result } = compute(current?.tat ?? 0, now);
@@ -186,7 +208,7 @@ export class SharedWritePacer implements WritePacer, ThrottleFeedback {
       this.statistics.storeWrites += 1;
       const etag = await this.store.write(tat, current?.etag);
       if (etag !== undefined) {
-        this.cached = { tat, etag };
+        this.remember({ tat, etag });
         return { result, now };
       }
       this.statistics.storeConflicts += 1;
@@ -196,6 +218,30 @@ export class SharedWritePacer implements WritePacer, ThrottleFeedback {
       // Spread the retries of instances that lost the same race.
       await this.sleep(this.random() * Math.min(100, 5 * conflicts));
     }
+  }
+
+  private remember(budget: StoredBudget): void {
+    this.cached = budget;
+    this.cachedAt = this.now();
+  }
+
+  /**
+   * Whether a departure's writes can start now by the budget this instance saw within the last
+   * FRESH_CACHE_MS, with half the departure reserve to spare for what others booked since.
+   */
+  private reserveHasRoom(writes: number): boolean {
+    const now = this.now();
+    if (
+      this.cached === undefined ||
+      now - this.cachedAt > FRESH_CACHE_MS ||
+      now < this.pausedUntil
+    ) {
+      return false;
+    }
+    const msPerWrite = 1000 / this.params.ratePerSecond;
+    const slack = this.params.departureReserve / 2;
+    const booked = Math.max(this.cached.tat, now) + (writes + slack) * msPerWrite;
+    return booked - this.params.capacity * msPerWrite <= now;
   }
 
   private async book(lane: Lane, batch: Pending[]): Promise<void> {
@@ -209,7 +255,8 @@ export class SharedWritePacer implements WritePacer, ThrottleFeedback {
     }
     const rest: Pending[] = [];
     for (const request of batch) {
-      if (rest.length === 0 && slots.length >= request.writes) {
+      if (request.granted) rest.push(request);
+      else if (rest.length === 0 && slots.length >= request.writes) {
         const taken = slots.splice(0, request.writes);
         void this.waitFor(request, taken.at(-1) ?? now);
       } else rest.push(request);
@@ -235,13 +282,18 @@ export class SharedWritePacer implements WritePacer, ThrottleFeedback {
     } catch {
       this.statistics.storeFailures += 1;
       this.cached = undefined;
-      for (const request of rest) this.onStoreFailure(request);
+      for (const request of rest) if (!request.granted) this.onStoreFailure(request);
       return;
     }
     // Granted slots are a prefix (bookWrites keeps the order); a request needs all of its own.
     const granted = results.filter((r) => r.granted).map((r) => r.startAt);
     let next = 0;
     for (const request of rest) {
+      if (request.granted) {
+        // Went ahead already; its slots (granted or not) only keep the shared count right.
+        next = Math.min(granted.length, next + request.writes);
+        continue;
+      }
       if (granted.length - next >= request.writes) {
         next += request.writes;
         void this.waitFor(request, granted[next - 1] ?? bookedAt);

@@ -198,11 +198,34 @@ describe('SharedWritePacer (in-memory store)', () => {
     const departures = starts.filter((s) => s.lane === 'departure');
     expect(departures).toHaveLength(50);
     expect(departures.every((s) => s.at === T0)).toBe(true);
+    await new Promise((resolve) => setImmediate(resolve)); // their bookings are stored
     // The wave yields the 100 writes: its next slot is 5 s later, past its wait bound.
     await expect(reserve('wave', 1)).rejects.toMatchObject({
       code: ErrorCodes.Deferred,
       retryAfterSeconds: Math.ceil((128 - 40 + 1 + 100) * 0.05),
     });
+  });
+
+  it('lets a departure go before its booking is stored when the budget it saw has room', async () => {
+    const store = new MemoryBudgetStore();
+    const { pacer, reserve, clock } = virtualPacer(store);
+    await reserve('wave', 1); // The instance has now seen the budget.
+    const writesBefore = store.writes;
+    let settled = false;
+    const departure = reserve('departure', 2).then(() => (settled = true));
+    // Granted in the same tick, before any store call resolved...
+    await Promise.resolve();
+    expect(settled).toBe(true);
+    await departure;
+    // ...and still booked, so every instance counts its two writes.
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(store.writes).toBe(writesBefore + 1);
+    expect((await store.read())?.tat).toBe(T0 + 3 * 50);
+    expect(pacer.stats()).toMatchObject({ grantedAtOnce: 1, granted: 2 });
+    // A stale view is not trusted: after 3 s the departure books first.
+    clock.now += 3_000;
+    await reserve('departure', 1);
+    expect(pacer.stats().grantedAtOnce).toBe(1);
   });
 
   it('pauses every lane for Graph Retry-After, deferring what would wait too long', async () => {
