@@ -5,12 +5,13 @@ import type { AuditLog, AuditRecord } from '../shared/ports';
  * audit, and the shape of the audit port is the core's to change.
  */
 export async function recordsOfEvent(audit: AuditLog, eventId: string): Promise<AuditRecord[]> {
-  const record = await audit.get(eventId);
-  return record === undefined ? [] : [record];
+  // An id may stand for several records: other sources, content reusing the id, invalid messages.
+  const records = await audit.findByEventId(eventId);
+  return records.sort((a, b) => a.lastAttemptAt.localeCompare(b.lastAttemptAt));
 }
 
-export function recordsOfUser(audit: AuditLog, userIdOrUpn: string): Promise<AuditRecord[]> {
-  return audit.findByUser(userIdOrUpn);
+export async function recordsOfUser(audit: AuditLog, userIdOrUpn: string): Promise<AuditRecord[]> {
+  return (await audit.findByUser(userIdOrUpn)).map((stored) => stored.record);
 }
 
 /** "Code: message" of the event's last audited failure; an unreadable audit only loses the hint. */

@@ -52,7 +52,7 @@ export async function processCommand(
     options.file !== undefined ? await readInputFile('--file', options.file) : await io.readStdin();
   const result = await withRuntime(runtime, (app) =>
     // A run by hand gets its own message id: it is a deliberate re-run, not a redelivery.
-    app.offboarding.process({ body, accepts: EventKinds, messageId: `cli:${randomUUID()}` }),
+    app.offboarding.process({ body, route: 'command', messageId: `cli:${randomUUID()}` }),
   );
   const { record } = result;
   io.stdout(

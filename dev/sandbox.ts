@@ -6,10 +6,11 @@
  *   npm start -- --once  the same, then stop (used by the tests)
  */
 import { ServiceBusClient } from '@azure/service-bus';
+import { latestRecordFor } from '../shared/auditRecords';
 import { readdir, readFile, writeFile, mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { loadConfig } from '../shared/config';
-import { createQueueHandler } from '../shared/functionHandler';
+import { queueBindings } from '../shared/functionHandler';
 import { GraphPermissions } from '../shared/graph/permissions';
 import type { AuditRecord } from '../shared/ports';
 import { QUEUE_POLICY } from '../shared/queuePolicy';
@@ -82,21 +83,7 @@ async function main(): Promise<void> {
   const logs: LogLine[] = [];
   const runner = startLocalRunner({
     connectionString: serviceBus.connectionString,
-    bindings: [
-      {
-        functionName: 'employeeLeaving',
-        queueName: QUEUES.employeeLeaving,
-        handler: createQueueHandler(() => runtime, 'employeeLeaving', [
-          'employee.leaving',
-          'employee.leaving.cancelled',
-        ]),
-      },
-      {
-        functionName: 'mfaEnabled',
-        queueName: QUEUES.mfaEnabled,
-        handler: createQueueHandler(() => runtime, 'mfaEnabled', ['mfa.enabled']),
-      },
-    ],
+    bindings: queueBindings(() => runtime, QUEUES),
     maxConcurrentCalls: 4,
     onLog: (line) => {
       logs.push(line);
@@ -161,7 +148,7 @@ async function main(): Promise<void> {
   const deadline = Date.now() + 60_000;
   let records: Array<AuditRecord | undefined> = [];
   while (Date.now() < deadline) {
-    records = await Promise.all(eventIds.map((id) => runtime.audit.get(id)));
+    records = await Promise.all(eventIds.map((id) => latestRecordFor(runtime.audit, id)));
     const deadLettered =
       serviceBus.stats(QUEUES.employeeLeaving).deadLettered +
       serviceBus.stats(QUEUES.mfaEnabled).deadLettered;

@@ -1,9 +1,10 @@
 import { ErrorCodes, OffboardingError } from './errors';
 import type { RetryPolicy } from './retryPolicy';
+import { parseUserRef } from './userRef';
 
 /**
  * Every setting the app reads. This list is the contract with infra/ (tests check that Bicep sets
- * each `requiredInAzure` setting) and with the README's settings table.
+ * each `requiredInAzure` setting) and with the settings table in docs/settings.md.
  */
 export interface SettingSpec {
   name: string;
@@ -106,8 +107,7 @@ export const SETTINGS = [
   {
     name: 'PROTECTED_USERS',
     description:
-      'Comma- or semicolon-separated object ids and/or UPNs that are never written to (break-glass accounts). Case-insensitive.',
-    default: '',
+      'Required. Object ids and/or UPNs (comma-, semicolon- or space-separated) that are never written to: the break-glass accounts. Each entry must be a GUID or a UPN Entra accepts, or the app does not start. `none` (alone) protects nobody, on purpose.',
     requiredInAzure: true,
   },
   {
@@ -229,13 +229,41 @@ function readGraphEndpoint(env: Env): string {
   return url.origin + url.pathname.replace(/\/+$/, '');
 }
 
-export function parseProtectedUsers(raw: string): ReadonlySet<string> {
-  return new Set(
-    raw
-      .split(/[,;\s]+/)
-      .map((entry) => entry.trim().toLowerCase())
-      .filter((entry) => entry !== ''),
-  );
+/**
+ * PROTECTED_USERS, failing closed: the setting is required, every entry must be an object id or a
+ * UPN that Entra accepts (the same rule events follow), and `none` alone is the explicit way to
+ * protect nobody. A typo (a trailing dot, quotes, a look-alike or invisible character, `%40`)
+ * would otherwise protect nobody without a word.
+ */
+export function parseProtectedUsers(raw: string | undefined): ReadonlySet<string> {
+  if (raw === undefined) {
+    throw invalid(
+      'PROTECTED_USERS',
+      'is required: list the break-glass accounts (object ids or UPNs), or set it to "none" to protect nobody on purpose.',
+    );
+  }
+  const entries = raw.split(/[,;\s]+/).filter((entry) => entry !== '');
+  if (entries.length === 1 && entries[0]?.toLowerCase() === 'none') return new Set();
+  if (entries.length === 0) {
+    throw invalid('PROTECTED_USERS', 'is empty: list the accounts, or set it to "none".');
+  }
+  const users = new Set<string>();
+  for (const entry of entries) {
+    if (entry.toLowerCase() === 'none') {
+      throw invalid('PROTECTED_USERS', '"none" cannot be combined with accounts.');
+    }
+    const parsed = parseUserRef(entry);
+    if (!parsed.ok) {
+      // Non-ASCII shown as \uXXXX: the usual culprit is a character that looks right or is invisible.
+      const shown = entry.replace(
+        /[^\x21-\x7e]/g,
+        (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+      );
+      throw invalid('PROTECTED_USERS', `entry "${shown}" ${parsed.rule}.`);
+    }
+    users.add(parsed.ref.value.toLowerCase());
+  }
+  return users;
 }
 
 /** Reads and validates every setting once; throws an InvalidConfiguration error naming the setting. */
@@ -288,7 +316,7 @@ export function loadConfig(env: Env = process.env): AppConfig {
       ...(auditConnectionString === undefined ? {} : { connectionString: auditConnectionString }),
     },
     policy: {
-      protectedUsers: parseProtectedUsers(withDefault(env, 'PROTECTED_USERS')),
+      protectedUsers: parseProtectedUsers(read(env, 'PROTECTED_USERS')),
       dryRun: readBoolean(env, 'DRY_RUN'),
     },
     retry: {

@@ -100,17 +100,58 @@ const envelope = z
   // CloudEvents extension attributes are allowed, but must follow the spec's naming rule.
   .catchall(z.unknown())
   .superRefine((value, ctx) => {
-    for (const key of Object.keys(value)) {
-      if (!KNOWN_ATTRIBUTES.has(key) && !EXTENSION_NAME.test(key)) {
+    for (const [key, attribute] of Object.entries(value)) {
+      if (KNOWN_ATTRIBUTES.has(key)) continue;
+      if (!EXTENSION_NAME.test(key)) {
         ctx.addIssue({
           code: 'custom',
           path: [key],
           message:
             'is not a CloudEvents attribute (extension names are 1-20 lowercase letters or digits)',
         });
+      } else if (!isCloudEventsScalar(attribute)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: [key],
+          message:
+            'must be a string, an integer or a boolean (CloudEvents extension attributes are never objects or arrays)',
+        });
       }
     }
   });
+
+/** The CloudEvents type system as JSON carries it: Boolean, Integer, String (URI, timestamp...). */
+function isCloudEventsScalar(value: unknown): boolean {
+  return (
+    typeof value === 'boolean' ||
+    (typeof value === 'string' && !CONTROL.test(value) && value.length <= MAX_TEXT) ||
+    (typeof value === 'number' && Number.isSafeInteger(value))
+  );
+}
+
+/** Deepest nesting an event may have (a real one has 3 levels: envelope, data, values). */
+const MAX_DEPTH = 8;
+/** Keys that mean something to JavaScript objects; no event needs them. */
+const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+
+/**
+ * Checks depth and keys without recursion, before anything recursive (validation, serialisation,
+ * the AMQP encoder) sees the value.
+ */
+function checkShape(root: unknown): void {
+  const pending: Array<{ value: unknown; depth: number; path: string }> = [
+    { value: root, depth: 0, path: 'event' },
+  ];
+  for (let item = pending.pop(); item !== undefined; item = pending.pop()) {
+    const { value, depth, path } = item;
+    if (typeof value !== 'object' || value === null) continue;
+    if (depth >= MAX_DEPTH) throw invalid(`${path} is nested more than ${MAX_DEPTH} levels deep`);
+    for (const [key, child] of Object.entries(value)) {
+      if (FORBIDDEN_KEYS.has(key)) throw invalid(`${path} has the forbidden key "${key}"`);
+      pending.push({ value: child, depth: depth + 1, path: `${path}.${key}` });
+    }
+  }
+}
 
 export interface BaseEvent {
   id: string;
@@ -183,13 +224,18 @@ export function decodeBody(body: unknown): unknown {
       );
     }
     if (body.trim() === '') throw invalid('event body is empty');
+    let parsed: unknown;
     try {
-      return JSON.parse(body) as unknown;
+      parsed = JSON.parse(body) as unknown;
     } catch {
       throw invalid('event body is not JSON');
     }
+    checkShape(parsed);
+    return parsed;
   }
   if (body === null || body === undefined) throw invalid('event body is empty');
+  // The trigger may hand over an already-parsed object: check its shape before serialising it.
+  checkShape(body);
   const size = Buffer.byteLength(JSON.stringify(body) ?? '', 'utf8');
   if (size > MAX_EVENT_BYTES)
     throw invalid(`event is ${size} bytes; the limit is ${MAX_EVENT_BYTES}`);

@@ -1,5 +1,5 @@
 import type { InvocationContext } from '@azure/functions';
-import type { EventKind } from './events';
+import { Routes, type RouteName } from './routes';
 import type { Runtime } from './runtime';
 
 export class SettlementError extends Error {
@@ -24,8 +24,6 @@ export function redactUser(text: string, identifiers: (string | undefined)[]): s
   return redacted;
 }
 
-export type QueueKey = 'employeeLeaving' | 'mfaEnabled';
-
 function messageIdOf(context: InvocationContext): string {
   const id = context.triggerMetadata?.messageId;
   return typeof id === 'string' && id !== '' ? id : `invocation:${context.invocationId}`;
@@ -42,20 +40,16 @@ function applicationPropertiesOf(context: InvocationContext): Record<string, unk
  * A Service Bus queue handler around the use case. The trigger completes the message when this
  * returns and abandons it when this throws (see QueueProcessor for which is which).
  */
-export function createQueueHandler(
-  runtime: () => Runtime,
-  queue: QueueKey,
-  accepts: readonly EventKind[],
-) {
+export function createQueueHandler(runtime: () => Runtime, route: RouteName) {
   return async function handleQueueMessage(
     message: unknown,
     context: InvocationContext,
   ): Promise<void> {
-    const { config, queueProcessor } = runtime();
+    const { queueProcessor } = runtime();
     const messageId = messageIdOf(context);
     // Throws AuditUnavailable when the audit cannot be read or written: the host abandons the
     // message and it is delivered again, so nothing is lost.
-    const outcome = await queueProcessor.handle(config.queues[queue], accepts, {
+    const outcome = await queueProcessor.handle(route, {
       body: message,
       messageId,
       applicationProperties: applicationPropertiesOf(context),
@@ -72,18 +66,24 @@ export function createQueueHandler(
       actions: record.actions.map((a) => `${a.action}:${a.status}`).join(','),
       verified: record.verification?.verified,
       attempts: record.attempts,
+      duplicates: record.duplicates,
+      idReused: record.idReused,
       errorCode: result.error?.code,
-      nextAttemptAt: outcome.retry?.at,
+      nextAttemptAt: result.retry?.at,
     };
     // Error texts can quote the user (Graph's 404 does); logs name the object id instead.
     const redact = (text: string) => redactUser(text, [record.user, record.userPrincipalName]);
     if (outcome.settlement === 'complete') {
-      if (outcome.retry)
+      if (result.retry)
         context.warn(
-          'Event failed transiently; retry scheduled',
+          result.error?.code === 'Deferred'
+            ? 'Event waits (Graph write budget or another delivery running it); it comes back later'
+            : 'Event failed transiently; retry scheduled',
           summary,
           redact(result.error?.message ?? ''),
         );
+      else if (record.idReused)
+        context.warn('Event processed; its id was used before for different content', summary);
       else context.log('Event processed', summary);
       return;
     }
@@ -103,4 +103,41 @@ export function createQueueHandler(
       retryable,
     );
   };
+}
+
+/** Registers every route's function on the Functions host: the queue name comes from its setting. */
+export function registerRoutes(
+  register: (
+    name: string,
+    options: {
+      connection: string;
+      queueName: string;
+      handler: ReturnType<typeof createQueueHandler>;
+    },
+  ) => void,
+  runtime: () => Runtime,
+): void {
+  for (const [route, spec] of Object.entries(Routes) as [RouteName, (typeof Routes)[RouteName]][]) {
+    register(spec.functionName, {
+      connection: 'ServiceBusConnection',
+      queueName: `%${spec.queueSetting}%`,
+      handler: createQueueHandler(runtime, route),
+    });
+  }
+}
+
+/** The same routes as local runner bindings (sandbox, benchmark, tests): one per queue. */
+export function queueBindings(
+  runtime: () => Runtime,
+  queues: Readonly<Record<RouteName, string>>,
+): Array<{
+  functionName: string;
+  queueName: string;
+  handler: ReturnType<typeof createQueueHandler>;
+}> {
+  return (Object.keys(Routes) as RouteName[]).map((route) => ({
+    functionName: Routes[route].functionName,
+    queueName: queues[route],
+    handler: createQueueHandler(runtime, route),
+  }));
 }

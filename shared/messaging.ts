@@ -3,7 +3,6 @@ export interface OutgoingMessage {
   body: unknown;
   messageId: string;
   contentType?: string;
-  subject?: string;
   applicationProperties: Record<string, string | number | boolean>;
 }
 
@@ -21,6 +20,11 @@ export const MessageProperties = {
   attempt: 'offboardingAttempt',
   /** MessageId of the message first received for this event. */
   originalMessageId: 'offboardingOriginalMessageId',
+  /**
+   * Set on the copy parked after an audit outage: the claim id of the run that could not record
+   * its end, so the copy runs under that claim at once instead of waiting out the lease.
+   */
+  claimHandover: 'offboardingClaimHandover',
   /** Set on the copy scheduled for a leave date: act when it arrives. */
   scheduledFor: 'offboardingScheduledFor',
   /** Replay metadata, set by `offboard dlq replay`. */
@@ -30,3 +34,15 @@ export const MessageProperties = {
   /** Who sent an `offboard enqueue` wave. */
   enqueuedBy: 'offboardingEnqueuedBy',
 } as const;
+
+/** The properties of a received message that can be carried onto a copy (scalars only). */
+export function scalarProperties(
+  properties: Readonly<Record<string, unknown>>,
+): Record<string, string | number | boolean> {
+  const scalars: Record<string, string | number | boolean> = {};
+  for (const [key, value] of Object.entries(properties)) {
+    if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean')
+      scalars[key] = value;
+  }
+  return scalars;
+}

@@ -37,7 +37,12 @@ export interface ActionResult {
   requestId?: string;
 }
 
-export type Outcome = 'succeeded' | 'failed' | 'refused' | 'dry-run' | 'scheduled' | 'cancelled';
+/**
+ * Where an event stands. `in-progress` is a record created by a run's claim before it has an
+ * outcome; every other value is what the last run recorded.
+ */
+export type Outcome =
+  'in-progress' | 'succeeded' | 'failed' | 'refused' | 'dry-run' | 'scheduled' | 'cancelled';
 
 export interface Verification {
   verified: boolean;
@@ -47,11 +52,25 @@ export interface Verification {
   previousSignInSessionsValidFrom?: string;
 }
 
-/** The one final record per event id. Arrays are stored as JSON by the table adapter. */
-export interface AuditRecord {
+/**
+ * Where a record lives. An event is identified by its route (which queue's kinds it is), its
+ * CloudEvents `source` and its `id`: that triple is `identityKey`. `contentDigest` is a digest of
+ * what the event asks for (kind, user, actions, leave date), so one id reused for different content
+ * is a different record and never inherits another event's outcome. An invalid message has a key of
+ * its own, derived from its message id, and never touches an event's record.
+ */
+export interface RecordKey {
+  identityKey: string;
+  contentDigest: string;
+}
+
+/** The one record per event (identity and content). Arrays are stored as JSON by the table adapter. */
+export interface AuditRecord extends RecordKey {
   eventId: string;
   eventType?: string;
   source?: string;
+  /** The route (function) the event belongs to: employeeLeaving or mfaEnabled. */
+  route?: string;
   /** data.user as the event gave it. */
   user?: string;
   objectId?: string;
@@ -68,9 +87,13 @@ export interface AuditRecord {
   reason?: string;
   ticket?: string;
   dryRun: boolean;
+  /** Runs that reached Graph or a decision (claims that were deferred do not count). */
   attempts: number;
+  /** Deliveries of this event that found it already finished (or already scheduled). */
   duplicates: number;
   lastDuplicateAt?: string;
+  /** The event id was used before with different content (another record under the same identity). */
+  idReused?: boolean;
   /** Message id of the delivery that produced this record. */
   messageId?: string;
   /** Scheduled leave date and the Service Bus sequence number holding it. */
@@ -78,16 +101,32 @@ export interface AuditRecord {
   scheduledSequenceNumber?: string;
   /** When the next delayed retry is due (transient failure). */
   nextAttemptAt?: string;
+  /** The run that holds the event now, and until when (a lease: no other run writes to Graph meanwhile). */
+  claimedBy?: string;
+  claimExpiresAt?: string;
   firstAttemptAt: string;
   lastAttemptAt: string;
 }
 
-/** Durable audit store; one record per event id, replaced as the event progresses. */
+/** A record with the version it was read at (the table's ETag). */
+export interface StoredRecord {
+  record: AuditRecord;
+  etag: string;
+}
+
+/**
+ * Durable audit store. Writes are conditional: `create` only if absent, `replace` only if the record
+ * is still at the version read. Both return undefined when the condition fails, so the caller
+ * re-reads and decides again (see auditRecords.ts, the one writer).
+ */
 export interface AuditLog {
-  get(eventId: string): Promise<AuditRecord | undefined>;
-  put(record: AuditRecord): Promise<void>;
-  /** Counts a repeat delivery of an event that already succeeded. */
-  recordDuplicate(eventId: string, at: string): Promise<void>;
+  read(key: RecordKey): Promise<StoredRecord | undefined>;
+  create(record: AuditRecord): Promise<StoredRecord | undefined>;
+  replace(record: AuditRecord, etag: string): Promise<StoredRecord | undefined>;
+  /** Every record of one identity (the same event id used for different content). */
+  listIdentity(identityKey: string): Promise<AuditRecord[]>;
   /** Records for a user, matched on object id, UPN or the identifier the event gave. */
-  findByUser(userIdOrUpn: string): Promise<AuditRecord[]>;
+  findByUser(userIdOrUpn: string): Promise<StoredRecord[]>;
+  /** Records carrying this CloudEvents id (from any source or route). */
+  findByEventId(eventId: string): Promise<AuditRecord[]>;
 }

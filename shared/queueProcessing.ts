@@ -1,10 +1,12 @@
-import { createHash } from 'node:crypto';
-import { ErrorCodes, OffboardingError, toOffboardingError } from './errors';
-import { decodeBody, salvageEventId, type EventKind } from './events';
-import { MessageProperties, type Scheduler } from './messaging';
-import { failureRecord, type OffboardingService, type ProcessResult } from './offboard';
-import type { AuditLog } from './ports';
+import { randomUUID } from 'node:crypto';
+import { ErrorCodes, toOffboardingError } from './errors';
+import { stableId } from './eventIdentity';
+import { decodeBody, salvageEventId } from './events';
+import { MessageProperties, scalarProperties, type Scheduler } from './messaging';
+import type { OffboardingService, ProcessResult } from './offboard';
+import type { AuditRecord } from './ports';
 import { retryDelayMs, type RetryPolicy } from './retryPolicy';
+import type { RouteName } from './routes';
 
 /** A message as the Service Bus trigger (or the local runner) hands it over. */
 export interface QueueDelivery {
@@ -14,39 +16,31 @@ export interface QueueDelivery {
 }
 
 /**
- * - complete: the event is finished, or a retry copy is safely scheduled.
+ * - complete: the event is finished, or a later attempt is safely parked.
  * - abandon: throw from the function. Either the event failed permanently (already audited; every
- *   later delivery skips Graph, so maxDeliveryCount moves it to the dead-letter queue) or a retry
- *   could not be scheduled (Service Bus redelivers it).
+ *   later delivery skips Graph, so maxDeliveryCount moves it to the dead-letter queue) or no later
+ *   attempt could be parked (Service Bus redelivers it).
  */
 export type Settlement = 'complete' | 'abandon';
 
 export interface QueueOutcome {
   settlement: Settlement;
   result: ProcessResult;
-  /** Set when a delayed retry was scheduled. */
-  retry?: { attempt: number; at: string; sequenceNumber: string };
 }
 
 export interface QueueProcessorDeps {
   offboarding: OffboardingService;
-  audit: AuditLog;
   scheduler: Scheduler;
+  queues: Readonly<Record<RouteName, string>>;
   retry: RetryPolicy;
   now?: () => Date;
   random?: () => number;
 }
 
-function attemptOf(properties: Record<string, unknown> | undefined): number {
-  const value = Number(properties?.[MessageProperties.attempt] ?? 1);
-  return Number.isInteger(value) && value >= 1 ? value : 1;
-}
-
 /**
- * Settlement and delayed retries around the offboarding use case. A transient failure never burns
- * delivery count: a copy of the message is scheduled for later with a new MessageId and the next
- * attempt number, and the original is completed. After RETRY_MAX_ATTEMPTS the event is recorded as
- * failed for good and heads for the dead-letter queue.
+ * The Service Bus side of the use case: maps its result to complete or abandon, and keeps an
+ * audit store outage from burning delivery count (the only case where the attempt counter on the
+ * message is used: the audit, which normally counts attempts, could not be reached).
  */
 export class QueueProcessor {
   private readonly now: () => Date;
@@ -57,116 +51,102 @@ export class QueueProcessor {
     this.random = deps.random ?? Math.random;
   }
 
-  async handle(
-    queue: string,
-    accepts: readonly EventKind[],
-    delivery: QueueDelivery,
-  ): Promise<QueueOutcome> {
+  async handle(route: RouteName, delivery: QueueDelivery): Promise<QueueOutcome> {
     const properties = delivery.applicationProperties ?? {};
-    const attempt = attemptOf(properties);
-    let result: ProcessResult;
+    // A copy parked after an audit outage carries the claim id of the run that parked it: it runs
+    // under the same claim instead of waiting for the lease to run out. The id is a random UUID
+    // known only to the audit record and that copy, so it cannot be guessed to steal a claim.
+    const handedOver = properties[MessageProperties.claimHandover];
+    const runId = typeof handedOver === 'string' && handedOver !== '' ? handedOver : randomUUID();
     try {
-      result = await this.deps.offboarding.process({
+      const result = await this.deps.offboarding.process({
         body: delivery.body,
-        accepts,
+        route,
         messageId: delivery.messageId,
-        scheduledCopy: properties[MessageProperties.scheduledFor] !== undefined,
-        attempt,
+        properties,
+        runId,
       });
+      const settlement =
+        result.disposition === 'done' || result.retry !== undefined ? 'complete' : 'abandon';
+      return { settlement, result };
     } catch (thrown) {
       // The audit store failed (possibly after Graph writes): retry later like any transient
-      // failure, so an outage does not burn delivery count. Nothing was recorded, so the next
-      // attempt redoes the (idempotent) work and writes the one final record.
+      // failure. Nothing final was recorded, so the next attempt redoes the (idempotent) work.
       const error = toOffboardingError(thrown);
+      const attempt = attemptOf(properties);
       if (!error.retryable || attempt >= this.deps.retry.maxAttempts) throw error;
-      const retry = await this.scheduleRetry(queue, delivery, attempt, error.retryAfterSeconds);
-      if (retry === undefined) throw error;
-      return { settlement: 'complete', result: unrecorded(delivery, error), retry };
-    }
-    if (result.disposition === 'done') return { settlement: 'complete', result };
-    if (result.disposition === 'reject') return { settlement: 'abandon', result };
-
-    const error =
-      result.error ?? new OffboardingError(ErrorCodes.Unexpected, 'Failed.', { retryable: true });
-    const { record } = result;
-    if (attempt >= this.deps.retry.maxAttempts) {
-      record.retryable = false;
-      record.errorCode = ErrorCodes.RetriesExhausted;
-      record.errorMessage = `Gave up after ${attempt} attempts; last error ${error.code}: ${error.message}`;
-      delete record.nextAttemptAt;
-      await this.deps.audit.put(record);
-      const exhausted = new OffboardingError(ErrorCodes.RetriesExhausted, record.errorMessage, {
-        retryable: false,
-      });
-      return {
-        settlement: 'abandon',
-        result: { ...result, disposition: 'reject', error: exhausted },
-      };
-    }
-
-    const retry = await this.scheduleRetry(queue, delivery, attempt, error.retryAfterSeconds);
-    if (retry === undefined) return { settlement: 'abandon', result };
-    record.nextAttemptAt = retry.at;
-    await this.deps.audit.put(record);
-    return { settlement: 'complete', result, retry };
-  }
-
-  /** Parks a copy for the next attempt; undefined when Service Bus would not take it. */
-  private async scheduleRetry(
-    queue: string,
-    delivery: QueueDelivery,
-    attempt: number,
-    retryAfterSeconds: number | undefined,
-  ): Promise<QueueOutcome['retry']> {
-    const properties = delivery.applicationProperties ?? {};
-    const nextAttempt = attempt + 1;
-    const at = new Date(
-      this.now().getTime() +
-        retryDelayMs(this.deps.retry, nextAttempt, retryAfterSeconds, this.random),
-    );
-    const carried = properties[MessageProperties.originalMessageId];
-    const original = typeof carried === 'string' ? carried : delivery.messageId;
-    try {
-      const sequenceNumber = await this.deps.scheduler.schedule(
-        queue,
-        {
-          body: decodeBody(delivery.body),
-          // New id per attempt (duplicate detection would drop a reused one), deterministic so a
-          // crash before completion does not schedule two copies.
-          messageId: `retry-${nextAttempt}-${createHash('sha256').update(original).digest('hex').slice(0, 40)}`,
-          contentType: 'application/json',
-          applicationProperties: {
-            ...scalarProperties(properties),
-            [MessageProperties.attempt]: nextAttempt,
-            [MessageProperties.originalMessageId]: original,
-          },
-        },
-        at,
+      const at = new Date(
+        this.now().getTime() +
+          retryDelayMs(this.deps.retry, attempt + 1, error.retryAfterSeconds, this.random),
       );
-      return { attempt: nextAttempt, at: at.toISOString(), sequenceNumber };
-    } catch {
-      // Could not park it: the caller lets Service Bus redeliver (this attempt burns a delivery).
-      return undefined;
+      const carried = properties[MessageProperties.originalMessageId];
+      const original = typeof carried === 'string' ? carried : delivery.messageId;
+      // Deterministic per attempt: a crash before completion does not park two copies.
+      const messageId = `outage-${attempt + 1}-${stableId(original)}`;
+      let sequenceNumber: string;
+      try {
+        sequenceNumber = await this.deps.scheduler.schedule(
+          this.deps.queues[route],
+          {
+            body: decodeBody(delivery.body),
+            messageId,
+            contentType: 'application/json',
+            applicationProperties: {
+              ...scalarProperties(properties),
+              [MessageProperties.attempt]: attempt + 1,
+              [MessageProperties.originalMessageId]: original,
+              // This run is over: its claim (if it made or inherited one) passes to the copy.
+              [MessageProperties.claimHandover]: runId,
+            },
+          },
+          at,
+        );
+      } catch {
+        throw error;
+      }
+      const result: ProcessResult = {
+        disposition: 'done',
+        duplicate: false,
+        error,
+        record: unrecorded(delivery, error.code, error.message, this.now()),
+        retry: { at: at.toISOString(), messageId, sequenceNumber },
+      };
+      return { settlement: 'complete', result };
     }
   }
 }
 
-/** A result for logging when the audit itself failed and holds nothing for this event. */
-function unrecorded(delivery: QueueDelivery, error: OffboardingError): ProcessResult {
-  const eventId = salvageEventId(delivery.body) ?? `message:${delivery.messageId}`;
-  const record = failureRecord(eventId, delivery.messageId, error, new Date().toISOString(), {
-    dryRun: false,
-  });
-  return { disposition: 'retry', duplicate: false, error, record };
+/** The attempt counter a copy carries: trusted only for audit outages, and only up to the cap. */
+function attemptOf(properties: Record<string, unknown>): number {
+  const value = Number(properties[MessageProperties.attempt] ?? 1);
+  return Number.isInteger(value) && value >= 1 ? value : 1;
 }
 
-function scalarProperties(
-  properties: Record<string, unknown>,
-): Record<string, string | number | boolean> {
-  const scalars: Record<string, string | number | boolean> = {};
-  for (const [key, value] of Object.entries(properties)) {
-    if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean')
-      scalars[key] = value;
-  }
-  return scalars;
+/** A stand-in record for logging when the audit itself failed and holds nothing for this event. */
+function unrecorded(
+  delivery: QueueDelivery,
+  errorCode: string,
+  errorMessage: string,
+  now: Date,
+): AuditRecord {
+  const at = now.toISOString();
+  return {
+    identityKey: '',
+    contentDigest: '',
+    eventId: salvageEventId(delivery.body) ?? `message:${delivery.messageId}`,
+    requestedActions: [],
+    actions: [],
+    graphRequestIds: [],
+    outcome: 'failed',
+    errorCode: errorCode === '' ? ErrorCodes.Unexpected : errorCode,
+    errorMessage,
+    retryable: true,
+    notes: [],
+    dryRun: false,
+    attempts: 0,
+    duplicates: 0,
+    messageId: delivery.messageId,
+    firstAttemptAt: at,
+    lastAttemptAt: at,
+  };
 }

@@ -8,6 +8,7 @@ import {
 import type { ServiceBusClient } from '@azure/service-bus';
 import { TableAuditLog, createTableClient } from './audit/tableAuditLog';
 import { loadConfig, type AppConfig } from './config';
+import { boundedCredential } from './deadline';
 import { ErrorCodes, OffboardingError } from './errors';
 import { GraphDirectory } from './graph/graphDirectory';
 import type { Scheduler } from './messaging';
@@ -67,7 +68,11 @@ export function createRuntime(
       { retryable: false },
     );
   }
-  const credential = options.credential ?? createCredential(config);
+  // Every token request is bounded: a managed identity endpoint that never answers ends the wait.
+  const credential = boundedCredential(
+    options.credential ?? createCredential(config),
+    options.credential === undefined ? 'the managed identity' : 'your sign-in',
+  );
   const directory = new GraphDirectory({ config: config.graph, credential });
   const audit = new TableAuditLog(createTableClient(config.audit, credential));
 
@@ -85,10 +90,16 @@ export function createRuntime(
     directory,
     audit,
     scheduler,
-    leavingQueue: config.queues.employeeLeaving,
+    queues: config.queues,
     policy: config.policy,
+    retry: config.retry,
   });
-  const queueProcessor = new QueueProcessor({ offboarding, audit, scheduler, retry: config.retry });
+  const queueProcessor = new QueueProcessor({
+    offboarding,
+    scheduler,
+    queues: config.queues,
+    retry: config.retry,
+  });
   return {
     config,
     credential,

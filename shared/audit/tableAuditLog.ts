@@ -1,10 +1,10 @@
 import { odata, RestError, TableClient, type TableEntityResult } from '@azure/data-tables';
 import type { TokenCredential } from '@azure/identity';
 import type { AuditConfig } from '../config';
+import { Budgets, withDeadline } from '../deadline';
 import { ErrorCodes, OffboardingError } from '../errors';
-import type { AuditLog, AuditRecord } from '../ports';
+import type { AuditLog, AuditRecord, RecordKey, StoredRecord } from '../ports';
 
-const ROW_KEY = 'final';
 /** Properties stored as JSON text (Table Storage has no arrays or objects). */
 const JSON_FIELDS = [
   'requestedActions',
@@ -13,40 +13,36 @@ const JSON_FIELDS = [
   'graphRequestIds',
   'notes',
 ] as const;
-const CONCURRENCY_RETRIES = 5;
 
 type Entity = Record<string, unknown> & { partitionKey: string; rowKey: string };
-
-/**
- * Table keys may not contain / \ # ? or control characters, while CloudEvents ids may: the
- * partition key is the id in base64url, and the id itself is a property.
- */
-export function partitionKeyFor(eventId: string): string {
-  return Buffer.from(eventId, 'utf8').toString('base64url');
-}
 
 export function createTableClient(
   config: AuditConfig,
   credential: TokenCredential | undefined,
 ): TableClient {
+  // Few SDK retries: each operation as a whole is bounded by withDeadline below.
+  const retryOptions = { maxRetries: 2 };
   if (config.connectionString !== undefined) {
     return TableClient.fromConnectionString(config.connectionString, config.tableName, {
       // Azurite speaks plain http on loopback; Azure endpoints are https regardless.
       allowInsecureConnection: /UseDevelopmentStorage=true|http:\/\/(127\.0\.0\.1|localhost)/i.test(
         config.connectionString,
       ),
+      retryOptions,
     });
   }
   if (config.endpoint === undefined || credential === undefined) {
     throw new OffboardingError(
       ErrorCodes.InvalidConfiguration,
       'Setting AUDIT_TABLE_ENDPOINT is required.',
-      {
-        retryable: false,
-      },
+      { retryable: false },
     );
   }
-  return new TableClient(config.endpoint, config.tableName, credential);
+  return new TableClient(config.endpoint, config.tableName, credential, { retryOptions });
+}
+
+function statusOf(error: unknown): number | undefined {
+  return error instanceof RestError ? error.statusCode : undefined;
 }
 
 function isTableNotFound(error: unknown): boolean {
@@ -64,90 +60,121 @@ function errorCodeOf(error: RestError): string {
 }
 
 /**
- * The audit log in Azure Table Storage: one entity per event id. Reads never create anything (ops
- * readers only hold Storage Table Data Reader); a write that finds the table missing creates it
- * (infra creates it in Azure, Azurite starts empty).
+ * The audit log in Azure Table Storage: partition key = the event's identity, row key = its
+ * content digest. Writes are conditional (create only if absent, replace only at the ETag read).
+ * Reads never create anything (ops readers only hold Storage Table Data Reader); a create that
+ * finds the table missing creates it (infra creates it in Azure, Azurite starts empty).
  */
 export class TableAuditLog implements AuditLog {
   constructor(private readonly table: TableClient) {}
 
-  async get(eventId: string): Promise<AuditRecord | undefined> {
+  async read(key: RecordKey): Promise<StoredRecord | undefined> {
     try {
-      const entity = await this.table.getEntity<Entity>(partitionKeyFor(eventId), ROW_KEY);
-      return fromEntity(entity);
+      const entity = await this.call('read', (abortSignal) =>
+        this.table.getEntity<Entity>(key.identityKey, key.contentDigest, { abortSignal }),
+      );
+      return { record: fromEntity(entity), etag: entity.etag };
     } catch (error) {
-      if (error instanceof RestError && error.statusCode === 404) return undefined;
+      if (statusOf(error) === 404) return undefined;
       throw unavailable('read', error);
     }
   }
 
-  async put(record: AuditRecord): Promise<void> {
+  async create(record: AuditRecord): Promise<StoredRecord | undefined> {
     const entity = toEntity(record);
+    const attempt = () =>
+      this.call('write', (abortSignal) => this.table.createEntity(entity, { abortSignal }));
     try {
-      await this.table.upsertEntity(entity, 'Replace');
+      const response = await attempt().catch(async (error: unknown) => {
+        if (!isTableNotFound(error)) throw error;
+        await this.createTable();
+        return attempt();
+      });
+      return { record, etag: etagOf(response) };
     } catch (error) {
-      if (!isTableNotFound(error)) throw unavailable('write', error);
-      await this.createTable();
-      try {
-        await this.table.upsertEntity(entity, 'Replace');
-      } catch (retryError) {
-        throw unavailable('write', retryError);
-      }
+      if (statusOf(error) === 409) return undefined;
+      throw unavailable('write', error);
     }
   }
 
-  async recordDuplicate(eventId: string, at: string): Promise<void> {
-    // Optimistic concurrency: two duplicates at once must both be counted.
-    for (let attempt = 0; attempt < CONCURRENCY_RETRIES; attempt++) {
-      try {
-        const entity = await this.table.getEntity<Entity>(partitionKeyFor(eventId), ROW_KEY);
-        const duplicates = typeof entity.duplicates === 'number' ? entity.duplicates : 0;
-        await this.table.updateEntity(
-          {
-            partitionKey: entity.partitionKey,
-            rowKey: ROW_KEY,
-            duplicates: duplicates + 1,
-            lastDuplicateAt: at,
-          },
-          'Merge',
-          { etag: entity.etag },
-        );
-        return;
-      } catch (error) {
-        if (error instanceof RestError && error.statusCode === 412) continue;
-        throw unavailable('write', error);
-      }
-    }
-    throw unavailable('write', new Error('the record kept changing under us'));
-  }
-
-  async findByUser(userIdOrUpn: string): Promise<AuditRecord[]> {
-    const key = userIdOrUpn.toLowerCase();
-    const filter = odata`userKey eq ${key} or objectId eq ${key} or upnKey eq ${key}`;
-    const records: AuditRecord[] = [];
+  async replace(record: AuditRecord, etag: string): Promise<StoredRecord | undefined> {
     try {
-      for await (const entity of this.table.listEntities<Entity>({ queryOptions: { filter } })) {
-        records.push(fromEntity(entity));
-      }
+      const response = await this.call('write', (abortSignal) =>
+        this.table.updateEntity(toEntity(record), 'Replace', { etag, abortSignal }),
+      );
+      return { record, etag: etagOf(response) };
+    } catch (error) {
+      // 412: the record moved since it was read; 404: it was deleted. Either way, read again.
+      if (statusOf(error) === 412 || statusOf(error) === 404) return undefined;
+      throw unavailable('write', error);
+    }
+  }
+
+  async listIdentity(identityKey: string): Promise<AuditRecord[]> {
+    return (await this.query(odata`PartitionKey eq ${identityKey}`)).map((s) => s.record);
+  }
+
+  async findByUser(userIdOrUpn: string): Promise<StoredRecord[]> {
+    const key = userIdOrUpn.toLowerCase();
+    const found = await this.query(
+      odata`userKey eq ${key} or objectId eq ${key} or upnKey eq ${key}`,
+    );
+    return found.sort((a, b) => a.record.lastAttemptAt.localeCompare(b.record.lastAttemptAt));
+  }
+
+  async findByEventId(eventId: string): Promise<AuditRecord[]> {
+    return (await this.query(odata`eventId eq ${eventId}`)).map((s) => s.record);
+  }
+
+  private async query(filter: string): Promise<StoredRecord[]> {
+    try {
+      return await this.call('read', async (abortSignal) => {
+        const found: StoredRecord[] = [];
+        const pages = this.table.listEntities<Entity>({ queryOptions: { filter }, abortSignal });
+        for await (const entity of pages)
+          found.push({ record: fromEntity(entity), etag: entity.etag });
+        return found;
+      });
     } catch (error) {
       if (isTableNotFound(error)) return [];
       throw unavailable('read', error);
     }
-    return records.sort((a, b) => a.lastAttemptAt.localeCompare(b.lastAttemptAt));
   }
 
   private async createTable(): Promise<void> {
     try {
       // createTable ignores "already exists": another instance may have won the race.
-      await this.table.createTable();
+      await this.call('create', (abortSignal) => this.table.createTable({ abortSignal }));
     } catch (error) {
       throw unavailable('create', error);
     }
   }
+
+  /** One table operation within its budget; a hung store ends as AuditUnavailable. */
+  private call<T>(
+    what: 'read' | 'write' | 'create',
+    work: (signal: AbortSignal) => Promise<T>,
+  ): Promise<T> {
+    return withDeadline(
+      Budgets.auditCallMs,
+      () =>
+        unavailable(
+          what,
+          new Error(`the audit store did not answer within ${Budgets.auditCallMs / 1000} s`),
+        ),
+      work,
+    );
+  }
+}
+
+function etagOf(response: { etag?: string }): string {
+  if (response.etag === undefined) throw new Error('Table Storage returned no ETag.');
+  return response.etag;
 }
 
 function unavailable(what: 'read' | 'write' | 'create', error: unknown): OffboardingError {
-  const status = error instanceof RestError ? error.statusCode : undefined;
+  if (error instanceof OffboardingError) return error;
+  const status = statusOf(error);
   const reason = error instanceof Error ? error.message.split('\n')[0] : String(error);
   const hint =
     status === 403
@@ -161,9 +188,9 @@ function unavailable(what: 'read' | 'write' | 'create', error: unknown): Offboar
 }
 
 function toEntity(record: AuditRecord): Entity {
-  const entity: Entity = { partitionKey: partitionKeyFor(record.eventId), rowKey: ROW_KEY };
+  const entity: Entity = { partitionKey: record.identityKey, rowKey: record.contentDigest };
   for (const [key, value] of Object.entries(record)) {
-    if (value === undefined) continue;
+    if (value === undefined || key === 'identityKey' || key === 'contentDigest') continue;
     entity[key] = (JSON_FIELDS as readonly string[]).includes(key) ? JSON.stringify(value) : value;
   }
   // Lower-cased copies for case-insensitive lookups by user.
@@ -185,7 +212,10 @@ const INTERNAL = new Set([
 ]);
 
 function fromEntity(entity: TableEntityResult<Entity>): AuditRecord {
-  const record: Record<string, unknown> = {};
+  const record: Record<string, unknown> = {
+    identityKey: entity.partitionKey,
+    contentDigest: entity.rowKey,
+  };
   for (const [key, value] of Object.entries(entity)) {
     if (INTERNAL.has(key)) continue;
     record[key] =

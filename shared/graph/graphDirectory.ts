@@ -172,6 +172,8 @@ function requestIdOf(response: Response): DirectoryCall {
 
 /** Errors thrown before any HTTP status: no token, network failure, timeout. */
 function translateThrown(error: unknown): OffboardingError {
+  // Already ours: the bounded credential's timeout, for one.
+  if (error instanceof OffboardingError) return error;
   const name =
     error instanceof GraphError ? (error.code ?? '') : error instanceof Error ? error.name : '';
   const message = error instanceof Error ? error.message : String(error);

@@ -1,6 +1,7 @@
 import { isServiceBusError, ServiceBusClient, type ServiceBusSender } from '@azure/service-bus';
 import type { TokenCredential } from '@azure/identity';
 import Long from 'long';
+import { Budgets, withDeadline } from '../deadline';
 import { ErrorCodes, OffboardingError } from '../errors';
 import type { OutgoingMessage, Scheduler } from '../messaging';
 
@@ -13,9 +14,14 @@ export function createServiceBusClient(
   target: ServiceBusTarget,
   credential: TokenCredential,
 ): ServiceBusClient {
-  if (target.connectionString !== undefined) return new ServiceBusClient(target.connectionString);
+  // Each try is bounded here; each operation as a whole by withDeadline in the scheduler.
+  const options = {
+    retryOptions: { timeoutInMs: Budgets.serviceBusTryMs, maxRetries: 2, maxRetryDelayInMs: 5_000 },
+  };
+  if (target.connectionString !== undefined)
+    return new ServiceBusClient(target.connectionString, options);
   if (target.fullyQualifiedNamespace !== undefined) {
-    return new ServiceBusClient(target.fullyQualifiedNamespace, credential);
+    return new ServiceBusClient(target.fullyQualifiedNamespace, credential, options);
   }
   throw new OffboardingError(
     ErrorCodes.InvalidConfiguration,
@@ -24,8 +30,23 @@ export function createServiceBusClient(
   );
 }
 
+/** One Service Bus operation within its budget; a hung broker ends as MessagingUnavailable. */
+export function bounded<T>(action: string, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  return withDeadline(
+    Budgets.serviceBusCallMs,
+    () =>
+      new OffboardingError(
+        ErrorCodes.MessagingUnavailable,
+        `Could not ${action}: Service Bus did not answer within ${Budgets.serviceBusCallMs / 1000} s.`,
+        { retryable: true },
+      ),
+    work,
+  );
+}
+
 /** Translates what the Service Bus SDK throws into the app's taxonomy. */
 export function translateServiceBusError(action: string, error: unknown): OffboardingError {
+  if (error instanceof OffboardingError) return error;
   if (isServiceBusError(error)) {
     const hint =
       error.code === 'UnauthorizedAccess'
@@ -56,15 +77,17 @@ export class ServiceBusScheduler implements Scheduler {
 
   async schedule(queue: string, message: OutgoingMessage, at: Date): Promise<string> {
     try {
-      const [sequence] = await this.sender(queue).scheduleMessages(
-        {
-          body: message.body,
-          messageId: message.messageId,
-          contentType: message.contentType ?? 'application/json',
-          applicationProperties: message.applicationProperties,
-          ...(message.subject === undefined ? {} : { subject: message.subject }),
-        },
-        at,
+      const [sequence] = await bounded(`schedule a message on ${queue}`, (abortSignal) =>
+        this.sender(queue).scheduleMessages(
+          {
+            body: message.body,
+            messageId: message.messageId,
+            contentType: message.contentType ?? 'application/json',
+            applicationProperties: message.applicationProperties,
+          },
+          at,
+          { abortSignal },
+        ),
       );
       if (sequence === undefined) throw new Error('no sequence number returned');
       return sequence.toString();
@@ -75,7 +98,11 @@ export class ServiceBusScheduler implements Scheduler {
 
   async cancel(queue: string, sequenceNumber: string): Promise<boolean> {
     try {
-      await this.sender(queue).cancelScheduledMessages(Long.fromString(sequenceNumber));
+      await bounded(`cancel scheduled message ${sequenceNumber} on ${queue}`, (abortSignal) =>
+        this.sender(queue).cancelScheduledMessages(Long.fromString(sequenceNumber), {
+          abortSignal,
+        }),
+      );
       return true;
     } catch (error) {
       if (isServiceBusError(error) && error.code === 'MessageNotFound') return false;

@@ -42,7 +42,7 @@ it('never lets a generated password reach a log, audit record, error, stdout or 
   process.stdout.write = capture;
   process.stderr.write = capture;
 
-  const handler = createQueueHandler(() => world.runtime, 'employeeLeaving', ['employee.leaving']);
+  const handler = createQueueHandler(() => world.runtime, 'employeeLeaving');
   const deliver = async (event: Record<string, unknown>) => {
     try {
       await handler(event, world.context());

@@ -1,4 +1,5 @@
 import { TableClient } from '@azure/data-tables';
+import { latestRecordFor } from '../../shared/auditRecords';
 import {
   ADMIN_ID,
   ALICE_ID,
@@ -35,12 +36,8 @@ beforeEach(() => {
   world.logs.length = 0;
 });
 
-const leavingHandler = () =>
-  createQueueHandler(() => world.runtime, 'employeeLeaving', [
-    'employee.leaving',
-    'employee.leaving.cancelled',
-  ]);
-const mfaHandler = () => createQueueHandler(() => world.runtime, 'mfaEnabled', ['mfa.enabled']);
+const leavingHandler = () => createQueueHandler(() => world.runtime, 'employeeLeaving');
+const mfaHandler = () => createQueueHandler(() => world.runtime, 'mfaEnabled');
 
 async function deliver(
   handler: ReturnType<typeof leavingHandler>,
@@ -57,7 +54,7 @@ async function deliver(
 }
 
 async function auditOf(eventId: string): Promise<AuditRecord> {
-  const record = await world.runtime.audit.get(eventId);
+  const record = await latestRecordFor(world.runtime.audit, eventId);
   if (!record) throw new Error(`no audit record for ${eventId}`);
   return record;
 }
@@ -270,12 +267,12 @@ describe('mfa.enabled end to end', () => {
 describe('dry run', () => {
   it('reads and evaluates, writes nothing, and audits what it would have done', async () => {
     const runtime = world.runtimeWith({ DRY_RUN: 'true' });
-    const handler = createQueueHandler(() => runtime, 'employeeLeaving', ['employee.leaving']);
+    const handler = createQueueHandler(() => runtime, 'employeeLeaving');
     const event = cloudEvent('employee.leaving', { user: ALICE_ID, resetPassword: true });
     await handler(event, world.context());
     expect(writes()).toEqual([]);
     expect(world.graph.requests.map((r) => r.method)).toEqual(['GET']);
-    const record = await runtime.audit.get(event.id as string);
+    const record = await latestRecordFor(runtime.audit, event.id as string);
     expect(record?.outcome).toBe('dry-run');
     expect(record?.dryRun).toBe(true);
     expect(record?.actions.map((a) => [a.action, a.status])).toEqual([
@@ -403,7 +400,7 @@ describe('transient failures', () => {
 
   it('gives up after RETRY_MAX_ATTEMPTS and sends the event towards the dead-letter queue', async () => {
     const runtime = world.runtimeWith({ RETRY_MAX_ATTEMPTS: '2' });
-    const handler = createQueueHandler(() => runtime, 'mfaEnabled', ['mfa.enabled']);
+    const handler = createQueueHandler(() => runtime, 'mfaEnabled');
     const event = cloudEvent('mfa.enabled', { user: bob.upn });
     world.graph.injectFault({ operation: 'revoke', status: 503, times: Infinity, userKey: bob.id });
     await handler(event, world.context({ messageId: 'msg-ex-1' })); // attempt 1: retry parked
@@ -415,7 +412,7 @@ describe('transient failures', () => {
       code: 'RetriesExhausted',
       retryable: false,
     });
-    const record = await runtime.audit.get(event.id as string);
+    const record = await latestRecordFor(runtime.audit, event.id as string);
     expect(record).toMatchObject({
       outcome: 'failed',
       retryable: false,
@@ -443,7 +440,7 @@ describe('transient failures', () => {
     world.graph.injectFault({ operation: 'revoke', status: 429, retryAfterSeconds: 0.2 });
     const quick = await runtime.offboarding.process({
       body: cloudEvent('mfa.enabled', { user: bob.upn }),
-      accepts: ['mfa.enabled'],
+      route: 'command',
       messageId: 'msg-short-wait',
     });
     expect(quick.record.outcome).toBe('succeeded');
@@ -454,7 +451,7 @@ describe('transient failures', () => {
     world.graph.injectFault({ operation: 'revoke', status: 429, retryAfterSeconds: 30 });
     const slow = await runtime.offboarding.process({
       body: cloudEvent('mfa.enabled', { user: other.upn }),
-      accepts: ['mfa.enabled'],
+      route: 'command',
       messageId: 'msg-long-wait',
     });
     expect(revokes()).toBe(1); // no second call: the wait is left to a delayed retry
@@ -480,7 +477,7 @@ describe('transient failures', () => {
     try {
       const result = await runtime.offboarding.process({
         body: cloudEvent('mfa.enabled', { user: bob.upn }),
-        accepts: ['mfa.enabled'],
+        route: 'command',
         messageId: 'msg-token-down',
       });
       expect(result.disposition).toBe('retry');
@@ -494,7 +491,7 @@ describe('transient failures', () => {
 
   it('does not act when the audit store is down: a retry is parked, nothing lost, no delivery burnt', async () => {
     const runtime = runtimeWithAuditDown();
-    const handler = createQueueHandler(() => runtime, 'mfaEnabled', ['mfa.enabled']);
+    const handler = createQueueHandler(() => runtime, 'mfaEnabled');
     const context = world.context({ messageId: 'msg-audit-down' });
     await handler(cloudEvent('mfa.enabled', { user: bob.upn }), context);
     const warning = world.logs.find(
@@ -517,7 +514,7 @@ describe('transient failures', () => {
       ServiceBusConnection:
         'Endpoint=sb://127.0.0.1:9;SharedAccessKeyName=k;SharedAccessKey=v;UseDevelopmentEmulator=true;',
     });
-    const handler = createQueueHandler(() => runtime, 'mfaEnabled', ['mfa.enabled']);
+    const handler = createQueueHandler(() => runtime, 'mfaEnabled');
     await expect(
       handler(cloudEvent('mfa.enabled', { user: bob.upn }), world.context()),
     ).rejects.toMatchObject({
@@ -570,7 +567,7 @@ describe('permissions', () => {
     const runtime = world.runtimeWith({ AZURE_CLIENT_ID: clientId });
     const result = await runtime.offboarding.process({
       body: cloudEvent('mfa.enabled', { user: bob.upn }),
-      accepts: ['mfa.enabled'],
+      route: 'command',
       messageId: 'msg-no-role',
     });
     expect(result.disposition).toBe('reject');

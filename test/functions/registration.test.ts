@@ -19,13 +19,11 @@ describe('function registration', () => {
   beforeEach(() => {
     process.env.AUDIT_TABLE_ENDPOINT = 'https://acct.table.core.windows.net';
     process.env.ServiceBusConnection__fullyQualifiedNamespace = 'ns.servicebus.windows.net';
+    process.env.PROTECTED_USERS = 'breakglass@contoso.com';
   });
 
   it('registers both queue triggers with the identity-based connection and queue names from settings', () => {
-    const registered = loadFunctions(
-      '../../functions/employeeLeaving',
-      '../../functions/mfaEnabled',
-    );
+    const registered = loadFunctions('../../functions/index');
     expect(registered.map((r) => [r.name, r.options.connection, r.options.queueName])).toEqual([
       ['employeeLeaving', 'ServiceBusConnection', '%EMPLOYEE_LEAVING_QUEUE%'],
       ['mfaEnabled', 'ServiceBusConnection', '%MFA_ENABLED_QUEUE%'],
@@ -35,8 +33,17 @@ describe('function registration', () => {
 
   it('refuses to load without a required setting, naming it', () => {
     delete process.env.ServiceBusConnection__fullyQualifiedNamespace;
-    expect(() => loadFunctions('../../functions/mfaEnabled')).toThrow(
+    expect(() => loadFunctions('../../functions/index')).toThrow(
       /ServiceBusConnection__fullyQualifiedNamespace is required/,
+    );
+  });
+
+  it('refuses to load without PROTECTED_USERS, or with an entry that protects nobody', () => {
+    delete process.env.PROTECTED_USERS;
+    expect(() => loadFunctions('../../functions/index')).toThrow(/PROTECTED_USERS is required/);
+    process.env.PROTECTED_USERS = 'breakglass@contoso.com.';
+    expect(() => loadFunctions('../../functions/index')).toThrow(
+      /PROTECTED_USERS entry "breakglass@contoso\.com\."/,
     );
   });
 });

@@ -1,4 +1,5 @@
 import { ALICE_ID, ALICE_UPN, DOLLAR_UPN } from '../../dev/graph-standin';
+import { latestRecordFor } from '../../shared/auditRecords';
 import type { AuditRecord } from '../../shared/ports';
 import { startPipeline, type Pipeline } from '../support/runner';
 import { waitFor } from '../support/wait';
@@ -22,7 +23,7 @@ afterAll(async () => {
   await world.stop();
 });
 
-const record = (id: string) => world.runtime.audit.get(id);
+const record = (id: string) => latestRecordFor(world.runtime.audit, id);
 const outcome = (id: string, wanted: AuditRecord['outcome']) =>
   waitFor(`${id} to be ${wanted}`, async () => {
     const r = await record(id);

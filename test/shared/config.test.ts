@@ -1,6 +1,9 @@
 import { SETTINGS, loadConfig } from '../../shared/config';
 
-const minimal = { AUDIT_TABLE_ENDPOINT: 'https://acct.table.core.windows.net' };
+const minimal = {
+  AUDIT_TABLE_ENDPOINT: 'https://acct.table.core.windows.net',
+  PROTECTED_USERS: 'none',
+};
 
 function failure(env: Record<string, string>): string {
   try {
@@ -50,8 +53,42 @@ describe('loadConfig', () => {
     ]);
   });
 
+  it('protects nobody only when told so explicitly with "none"', () => {
+    expect(loadConfig({ ...minimal, PROTECTED_USERS: 'none' }).policy.protectedUsers.size).toBe(0);
+    expect(loadConfig({ ...minimal, PROTECTED_USERS: ' NONE ' }).policy.protectedUsers.size).toBe(
+      0,
+    );
+  });
+
+  // Each of these loaded without a word before and protected nobody.
   it.each([
-    [{}, /AUDIT_TABLE_ENDPOINT is required/],
+    ['absent', undefined, /PROTECTED_USERS is required/],
+    ['empty', '', /PROTECTED_USERS is required/],
+    ['only separators', ' ; , ', /PROTECTED_USERS is empty/],
+    [
+      'a trailing dot',
+      'breakglass@contoso.com.',
+      /entry "breakglass@contoso\.com\." must end in a valid domain/,
+    ],
+    ['a quoted entry', '"breakglass@contoso.com"', /must not contain """/],
+    ['a fullwidth letter', 'ｂreakglass@contoso.com', /entry "\\uff42reakglass@contoso\.com"/],
+    [
+      'a zero-width space',
+      'break\u200bglass@contoso.com',
+      /entry "break\\u200bglass@contoso\.com"/,
+    ],
+    ['a percent-encoded @', 'breakglass%40contoso.com', /must not contain "%"/],
+    ['none with accounts', 'none, breakglass@contoso.com', /"none" cannot be combined/],
+    ['a half GUID', '6f1d2c3b-1111-4222', /must be an object id \(GUID\) or a user principal name/],
+  ])('refuses PROTECTED_USERS with %s, naming the entry', (_what, value, expected) => {
+    const env: Record<string, string> = { ...minimal };
+    if (value === undefined) delete env.PROTECTED_USERS;
+    else env.PROTECTED_USERS = value;
+    expect(failure(env)).toMatch(expected);
+  });
+
+  it.each([
+    [{ PROTECTED_USERS: 'none' }, /AUDIT_TABLE_ENDPOINT is required/],
     [{ ...minimal, DRY_RUN: 'yes' }, /DRY_RUN must be "true" or "false"/],
     [
       { ...minimal, GRAPH_ENDPOINT: 'http://graph.microsoft.com' },
@@ -81,7 +118,7 @@ describe('loadConfig', () => {
     for (const setting of SETTINGS) {
       const row = rows.find((line) => line.startsWith(`| \`${setting.name}\``));
       expect(row).toBeDefined();
-      if ('default' in setting && setting.default !== '') {
+      if ('default' in setting) {
         expect(row).toContain(`\`${setting.default}\``);
       }
     }

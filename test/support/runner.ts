@@ -1,6 +1,6 @@
 import { ServiceBusClient } from '@azure/service-bus';
 import { startLocalRunner, type LocalRunner, type LogLine } from '../../dev/localRunner';
-import { createQueueHandler } from '../../shared/functionHandler';
+import { queueBindings } from '../../shared/functionHandler';
 import type { Runtime } from '../../shared/runtime';
 import type { World } from './world';
 
@@ -28,21 +28,7 @@ export function startPipeline(
   const settled: Pipeline['settled'] = [];
   const runner = startLocalRunner({
     connectionString: world.serviceBus.connectionString,
-    bindings: [
-      {
-        functionName: 'employeeLeaving',
-        queueName: 'employee-leaving',
-        handler: createQueueHandler(() => runtime, 'employeeLeaving', [
-          'employee.leaving',
-          'employee.leaving.cancelled',
-        ]),
-      },
-      {
-        functionName: 'mfaEnabled',
-        queueName: 'mfa-enabled',
-        handler: createQueueHandler(() => runtime, 'mfaEnabled', ['mfa.enabled']),
-      },
-    ],
+    bindings: queueBindings(() => runtime, runtime.config.queues),
     maxConcurrentCalls,
     onLog: (line) => logs.push(line),
     onSettled: ({ messageId, settlement }) => settled.push({ messageId, settlement }),

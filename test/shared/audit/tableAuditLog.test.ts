@@ -1,6 +1,8 @@
 import { TableClient, TableServiceClient } from '@azure/data-tables';
 import { randomUUID } from 'node:crypto';
-import { TableAuditLog, partitionKeyFor } from '../../../shared/audit/tableAuditLog';
+import { TableAuditLog } from '../../../shared/audit/tableAuditLog';
+import { updateRecord } from '../../../shared/auditRecords';
+import { createServer, type Socket } from 'node:net';
 import type { AuditRecord } from '../../../shared/ports';
 
 const connectionString = () => process.env.TEST_AZURITE_CONNECTION_STRING!;
@@ -23,6 +25,8 @@ async function tableExists(name: string): Promise<boolean> {
 
 function record(overrides: Partial<AuditRecord> = {}): AuditRecord {
   return {
+    identityKey: 'identity-1',
+    contentDigest: 'digest-1',
     eventId: 'evt/1?#x',
     eventType: 'employee.leaving',
     source: '/hr',
@@ -47,55 +51,77 @@ function record(overrides: Partial<AuditRecord> = {}): AuditRecord {
 describe('TableAuditLog on Azurite', () => {
   it('reads nothing from a missing table without creating it (readers cannot create tables)', async () => {
     const { log, tableName } = freshLog();
-    expect(await log.get('nope')).toBeUndefined();
+    expect(await log.read({ identityKey: 'nope', contentDigest: 'nope' })).toBeUndefined();
     expect(await log.findByUser('alice@contoso.com')).toEqual([]);
+    expect(await log.findByEventId('nope')).toEqual([]);
     expect(await tableExists(tableName)).toBe(false);
   });
 
   it('creates the table on the first write and round-trips a record, whatever characters the id has', async () => {
     const { log, tableName } = freshLog();
-    await log.put(record());
+    expect(await log.create(record())).toBeDefined();
     expect(await tableExists(tableName)).toBe(true);
-    expect(await log.get('evt/1?#x')).toEqual(
+    expect((await log.read(record()))?.record).toEqual(
       record({ objectId: 'a11ce000-0000-4000-8000-000000000001' }),
     );
-    expect(partitionKeyFor('evt/1?#x')).not.toMatch(/[/\\#?]/);
+    expect(await log.findByEventId('evt/1?#x')).toHaveLength(1);
   });
 
-  it('keeps one record per event id: a put replaces it', async () => {
+  it('creates only if absent: a second create of the same key is refused, not overwritten', async () => {
     const { log } = freshLog();
-    await log.put(
-      record({ outcome: 'failed', retryable: true, errorCode: 'Throttled', attempts: 1 }),
-    );
-    await log.put(record({ attempts: 2 }));
-    const found = await log.get('evt/1?#x');
+    expect(await log.create(record({ outcome: 'scheduled' }))).toBeDefined();
+    expect(await log.create(record({ outcome: 'failed' }))).toBeUndefined();
+    expect((await log.read(record()))?.record.outcome).toBe('scheduled');
+  });
+
+  it('replaces only at the version read: a stale ETag is refused', async () => {
+    const { log } = freshLog();
+    await log.create(record({ outcome: 'failed', retryable: true, attempts: 1 }));
+    const first = await log.read(record());
+    const second = await log.read(record());
+    expect(await log.replace(record({ attempts: 2 }), first!.etag)).toBeDefined();
+    expect(await log.replace(record({ outcome: 'cancelled' }), second!.etag)).toBeUndefined();
+    const found = (await log.read(record()))?.record;
     expect(found).toMatchObject({ outcome: 'succeeded', attempts: 2 });
     expect(found?.errorCode).toBeUndefined();
   });
 
-  it('counts concurrent duplicates without losing any (optimistic concurrency)', async () => {
+  it('keeps records of one identity apart by content digest, and lists them together', async () => {
     const { log } = freshLog();
-    await log.put(record());
+    await log.create(record({ contentDigest: 'digest-a', user: 'ann@contoso.com' }));
+    await log.create(record({ contentDigest: 'digest-b', user: 'ben@contoso.com' }));
+    const listed = await log.listIdentity('identity-1');
+    expect(listed.map((r) => r.user).sort()).toEqual(['ann@contoso.com', 'ben@contoso.com']);
+  });
+
+  it('counts concurrent duplicates without losing any (conditional writes, re-read on conflict)', async () => {
+    const { log } = freshLog();
+    await log.create(record());
     await Promise.all(
-      Array.from({ length: 4 }, (_, i) =>
-        log.recordDuplicate('evt/1?#x', `2026-11-27T11:00:0${i}Z`),
+      Array.from({ length: 8 }, (_, i) =>
+        updateRecord(log, record(), (current) => ({
+          next: { ...current!, duplicates: current!.duplicates + 1, lastDuplicateAt: `t${i}` },
+          verdict: undefined,
+        })),
       ),
     );
-    expect((await log.get('evt/1?#x'))?.duplicates).toBe(4);
+    expect((await log.read(record()))?.record.duplicates).toBe(8);
   });
 
   it('finds a user’s records by the identifier given, the object id or the UPN, in any case', async () => {
     const { log } = freshLog();
-    await log.put(record({ eventId: 'e1', user: 'Alice@Contoso.com' }));
-    await log.put(
+    await log.create(record({ contentDigest: 'd1', eventId: 'e1', user: 'Alice@Contoso.com' }));
+    await log.create(
       record({
+        contentDigest: 'd2',
         eventId: 'e2',
         user: 'a11ce000-0000-4000-8000-000000000001',
         lastAttemptAt: '2026-11-27T12:00:00Z',
       }),
     );
-    await log.put(
+    await log.create(
       record({
+        contentDigest: 'd3',
         eventId: 'e3',
         user: 'bob@contoso.com',
         objectId: 'b0b00000-0000-4000-8000-000000000002',
@@ -103,7 +129,7 @@ describe('TableAuditLog on Azurite', () => {
       }),
     );
     for (const key of ['ALICE@contoso.com', 'A11CE000-0000-4000-8000-000000000001']) {
-      expect((await log.findByUser(key)).map((r) => r.eventId)).toEqual(['e1', 'e2']);
+      expect((await log.findByUser(key)).map((s) => s.record.eventId)).toEqual(['e1', 'e2']);
     }
   });
 
@@ -116,9 +142,36 @@ describe('TableAuditLog on Azurite', () => {
       'AuditDown',
       { allowInsecureConnection: true, retryOptions: { maxRetries: 0 } },
     );
-    await expect(new TableAuditLog(table).get('x')).rejects.toMatchObject({
+    await expect(new TableAuditLog(table).read(record())).rejects.toMatchObject({
       code: 'AuditUnavailable',
       retryable: true,
     });
+  });
+
+  it('ends the wait on a store that accepts connections and never answers', async () => {
+    // A listener that takes the connection and says nothing: without a bound this hangs forever.
+    const sockets: Socket[] = [];
+    const silent = createServer((socket) => sockets.push(socket));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const port = (silent.address() as { port: number }).port;
+    const table = TableClient.fromConnectionString(
+      connectionString().replace(
+        /TableEndpoint=http:\/\/127\.0\.0\.1:\d+/,
+        `TableEndpoint=http://127.0.0.1:${port}`,
+      ),
+      'AuditHung',
+      { allowInsecureConnection: true, retryOptions: { maxRetries: 0 } },
+    );
+    jest.useFakeTimers({ doNotFake: ['nextTick', 'setImmediate', 'queueMicrotask'] });
+    try {
+      const failure = new TableAuditLog(table).read(record()).catch((error: unknown) => error);
+      await jest.advanceTimersByTimeAsync(30_000);
+      expect(await failure).toMatchObject({ code: 'AuditUnavailable', retryable: true });
+      expect(String(await failure)).toMatch(/did not answer within 30 s/);
+    } finally {
+      jest.useRealTimers();
+      for (const socket of sockets) socket.destroy();
+      silent.close();
+    }
   });
 });

@@ -1,0 +1,119 @@
+import { ErrorCodes, OffboardingError } from './errors';
+import type { AuditLog, AuditRecord, RecordKey, StoredRecord } from './ports';
+
+/** How often a conditional write is retried after losing a race before giving up (retryably). */
+const MAX_WRITE_RACES = 20;
+
+/**
+ * A decision about a record: the record to write (or undefined to leave it as it is) and a
+ * verdict for the caller. Decisions are pure, so they can be retried after a lost race.
+ */
+export interface RecordDecision<V> {
+  next?: AuditRecord;
+  verdict: V;
+}
+
+/**
+ * The one writer of audit records. Reads the record, lets `decide` work out the next version from
+ * what is stored now, and writes it conditionally: created only if still absent, replaced only if
+ * still at the version read. A lost race re-reads and decides again, so two runs never overwrite
+ * each other's work unseen.
+ */
+export async function updateRecord<V>(
+  audit: AuditLog,
+  key: RecordKey,
+  decide: (current: AuditRecord | undefined) => RecordDecision<V>,
+): Promise<{ record: AuditRecord | undefined; verdict: V }> {
+  for (let race = 0; race < MAX_WRITE_RACES; race++) {
+    const stored = await audit.read(key);
+    const decision = decide(stored === undefined ? undefined : structuredClone(stored.record));
+    if (decision.next === undefined) return { record: stored?.record, verdict: decision.verdict };
+    const written = await write(audit, decision.next, stored);
+    if (written !== undefined) return { record: written.record, verdict: decision.verdict };
+  }
+  throw new OffboardingError(
+    ErrorCodes.AuditUnavailable,
+    `The audit record kept changing under this run (${MAX_WRITE_RACES} lost races); retrying later.`,
+    { retryable: true },
+  );
+}
+
+function write(
+  audit: AuditLog,
+  next: AuditRecord,
+  stored: StoredRecord | undefined,
+): Promise<StoredRecord | undefined> {
+  return stored === undefined ? audit.create(next) : audit.replace(next, stored.etag);
+}
+
+/** Counts a delivery that found the event already finished (or already waiting for its date). */
+export function countDuplicate(record: AuditRecord, at: string): AuditRecord {
+  return { ...record, duplicates: record.duplicates + 1, lastDuplicateAt: at };
+}
+
+/** The record of a message that is not a valid event (kept apart from every event's record). */
+export function invalidMessageRecord(
+  key: RecordKey,
+  fields: { eventId: string; route: string; messageId: string; dryRun: boolean },
+  error: OffboardingError,
+  at: string,
+  prior: AuditRecord | undefined,
+): AuditRecord {
+  return {
+    ...key,
+    eventId: fields.eventId,
+    route: fields.route,
+    requestedActions: [],
+    actions: [],
+    graphRequestIds: [],
+    outcome: 'failed',
+    errorCode: error.code,
+    errorMessage: error.message,
+    retryable: error.retryable,
+    notes: [],
+    dryRun: fields.dryRun,
+    attempts: (prior?.attempts ?? 0) + 1,
+    duplicates: prior?.duplicates ?? 0,
+    messageId: fields.messageId,
+    firstAttemptAt: prior?.firstAttemptAt ?? at,
+    lastAttemptAt: at,
+  };
+}
+
+/** True while another run holds the event (its lease has not run out). */
+export function isClaimedByOther(record: AuditRecord, runId: string, now: Date): boolean {
+  return (
+    record.claimedBy !== undefined &&
+    record.claimedBy !== runId &&
+    record.claimExpiresAt !== undefined &&
+    Date.parse(record.claimExpiresAt) > now.getTime()
+  );
+}
+
+/** A permanent outcome: every later delivery of the same message heads for the dead-letter queue. */
+export function isPermanent(record: AuditRecord): boolean {
+  return (
+    record.outcome === 'refused' || (record.outcome === 'failed' && record.retryable === false)
+  );
+}
+
+/** The error a permanent record stands for. */
+export function errorOf(record: AuditRecord): OffboardingError {
+  const code = (record.errorCode ?? ErrorCodes.Unexpected) as OffboardingError['code'];
+  return new OffboardingError(code, record.errorMessage ?? 'Failed earlier.', {
+    retryable: record.retryable ?? false,
+  });
+}
+
+/**
+ * The record an operator means by an event id: the latest record of a valid event with that id, or
+ * else the latest record of an invalid message that carried it. (`findByEventId` lists them all.)
+ */
+export async function latestRecordFor(
+  audit: AuditLog,
+  eventId: string,
+): Promise<AuditRecord | undefined> {
+  const records = await audit.findByEventId(eventId);
+  const newestFirst = records.sort((a, b) => b.lastAttemptAt.localeCompare(a.lastAttemptAt));
+  return newestFirst.find((r) => r.contentDigest !== 'invalid') ?? newestFirst[0];
+}
