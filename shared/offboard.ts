@@ -414,7 +414,21 @@ export class OffboardingService {
     const resolved = await this.resolve(run);
     if ('flow' in resolved) return resolved.flow;
     const { audit, scheduler, queues } = this.deps;
-    const history = await audit.findByUser(resolved.user.id);
+    // By object id and by UPN: a departure given by UPN that is running now has no object id
+    // on its record yet, and must not be missed.
+    const { user } = resolved;
+    const found = [
+      ...(await audit.findByUser(user.id)),
+      ...(await audit.findByUser(user.userPrincipalName)),
+    ];
+    const history = found.filter(
+      (stored, i) =>
+        found.findIndex(
+          (other) =>
+            other.record.identityKey === stored.record.identityKey &&
+            other.record.contentDigest === stored.record.contentDigest,
+        ) === i,
+    );
     const now = this.now();
     // Departures that started or finished: too late to cancel, and the audit must say so.
     const underway: AuditRecord[] = [];

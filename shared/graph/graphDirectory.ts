@@ -172,8 +172,15 @@ function requestIdOf(response: Response): DirectoryCall {
 
 /** Errors thrown before any HTTP status: no token, network failure, timeout. */
 function translateThrown(error: unknown): OffboardingError {
-  // Already ours: the bounded credential's timeout, for one.
+  // Already ours: the bounded credential's timeout. The Graph client re-wraps what its auth
+  // provider throws in a GraphError that keeps only the name and message.
   if (error instanceof OffboardingError) return error;
+  if (error instanceof GraphError && error.code === 'OffboardingError') {
+    return new OffboardingError(ErrorCodes.AuthenticationFailed, error.message, {
+      retryable: true,
+      cause: error,
+    });
+  }
   const name =
     error instanceof GraphError ? (error.code ?? '') : error instanceof Error ? error.name : '';
   const message = error instanceof Error ? error.message : String(error);

@@ -257,3 +257,52 @@ describe('parseEvent', () => {
     expect(salvageEventId({ id: 'x\u0001' })).toBeUndefined();
   });
 });
+
+describe('shape limits before anything recursive sees the event', () => {
+  let deep: unknown = 'x';
+  for (let i = 0; i < 3000; i++) deep = [deep];
+
+  it.each([
+    [
+      'an object extension attribute',
+      leaving({}, { traceparentx: { a: 1 } }),
+      /traceparentx must be a string, an integer or a boolean/,
+    ],
+    [
+      'an array extension attribute',
+      leaving({}, { tags: ['a'] }),
+      /tags must be a string, an integer or a boolean/,
+    ],
+    ['a 3,000-deep array extension attribute', leaving({}, { deep }), /nested more than 8 levels/],
+    [
+      'a fractional number extension attribute',
+      leaving({}, { weight: 1.5 }),
+      /weight must be a string, an integer or a boolean/,
+    ],
+  ])('rejects %s (CloudEvents allows only its scalar types)', (_what, body, expected) => {
+    expect(rejection(body).message).toMatch(expected);
+    expect(rejection(JSON.stringify(body)).message).toMatch(expected);
+  });
+
+  it('accepts scalar extension attributes', () => {
+    expect(() =>
+      parseEvent(leaving({}, { partition: 'a', sequence: 7, sampled: true }), LEAVING),
+    ).not.toThrow();
+  });
+
+  it.each(['__proto__', 'constructor', 'prototype'])(
+    'rejects the key %s anywhere in the body',
+    (key) => {
+      const top = `{"specversion":"1.0","id":"e","source":"/s","type":"employee.leaving","${key}":{"x":1},"data":{"user":"a@contoso.com"}}`;
+      const inData = `{"specversion":"1.0","id":"e","source":"/s","type":"employee.leaving","data":{"user":"a@contoso.com","${key}":{}}}`;
+      expect(rejection(top).message).toMatch(`forbidden key "${key}"`);
+      expect(rejection(inData).message).toMatch(`forbidden key "${key}"`);
+    },
+  );
+
+  it('rejects a deeply nested body as an invalid event, without overflowing the stack', () => {
+    const body = JSON.stringify({ ...leaving(), data: { user: 'a@contoso.com', deep } });
+    expect(rejection(body).message).toMatch(/nested more than 8 levels/);
+    expect(salvageEventId(body)).toBeUndefined();
+  });
+});
