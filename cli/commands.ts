@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { EventKinds } from '../shared/events';
 import type { Runtime } from '../shared/runtime';
 import { recordsOfEvent, recordsOfUser } from './auditLookup';
 import { parseCsv } from './csv';

@@ -7,6 +7,7 @@ import { runCli } from '../support/cli';
 // dialled before the Service Bus check fails.
 const noServiceBus = {
   AUDIT_TABLE_CONNECTION_STRING: 'UseDevelopmentStorage=true',
+  PROTECTED_USERS: 'breakglass@contoso.com',
   ServiceBusConnection: '',
   ServiceBusConnection__fullyQualifiedNamespace: '',
 };

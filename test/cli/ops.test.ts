@@ -35,6 +35,10 @@ afterAll(async () => {
 });
 
 const deadLettered = (queue: string) => world.serviceBus.stats(queue).deadLettered;
+/** The audit record of an event these tests sent (one source each, so one record). */
+const auditRecord = async (eventId: string) =>
+  (await world.runtime.audit.findByEventId(eventId))[0];
+const auditedOutcome = async (eventId: string) => (await auditRecord(eventId))?.outcome;
 
 describe('dead letters: list and replay after fixing a 403', () => {
   const events = WAVE.map((user) => cloudEvent('mfa.enabled', { user: user.userPrincipalName }));
@@ -114,7 +118,7 @@ describe('dead letters: list and replay after fixing a 403', () => {
     for (const event of events) {
       await waitFor(
         `${event.id as string} to succeed`,
-        async () => (await world.runtime.audit.get(event.id as string))?.outcome === 'succeeded',
+        async () => (await auditedOutcome(event.id as string)) === 'succeeded',
       );
     }
     expect(world.graph.writes()).toHaveLength(events.length);
@@ -152,7 +156,7 @@ describe('dead letters: list and replay after fixing a 403', () => {
     });
     await waitFor(
       'the duplicate to be counted',
-      async () => ((await world.runtime.audit.get(first!.id as string))?.duplicates ?? 0) >= 1,
+      async () => ((await auditRecord(first!.id as string))?.duplicates ?? 0) >= 1,
     );
     expect(world.graph.writes()).toHaveLength(0);
   });
@@ -209,10 +213,7 @@ describe('offboard enqueue', () => {
     const summary = JSON.parse(first.stdout) as { sent: number; eventIds: string[] };
     expect(summary.sent).toBe(3);
     for (const id of summary.eventIds) {
-      await waitFor(
-        `${id} to succeed`,
-        async () => (await world.runtime.audit.get(id))?.outcome === 'succeeded',
-      );
+      await waitFor(`${id} to succeed`, async () => (await auditedOutcome(id)) === 'succeeded');
     }
     const dropped = world.serviceBus.stats('mfa-enabled').duplicatesDropped;
     const again = await runCli(
