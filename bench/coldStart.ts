@@ -19,6 +19,7 @@ export const NODE22_PACKAGE = 'node@22.23.3';
 
 /** Where a deployment bundle may have been built (first found wins). */
 const BUNDLE_CANDIDATES = [
+  'dist/deploy/main.js',
   'dist/bundle/index.js',
   'dist/bundle/functions/index.js',
   'dist-bundle/index.js',

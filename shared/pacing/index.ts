@@ -22,7 +22,7 @@ export interface PacingSettings {
   departureReserveWrites: number;
   /** PACING_MAX_WAIT_SECONDS: longest in-process wait for a slot before deferring. Default 30. */
   maxWaitSeconds: number;
-  /** Wave slots leased per storage round-trip (not a setting; default 4). */
+  /** Wave slots leased per storage round-trip (not a setting; default 8). */
   waveLeaseWrites?: number;
 }
 
@@ -36,7 +36,7 @@ export const DEFAULT_PACING: PacingSettings = {
   burstWrites: 440,
   departureReserveWrites: 400,
   maxWaitSeconds: 30,
-  waveLeaseWrites: 4,
+  waveLeaseWrites: 8,
 };
 
 export type PacingStoreOption =

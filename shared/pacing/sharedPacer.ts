@@ -63,21 +63,38 @@ export interface PacerStats {
   wastedSlots: number;
   /** Departures granted from a fresh cached budget before their booking was stored. */
   grantedAtOnce: number;
+  /** Departures that went ahead because the store was too slow to answer in time. */
+  grantedUnbooked: number;
 }
 
 interface Pending {
   lane: Lane;
   writes: number;
   resolve: () => void;
-  reject: (error: unknown) => void;
+  reject: (error: Error) => void;
   /** Already granted from the cached budget; only its booking remains to be stored. */
   granted?: boolean;
 }
 
 const noop = () => undefined;
 
-/** A cached budget older than this is not trusted for granting departures before booking. */
-const FRESH_CACHE_MS = 2_000;
+/**
+ * A cached budget older than this is not trusted for granting departures before booking. The wave
+ * never books further ahead than its wait bound, so in that time others can only have added
+ * pauses and other departures, which the slack of half the reserve covers.
+ */
+const FRESH_CACHE_MS = 10_000;
+/**
+ * A leased slot may still be used this long after its time (a busy process came back to it late).
+ * Late writes can add at most this much of the rate as a burst (20 writes at 20/s), which the
+ * bucket's distance to Graph's own burst (3,000) absorbs; later than that the slot is given up.
+ */
+const LATE_SLOT_GRACE_MS = 1_000;
+/**
+ * A departure whose booking has not come back from the store by then goes ahead anyway (the
+ * booking completes behind it): our bookkeeping never holds up removing someone's access.
+ */
+const DEPARTURE_BOOKING_TIMEOUT_MS = 2_000;
 
 const GRAPH_CAPACITY = 3_000;
 
@@ -127,6 +144,7 @@ export class SharedWritePacer implements WritePacer, ThrottleFeedback {
     storeFailures: 0,
     wastedSlots: 0,
     grantedAtOnce: 0,
+    grantedUnbooked: 0,
   };
 
   constructor(private readonly options: SharedPacerOptions) {
@@ -161,7 +179,32 @@ export class SharedWritePacer implements WritePacer, ThrottleFeedback {
       return Promise.resolve();
     }
     return new Promise<void>((resolve, reject) => {
-      this.pending[lane].push({ lane, writes, resolve, reject });
+      const request: Pending = { lane, writes, resolve, reject };
+      if (lane === 'departure') {
+        let settled = false;
+        const timer = setTimeout(() => {
+          if (settled) return;
+          settled = true;
+          this.statistics.granted += 1;
+          this.statistics.grantedUnbooked += 1;
+          request.granted = true;
+          resolve();
+        }, DEPARTURE_BOOKING_TIMEOUT_MS);
+        timer.unref?.();
+        request.resolve = () => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          resolve();
+        };
+        request.reject = (error) => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          reject(error instanceof Error ? error : new Error(String(error)));
+        };
+      }
+      this.pending[lane].push(request);
       void this.flush(lane);
     });
   }
@@ -248,7 +291,7 @@ export class SharedWritePacer implements WritePacer, ThrottleFeedback {
     // 1. Slots this instance leased earlier and still holds, in order, while they last.
     const slots = this.leased[lane];
     const now = this.now();
-    while (slots.length > 0 && (slots[0] ?? 0) < now) {
+    while (slots.length > 0 && (slots[0] ?? 0) < now - LATE_SLOT_GRACE_MS) {
       // A slot whose time passed unused is dropped: using it late could add up to a burst.
       slots.shift();
       this.statistics.wastedSlots += 1;
@@ -316,6 +359,8 @@ export class SharedWritePacer implements WritePacer, ThrottleFeedback {
     }
     this.options.onGranted?.({ lane: request.lane, writes: request.writes, startAt: until });
     if (until > begun) await this.sleep(until - begun);
+    // A departure may have gone ahead meanwhile (booking timeout); it is counted there.
+    if (request.granted) return;
     this.statistics.granted += 1;
     this.statistics.waitedMs += Math.max(0, until - begun);
     request.resolve();

@@ -169,12 +169,17 @@ describe('SharedWritePacer (in-memory store)', () => {
     // A departure never uses the wave's leased slots, and sees them as booked.
     await pacer.reserve('departure', 1);
     expect(store.writes).toBe(2);
-    // The 5 spare slots (300-500 ms) pass unused: given up, and the next wave books anew.
-    clock.now += 1_000;
+    // A busy process may come back to a spare slot up to a second late: it is still used...
+    clock.now += 700;
     await pacer.reserve('wave', 1);
-    expect(pacer.stats()).toMatchObject({ wastedSlots: 5, granted: 47 });
+    expect(store.writes).toBe(2);
+    expect(starts.at(-1)).toBe(T0 + 300);
+    // ...later than that the 4 left (350-500 ms) are given up, and the next wave books anew.
+    clock.now += 1_300;
+    await pacer.reserve('wave', 1);
+    expect(pacer.stats()).toMatchObject({ wastedSlots: 4, granted: 48 });
     expect(store.writes).toBe(3);
-    expect(starts.at(-1)).toBe(T0 + 1_000);
+    expect(starts.at(-1)).toBe(T0 + 2_000);
   });
 
   it('defers the wave beyond its wait bound with a Retry-After, booking nothing for it', async () => {
@@ -222,8 +227,8 @@ describe('SharedWritePacer (in-memory store)', () => {
     expect(store.writes).toBe(writesBefore + 1);
     expect((await store.read())?.tat).toBe(T0 + 3 * 50);
     expect(pacer.stats()).toMatchObject({ grantedAtOnce: 1, granted: 2 });
-    // A stale view is not trusted: after 3 s the departure books first.
-    clock.now += 3_000;
+    // A stale view is not trusted: after 11 s the departure books first.
+    clock.now += 11_000;
     await reserve('departure', 1);
     expect(pacer.stats().grantedAtOnce).toBe(1);
   });
@@ -259,6 +264,29 @@ describe('SharedWritePacer (in-memory store)', () => {
       retryAfterSeconds: 10,
     });
     expect(pacer.stats().storeFailures).toBe(2);
+  });
+
+  it('lets a departure go when the store does not answer within 2 s; the wave keeps waiting', async () => {
+    jest.useFakeTimers();
+    try {
+      const hanging: BudgetStore = {
+        read: () => new Promise(() => undefined),
+        write: () => new Promise(() => undefined),
+      };
+      const pacer = new SharedWritePacer({ params: PARAMS, store: hanging, maxWaitMs: 30_000 });
+      let departed = false;
+      let waveDone = false;
+      void pacer.reserve('departure', 2).then(() => (departed = true));
+      void pacer.reserve('wave', 1).finally(() => (waveDone = true));
+      await jest.advanceTimersByTimeAsync(1_900);
+      expect(departed).toBe(false);
+      await jest.advanceTimersByTimeAsync(200);
+      expect(departed).toBe(true);
+      expect(waveDone).toBe(false);
+      expect(pacer.stats()).toMatchObject({ grantedUnbooked: 1, granted: 1 });
+    } finally {
+      jest.useRealTimers();
+    }
   });
 
   it('shares one budget between instances without over-granting', async () => {
