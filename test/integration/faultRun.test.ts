@@ -90,7 +90,7 @@ it('converges to one final record when the process loses the audit write after t
   expect((await allRecords()).filter((e) => e.eventId === event.id)).toHaveLength(1);
 }, 90_000);
 
-it('ends 1,000 events under injected faults succeeded or dead-lettered with a reason, one record each', async () => {
+it('ends 1,000 events under injected faults and an adversarial mix succeeded or dead-lettered with a reason, one truthful record each', async () => {
   const started = Date.now();
   const users = Array.from({ length: 1000 }, (_, i) => {
     const suffix = String(i).padStart(12, '0');
@@ -135,14 +135,69 @@ it('ends 1,000 events under injected faults succeeded or dead-lettered with a re
     setTimeout(() => proxy.setDown(true), 5000),
     setTimeout(() => proxy.setDown(false), 15_000),
   ];
+  // The adversarial mix (issue 7): ids reused on the other queue for other users, concurrent
+  // duplicates, invalid messages reusing good ids, and cancellations racing leave dates.
+  const validLeaving = plan.filter((p) => p.kind === 'valid' && p.queue === 'employee-leaving');
+  const collisions = validLeaving.slice(0, 40).map((p, n) => {
+    const other = world.graph.addUser({
+      id: `c0111de0-0000-4000-8000-${String(n).padStart(12, '0')}`,
+      userPrincipalName: `collide.user${n}@contoso.com`,
+    });
+    return {
+      user: other,
+      event: cloudEvent('mfa.enabled', { user: other.userPrincipalName }, p.event.id as string),
+    };
+  });
+  const invalidReuses = validLeaving
+    .slice(40, 70)
+    .map((p) => ({ ...p.event, data: { user: 'not a user' } }));
+  const races = Array.from({ length: 20 }, (_, n) => {
+    const user = world.graph.addUser({
+      id: `4ace0000-0000-4000-8000-${String(n).padStart(12, '0')}`,
+      userPrincipalName: `race.user${n}@contoso.com`,
+    });
+    const effectiveAt = new Date(Date.now() + 8_000 + n * 100).toISOString();
+    return {
+      user,
+      departure: cloudEvent(
+        'employee.leaving',
+        { user: user.userPrincipalName, effectiveAt },
+        `race-${n}`,
+      ),
+      cancel: cloudEvent(
+        'employee.leaving.cancelled',
+        { user: user.userPrincipalName },
+        `race-${n}-cancel`,
+      ),
+    };
+  });
+  const sendCancel = (race: (typeof races)[number]) =>
+    pipeline.send('employee-leaving', race.cancel, `${race.cancel.id as string}-m`);
+  for (const race of races)
+    await pipeline.send('employee-leaving', race.departure, `${race.departure.id as string}-m`);
+  // Half are cancelled well ahead of their date, half right at it: both ends of the race.
+  for (const race of races.filter((_, n) => n % 2 === 0)) await sendCancel(race);
+  const cancellations = races
+    .filter((_, n) => n % 2 === 1)
+    .map((race, n) => setTimeout(() => void sendCancel(race), 7_900 + n * 200));
+
   let duplicatesSent = 0;
   for (const [i, item] of plan.entries()) {
-    await pipeline.send(item.queue, item.event, `m-${i}`);
     if (item.kind === 'valid' && i % 25 === 3) {
-      await pipeline.send(item.queue, item.event, `m-${i}-again`);
+      // The same event twice at the same moment, under different message ids.
+      await Promise.all([
+        pipeline.send(item.queue, item.event, `m-${i}`),
+        pipeline.send(item.queue, item.event, `m-${i}-again`),
+      ]);
       duplicatesSent++;
+    } else {
+      await pipeline.send(item.queue, item.event, `m-${i}`);
     }
   }
+  for (const [n, collision] of collisions.entries())
+    await pipeline.send('mfa-enabled', collision.event, `c-${n}`);
+  for (const [n, bogus] of invalidReuses.entries())
+    await pipeline.send('employee-leaving', bogus, `bogus-${n}`);
   const burst500 = world.graph.injectFault({ status: 500, times: 40 });
 
   const dlqCount = () =>
@@ -156,13 +211,31 @@ it('ends 1,000 events under injected faults succeeded or dead-lettered with a re
       records = await Promise.all(
         plan.map((p) => latestRecordFor(world.runtime.audit, p.event.id as string)),
       );
-      return records.every((r, i) =>
-        plan[i]?.kind === 'valid' ? r?.outcome === 'succeeded' : r !== undefined,
+      if (
+        !records.every((r, i) =>
+          plan[i]?.kind === 'valid' ? r?.outcome === 'succeeded' : r !== undefined,
+        )
+      )
+        return false;
+      const raceRecords = await Promise.all(
+        races.map((race) => world.runtime.audit.findByEventId(race.cancel.id as string)),
+      );
+      const collisionsDone = await Promise.all(
+        collisions.map(async (c) =>
+          (await world.runtime.audit.findByUser(c.user.id)).some(
+            (s) => s.record.outcome === 'succeeded',
+          ),
+        ),
+      );
+      return (
+        raceRecords.every((r) => r.some((x) => x.outcome !== 'in-progress')) &&
+        collisionsDone.every(Boolean)
       );
     },
     300_000,
   );
   outages.forEach(clearTimeout);
+  cancellations.forEach(clearTimeout);
   proxy.setDown(false);
   world.identity.setDown(false);
 
@@ -182,17 +255,62 @@ it('ends 1,000 events under injected faults succeeded or dead-lettered with a re
       expect(record?.outcome).toBe(item.kind === 'protected' ? 'refused' : 'failed');
     }
   }
+  // A reused id never hid the departure it was reused from, nor the event that reused it.
+  for (const collision of collisions) {
+    const ofUser = await world.runtime.audit.findByUser(collision.user.id);
+    expect(ofUser.map((s) => s.record.outcome)).toEqual(['succeeded']);
+  }
+  // Every invalid message that reused a good id has its own record, dead-lettered; the good one stands.
+  for (const bogus of invalidReuses) {
+    const all = await world.runtime.audit.findByEventId(bogus.id as string);
+    expect(all.map((r) => `${r.route}:${r.outcome}`).sort()).toEqual([
+      'employeeLeaving:failed',
+      'employeeLeaving:succeeded',
+    ]);
+  }
+  // A cancellation racing its leave date: the audit says cancelled exactly when Graph saw no write.
+  let cancelledInTime = 0;
+  const lostRaces: typeof races = [];
+  for (const race of races) {
+    const departure = await latestRecordFor(world.runtime.audit, race.departure.id as string);
+    const cancel = await latestRecordFor(world.runtime.audit, race.cancel.id as string);
+    const written = world.graph.writes().some((w) => w.userId === race.user.id);
+    if (departure?.outcome === 'cancelled') {
+      cancelledInTime++;
+      expect(written).toBe(false);
+      expect(cancel?.outcome).toBe('succeeded');
+    } else {
+      expect(departure?.outcome).toBe('succeeded');
+      expect(written).toBe(true);
+      expect(cancel).toMatchObject({ outcome: 'failed', errorCode: 'DepartureAlreadyExecuted' });
+      lostRaces.push(race);
+    }
+  }
   expect(lost).toBe(0);
-  expect(deadLetters).toHaveLength(expectedDeadLetters);
+  // Dead letters hold exactly the events that failed for good: every one of them, and nothing
+  // else (an event may have more than one copy there when a copy parked for a retry also ends
+  // in a permanent failure).
+  const permanentIds = new Set([
+    ...plan.filter((p) => p.kind !== 'valid').map((p) => p.event.id as string),
+    ...invalidReuses.map((bogus) => bogus.id as string),
+    ...lostRaces.map((race) => race.cancel.id as string),
+  ]);
+  const deadLetteredEvents = new Set(deadLetters.map((d) => (d.body as { id?: string }).id ?? ''));
+  expect([...deadLetteredEvents].sort()).toEqual([...permanentIds].sort());
   for (const deadLetter of deadLetters) expect(deadLetter.reason).toBe('MaxDeliveryCountExceeded');
 
-  // Exactly one final audit record per event id.
-  const entities = (await allRecords()).filter((e) => String(e.eventId).startsWith('fault-'));
+  // Exactly one record per event (route, source, id and content) and per invalid message.
+  const entities = (await allRecords()).filter((e) => /^(fault|race)-/.test(String(e.eventId)));
+  const keys = new Set(entities.map((e) => `${String(e.partitionKey)}/${String(e.rowKey)}`));
+  expect(keys.size).toBe(entities.length);
+  expect(entities).toHaveLength(
+    plan.length + collisions.length + invalidReuses.length + races.length * 2,
+  );
   const perEvent = new Map<string, number>();
-  for (const entity of entities)
+  for (const entity of entities.filter((e) => String(e.eventId).startsWith('fault-')))
     perEvent.set(String(entity.eventId), (perEvent.get(String(entity.eventId)) ?? 0) + 1);
   expect(perEvent.size).toBe(plan.length);
-  expect([...perEvent.values()].every((n) => n === 1)).toBe(true);
+  expect(entities.filter((e) => e.outcome === 'in-progress')).toEqual([]);
 
   // No Graph write for a refused or invalid event; unknown users were only read.
   const writes = world.graph.writes();
@@ -213,11 +331,15 @@ it('ends 1,000 events under injected faults succeeded or dead-lettered with a re
     succeeded: records.filter((r) => r?.outcome === 'succeeded').length,
     deadLettered: deadLetters.length,
     lost,
-    duplicateRecords: entities.length - perEvent.size,
+    collidingIds: collisions.length,
+    invalidReusingIds: invalidReuses.length,
+    cancellationRaces: races.length,
+    cancelledInTime,
+    records: entities.length,
     maxAttempts: Math.max(...records.map((r) => r?.attempts ?? 0)),
     seconds: Math.round((Date.now() - started) / 1000),
   };
-  // The figures the README and closing note quote.
+  // The figures docs/testing.md and the closing note quote.
   console.log(`fault run: ${JSON.stringify(figures)}`);
   expect(figures.throttled429).toBeGreaterThan(0);
   expect(figures.tokenEndpointFailures).toBeGreaterThan(0);
