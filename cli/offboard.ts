@@ -201,12 +201,16 @@ if (require.main === module) {
     readStdin: () => readAll(process.stdin),
     interactive: process.stderr.isTTY === true,
   }).then(
-    (code) => {
-      process.exitCode = code;
-    },
+    // Exit once the output is flushed, not when the event loop drains: a dependency that timed
+    // out may still hold a socket open, and the command must not hang on it.
+    (code) => exitAfterFlush(code),
     (error: unknown) => {
       process.stderr.write(errorLine('Unexpected', String(error)));
-      process.exitCode = ExitCodes.failed;
+      exitAfterFlush(ExitCodes.failed);
     },
   );
+}
+
+function exitAfterFlush(code: number): void {
+  process.stdout.write('', () => process.stderr.write('', () => process.exit(code)));
 }

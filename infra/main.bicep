@@ -31,7 +31,7 @@ param dryRun bool = true
 @minLength(1)
 param protectedUsers string
 
-@description('Grant User-PasswordProfile.ReadWrite.All so events may reset passwords. The identity also needs the User Administrator Entra role (see README.md, "Password resets").')
+@description('Grant User-PasswordProfile.ReadWrite.All so events may reset passwords. The identity also needs the User Administrator Entra role (see docs/deploy.md, "Password resets").')
 param enablePasswordReset bool = false
 
 @description('Grant the Graph application permissions in this deployment (Microsoft Graph Bicep extension, public cloud only). Needs Privileged Role Administrator. false (default): an administrator runs infra/scripts/grant-graph-permissions.sh after provisioning.')
