@@ -1,4 +1,4 @@
-import type { AuditLog, AuditRecord } from '../shared/ports';
+import type { AuditLog, AuditRecord } from '../shared/core/ports';
 
 /**
  * The audit reads the command line makes, in one place: the ops commands only ever read the

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import type { Runtime } from '../shared/runtime';
+import type { Runtime } from '../shared/app/runtime';
 import { recordsOfEvent, recordsOfUser } from './auditLookup';
 import { parseCsv } from './csv';
 import { listDeadLetters, replayDeadLetters } from './deadLetters';

@@ -4,9 +4,9 @@ import type {
   ServiceBusReceivedMessage,
 } from '@azure/service-bus';
 import { createHash } from 'node:crypto';
-import { MessageProperties } from '../shared/messaging';
-import type { AuditLog } from '../shared/ports';
-import { translateServiceBusError } from '../shared/servicebus/serviceBusScheduler';
+import { MessageProperties } from '../shared/core/messaging';
+import type { AuditLog } from '../shared/core/ports';
+import { translateServiceBusError } from '../shared/adapters/serviceBusScheduler';
 import { lastAuditedError } from './auditLookup';
 import { operator, sleep } from './io';
 

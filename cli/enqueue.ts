@@ -1,9 +1,9 @@
 import type { ServiceBusClient, ServiceBusMessage } from '@azure/service-bus';
 import { createHash, randomBytes } from 'node:crypto';
-import type { AppConfig } from '../shared/config';
-import { kindOfType, parseEvent, type EventKind } from '../shared/events';
-import { MessageProperties } from '../shared/messaging';
-import { translateServiceBusError } from '../shared/servicebus/serviceBusScheduler';
+import type { AppConfig } from '../shared/app/config';
+import { kindOfType, parseEvent, type EventKind } from '../shared/core/events';
+import { MessageProperties } from '../shared/core/messaging';
+import { translateServiceBusError } from '../shared/adapters/serviceBusScheduler';
 import type { CsvRow } from './csv';
 import { operator, sleep } from './io';
 

@@ -1,4 +1,4 @@
-import { ErrorCodes, type OffboardingError } from '../shared/errors';
+import { ErrorCodes, type OffboardingError } from '../shared/core/errors';
 
 /** Exit codes (sysexits-style, so runbooks can branch on them). */
 export const ExitCodes = {

@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 import { DefaultAzureCredential } from '@azure/identity';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { loadConfig } from '../shared/config';
-import { toOffboardingError } from '../shared/errors';
-import { createRuntime } from '../shared/runtime';
+import { loadConfig } from '../shared/app/config';
+import { toOffboardingError } from '../shared/core/errors';
+import { createRuntime } from '../shared/app/runtime';
 import {
   auditCommand,
   dlqListCommand,

@@ -1,4 +1,4 @@
-import type { AuditRecord } from '../shared/ports';
+import type { AuditRecord } from '../shared/core/ports';
 import type { DeadLetterSummary } from './deadLetters';
 
 /**

@@ -9,13 +9,13 @@
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { SETTINGS } from '../shared/config';
+import { SETTINGS } from '../shared/app/config';
 import {
   GraphPermissions,
   PASSWORD_RESET_ROLE,
   requiredGraphPermissions,
-} from '../shared/graph/permissions';
-import { QUEUE_POLICY } from '../shared/queuePolicy';
+} from '../shared/adapters/graphPermissions';
+import { QUEUE_POLICY } from '../shared/core/queuePolicy';
 
 /**
  * Built-in Azure role definition ids (the same in every tenant), each with the operation of the code
@@ -55,7 +55,7 @@ const APP_MESSAGE_ID_PREFIXES = ['retry-', 'leave-', 'replay-', 'cli:'];
 function settingDefault(name: string): string {
   const spec = SETTINGS.find((s) => s.name === name);
   if (spec === undefined || !('default' in spec)) {
-    throw new Error(`shared/config.ts: setting ${name} has no default, which infra needs`);
+    throw new Error(`shared/app/config.ts: setting ${name} has no default, which infra needs`);
   }
   return spec.default;
 }

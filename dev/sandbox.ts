@@ -6,20 +6,20 @@
  *   npm start -- --once  the same, then stop (used by the tests)
  */
 import { ServiceBusClient } from '@azure/service-bus';
-import { latestRecordFor } from '../shared/auditRecords';
+import { latestRecordFor } from '../shared/core/auditRecords';
 import { readdir, readFile, writeFile, mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { loadConfig } from '../shared/config';
-import { queueBindings } from '../shared/functionHandler';
-import { GraphPermissions } from '../shared/graph/permissions';
-import type { AuditRecord } from '../shared/ports';
-import { QUEUE_POLICY } from '../shared/queuePolicy';
-import { createRuntime } from '../shared/runtime';
+import { loadConfig } from '../shared/app/config';
+import { queueBindings } from '../shared/adapters/functionHandler';
+import { GraphPermissions } from '../shared/adapters/graphPermissions';
+import type { AuditRecord } from '../shared/core/ports';
+import { QUEUE_POLICY } from '../shared/core/queuePolicy';
+import { createRuntime } from '../shared/app/runtime';
 import { freePort, startAzuriteTable } from './azurite';
-import { BOB_UPN, BREAKGLASS_UPN, startGraphStandIn } from './graph-standin';
-import { startManagedIdentityStandIn } from './identity-standin';
+import { BOB_UPN, BREAKGLASS_UPN, startGraphStandIn } from './graph-standin/index';
+import { startManagedIdentityStandIn } from './identity-standin/index';
 import { startLocalRunner, type LogLine } from './localRunner';
-import { startServiceBusStandIn } from './servicebus-standin';
+import { startServiceBusStandIn } from './servicebus-standin/index';
 
 const ROOT = join(__dirname, '..', '..');
 const SAMPLES = join(ROOT, 'samples');

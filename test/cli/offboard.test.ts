@@ -1,7 +1,7 @@
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ALICE_ID, BREAKGLASS_UPN, GUEST_UPN } from '../../dev/graph-standin';
+import { ALICE_ID, BREAKGLASS_UPN, GUEST_UPN } from '../../dev/graph-standin/index';
 import { runCli } from '../support/cli';
 import { cloudEvent, startWorld, type World } from '../support/world';
 

@@ -1,11 +1,11 @@
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ALICE_UPN, BOB_UPN } from '../../dev/graph-standin';
-import { GraphPermissions } from '../../shared/graph/permissions';
+import { ALICE_UPN, BOB_UPN } from '../../dev/graph-standin/index';
+import { GraphPermissions } from '../../shared/adapters/graphPermissions';
 import { main } from '../../cli/offboard';
-import { loadConfig } from '../../shared/config';
-import { createRuntime } from '../../shared/runtime';
+import { loadConfig } from '../../shared/app/config';
+import { createRuntime } from '../../shared/app/runtime';
 import { runCli } from '../support/cli';
 import { startPipeline, type Pipeline } from '../support/runner';
 import { waitFor } from '../support/wait';

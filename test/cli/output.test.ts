@@ -1,5 +1,5 @@
 import { describeRecord, escapeUnsafe, formatTable, toJson } from '../../cli/output';
-import type { AuditRecord } from '../../shared/ports';
+import type { AuditRecord } from '../../shared/core/ports';
 import { RAW_UNSAFE } from './rawUnsafe';
 
 const HOSTILE =

@@ -21,12 +21,12 @@ import {
   routeGraphRequest,
   startGraphStandIn,
   type GraphStandIn,
-} from '../../dev/graph-standin';
+} from '../../dev/graph-standin/index';
 import {
   mintAccessToken,
   startManagedIdentityStandIn,
   type ManagedIdentityStandIn,
-} from '../../dev/identity-standin';
+} from '../../dev/identity-standin/index';
 
 const GRAPH_SCOPE = 'https://graph.microsoft.com/.default';
 const LEAST_PRIVILEGE = [

@@ -7,7 +7,7 @@ import {
   decodeAccessToken,
   startManagedIdentityStandIn,
   type ManagedIdentityStandIn,
-} from '../../dev/identity-standin';
+} from '../../dev/identity-standin/index';
 
 const GRAPH_SCOPE = 'https://graph.microsoft.com/.default';
 const USER_ASSIGNED = '0a1b2c3d-0000-4000-8000-00000000beef';

@@ -4,8 +4,8 @@
  * the queues a real target needs.
  */
 import { ServiceBusClient } from '@azure/service-bus';
-import type { ServiceBusStandIn } from '../../dev/servicebus-standin';
-import { startServiceBusStandIn } from '../../dev/servicebus-standin';
+import type { ServiceBusStandIn } from '../../dev/servicebus-standin/index';
+import { startServiceBusStandIn } from '../../dev/servicebus-standin/index';
 
 export type QueueKind = 'default' | 'dedup';
 

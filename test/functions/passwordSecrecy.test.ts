@@ -1,7 +1,7 @@
 import { TableClient } from '@azure/data-tables';
 import { inspect } from 'node:util';
-import { ADMIN_ID, ALICE_UPN } from '../../dev/graph-standin';
-import { createQueueHandler } from '../../shared/functionHandler';
+import { ADMIN_ID, ALICE_UPN } from '../../dev/graph-standin/index';
+import { createQueueHandler } from '../../shared/adapters/functionHandler';
 import { runCli } from '../support/cli';
 import { cloudEvent, startWorld, type World } from '../support/world';
 

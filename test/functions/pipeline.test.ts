@@ -1,5 +1,5 @@
 import { TableClient } from '@azure/data-tables';
-import { latestRecordFor } from '../../shared/auditRecords';
+import { latestRecordFor } from '../../shared/core/auditRecords';
 import {
   ADMIN_ID,
   ALICE_ID,
@@ -12,9 +12,9 @@ import {
   GUEST_UPN,
   SYNCED_ID,
   SYNCED_UPN,
-} from '../../dev/graph-standin';
-import { createQueueHandler, SettlementError } from '../../shared/functionHandler';
-import type { AuditRecord } from '../../shared/ports';
+} from '../../dev/graph-standin/index';
+import { createQueueHandler, SettlementError } from '../../shared/adapters/functionHandler';
+import type { AuditRecord } from '../../shared/core/ports';
 import { cloudEvent, startWorld, type World } from '../support/world';
 
 let world: World;

@@ -80,7 +80,7 @@ export function checkAppSettings(files: InfraFiles, contract: InfraContract): st
     if ((localOnly as string[]).includes(name))
       findings.push(`app setting ${name} is local development only and must not be set in Azure`);
     else if (!known.includes(name) && !PLATFORM_SETTINGS.test(name))
-      findings.push(`app setting ${name} is not a setting the code reads (shared/config.ts)`);
+      findings.push(`app setting ${name} is not a setting the code reads (shared/app/config.ts)`);
   }
   for (const name of ['ServiceBusConnection__credential', 'AzureWebJobsStorage__credential'])
     if (settings[name] !== "'managedidentity'") findings.push(`${name} must be 'managedidentity'`);
@@ -221,7 +221,7 @@ export function checkDefaults(files: InfraFiles): string[] {
   for (const [name, value] of Object.entries(expect))
     if (paramDefault(main, name) !== value)
       findings.push(`param ${name} must default to ${value}, is ${paramDefault(main, name)}`);
-  // shared/config.ts requires PROTECTED_USERS with no default: an empty value must stop the deploy.
+  // shared/app/config.ts requires PROTECTED_USERS with no default: an empty value must stop the deploy.
   if (!/@minLength\(1\)\nparam protectedUsers string$/m.test(main))
     findings.push('param protectedUsers must be required and non-empty (no default)');
   if (

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { buildInfraContract } from '../../dev/infra-contract';
-import { requiredGraphPermissions } from '../../shared/graph/permissions';
+import { requiredGraphPermissions } from '../../shared/adapters/graphPermissions';
 
 const SCRIPT = join(__dirname, '..', '..', 'infra', 'scripts', 'grant-graph-permissions.sh');
 const PRINCIPAL = 'aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee';

@@ -1,9 +1,9 @@
-import { BREAKGLASS_UPN } from '../../dev/graph-standin';
-import { latestRecordFor } from '../../shared/auditRecords';
-import { createQueueHandler, SettlementError } from '../../shared/functionHandler';
-import { MessageProperties } from '../../shared/messaging';
-import type { AuditRecord } from '../../shared/ports';
-import type { RouteName } from '../../shared/routes';
+import { BREAKGLASS_UPN } from '../../dev/graph-standin/index';
+import { latestRecordFor } from '../../shared/core/auditRecords';
+import { createQueueHandler, SettlementError } from '../../shared/adapters/functionHandler';
+import { MessageProperties } from '../../shared/core/messaging';
+import type { AuditRecord } from '../../shared/core/ports';
+import type { RouteName } from '../../shared/core/routes';
 import { startPipeline, type Pipeline } from '../support/runner';
 import { waitFor } from '../support/wait';
 import { cloudEvent, startWorld, type World } from '../support/world';

@@ -1,8 +1,8 @@
 import { TableClient } from '@azure/data-tables';
-import { latestRecordFor } from '../../shared/auditRecords';
-import { BREAKGLASS_ID, BREAKGLASS_UPN } from '../../dev/graph-standin';
-import type { AuditRecord } from '../../shared/ports';
-import type { Runtime } from '../../shared/runtime';
+import { latestRecordFor } from '../../shared/core/auditRecords';
+import { BREAKGLASS_ID, BREAKGLASS_UPN } from '../../dev/graph-standin/index';
+import type { AuditRecord } from '../../shared/core/ports';
+import type { Runtime } from '../../shared/app/runtime';
 import { startPipeline, type Pipeline } from '../support/runner';
 import { startTcpProxy, type TcpProxy } from '../support/tcpProxy';
 import { waitFor } from '../support/wait';
@@ -150,7 +150,7 @@ it('ends 1,000 events under injected faults and an adversarial mix succeeded or 
   });
   const invalidReuses = validLeaving
     .slice(40, 70)
-    .map((p) => ({ ...p.event, data: { user: 'not a user' } }));
+    .map((p): Record<string, unknown> => ({ ...p.event, data: { user: 'not a user' } }));
   const races = Array.from({ length: 20 }, (_, n) => {
     const user = world.graph.addUser({
       id: `4ace0000-0000-4000-8000-${String(n).padStart(12, '0')}`,

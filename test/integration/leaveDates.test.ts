@@ -1,6 +1,6 @@
-import { ALICE_ID, ALICE_UPN, DOLLAR_UPN } from '../../dev/graph-standin';
-import { latestRecordFor } from '../../shared/auditRecords';
-import type { AuditRecord } from '../../shared/ports';
+import { ALICE_ID, ALICE_UPN, DOLLAR_UPN } from '../../dev/graph-standin/index';
+import { latestRecordFor } from '../../shared/core/auditRecords';
+import type { AuditRecord } from '../../shared/core/ports';
 import { startPipeline, type Pipeline } from '../support/runner';
 import { waitFor } from '../support/wait';
 import { cloudEvent, startWorld, type World } from '../support/world';

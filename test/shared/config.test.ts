@@ -1,4 +1,4 @@
-import { SETTINGS, loadConfig } from '../../shared/config';
+import { SETTINGS, loadConfig } from '../../shared/app/config';
 
 const minimal = {
   AUDIT_TABLE_ENDPOINT: 'https://acct.table.core.windows.net',

@@ -1,9 +1,9 @@
 import { ServiceBusClient } from '@azure/service-bus';
 import type { TokenCredential } from '@azure/identity';
 import { createServer, type Server, type Socket } from 'node:net';
-import { Budgets, boundedCredential } from '../../shared/deadline';
-import { GraphDirectory } from '../../shared/graph/graphDirectory';
-import { ServiceBusScheduler } from '../../shared/servicebus/serviceBusScheduler';
+import { Budgets, boundedCredential } from '../../shared/adapters/deadline';
+import { GraphDirectory } from '../../shared/adapters/graphDirectory';
+import { ServiceBusScheduler } from '../../shared/adapters/serviceBusScheduler';
 
 /**
  * Every wait has a bound: a dependency that accepts a connection (or a call) and never answers

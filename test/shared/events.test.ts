@@ -1,5 +1,5 @@
-import { MAX_EVENT_BYTES, kindOfType, parseEvent, salvageEventId } from '../../shared/events';
-import { OffboardingError } from '../../shared/errors';
+import { MAX_EVENT_BYTES, kindOfType, parseEvent, salvageEventId } from '../../shared/core/events';
+import { OffboardingError } from '../../shared/core/errors';
 
 const LEAVING = ['employee.leaving', 'employee.leaving.cancelled'] as const;
 

@@ -1,5 +1,5 @@
 import { inspect } from 'node:util';
-import { GENERATED_PASSWORD_LENGTH, Secret, generatePassword } from '../../shared/password';
+import { GENERATED_PASSWORD_LENGTH, Secret, generatePassword } from '../../shared/core/password';
 
 describe('generatePassword', () => {
   it('meets Entra complexity: long enough and all four character classes', () => {

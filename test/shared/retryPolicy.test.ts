@@ -1,4 +1,4 @@
-import { retryDelayMs } from '../../shared/retryPolicy';
+import { retryDelayMs } from '../../shared/core/retryPolicy';
 
 const policy = { maxAttempts: 8, baseDelaySeconds: 30, maxDelaySeconds: 3600 };
 

@@ -1,4 +1,4 @@
-import { parseUserRef, userPath, type UserRef } from '../../shared/userRef';
+import { parseUserRef, userPath, type UserRef } from '../../shared/core/userRef';
 
 function ref(value: string): UserRef {
   const parsed = parseUserRef(value);

@@ -1,7 +1,7 @@
 import { ServiceBusClient } from '@azure/service-bus';
 import { startLocalRunner, type LocalRunner, type LogLine } from '../../dev/localRunner';
-import { queueBindings } from '../../shared/functionHandler';
-import type { Runtime } from '../../shared/runtime';
+import { queueBindings } from '../../shared/adapters/functionHandler';
+import type { Runtime } from '../../shared/app/runtime';
 import type { World } from './world';
 
 export interface Pipeline {

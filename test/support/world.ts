@@ -1,16 +1,16 @@
 import { InvocationContext } from '@azure/functions';
 import { randomUUID } from 'node:crypto';
 import { freePort } from '../../dev/azurite';
-import { startGraphStandIn, type GraphStandIn } from '../../dev/graph-standin';
-import { BREAKGLASS_UPN } from '../../dev/graph-standin';
+import { startGraphStandIn, type GraphStandIn } from '../../dev/graph-standin/index';
+import { BREAKGLASS_UPN } from '../../dev/graph-standin/index';
 import {
   startManagedIdentityStandIn,
   type ManagedIdentityStandIn,
-} from '../../dev/identity-standin';
-import { startServiceBusStandIn, type ServiceBusStandIn } from '../../dev/servicebus-standin';
-import { loadConfig } from '../../shared/config';
-import { GraphPermissions } from '../../shared/graph/permissions';
-import { createRuntime, type Runtime } from '../../shared/runtime';
+} from '../../dev/identity-standin/index';
+import { startServiceBusStandIn, type ServiceBusStandIn } from '../../dev/servicebus-standin/index';
+import { loadConfig } from '../../shared/app/config';
+import { GraphPermissions } from '../../shared/adapters/graphPermissions';
+import { createRuntime, type Runtime } from '../../shared/app/runtime';
 
 export const ALL_GRAPH_ROLES = Object.values(GraphPermissions);
 

@@ -1,9 +1,9 @@
 import { TableClient, TableServiceClient } from '@azure/data-tables';
 import { randomUUID } from 'node:crypto';
-import { TableAuditLog } from '../../../shared/audit/tableAuditLog';
-import { updateRecord } from '../../../shared/auditRecords';
+import { TableAuditLog } from '../../../shared/adapters/tableAuditLog';
+import { updateRecord } from '../../../shared/core/auditRecords';
 import { createServer, type Socket } from 'node:net';
-import type { AuditRecord } from '../../../shared/ports';
+import type { AuditRecord } from '../../../shared/core/ports';
 
 const connectionString = () => process.env.TEST_AZURITE_CONNECTION_STRING!;
 

@@ -1,9 +1,9 @@
 import { isServiceBusError, ServiceBusClient, type ServiceBusSender } from '@azure/service-bus';
 import type { TokenCredential } from '@azure/identity';
 import Long from 'long';
-import { Budgets, withDeadline } from '../deadline';
-import { ErrorCodes, OffboardingError } from '../errors';
-import type { OutgoingMessage, Scheduler } from '../messaging';
+import { Budgets, withDeadline } from './deadline';
+import { ErrorCodes, OffboardingError } from '../core/errors';
+import type { OutgoingMessage, Scheduler } from '../core/messaging';
 
 export interface ServiceBusTarget {
   fullyQualifiedNamespace?: string;

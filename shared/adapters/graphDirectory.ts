@@ -9,12 +9,12 @@ import {
 } from '@microsoft/microsoft-graph-client';
 import { TokenCredentialAuthenticationProvider } from '@microsoft/microsoft-graph-client/authProviders/azureTokenCredentials';
 import type { TokenCredential } from '@azure/identity';
-import type { GraphConfig } from '../config';
-import { ErrorCodes, OffboardingError, type ErrorCode } from '../errors';
-import type { Secret } from '../password';
-import type { Directory, DirectoryCall, DirectoryUser } from '../ports';
-import { userPath, type UserRef } from '../userRef';
-import { GraphPermissions, PASSWORD_RESET_ROLE, type GraphOperation } from './permissions';
+import type { GraphConfig } from '../app/config';
+import { ErrorCodes, OffboardingError, type ErrorCode } from '../core/errors';
+import type { Secret } from '../core/password';
+import type { Directory, DirectoryCall, DirectoryUser } from '../core/ports';
+import { userPath, type UserRef } from '../core/userRef';
+import { GraphPermissions, PASSWORD_RESET_ROLE, type GraphOperation } from './graphPermissions';
 
 const USER_SELECT = [
   'id',

@@ -1,6 +1,6 @@
 import type { InvocationContext } from '@azure/functions';
-import { Routes, type RouteName } from './routes';
-import type { Runtime } from './runtime';
+import { Routes, type RouteName } from '../core/routes';
+import type { Runtime } from '../app/runtime';
 
 export class SettlementError extends Error {
   override readonly name = 'SettlementError';

@@ -1,5 +1,5 @@
 import type { EventKind } from './events';
-import type { Lane } from './pacing/pacer';
+import type { Lane } from '../pacing/pacer';
 
 /**
  * The app's routes: one Service Bus queue and function each. Functions register from this table,

@@ -6,16 +6,16 @@ import {
   type TokenCredential,
 } from '@azure/identity';
 import type { ServiceBusClient } from '@azure/service-bus';
-import { TableAuditLog, createTableClient } from './audit/tableAuditLog';
+import { TableAuditLog, createTableClient } from '../adapters/tableAuditLog';
 import { loadConfig, type AppConfig } from './config';
-import { boundedCredential } from './deadline';
-import { ErrorCodes, OffboardingError } from './errors';
-import { GraphDirectory } from './graph/graphDirectory';
-import type { Scheduler } from './messaging';
-import { OffboardingService } from './offboard';
-import type { AuditLog, Directory } from './ports';
-import { QueueProcessor } from './queueProcessing';
-import { ServiceBusScheduler, createServiceBusClient } from './servicebus/serviceBusScheduler';
+import { boundedCredential } from '../adapters/deadline';
+import { ErrorCodes, OffboardingError } from '../core/errors';
+import { GraphDirectory } from '../adapters/graphDirectory';
+import type { Scheduler } from '../core/messaging';
+import { OffboardingService } from '../core/offboard';
+import type { AuditLog, Directory } from '../core/ports';
+import { QueueProcessor } from '../core/queueProcessing';
+import { ServiceBusScheduler, createServiceBusClient } from '../adapters/serviceBusScheduler';
 
 /** Everything a function or the command line needs, built once per process from the settings. */
 export interface Runtime {

@@ -1,5 +1,5 @@
 import type { AccessToken, GetTokenOptions, TokenCredential } from '@azure/identity';
-import { ErrorCodes, OffboardingError } from './errors';
+import { ErrorCodes, OffboardingError } from '../core/errors';
 
 /**
  * Every wait on a dependency has a bound. Per try, the SDK's own timeout where it has one (Service

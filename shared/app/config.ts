@@ -1,6 +1,6 @@
-import { ErrorCodes, OffboardingError } from './errors';
-import type { RetryPolicy } from './retryPolicy';
-import { parseUserRef } from './userRef';
+import { ErrorCodes, OffboardingError } from '../core/errors';
+import type { RetryPolicy } from '../core/retryPolicy';
+import { parseUserRef } from '../core/userRef';
 
 /**
  * Every setting the app reads. This list is the contract with infra/ (tests check that Bicep sets

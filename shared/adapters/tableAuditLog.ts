@@ -1,9 +1,9 @@
 import { odata, RestError, TableClient, type TableEntityResult } from '@azure/data-tables';
 import type { TokenCredential } from '@azure/identity';
-import type { AuditConfig } from '../config';
-import { Budgets, withDeadline } from '../deadline';
-import { ErrorCodes, OffboardingError } from '../errors';
-import type { AuditLog, AuditRecord, RecordKey, StoredRecord } from '../ports';
+import type { AuditConfig } from '../app/config';
+import { Budgets, withDeadline } from './deadline';
+import { ErrorCodes, OffboardingError } from '../core/errors';
+import type { AuditLog, AuditRecord, RecordKey, StoredRecord } from '../core/ports';
 
 /** Properties stored as JSON text (Table Storage has no arrays or objects). */
 const JSON_FIELDS = [

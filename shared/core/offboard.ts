@@ -24,7 +24,7 @@ import {
   type OutgoingMessage,
   type Scheduler,
 } from './messaging';
-import { unpaced, type WritePacer } from './pacing/pacer';
+import { unpaced, type WritePacer } from '../pacing/pacer';
 import { generatePassword } from './password';
 import type {
   ActionName,
@@ -40,7 +40,7 @@ import { MAX_SCHEDULE_AHEAD_DAYS } from './queuePolicy';
 import { retryDelayMs, type RetryPolicy } from './retryPolicy';
 import { Routes, routeOfKind, type RouteName } from './routes';
 import { describeUserRef, type UserRef } from './userRef';
-import type { PolicyConfig } from './config';
+import type { PolicyConfig } from '../app/config';
 
 /** One delivery of one message, from a Service Bus queue or from the command line. */
 export interface Delivery {
