@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { AppMessageIdPrefixes } from '../shared/core/messaging';
 import { readFile } from 'node:fs/promises';
 import type { Runtime } from '../shared/app/runtime';
 import { recordsOfEvent, recordsOfUser } from './auditLookup';
@@ -51,7 +52,11 @@ export async function processCommand(
     options.file !== undefined ? await readInputFile('--file', options.file) : await io.readStdin();
   const result = await withRuntime(runtime, (app) =>
     // A run by hand gets its own message id: it is a deliberate re-run, not a redelivery.
-    app.offboarding.process({ body, route: 'command', messageId: `cli:${randomUUID()}` }),
+    app.offboarding.process({
+      body,
+      route: 'command',
+      messageId: `${AppMessageIdPrefixes.command}${randomUUID()}`,
+    }),
   );
   const { record } = result;
   io.stdout(

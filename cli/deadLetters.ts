@@ -4,7 +4,7 @@ import type {
   ServiceBusReceivedMessage,
 } from '@azure/service-bus';
 import { createHash } from 'node:crypto';
-import { MessageProperties } from '../shared/core/messaging';
+import { AppMessageIdPrefixes, MessageProperties } from '../shared/core/messaging';
 import type { AuditLog } from '../shared/core/ports';
 import { translateServiceBusError } from '../shared/adapters/serviceBusScheduler';
 import { lastAuditedError } from './auditLookup';
@@ -143,7 +143,7 @@ export function replayMessageId(message: ServiceBusReceivedMessage): string {
     .update(String(message.messageId ?? ''))
     .digest('hex')
     .slice(0, 24);
-  return `replay-${message.sequenceNumber?.toString() ?? 'unknown'}-${digest}`;
+  return `${AppMessageIdPrefixes.replay}${message.sequenceNumber?.toString() ?? 'unknown'}-${digest}`;
 }
 
 /** A copy for the main queue: attempt history reset, replay metadata added. */
@@ -157,7 +157,12 @@ export function replayCopy(
     // A replay starts a new life: attempts count from 1 again, and retry copies must derive their
     // ids from the replay's own MessageId (ids from the first life may still sit in the
     // duplicate-detection window, which would silently drop them).
-    if (key === MessageProperties.attempt || key === MessageProperties.originalMessageId) continue;
+    if (
+      key === MessageProperties.attempt ||
+      key === MessageProperties.originalMessageId ||
+      key === MessageProperties.claimHandover
+    )
+      continue;
     if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean')
       properties[key] = value;
   }

@@ -1,4 +1,5 @@
 import type { ServiceBusClient, ServiceBusMessage } from '@azure/service-bus';
+import { LeaverFlags } from '../shared/core/actions';
 import { createHash, randomBytes } from 'node:crypto';
 import type { AppConfig } from '../shared/app/config';
 import { kindOfType, parseEvent, type EventKind } from '../shared/core/events';
@@ -36,17 +37,11 @@ export interface EnqueuePlan {
   errors: string[];
 }
 
-const BOOLEAN_COLUMNS = new Set(['disableAccount', 'resetPassword']);
+/** The leaver flags of the action table (disableAccount, resetPassword...) are boolean columns. */
+const BOOLEAN_COLUMNS = new Set<string>(LeaverFlags.map((flag) => flag.field));
 const KNOWN_COLUMNS: Record<EventKind, string[]> = {
   'mfa.enabled': ['user', 'reason', 'ticket'],
-  'employee.leaving': [
-    'user',
-    'disableAccount',
-    'resetPassword',
-    'effectiveAt',
-    'reason',
-    'ticket',
-  ],
+  'employee.leaving': ['user', ...BOOLEAN_COLUMNS, 'effectiveAt', 'reason', 'ticket'],
   'employee.leaving.cancelled': ['user', 'reason', 'ticket'],
 };
 

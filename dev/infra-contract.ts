@@ -15,6 +15,7 @@ import {
   PASSWORD_RESET_ROLE,
   requiredGraphPermissions,
 } from '../shared/adapters/graphPermissions';
+import { AppMessageIdPrefixes } from '../shared/core/messaging';
 import { QUEUE_POLICY } from '../shared/core/queuePolicy';
 
 /**
@@ -50,7 +51,7 @@ const FUNCTIONS = { employeeLeaving: 'employeeLeaving', mfaEnabled: 'mfaEnabled'
  * retries, leave dates, replays, CLI enqueues). The "no HR events" alert ignores these, so only
  * what the HR publisher sent counts. test/infra checks every prefix the code uses is listed.
  */
-const APP_MESSAGE_ID_PREFIXES = ['retry-', 'leave-', 'replay-', 'cli:'];
+const APP_MESSAGE_ID_PREFIXES = Object.values(AppMessageIdPrefixes);
 
 function settingDefault(name: string): string {
   const spec = SETTINGS.find((s) => s.name === name);

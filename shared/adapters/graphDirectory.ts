@@ -108,7 +108,7 @@ export class GraphDirectory implements Directory {
   async revokeSignInSessions(userId: string): Promise<DirectoryCall> {
     // Docs say 204, Graph answers 200 {"value": true}; any 2xx is success.
     const response = await this.send(
-      'revokeSessions',
+      'revokeSignInSessions',
       `/users/${userId}/revokeSignInSessions`,
       'POST',
       {},

@@ -1,27 +1,31 @@
+import { ActionTable, type ActionName } from '../core/actions';
+
+/** What the Graph adapter does: read a user, or one of the actions. */
+export type GraphOperation = 'readUser' | ActionName;
+
 /**
- * Least-privileged Microsoft Graph application permissions for each operation the Graph adapter
- * performs. infra/ grants exactly these (tests compare), and 403 messages name them.
+ * Least-privileged Microsoft Graph application permissions for each operation, from the action
+ * table. infra/ grants exactly these (through infra/contract.json), and 403 messages name them.
  */
 export const GraphPermissions = {
   readUser: 'User.Read.All',
-  revokeSessions: 'User.RevokeSessions.All',
-  disableAccount: 'User.EnableDisableAccount.All',
-  resetPassword: 'User-PasswordProfile.ReadWrite.All',
-} as const;
+  ...(Object.fromEntries(ActionTable.map((a) => [a.name, a.graphPermission])) as Record<
+    ActionName,
+    string
+  >),
+} as const satisfies Record<GraphOperation, string>;
 
-export type GraphOperation = keyof typeof GraphPermissions;
+/** The Entra role a password reset additionally needs (app-only). */
+export const PASSWORD_RESET_ROLE = ActionTable.find((a) => a.name === 'resetPassword')
+  ?.entraRole as string;
 
-/** The Entra role a password reset additionally needs (app-only), and why admins are out of reach. */
-export const PASSWORD_RESET_ROLE = 'User Administrator';
-export const PASSWORD_RESET_ROLE_NOTE =
-  'Password resets need the Graph permission User-PasswordProfile.ReadWrite.All and the Entra role User Administrator on the managed identity; users who hold an admin role can only be reset by a higher role (Privileged Authentication Administrator), which this app deliberately does not get.';
-
-/** Graph application permissions the app needs; the password permission only when resets are enabled. */
-export function requiredGraphPermissions(passwordResetsEnabled: boolean): string[] {
-  const always = [
+/** Graph application permissions the app needs; opt-in actions' only when they are enabled. */
+export function requiredGraphPermissions(optInActionsEnabled: boolean): string[] {
+  return [
     GraphPermissions.readUser,
-    GraphPermissions.revokeSessions,
-    GraphPermissions.disableAccount,
+    // Actions that also need an Entra role (the password reset) are opt-in at deployment.
+    ...ActionTable.filter((a) => optInActionsEnabled || a.entraRole === undefined).map(
+      (a) => a.graphPermission,
+    ),
   ];
-  return passwordResetsEnabled ? [...always, GraphPermissions.resetPassword] : always;
 }

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { LeaverFlags, type LeaverFlag } from './actions';
 import { ErrorCodes, OffboardingError } from './errors';
 import { parseUserRef, type UserRef } from './userRef';
 
@@ -46,10 +47,14 @@ const userField = z.string().superRefine((value, ctx) => {
   if (!parsed.ok) ctx.addIssue({ code: 'custom', message: parsed.rule });
 });
 
+/** One optional boolean per action a departure may ask for (the action table's leaver flags). */
+const leaverFlagFields = Object.fromEntries(
+  LeaverFlags.map((flag) => [flag.field, z.boolean().optional()]),
+) as Record<LeaverFlag, z.ZodOptional<z.ZodBoolean>>;
+
 const leavingData = z.strictObject({
   user: userField,
-  disableAccount: z.boolean().optional(),
-  resetPassword: z.boolean().optional(),
+  ...leaverFlagFields,
   effectiveAt: timestamp.optional(),
   reason: freeText.optional(),
   ticket: freeText.optional(),
@@ -166,10 +171,8 @@ export interface BaseEvent {
   ticket?: string;
 }
 
-export interface LeavingEvent extends BaseEvent {
+export interface LeavingEvent extends BaseEvent, Readonly<Record<LeaverFlag, boolean>> {
   kind: 'employee.leaving';
-  disableAccount: boolean;
-  resetPassword: boolean;
   effectiveAt?: string;
 }
 export interface LeavingCancelledEvent extends BaseEvent {
@@ -290,7 +293,7 @@ export function parseEvent(body: unknown, accepts: readonly EventKind[]): Offboa
   if (!data.success) {
     const extra =
       kind !== 'employee.leaving'
-        ? ` (disableAccount, resetPassword and effectiveAt apply to employee.leaving only)`
+        ? ` (${[...LeaverFlags.map((f) => f.field), 'effectiveAt'].join(', ')} apply to employee.leaving only)`
         : '';
     const hasUnknownKey = data.error.issues.some((issue) => issue.code === 'unrecognized_keys');
     throw invalid(formatIssues(data.error, 'data') + (hasUnknownKey ? extra : ''));
@@ -313,8 +316,9 @@ export function parseEvent(body: unknown, accepts: readonly EventKind[]): Offboa
     return {
       ...base,
       kind,
-      disableAccount: leaving.disableAccount ?? true,
-      resetPassword: leaving.resetPassword ?? false,
+      ...(Object.fromEntries(
+        LeaverFlags.map((flag) => [flag.field, leaving[flag.field] ?? flag.default]),
+      ) as Record<LeaverFlag, boolean>),
       ...(leaving.effectiveAt === undefined ? {} : { effectiveAt: leaving.effectiveAt }),
     };
   }

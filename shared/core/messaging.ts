@@ -46,3 +46,23 @@ export function scalarProperties(
   }
   return scalars;
 }
+
+/**
+ * MessageId prefixes of the messages the app (or the offboard command) puts on its queues itself.
+ * Anything else came from a publisher: the "no HR events" alert counts only those (infra reads
+ * this list through infra/contract.json).
+ */
+export const AppMessageIdPrefixes = {
+  /** A delayed retry after a transient failure. */
+  retry: 'retry-',
+  /** A copy waiting for the write budget or for another run's claim (no attempt used). */
+  wait: 'wait-',
+  /** A retry after the audit store was unreachable. */
+  outage: 'outage-',
+  /** The copy scheduled for a leave date. */
+  leaveDate: 'leave-',
+  /** `offboard dlq replay`. */
+  replay: 'replay-',
+  /** `offboard process` (never on a queue, but in the audit). */
+  command: 'cli:',
+} as const;

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { actionSpec, plannedActions, type ActionName } from './actions';
 import {
   countDuplicate,
   errorOf,
@@ -19,6 +20,7 @@ import {
   type OffboardingEvent,
 } from './events';
 import {
+  AppMessageIdPrefixes,
   MessageProperties,
   scalarProperties,
   type OutgoingMessage,
@@ -27,7 +29,6 @@ import {
 import { unpaced, type WritePacer } from '../pacing/pacer';
 import { generatePassword } from './password';
 import type {
-  ActionName,
   ActionResult,
   AuditLog,
   AuditRecord,
@@ -108,14 +109,11 @@ const SCHEDULE_TOLERANCE_MS = 5_000;
  */
 const SCHEDULED_COPY_SKEW_MS = 5 * 60_000;
 
-function plannedActions(event: OffboardingEvent): ActionName[] {
-  if (event.kind !== 'employee.leaving') return ['revokeSignInSessions'];
-  // Disable first (no new sign-ins), then reset, then revoke, so nothing issued in between survives.
-  const actions: ActionName[] = [];
-  if (event.disableAccount) actions.push('disableAccount');
-  if (event.resetPassword) actions.push('resetPassword');
-  actions.push('revokeSignInSessions');
-  return actions;
+/** What the event asks for, from the action table. */
+function actionsOf(event: OffboardingEvent): ActionName[] {
+  return plannedActions(
+    event.kind === 'employee.leaving' ? { kind: event.kind, flags: event } : event,
+  );
 }
 
 function isProtected(policy: PolicyConfig, ...identifiers: (string | undefined)[]): boolean {
@@ -183,7 +181,7 @@ export class OffboardingService {
     }
 
     const runId = delivery.runId ?? randomUUID();
-    const actions = plannedActions(event);
+    const actions = actionsOf(event);
     const key = eventKey(event, actions);
     let prior: AuditRecord | undefined;
     const claim = await updateRecord<ClaimVerdict>(this.deps.audit, key, (current) => {
@@ -384,9 +382,13 @@ export class OffboardingService {
         this.deps.queues.employeeLeaving,
         // Deterministic: if we crash before completing, the re-scheduled copy is a duplicate
         // that Service Bus drops.
-        this.copyOf(run.delivery, `leave-${stableId(run.key.identityKey, run.key.contentDigest)}`, {
-          [MessageProperties.scheduledFor]: effectiveAt,
-        }),
+        this.copyOf(
+          run.delivery,
+          `${AppMessageIdPrefixes.leaveDate}${stableId(run.key.identityKey, run.key.contentDigest)}`,
+          {
+            [MessageProperties.scheduledFor]: effectiveAt,
+          },
+        ),
         at,
       );
     } catch (error) {
@@ -509,7 +511,7 @@ export class OffboardingService {
 
     if (policy.dryRun) {
       record.actions = record.requestedActions.map((action) =>
-        synced && action !== 'revokeSignInSessions'
+        synced && actionSpec(action).masteredOnPremises
           ? failureOf(action, onPremisesMastered(action))
           : { action, status: 'would-run' },
       );
@@ -524,10 +526,10 @@ export class OffboardingService {
     const toRun: ActionName[] = [];
     for (const action of record.requestedActions) {
       const earlier = earlierProgress.find((a) => a.action === action && a.status === 'succeeded');
-      if (earlier && action !== 'revokeSignInSessions') {
+      if (earlier && !actionSpec(action).repeatEachAttempt) {
         // Done by an earlier attempt of this event; do not reset a password twice.
         record.actions.push({ ...earlier, message: 'Done in an earlier attempt.' });
-      } else if (synced && action !== 'revokeSignInSessions') {
+      } else if (synced && actionSpec(action).masteredOnPremises) {
         record.actions.push(failureOf(action, onPremisesMastered(action)));
       } else {
         toRun.push(action);
@@ -586,12 +588,7 @@ export class OffboardingService {
   ): Promise<ActionResult> {
     const { directory } = this.deps;
     try {
-      const call =
-        action === 'disableAccount'
-          ? await directory.disableAccount(userId)
-          : action === 'resetPassword'
-            ? await directory.resetPassword(userId, this.makePassword())
-            : await directory.revokeSignInSessions(userId);
+      const call = await actionSpec(action).run(directory, userId, this.makePassword);
       if (call.requestId) record.graphRequestIds.push(call.requestId);
       return {
         action,
@@ -752,8 +749,8 @@ export class OffboardingService {
     // (a crash before completion) parks the same id, which duplicate detection drops.
     const messageId =
       plan.kind === 'retry'
-        ? `retry-${stableId(record.identityKey, record.contentDigest, delivery.messageId)}`
-        : `wait-${stableId(record.identityKey, record.contentDigest, randomUUID())}`;
+        ? `${AppMessageIdPrefixes.retry}${stableId(record.identityKey, record.contentDigest, delivery.messageId)}`
+        : `${AppMessageIdPrefixes.wait}${stableId(record.identityKey, record.contentDigest, randomUUID())}`;
     try {
       const sequenceNumber = await this.deps.scheduler.schedule(
         this.deps.queues[route],
@@ -926,10 +923,9 @@ function fail(record: AuditRecord, error: OffboardingError): FlowResult {
 }
 
 function onPremisesMastered(action: ActionName): OffboardingError {
-  const what = action === 'disableAccount' ? 'disable the account' : 'reset the password';
   return new OffboardingError(
     ErrorCodes.OnPremisesMastered,
-    `The user is synchronised from on-premises Active Directory: ${what} in on-premises AD (the change then syncs to Entra ID). Sessions were still revoked.`,
+    `The user is synchronised from on-premises Active Directory: ${actionSpec(action).label} in on-premises AD (the change then syncs to Entra ID). Sessions were still revoked.`,
     { retryable: false },
   );
 }

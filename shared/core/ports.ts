@@ -1,3 +1,4 @@
+import type { ActionName } from './actions';
 import type { Secret } from './password';
 import type { UserRef } from './userRef';
 
@@ -24,8 +25,7 @@ export interface Directory {
   resetPassword(userId: string, password: Secret): Promise<DirectoryCall>;
 }
 
-export const ActionNames = ['disableAccount', 'resetPassword', 'revokeSignInSessions'] as const;
-export type ActionName = (typeof ActionNames)[number];
+export type { ActionName } from './actions';
 
 export type ActionStatus = 'succeeded' | 'failed' | 'would-run' | 'not-attempted';
 

@@ -2,7 +2,12 @@ import { randomUUID } from 'node:crypto';
 import { ErrorCodes, toOffboardingError } from './errors';
 import { stableId } from './eventIdentity';
 import { decodeBody, salvageEventId } from './events';
-import { MessageProperties, scalarProperties, type Scheduler } from './messaging';
+import {
+  AppMessageIdPrefixes,
+  MessageProperties,
+  scalarProperties,
+  type Scheduler,
+} from './messaging';
 import type { OffboardingService, ProcessResult } from './offboard';
 import type { AuditRecord } from './ports';
 import { retryDelayMs, type RetryPolicy } from './retryPolicy';
@@ -82,7 +87,7 @@ export class QueueProcessor {
       const carried = properties[MessageProperties.originalMessageId];
       const original = typeof carried === 'string' ? carried : delivery.messageId;
       // Deterministic per attempt: a crash before completion does not park two copies.
-      const messageId = `outage-${attempt + 1}-${stableId(original)}`;
+      const messageId = `${AppMessageIdPrefixes.outage}${attempt + 1}-${stableId(original)}`;
       let sequenceNumber: string;
       try {
         sequenceNumber = await this.deps.scheduler.schedule(

@@ -45,7 +45,7 @@ describe('dead letters: list and replay after fixing a 403', () => {
 
   it('dead-letters every event while the revoke permission is missing, with the reason in the audit', async () => {
     world.identity.setRoles(
-      ALL_GRAPH_ROLES.filter((role) => role !== GraphPermissions.revokeSessions),
+      ALL_GRAPH_ROLES.filter((role) => role !== GraphPermissions.revokeSignInSessions),
     );
     for (const event of events) await pipeline.send('mfa-enabled', event);
     await waitFor(
