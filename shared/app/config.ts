@@ -1,5 +1,6 @@
 import { ErrorCodes, OffboardingError } from '../core/errors';
 import type { RetryPolicy } from '../core/retryPolicy';
+import type { PolicyConfig } from '../core/ports';
 import { parseUserRef } from '../core/userRef';
 
 /**
@@ -158,12 +159,6 @@ export interface AuditConfig {
   tableName: string;
   endpoint?: string;
   connectionString?: string;
-}
-
-export interface PolicyConfig {
-  /** Lower-cased object ids and UPNs. */
-  protectedUsers: ReadonlySet<string>;
-  dryRun: boolean;
 }
 
 export interface AppConfig {

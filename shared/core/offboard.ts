@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { actionSpec, plannedActions, type ActionName } from './actions';
+import { plannedActions, type ActionName } from './actions';
 import {
   countDuplicate,
   errorOf,
@@ -27,21 +27,29 @@ import {
   type Scheduler,
 } from './messaging';
 import { unpaced, type WritePacer } from '../pacing/pacer';
+import { perform } from './actionRun';
+export { RUN_BUDGET_MS } from './actionRun';
+import { cancelDeparture, scheduleDeparture } from './departures';
+import {
+  fail,
+  isProtected,
+  refuse,
+  setError,
+  type FlowContext,
+  type FlowResult,
+  type Run,
+} from './flow';
 import { generatePassword } from './password';
 import type {
-  ActionResult,
   AuditLog,
   AuditRecord,
   Directory,
+  PolicyConfig,
   DirectoryUser,
   RecordKey,
-  Verification,
 } from './ports';
-import { MAX_SCHEDULE_AHEAD_DAYS } from './queuePolicy';
 import { retryDelayMs, type RetryPolicy } from './retryPolicy';
 import { Routes, routeOfKind, type RouteName } from './routes';
-import { describeUserRef, type UserRef } from './userRef';
-import type { PolicyConfig } from '../app/config';
 
 /** One delivery of one message, from a Service Bus queue or from the command line. */
 export interface Delivery {
@@ -97,8 +105,6 @@ export interface OffboardingDeps {
  * host.json's functionTimeout (5 min), and a run starts no Graph write after RUN_BUDGET_MS.
  */
 export const CLAIM_LEASE_MS = 6 * 60_000;
-/** A run starts no Graph write after this long (each call has its own 45 s bound). */
-export const RUN_BUDGET_MS = 3 * 60_000;
 /** A delivery that finds the event claimed by another run comes back after about this long. */
 const CLAIM_BACKOFF_MS = 15_000;
 /** A leave date this close is "now". */
@@ -116,53 +122,29 @@ function actionsOf(event: OffboardingEvent): ActionName[] {
   );
 }
 
-function isProtected(policy: PolicyConfig, ...identifiers: (string | undefined)[]): boolean {
-  return identifiers.some((id) => id !== undefined && policy.protectedUsers.has(id.toLowerCase()));
-}
-
-function failureOf(action: ActionName, error: OffboardingError): ActionResult {
-  return {
-    action,
-    status: 'failed',
-    errorCode: error.code,
-    message: error.message,
-    ...(error.requestId === undefined ? {} : { requestId: error.requestId }),
-  };
-}
-
 /** What a claim found. */
 type ClaimVerdict = 'claimed' | 'duplicate' | 'busy' | 'permanent-again';
-
-/** The state of one run after its claim: everything the flows need. */
-interface Run {
-  id: string;
-  event: OffboardingEvent;
-  key: RecordKey;
-  delivery: Delivery;
-  startedAt: Date;
-  /** The record as it stood before this run (undefined for a new event). */
-  prior: AuditRecord | undefined;
-  /** The record this run will write at the end. */
-  record: AuditRecord;
-}
-
-/** What a flow decided, before settlement (delayed retry) and the one final write. */
-interface FlowResult {
-  disposition: Disposition;
-  error?: OffboardingError;
-}
 
 export class OffboardingService {
   private readonly now: () => Date;
   private readonly random: () => number;
   private readonly makePassword: typeof generatePassword;
   private readonly pacer: WritePacer;
+  private readonly ctx: FlowContext;
 
   constructor(private readonly deps: OffboardingDeps) {
     this.now = deps.now ?? (() => new Date());
     this.random = deps.random ?? Math.random;
     this.makePassword = deps.generatePassword ?? generatePassword;
     this.pacer = deps.pacer ?? unpaced;
+    this.ctx = {
+      deps,
+      now: this.now,
+      pacer: this.pacer,
+      makePassword: this.makePassword,
+      resolve: (run) => this.resolve(run),
+      copyOf: (delivery, messageId, properties) => this.copyOf(delivery, messageId, properties),
+    };
   }
 
   /**
@@ -228,10 +210,10 @@ export class OffboardingService {
     }
 
     let flow: FlowResult;
-    if (event.kind === 'employee.leaving.cancelled') flow = await this.cancelDeparture(run);
+    if (event.kind === 'employee.leaving.cancelled') flow = await cancelDeparture(this.ctx, run);
     else if (event.kind === 'employee.leaving' && this.isForLater(event, run))
-      flow = await this.scheduleDeparture(event, run);
-    else flow = await this.perform(run);
+      flow = await scheduleDeparture(this.ctx, event, run);
+    else flow = await perform(this.ctx, run);
     return this.finish(run, flow);
   }
 
@@ -356,306 +338,6 @@ export class OffboardingService {
     if (isProtected(policy, user.id, user.userPrincipalName))
       return { flow: refuse(record, event.user) };
     return { user };
-  }
-
-  private async scheduleDeparture(event: LeavingEvent, run: Run): Promise<FlowResult> {
-    const { record } = run;
-    const effectiveAt = event.effectiveAt as string;
-    const at = new Date(effectiveAt);
-    const horizon = this.now().getTime() + MAX_SCHEDULE_AHEAD_DAYS * 86_400_000;
-    if (at.getTime() > horizon) {
-      return fail(
-        record,
-        new OffboardingError(
-          ErrorCodes.InvalidEvent,
-          `data.effectiveAt ${effectiveAt} is more than ${MAX_SCHEDULE_AHEAD_DAYS} days ahead; publish the departure closer to the date.`,
-          { retryable: false },
-        ),
-      );
-    }
-    const resolved = await this.resolve(run);
-    if ('flow' in resolved) return resolved.flow;
-    record.effectiveAt = effectiveAt;
-    record.actions = record.requestedActions.map((action) => ({ action, status: 'not-attempted' }));
-    try {
-      record.scheduledSequenceNumber = await this.deps.scheduler.schedule(
-        this.deps.queues.employeeLeaving,
-        // Deterministic: if we crash before completing, the re-scheduled copy is a duplicate
-        // that Service Bus drops.
-        this.copyOf(
-          run.delivery,
-          `${AppMessageIdPrefixes.leaveDate}${stableId(run.key.identityKey, run.key.contentDigest)}`,
-          {
-            [MessageProperties.scheduledFor]: effectiveAt,
-          },
-        ),
-        at,
-      );
-    } catch (error) {
-      return fail(record, toOffboardingError(error));
-    }
-    record.outcome = 'scheduled';
-    record.notes.push(
-      `Scheduled for the leave date ${effectiveAt} (sequence number ${record.scheduledSequenceNumber}).`,
-    );
-    if (this.deps.policy.dryRun) {
-      record.notes.push(
-        'DRY_RUN is on now; the departure runs in whatever mode is set on the leave date.',
-      );
-    }
-    return { disposition: 'done' };
-  }
-
-  /**
-   * employee.leaving.cancelled: cancels every departure still waiting for this user. A departure
-   * is marked cancelled only while it is still waiting and unclaimed (a conditional write), so a
-   * cancellation that loses the race to the leave-date copy says so instead of claiming success.
-   */
-  private async cancelDeparture(run: Run): Promise<FlowResult> {
-    const { record, event } = run;
-    const resolved = await this.resolve(run);
-    if ('flow' in resolved) return resolved.flow;
-    const { audit, scheduler, queues } = this.deps;
-    // By object id and by UPN: a departure given by UPN that is running now has no object id
-    // on its record yet, and must not be missed.
-    const { user } = resolved;
-    const found = [
-      ...(await audit.findByUser(user.id)),
-      ...(await audit.findByUser(user.userPrincipalName)),
-    ];
-    const history = found.filter(
-      (stored, i) =>
-        found.findIndex(
-          (other) =>
-            other.record.identityKey === stored.record.identityKey &&
-            other.record.contentDigest === stored.record.contentDigest,
-        ) === i,
-    );
-    const now = this.now();
-    // Departures that started or finished: too late to cancel, and the audit must say so.
-    const underway: AuditRecord[] = [];
-    let cancelledAny = false;
-    for (const { record: departure } of history) {
-      if (!isDeparture(departure)) continue;
-      const result = await updateRecord<'cancelled' | 'underway' | 'not-applicable'>(
-        audit,
-        departure,
-        (current) => {
-          if (current === undefined) return { verdict: 'not-applicable' };
-          if (current.outcome !== 'scheduled' || isClaimedByOther(current, run.id, now))
-            return { verdict: isUnderway(current, now) ? 'underway' : 'not-applicable' };
-          return {
-            next: {
-              ...current,
-              outcome: 'cancelled',
-              notes: [...current.notes, `Cancelled by event ${event.id} at ${now.toISOString()}.`],
-            },
-            verdict: 'cancelled',
-          };
-        },
-      );
-      if (result.verdict === 'underway') underway.push(result.record ?? departure);
-      if (result.verdict !== 'cancelled') continue;
-      cancelledAny = true;
-      record.notes.push(
-        `Cancelled departure ${departure.eventId} (leave date ${departure.effectiveAt ?? 'unknown'}).`,
-      );
-      // The record already says cancelled, so a copy that is enqueued anyway does nothing; taking
-      // the scheduled message off the queue is tidiness, not safety.
-      if (departure.scheduledSequenceNumber !== undefined) {
-        try {
-          await scheduler.cancel(queues.employeeLeaving, departure.scheduledSequenceNumber);
-        } catch (error) {
-          record.notes.push(
-            `The scheduled message of ${departure.eventId} could not be removed (${toOffboardingError(error).code}); it will be skipped when it arrives.`,
-          );
-        }
-      }
-    }
-    if (!cancelledAny) {
-      const last = underway[underway.length - 1];
-      if (last !== undefined) {
-        return fail(
-          record,
-          new OffboardingError(
-            ErrorCodes.DepartureAlreadyExecuted,
-            `No departure was waiting: event ${last.eventId} ${last.outcome === 'succeeded' ? `already offboarded this user at ${last.lastAttemptAt}` : 'is being carried out now'}. Re-enable the account by hand if the person stays.`,
-            { retryable: false },
-          ),
-        );
-      }
-      record.notes.push('No pending departure was found for this user; nothing to cancel.');
-    }
-    record.outcome = 'succeeded';
-    return { disposition: 'done' };
-  }
-
-  /** Runs the event's actions against Graph and proves the revocation. */
-  private async perform(run: Run): Promise<FlowResult> {
-    const { policy } = this.deps;
-    const { record, prior, event } = run;
-    const resolved = await this.resolve(run);
-    if ('flow' in resolved) return resolved.flow;
-    const { user } = resolved;
-
-    const synced = user.onPremisesSyncEnabled === true;
-    const guest = user.userType?.toLowerCase() === 'guest';
-    if (guest) {
-      record.notes.push(
-        'Guest user: revoking sessions does not reach the home tenant where the guest signs in; ' +
-          (record.requestedActions.includes('disableAccount')
-            ? 'disabling the account is what blocks access to this tenant.'
-            : 'the account is not being disabled, so the guest can sign in again.'),
-      );
-    }
-
-    if (policy.dryRun) {
-      record.actions = record.requestedActions.map((action) =>
-        synced && actionSpec(action).masteredOnPremises
-          ? failureOf(action, onPremisesMastered(action))
-          : { action, status: 'would-run' },
-      );
-      record.outcome = 'dry-run';
-      record.notes.push('DRY_RUN is on: nothing was written to Microsoft Graph.');
-      return { disposition: 'done' };
-    }
-
-    // Progress of an earlier attempt counts only for the same directory object: a UPN can be
-    // renamed or reused between attempts.
-    const earlierProgress = prior?.objectId === user.id ? prior.actions : [];
-    const toRun: ActionName[] = [];
-    for (const action of record.requestedActions) {
-      const earlier = earlierProgress.find((a) => a.action === action && a.status === 'succeeded');
-      if (earlier && !actionSpec(action).repeatEachAttempt) {
-        // Done by an earlier attempt of this event; do not reset a password twice.
-        record.actions.push({ ...earlier, message: 'Done in an earlier attempt.' });
-      } else if (synced && actionSpec(action).masteredOnPremises) {
-        record.actions.push(failureOf(action, onPremisesMastered(action)));
-      } else {
-        toRun.push(action);
-      }
-    }
-
-    try {
-      await this.pacer.reserve(Routes[routeOfKind(event.kind)].lane, toRun.length);
-    } catch (error) {
-      // No budget now: nothing was written; the event waits without using up an attempt.
-      record.actions = [];
-      return fail(record, toOffboardingError(error));
-    }
-
-    // Errors of this run's failed actions, kept to decide retryability and Retry-After.
-    const errors = new Map<ActionName, OffboardingError>();
-    for (const action of toRun) {
-      const overdue = this.now().getTime() - run.startedAt.getTime() > RUN_BUDGET_MS;
-      if (overdue) {
-        const error = new OffboardingError(
-          ErrorCodes.GraphUnavailable,
-          `This run used its ${RUN_BUDGET_MS / 1000} s budget before ${action}; the rest is retried.`,
-          { retryable: true },
-        );
-        errors.set(action, error);
-        record.actions.push(failureOf(action, error));
-        continue;
-      }
-      record.actions.push(await this.write(action, user.id, record, errors));
-    }
-    record.actions.sort(
-      (a, b) =>
-        record.requestedActions.indexOf(a.action) - record.requestedActions.indexOf(b.action),
-    );
-
-    const revoked = record.actions.find((a) => a.action === 'revokeSignInSessions');
-    if (revoked?.status === 'succeeded') {
-      const verification = await this.verify(event.user, user, record);
-      record.verification = verification.result;
-      if (verification.error) return fail(record, verification.error);
-    }
-
-    const failures = record.actions.filter((a) => a.status === 'failed');
-    if (failures.length === 0) {
-      record.outcome = 'succeeded';
-      return { disposition: 'done' };
-    }
-    return fail(record, combinedError(failures, errors));
-  }
-
-  private async write(
-    action: ActionName,
-    userId: string,
-    record: AuditRecord,
-    errors: Map<ActionName, OffboardingError>,
-  ): Promise<ActionResult> {
-    const { directory } = this.deps;
-    try {
-      const call = await actionSpec(action).run(directory, userId, this.makePassword);
-      if (call.requestId) record.graphRequestIds.push(call.requestId);
-      return {
-        action,
-        status: 'succeeded',
-        ...(call.requestId ? { requestId: call.requestId } : {}),
-      };
-    } catch (error) {
-      const failure = toOffboardingError(error);
-      errors.set(action, failure);
-      if (failure.requestId) record.graphRequestIds.push(failure.requestId);
-      return failureOf(action, failure);
-    }
-  }
-
-  /** Reads signInSessionsValidFromDateTime back: the proof that the revocation took effect. */
-  private async verify(
-    ref: UserRef,
-    before: DirectoryUser,
-    record: AuditRecord,
-  ): Promise<{ result: Verification; error?: OffboardingError }> {
-    const previous = before.signInSessionsValidFromDateTime ?? undefined;
-    let after: DirectoryUser;
-    try {
-      const read = await this.deps.directory.getUser({ kind: 'objectId', value: before.id });
-      if (read.requestId) record.graphRequestIds.push(read.requestId);
-      after = read.user;
-    } catch (error) {
-      const failure = toOffboardingError(error);
-      return {
-        result: {
-          verified: false,
-          ...(previous ? { previousSignInSessionsValidFrom: previous } : {}),
-        },
-        error: new OffboardingError(
-          failure.code,
-          `Could not read the user back to verify the revocation: ${failure.message}`,
-          {
-            retryable: failure.retryable,
-            ...(failure.retryAfterSeconds === undefined
-              ? {}
-              : { retryAfterSeconds: failure.retryAfterSeconds }),
-          },
-        ),
-      };
-    }
-    const validFrom = after.signInSessionsValidFromDateTime ?? undefined;
-    // Proof is the value moving past what it was before this revocation. "Recent enough" is no
-    // proof: a replica that has not seen this revocation may return an earlier, recent one.
-    // (Graph keeps whole seconds, so a revocation in the same second as the previous one looks
-    // unproven and is simply retried later.)
-    const moved =
-      validFrom !== undefined &&
-      (previous === undefined || Date.parse(validFrom) > Date.parse(previous));
-    const result: Verification = {
-      verified: moved,
-      ...(validFrom === undefined ? {} : { signInSessionsValidFrom: validFrom }),
-      ...(previous === undefined ? {} : { previousSignInSessionsValidFrom: previous }),
-    };
-    if (result.verified) return { result };
-    return {
-      result,
-      error: new OffboardingError(
-        ErrorCodes.VerificationFailed,
-        `Revocation for ${describeUserRef(ref)} returned success, but signInSessionsValidFromDateTime is ${validFrom ?? 'missing'} (before: ${previous ?? 'none'}); retrying.`,
-        { retryable: true },
-      ),
-    };
   }
 
   /**
@@ -873,92 +555,4 @@ export class OffboardingService {
     const record = written.record ?? invalidMessageRecord(key, fields, error, at, undefined);
     return { disposition: 'reject', record, duplicate: false, error };
   }
-}
-
-/** A departure that ran or is running (claimed now, or failed and retrying). */
-function isUnderway(record: AuditRecord, now: Date): boolean {
-  if (record.outcome === 'succeeded') return true;
-  if (record.claimedBy !== undefined && Date.parse(record.claimExpiresAt ?? '') > now.getTime())
-    return true;
-  return (
-    (record.outcome === 'failed' && record.retryable === true) || record.outcome === 'in-progress'
-  );
-}
-
-function isDeparture(record: AuditRecord): boolean {
-  return (
-    record.route === 'employeeLeaving' &&
-    record.eventType !== undefined &&
-    /(^|\.)employee\.leaving$/.test(record.eventType)
-  );
-}
-
-function setError(record: AuditRecord, error: OffboardingError): void {
-  record.errorCode = error.code;
-  record.errorMessage = error.message;
-  record.retryable = error.retryable;
-}
-
-function refuse(record: AuditRecord, ref: UserRef): FlowResult {
-  const error = new OffboardingError(
-    ErrorCodes.ProtectedAccount,
-    `${describeUserRef(ref)} is a protected account (PROTECTED_USERS): nothing was changed. Remove it from PROTECTED_USERS only if this is really intended.`,
-    { retryable: false },
-  );
-  record.outcome = 'refused';
-  record.actions = record.requestedActions.map((action) => ({ action, status: 'not-attempted' }));
-  setError(record, error);
-  return { disposition: 'reject', error };
-}
-
-function fail(record: AuditRecord, error: OffboardingError): FlowResult {
-  for (const action of record.requestedActions) {
-    if (!record.actions.some((a) => a.action === action)) {
-      record.actions.push({ action, status: 'not-attempted' });
-    }
-  }
-  record.outcome = 'failed';
-  setError(record, error);
-  return { disposition: error.retryable ? 'retry' : 'reject', error };
-}
-
-function onPremisesMastered(action: ActionName): OffboardingError {
-  return new OffboardingError(
-    ErrorCodes.OnPremisesMastered,
-    `The user is synchronised from on-premises Active Directory: ${actionSpec(action).label} in on-premises AD (the change then syncs to Entra ID). Sessions were still revoked.`,
-    { retryable: false },
-  );
-}
-
-/**
- * One error for the event from its failed actions: retryable if any failure is (a retry may fix
- * that part), waiting at least the longest Retry-After any of them was given.
- */
-function combinedError(
-  failures: ActionResult[],
-  errors: Map<ActionName, OffboardingError>,
-): OffboardingError {
-  const all = failures.map(
-    (f) =>
-      errors.get(f.action) ??
-      new OffboardingError(
-        (f.errorCode ?? ErrorCodes.Unexpected) as OffboardingError['code'],
-        f.message ?? '',
-        { retryable: false },
-      ),
-  );
-  const retryable = all.filter((e) => e.retryable);
-  const lead =
-    retryable[0] ??
-    all[0] ??
-    new OffboardingError(ErrorCodes.Unexpected, 'Unknown failure.', { retryable: true });
-  const waits = retryable.map((e) => e.retryAfterSeconds ?? 0);
-  const retryAfterSeconds = waits.length > 0 ? Math.max(...waits) : undefined;
-  const message = failures
-    .map((f) => `${f.action}: ${f.message ?? f.errorCode ?? 'failed'}`)
-    .join(' | ');
-  return new OffboardingError(lead.code, message, {
-    retryable: retryable.length > 0,
-    ...(retryAfterSeconds ? { retryAfterSeconds } : {}),
-  });
 }

@@ -130,3 +130,11 @@ export interface AuditLog {
   /** Records carrying this CloudEvents id (from any source or route). */
   findByEventId(eventId: string): Promise<AuditRecord[]>;
 }
+
+/** The settings that guard people, as the use case needs them. */
+export interface PolicyConfig {
+  /** Lower-cased object ids and UPNs that are never written to. */
+  protectedUsers: ReadonlySet<string>;
+  /** Evaluate and audit, write nothing to Graph. */
+  dryRun: boolean;
+}

@@ -1,0 +1,193 @@
+import { actionSpec, type ActionName } from './actions';
+import { ErrorCodes, OffboardingError, toOffboardingError } from './errors';
+import {
+  combinedError,
+  fail,
+  failureOf,
+  onPremisesMastered,
+  type FlowContext,
+  type FlowResult,
+  type Run,
+} from './flow';
+import type { ActionResult, AuditRecord, DirectoryUser, Verification } from './ports';
+import { Routes, routeOfKind } from './routes';
+import { describeUserRef, type UserRef } from './userRef';
+
+/** A run starts no Graph write after this long (each call has its own 45 s bound). */
+export const RUN_BUDGET_MS = 3 * 60_000;
+
+/*
+ * Acting on a user: the actions of the action table in order, then the proof that the revocation
+ * took effect.
+ */
+
+/** Runs the event's actions against Graph and proves the revocation. */
+export async function perform(ctx: FlowContext, run: Run): Promise<FlowResult> {
+  const { policy } = ctx.deps;
+  const { record, prior, event } = run;
+  const resolved = await ctx.resolve(run);
+  if ('flow' in resolved) return resolved.flow;
+  const { user } = resolved;
+
+  const synced = user.onPremisesSyncEnabled === true;
+  const guest = user.userType?.toLowerCase() === 'guest';
+  if (guest) {
+    record.notes.push(
+      'Guest user: revoking sessions does not reach the home tenant where the guest signs in; ' +
+        (record.requestedActions.includes('disableAccount')
+          ? 'disabling the account is what blocks access to this tenant.'
+          : 'the account is not being disabled, so the guest can sign in again.'),
+    );
+  }
+
+  if (policy.dryRun) {
+    record.actions = record.requestedActions.map((action) =>
+      synced && actionSpec(action).masteredOnPremises
+        ? failureOf(action, onPremisesMastered(action))
+        : { action, status: 'would-run' },
+    );
+    record.outcome = 'dry-run';
+    record.notes.push('DRY_RUN is on: nothing was written to Microsoft Graph.');
+    return { disposition: 'done' };
+  }
+
+  // Progress of an earlier attempt counts only for the same directory object: a UPN can be
+  // renamed or reused between attempts.
+  const earlierProgress = prior?.objectId === user.id ? prior.actions : [];
+  const toRun: ActionName[] = [];
+  for (const action of record.requestedActions) {
+    const earlier = earlierProgress.find((a) => a.action === action && a.status === 'succeeded');
+    if (earlier && !actionSpec(action).repeatEachAttempt) {
+      // Done by an earlier attempt of this event; do not reset a password twice.
+      record.actions.push({ ...earlier, message: 'Done in an earlier attempt.' });
+    } else if (synced && actionSpec(action).masteredOnPremises) {
+      record.actions.push(failureOf(action, onPremisesMastered(action)));
+    } else {
+      toRun.push(action);
+    }
+  }
+
+  try {
+    await ctx.pacer.reserve(Routes[routeOfKind(event.kind)].lane, toRun.length);
+  } catch (error) {
+    // No budget now: nothing was written; the event waits without using up an attempt.
+    record.actions = [];
+    return fail(record, toOffboardingError(error));
+  }
+
+  // Errors of this run's failed actions, kept to decide retryability and Retry-After.
+  const errors = new Map<ActionName, OffboardingError>();
+  for (const action of toRun) {
+    const overdue = ctx.now().getTime() - run.startedAt.getTime() > RUN_BUDGET_MS;
+    if (overdue) {
+      const error = new OffboardingError(
+        ErrorCodes.GraphUnavailable,
+        `This run used its ${RUN_BUDGET_MS / 1000} s budget before ${action}; the rest is retried.`,
+        { retryable: true },
+      );
+      errors.set(action, error);
+      record.actions.push(failureOf(action, error));
+      continue;
+    }
+    record.actions.push(await write(ctx, action, user.id, record, errors));
+  }
+  record.actions.sort(
+    (a, b) => record.requestedActions.indexOf(a.action) - record.requestedActions.indexOf(b.action),
+  );
+
+  const revoked = record.actions.find((a) => a.action === 'revokeSignInSessions');
+  if (revoked?.status === 'succeeded') {
+    const verification = await verify(ctx, event.user, user, record);
+    record.verification = verification.result;
+    if (verification.error) return fail(record, verification.error);
+  }
+
+  const failures = record.actions.filter((a) => a.status === 'failed');
+  if (failures.length === 0) {
+    record.outcome = 'succeeded';
+    return { disposition: 'done' };
+  }
+  return fail(record, combinedError(failures, errors));
+}
+
+export async function write(
+  ctx: FlowContext,
+
+  action: ActionName,
+  userId: string,
+  record: AuditRecord,
+  errors: Map<ActionName, OffboardingError>,
+): Promise<ActionResult> {
+  const { directory } = ctx.deps;
+  try {
+    const call = await actionSpec(action).run(directory, userId, () => ctx.makePassword());
+    if (call.requestId) record.graphRequestIds.push(call.requestId);
+    return {
+      action,
+      status: 'succeeded',
+      ...(call.requestId ? { requestId: call.requestId } : {}),
+    };
+  } catch (error) {
+    const failure = toOffboardingError(error);
+    errors.set(action, failure);
+    if (failure.requestId) record.graphRequestIds.push(failure.requestId);
+    return failureOf(action, failure);
+  }
+}
+
+/** Reads signInSessionsValidFromDateTime back: the proof that the revocation took effect. */
+export async function verify(
+  ctx: FlowContext,
+
+  ref: UserRef,
+  before: DirectoryUser,
+  record: AuditRecord,
+): Promise<{ result: Verification; error?: OffboardingError }> {
+  const previous = before.signInSessionsValidFromDateTime ?? undefined;
+  let after: DirectoryUser;
+  try {
+    const read = await ctx.deps.directory.getUser({ kind: 'objectId', value: before.id });
+    if (read.requestId) record.graphRequestIds.push(read.requestId);
+    after = read.user;
+  } catch (error) {
+    const failure = toOffboardingError(error);
+    return {
+      result: {
+        verified: false,
+        ...(previous ? { previousSignInSessionsValidFrom: previous } : {}),
+      },
+      error: new OffboardingError(
+        failure.code,
+        `Could not read the user back to verify the revocation: ${failure.message}`,
+        {
+          retryable: failure.retryable,
+          ...(failure.retryAfterSeconds === undefined
+            ? {}
+            : { retryAfterSeconds: failure.retryAfterSeconds }),
+        },
+      ),
+    };
+  }
+  const validFrom = after.signInSessionsValidFromDateTime ?? undefined;
+  // Proof is the value moving past what it was before this revocation. "Recent enough" is no
+  // proof: a replica that has not seen this revocation may return an earlier, recent one.
+  // (Graph keeps whole seconds, so a revocation in the same second as the previous one looks
+  // unproven and is simply retried later.)
+  const moved =
+    validFrom !== undefined &&
+    (previous === undefined || Date.parse(validFrom) > Date.parse(previous));
+  const result: Verification = {
+    verified: moved,
+    ...(validFrom === undefined ? {} : { signInSessionsValidFrom: validFrom }),
+    ...(previous === undefined ? {} : { previousSignInSessionsValidFrom: previous }),
+  };
+  if (result.verified) return { result };
+  return {
+    result,
+    error: new OffboardingError(
+      ErrorCodes.VerificationFailed,
+      `Revocation for ${describeUserRef(ref)} returned success, but signInSessionsValidFromDateTime is ${validFrom ?? 'missing'} (before: ${previous ?? 'none'}); retrying.`,
+      { retryable: true },
+    ),
+  };
+}

@@ -1,0 +1,167 @@
+import { isClaimedByOther, updateRecord } from './auditRecords';
+import { ErrorCodes, OffboardingError, toOffboardingError } from './errors';
+import { stableId } from './eventIdentity';
+import type { LeavingEvent } from './events';
+import { fail, type FlowContext, type FlowResult, type Run } from './flow';
+import { AppMessageIdPrefixes, MessageProperties } from './messaging';
+import type { AuditRecord } from './ports';
+import { MAX_SCHEDULE_AHEAD_DAYS } from './queuePolicy';
+
+/*
+ * Departures with a leave date: scheduling the copy for the date, and cancelling what is still
+ * waiting. Both resolve the user first, so an unknown or protected user fails now, not on the date.
+ */
+
+export async function scheduleDeparture(
+  ctx: FlowContext,
+  event: LeavingEvent,
+  run: Run,
+): Promise<FlowResult> {
+  const { record } = run;
+  const effectiveAt = event.effectiveAt as string;
+  const at = new Date(effectiveAt);
+  const horizon = ctx.now().getTime() + MAX_SCHEDULE_AHEAD_DAYS * 86_400_000;
+  if (at.getTime() > horizon) {
+    return fail(
+      record,
+      new OffboardingError(
+        ErrorCodes.InvalidEvent,
+        `data.effectiveAt ${effectiveAt} is more than ${MAX_SCHEDULE_AHEAD_DAYS} days ahead; publish the departure closer to the date.`,
+        { retryable: false },
+      ),
+    );
+  }
+  const resolved = await ctx.resolve(run);
+  if ('flow' in resolved) return resolved.flow;
+  record.effectiveAt = effectiveAt;
+  record.actions = record.requestedActions.map((action) => ({ action, status: 'not-attempted' }));
+  try {
+    record.scheduledSequenceNumber = await ctx.deps.scheduler.schedule(
+      ctx.deps.queues.employeeLeaving,
+      // Deterministic: if we crash before completing, the re-scheduled copy is a duplicate
+      // that Service Bus drops.
+      ctx.copyOf(
+        run.delivery,
+        `${AppMessageIdPrefixes.leaveDate}${stableId(run.key.identityKey, run.key.contentDigest)}`,
+        {
+          [MessageProperties.scheduledFor]: effectiveAt,
+        },
+      ),
+      at,
+    );
+  } catch (error) {
+    return fail(record, toOffboardingError(error));
+  }
+  record.outcome = 'scheduled';
+  record.notes.push(
+    `Scheduled for the leave date ${effectiveAt} (sequence number ${record.scheduledSequenceNumber}).`,
+  );
+  if (ctx.deps.policy.dryRun) {
+    record.notes.push(
+      'DRY_RUN is on now; the departure runs in whatever mode is set on the leave date.',
+    );
+  }
+  return { disposition: 'done' };
+}
+
+/**
+ * employee.leaving.cancelled: cancels every departure still waiting for this user. A departure
+ * is marked cancelled only while it is still waiting and unclaimed (a conditional write), so a
+ * cancellation that loses the race to the leave-date copy says so instead of claiming success.
+ */
+export async function cancelDeparture(ctx: FlowContext, run: Run): Promise<FlowResult> {
+  const { record, event } = run;
+  const resolved = await ctx.resolve(run);
+  if ('flow' in resolved) return resolved.flow;
+  const { audit, scheduler, queues } = ctx.deps;
+  // By object id and by UPN: a departure given by UPN that is running now has no object id
+  // on its record yet, and must not be missed.
+  const { user } = resolved;
+  const found = [
+    ...(await audit.findByUser(user.id)),
+    ...(await audit.findByUser(user.userPrincipalName)),
+  ];
+  const history = found.filter(
+    (stored, i) =>
+      found.findIndex(
+        (other) =>
+          other.record.identityKey === stored.record.identityKey &&
+          other.record.contentDigest === stored.record.contentDigest,
+      ) === i,
+  );
+  const now = ctx.now();
+  // Departures that started or finished: too late to cancel, and the audit must say so.
+  const underway: AuditRecord[] = [];
+  let cancelledAny = false;
+  for (const { record: departure } of history) {
+    if (!isDeparture(departure)) continue;
+    const result = await updateRecord<'cancelled' | 'underway' | 'not-applicable'>(
+      audit,
+      departure,
+      (current) => {
+        if (current === undefined) return { verdict: 'not-applicable' };
+        if (current.outcome !== 'scheduled' || isClaimedByOther(current, run.id, now))
+          return { verdict: isUnderway(current, now) ? 'underway' : 'not-applicable' };
+        return {
+          next: {
+            ...current,
+            outcome: 'cancelled',
+            notes: [...current.notes, `Cancelled by event ${event.id} at ${now.toISOString()}.`],
+          },
+          verdict: 'cancelled',
+        };
+      },
+    );
+    if (result.verdict === 'underway') underway.push(result.record ?? departure);
+    if (result.verdict !== 'cancelled') continue;
+    cancelledAny = true;
+    record.notes.push(
+      `Cancelled departure ${departure.eventId} (leave date ${departure.effectiveAt ?? 'unknown'}).`,
+    );
+    // The record already says cancelled, so a copy that is enqueued anyway does nothing; taking
+    // the scheduled message off the queue is tidiness, not safety.
+    if (departure.scheduledSequenceNumber !== undefined) {
+      try {
+        await scheduler.cancel(queues.employeeLeaving, departure.scheduledSequenceNumber);
+      } catch (error) {
+        record.notes.push(
+          `The scheduled message of ${departure.eventId} could not be removed (${toOffboardingError(error).code}); it will be skipped when it arrives.`,
+        );
+      }
+    }
+  }
+  if (!cancelledAny) {
+    const last = underway[underway.length - 1];
+    if (last !== undefined) {
+      return fail(
+        record,
+        new OffboardingError(
+          ErrorCodes.DepartureAlreadyExecuted,
+          `No departure was waiting: event ${last.eventId} ${last.outcome === 'succeeded' ? `already offboarded this user at ${last.lastAttemptAt}` : 'is being carried out now'}. Re-enable the account by hand if the person stays.`,
+          { retryable: false },
+        ),
+      );
+    }
+    record.notes.push('No pending departure was found for this user; nothing to cancel.');
+  }
+  record.outcome = 'succeeded';
+  return { disposition: 'done' };
+}
+
+/** A departure that ran or is running (claimed now, or failed and retrying). */
+function isUnderway(record: AuditRecord, now: Date): boolean {
+  if (record.outcome === 'succeeded') return true;
+  if (record.claimedBy !== undefined && Date.parse(record.claimExpiresAt ?? '') > now.getTime())
+    return true;
+  return (
+    (record.outcome === 'failed' && record.retryable === true) || record.outcome === 'in-progress'
+  );
+}
+
+function isDeparture(record: AuditRecord): boolean {
+  return (
+    record.route === 'employeeLeaving' &&
+    record.eventType !== undefined &&
+    /(^|\.)employee\.leaving$/.test(record.eventType)
+  );
+}
