@@ -255,7 +255,9 @@ export const WRITE_OPERATIONS: readonly DirectoryOperation[] = [
   'revokeSignInSessions',
 ];
 
+/** A user as the fake directory keeps it: what the port returns, plus state the tests inspect. */
 export interface FakeUser extends DirectoryUser {
+  accountEnabled: boolean;
   /** An Entra admin role the user holds: its sensitive attributes need a higher role than ours. */
   adminRole?: string;
 }
@@ -419,7 +421,6 @@ export class FakeDirectory implements Directory {
       const selected: DirectoryUser = {
         id: seen.id,
         userPrincipalName: seen.userPrincipalName,
-        accountEnabled: seen.accountEnabled,
         userType: seen.userType,
         onPremisesSyncEnabled: seen.onPremisesSyncEnabled,
         signInSessionsValidFromDateTime: seen.signInSessionsValidFromDateTime,
