@@ -1,4 +1,5 @@
 import { userInfo } from 'node:os';
+import { operatorName } from '../shared/app/config';
 
 /** Where a command writes; the real process in production, strings in a test. */
 export interface Io {
@@ -25,7 +26,7 @@ export function progressReporter(io: Io, label: string, total?: number): (done: 
 /** Who runs an ops command, recorded on what it sends. */
 export function operator(): string {
   try {
-    return process.env.OFFBOARD_OPERATOR ?? userInfo().username;
+    return operatorName(() => userInfo().username);
   } catch {
     return 'unknown';
   }

@@ -19,7 +19,6 @@ import { GraphPermissions, PASSWORD_RESET_ROLE, type GraphOperation } from './gr
 const USER_SELECT = [
   'id',
   'userPrincipalName',
-  'accountEnabled',
   'userType',
   'onPremisesSyncEnabled',
   'signInSessionsValidFromDateTime',
@@ -97,7 +96,6 @@ export class GraphDirectory implements Directory {
       user: {
         id: body.id,
         userPrincipalName: body.userPrincipalName,
-        accountEnabled: body.accountEnabled ?? null,
         userType: body.userType ?? null,
         onPremisesSyncEnabled: body.onPremisesSyncEnabled ?? null,
         signInSessionsValidFromDateTime: body.signInSessionsValidFromDateTime ?? null,

@@ -138,6 +138,12 @@ export const SETTINGS = [
     default: '3600',
     requiredInAzure: false,
   },
+  {
+    name: 'OFFBOARD_OPERATOR',
+    description:
+      'The `offboard` command only: who runs an ops command, recorded on what it sends (replays, waves). Unset: the signed-in OS user name.',
+    requiredInAzure: false,
+  },
 ] as const satisfies readonly SettingSpec[];
 
 export type SettingName = (typeof SETTINGS)[number]['name'];
@@ -262,6 +268,11 @@ export function parseProtectedUsers(raw: string | undefined): ReadonlySet<string
 }
 
 /** Reads and validates every setting once; throws an InvalidConfiguration error naming the setting. */
+/** Who runs an ops command: OFFBOARD_OPERATOR, or else the OS user name given. */
+export function operatorName(osUser: () => string, env: Env = process.env): string {
+  return read(env, 'OFFBOARD_OPERATOR') ?? osUser();
+}
+
 export function loadConfig(env: Env = process.env): AppConfig {
   const credential = withDefault(env, 'GRAPH_CREDENTIAL');
   if (credential !== 'managedidentity' && credential !== 'developer') {

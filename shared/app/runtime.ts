@@ -20,7 +20,6 @@ import { ServiceBusScheduler, createServiceBusClient } from '../adapters/service
 /** Everything a function or the command line needs, built once per process from the settings. */
 export interface Runtime {
   config: AppConfig;
-  credential: TokenCredential;
   directory: Directory;
   audit: AuditLog;
   scheduler: Scheduler;
@@ -102,7 +101,6 @@ export function createRuntime(
   });
   return {
     config,
-    credential,
     directory,
     audit,
     scheduler,

@@ -511,6 +511,7 @@ export class OffboardingService {
       eventId: event.id,
       eventType: event.type,
       source: event.source,
+      ...(event.time === undefined ? {} : { eventTime: event.time }),
       route: routeOfKind(event.kind),
       user: event.userAsGiven,
       requestedActions: actions,

@@ -6,7 +6,6 @@ import type { UserRef } from './userRef';
 export interface DirectoryUser {
   id: string;
   userPrincipalName: string;
-  accountEnabled: boolean | null;
   userType: string | null;
   onPremisesSyncEnabled: boolean | null;
   signInSessionsValidFromDateTime: string | null;
@@ -69,6 +68,8 @@ export interface AuditRecord extends RecordKey {
   eventId: string;
   eventType?: string;
   source?: string;
+  /** The event's own `time` (when HR says it happened): reports measure latency from it. */
+  eventTime?: string;
   /** The route (function) the event belongs to: employeeLeaving or mfaEnabled. */
   route?: string;
   /** data.user as the event gave it. */

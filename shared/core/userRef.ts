@@ -82,10 +82,6 @@ export function parseUserRef(
   return { ok: true, ref: { kind: 'upn', value: input } };
 }
 
-export function isGuestUpn(ref: UserRef): boolean {
-  return ref.kind === 'upn' && ref.value.toUpperCase().includes('#EXT#');
-}
-
 /**
  * The Graph path that addresses the user. Graph's addressing rules: '#' (guest UPNs carry #EXT#)
  * must be percent-encoded or everything after it is a URL fragment, and a UPN starting with '$'
