@@ -1,4 +1,4 @@
-import { ErrorCodes, OffboardingError } from '../errors';
+import { ErrorCodes, OffboardingError } from '../core/errors';
 import {
   bookWrites,
   drainToUsage,
@@ -74,6 +74,8 @@ interface Pending {
   reject: (error: Error) => void;
   /** Already granted from the cached budget; only its booking remains to be stored. */
   granted?: boolean;
+  /** Called once the store answered for this request (the slot is known, or it is refused). */
+  onBooked?: () => void;
 }
 
 const noop = () => undefined;
@@ -191,6 +193,8 @@ export class SharedWritePacer implements WritePacer, ThrottleFeedback {
           resolve();
         }, DEPARTURE_BOOKING_TIMEOUT_MS);
         timer.unref?.();
+        // The timeout is for a store that does not answer, not for a slot that is booked later.
+        request.onBooked = () => clearTimeout(timer);
         request.resolve = () => {
           if (settled) return;
           settled = true;
@@ -301,6 +305,7 @@ export class SharedWritePacer implements WritePacer, ThrottleFeedback {
       if (request.granted) rest.push(request);
       else if (rest.length === 0 && slots.length >= request.writes) {
         const taken = slots.splice(0, request.writes);
+        request.onBooked?.();
         void this.waitFor(request, taken.at(-1) ?? now);
       } else rest.push(request);
     }
@@ -325,7 +330,10 @@ export class SharedWritePacer implements WritePacer, ThrottleFeedback {
     } catch {
       this.statistics.storeFailures += 1;
       this.cached = undefined;
-      for (const request of rest) if (!request.granted) this.onStoreFailure(request);
+      for (const request of rest) {
+        request.onBooked?.();
+        if (!request.granted) this.onStoreFailure(request);
+      }
       return;
     }
     // Granted slots are a prefix (bookWrites keeps the order); a request needs all of its own.
@@ -337,6 +345,7 @@ export class SharedWritePacer implements WritePacer, ThrottleFeedback {
         next = Math.min(granted.length, next + request.writes);
         continue;
       }
+      request.onBooked?.();
       if (granted.length - next >= request.writes) {
         next += request.writes;
         void this.waitFor(request, granted[next - 1] ?? bookedAt);

@@ -1,5 +1,5 @@
-import { ErrorCodes, isOffboardingError } from '../errors';
-import type { Directory } from '../ports';
+import { ErrorCodes, isOffboardingError } from '../core/errors';
+import type { Directory } from '../core/ports';
 import type { ThrottleFeedback } from './sharedPacer';
 
 /**

@@ -1,4 +1,4 @@
-import { ErrorCodes, OffboardingError } from '../../shared/errors';
+import { ErrorCodes, OffboardingError } from '../../shared/core/errors';
 import { bookWrites, drainToUsage, type BudgetParams } from '../../shared/pacing/budget';
 import {
   MemoryBudgetStore,
@@ -7,8 +7,8 @@ import {
   reportingThrottles,
   type BudgetStore,
   type Lane,
-} from '../../shared/pacing';
-import type { Directory } from '../../shared/ports';
+} from '../../shared/pacing/index';
+import type { Directory } from '../../shared/core/ports';
 import { worstOverGrant, type StartedWrites } from './support';
 
 const PARAMS: BudgetParams = { ratePerSecond: 20, capacity: 240, departureReserve: 200 };
@@ -284,6 +284,27 @@ describe('SharedWritePacer (in-memory store)', () => {
       expect(departed).toBe(true);
       expect(waveDone).toBe(false);
       expect(pacer.stats()).toMatchObject({ grantedUnbooked: 1, granted: 1 });
+    } finally {
+      jest.useRealTimers();
+    }
+  });
+
+  it('holds a departure for its booked slot however long the store took to say so', async () => {
+    jest.useFakeTimers({ now: T0 });
+    try {
+      const pacer = new SharedWritePacer({
+        params: PARAMS,
+        store: new MemoryBudgetStore(),
+        maxWaitMs: 30_000,
+      });
+      pacer.reportThrottled(5); // Graph said: 5 s.
+      let departed = false;
+      void pacer.reserve('departure', 1).then(() => (departed = true));
+      await jest.advanceTimersByTimeAsync(4_900);
+      expect(departed).toBe(false);
+      await jest.advanceTimersByTimeAsync(200);
+      expect(departed).toBe(true);
+      expect(pacer.stats().grantedUnbooked).toBe(0);
     } finally {
       jest.useRealTimers();
     }

@@ -1,7 +1,7 @@
 import { TableClient } from '@azure/data-tables';
 import { randomUUID } from 'node:crypto';
 import type { BudgetParams } from '../../shared/pacing/budget';
-import { SharedWritePacer, TableBudgetStore, type Lane } from '../../shared/pacing';
+import { SharedWritePacer, TableBudgetStore, type Lane } from '../../shared/pacing/index';
 import { worstOverGrant, type StartedWrites } from './support';
 
 function azuriteTable(name: string): TableClient {

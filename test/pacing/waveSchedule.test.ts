@@ -1,4 +1,4 @@
-import { planWaveSchedule } from '../../shared/pacing';
+import { planWaveSchedule } from '../../shared/pacing/index';
 
 describe('planWaveSchedule', () => {
   const start = new Date('2026-12-01T08:00:00.000Z');
