@@ -107,6 +107,19 @@ describe('leave dates', () => {
     expect(core.directory.writes()).toEqual([]);
   });
 
+  it('a forged scheduledFor property minutes before the date on a new event does not run it early', async () => {
+    const core = makeCore();
+    const effectiveAt = core.clock.iso(2 * 60_000);
+    const result = await core.process(
+      delivery(leaving('alice@contoso.com', { effectiveAt }), {
+        properties: { [MessageProperties.scheduledFor]: effectiveAt },
+      }),
+    );
+    expect(result.record.outcome).toBe('scheduled');
+    expect(core.scheduler.last().at.toISOString()).toBe(effectiveAt);
+    expect(core.directory.writes()).toEqual([]);
+  });
+
   it('the genuine scheduled copy at the date runs the departure', async () => {
     const core = makeCore();
     const { copy, effectiveAt } = await scheduledDeparture(core);

@@ -257,6 +257,22 @@ describe('waiting for the write budget', () => {
     expect(statuses(deferred.result.record)).toEqual(statuses(first.result.record));
   });
 
+  it('a replay of an event whose retries ran out waits for budget instead of failing again at once', async () => {
+    const core = makeCore({ retry: { ...RETRY, maxAttempts: 1 } });
+    core.directory.failNext('revokeSignInSessions', () => graphErrors.unavailable());
+    const body = mfaEnabled('alice@contoso.com');
+    const exhausted = await core.process(delivery(body, { route: 'mfaEnabled' }));
+    expect(exhausted.record.errorCode).toBe(ErrorCodes.RetriesExhausted);
+
+    core.pacer.deferNext(5);
+    const replay = await core.process(
+      delivery(body, { route: 'mfaEnabled', messageId: 'm-replay' }),
+    );
+    expect(replay.error?.code).toBe(ErrorCodes.Deferred);
+    expect(replay.disposition).toBe('done');
+    expect(replay.retry).toBeDefined();
+  });
+
   it('deferrals never exhaust the retries', async () => {
     const core = makeCore({ retry: { ...RETRY, maxAttempts: 1 } });
     core.pacer.deferNext(5);
