@@ -11,8 +11,8 @@
 import '../functions/index';
 import { InvocationContext } from '@azure/functions';
 import { randomUUID } from 'node:crypto';
-import { createQueueHandler } from '../shared/functionHandler';
-import { getRuntime } from '../shared/runtime';
+import { createQueueHandler } from '../shared/adapters/functionHandler';
+import { getRuntime } from '../shared/app/runtime';
 
 async function runDeparture(upn: string): Promise<void> {
   const handler = createQueueHandler(getRuntime, 'employeeLeaving');

@@ -7,10 +7,10 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePort, startAzuriteTable } from '../dev/azurite';
-import { startGraphStandIn } from '../dev/graph-standin';
-import { startManagedIdentityStandIn } from '../dev/identity-standin';
-import { startServiceBusStandIn } from '../dev/servicebus-standin';
-import { GraphPermissions } from '../shared/graph/permissions';
+import { startGraphStandIn } from '../dev/graph-standin/index';
+import { startManagedIdentityStandIn } from '../dev/identity-standin/index';
+import { startServiceBusStandIn } from '../dev/servicebus-standin/index';
+import { GraphPermissions } from '../shared/adapters/graphPermissions';
 import { median, round } from './stats';
 
 const ROOT = join(__dirname, '..', '..');

@@ -14,13 +14,13 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { freePort, startAzuriteTable } from '../dev/azurite';
-import { DEFAULT_SESSIONS_VALID_FROM, startGraphStandIn } from '../dev/graph-standin';
-import { startManagedIdentityStandIn } from '../dev/identity-standin';
+import { DEFAULT_SESSIONS_VALID_FROM, startGraphStandIn } from '../dev/graph-standin/index';
+import { startManagedIdentityStandIn } from '../dev/identity-standin/index';
 import { startLocalRunner, type LocalRunner } from '../dev/localRunner';
-import { startServiceBusStandIn } from '../dev/servicebus-standin';
-import { loadConfig } from '../shared/config';
-import { queueBindings } from '../shared/functionHandler';
-import { GraphPermissions } from '../shared/graph/permissions';
+import { startServiceBusStandIn } from '../dev/servicebus-standin/index';
+import { loadConfig } from '../shared/app/config';
+import { queueBindings } from '../shared/adapters/functionHandler';
+import { GraphPermissions } from '../shared/adapters/graphPermissions';
 import {
   DEFAULT_PACING,
   createWritePacer,
@@ -30,10 +30,10 @@ import {
   type PacerWithFeedback,
   type PacingStoreOption,
   type WritePacer,
-} from '../shared/pacing';
-import { OffboardingService } from '../shared/offboard';
-import { QueueProcessor } from '../shared/queueProcessing';
-import { createRuntime, type Runtime } from '../shared/runtime';
+} from '../shared/pacing/index';
+import { OffboardingService } from '../shared/core/offboard';
+import { QueueProcessor } from '../shared/core/queueProcessing';
+import { createRuntime, type Runtime } from '../shared/app/runtime';
 import { percentile, round } from './stats';
 
 export type Variant = 'baseline' | 'shared' | 'static';
