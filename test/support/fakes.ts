@@ -158,9 +158,11 @@ export class MemoryAuditLog implements AuditLog {
 
   // -- Test controls (no outage applies to these) --
 
-  /** Every stored record (copies). */
+  /** Every stored record (copies), in the table's order: partition key, then row key. */
   all(): AuditRecord[] {
-    return [...this.rows.values()].map((row) => copyStored(row).record);
+    return [...this.rows.entries()]
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([, row]) => copyStored(row).record);
   }
 
   /** The one record of an event id (fails the test if there is not exactly one). */
