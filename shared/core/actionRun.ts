@@ -51,8 +51,8 @@ export async function perform(ctx: FlowContext, run: Run): Promise<FlowResult> {
     return { disposition: 'done' };
   }
 
-  // Progress of an earlier attempt counts only for the same directory object: a UPN can be
-  // renamed or reused between attempts.
+  // Progress of an earlier attempt counts only for the same directory object (resolve() refuses
+  // an event whose UPN has moved to another object since an earlier attempt).
   const earlierProgress = prior?.objectId === user.id ? prior.actions : [];
   const toRun: ActionName[] = [];
   for (const action of record.requestedActions) {
@@ -102,6 +102,14 @@ export async function perform(ctx: FlowContext, run: Run): Promise<FlowResult> {
     if (verification.error) return fail(record, verification.error);
   }
 
+  const revokedNow = record.actions.some(
+    (a) => a.action === 'revokeSignInSessions' && a.status === 'succeeded',
+  );
+  if (synced && revokedNow) {
+    record.notes.push(
+      'Synchronised user: the sessions were revoked in Entra ID; what on-premises AD owns must be changed there.',
+    );
+  }
   const failures = record.actions.filter((a) => a.status === 'failed');
   if (failures.length === 0) {
     record.outcome = 'succeeded';

@@ -130,7 +130,14 @@ export async function cancelDeparture(ctx: FlowContext, run: Run): Promise<FlowR
       }
     }
   }
-  if (!cancelledAny) {
+  if (cancelledAny) {
+    // Said even on success: the account may already be disabled by a departure that ran.
+    for (const other of underway) {
+      record.notes.push(
+        `Departure ${other.eventId} was not cancelled: it ${other.outcome === 'succeeded' ? `already ran at ${other.lastAttemptAt}` : 'is being carried out now'}. Re-enable the account by hand if the person stays.`,
+      );
+    }
+  } else {
     const last = underway[underway.length - 1];
     if (last !== undefined) {
       return fail(

@@ -14,6 +14,11 @@ export const ErrorCodes = {
   Forbidden: 'Forbidden',
   /** The user is mastered in on-premises AD; the attribute must be changed there. */
   OnPremisesMastered: 'OnPremisesMastered',
+  /**
+   * The identifier now names another directory object than an earlier attempt (or the scheduling)
+   * of this event resolved: a UPN renamed or reused. Nothing is written to the new owner.
+   */
+  UserChanged: 'UserChanged',
   /** The user is in PROTECTED_USERS; nothing is written. */
   ProtectedAccount: 'ProtectedAccount',
   /** Graph rejected the request as malformed (400) for another reason. */

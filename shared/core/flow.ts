@@ -92,7 +92,7 @@ export function fail(record: AuditRecord, error: OffboardingError): FlowResult {
 export function onPremisesMastered(action: ActionName): OffboardingError {
   return new OffboardingError(
     ErrorCodes.OnPremisesMastered,
-    `The user is synchronised from on-premises Active Directory: ${actionSpec(action).label} in on-premises AD (the change then syncs to Entra ID). Sessions were still revoked.`,
+    `The user is synchronised from on-premises Active Directory: ${actionSpec(action).label} in on-premises AD (the change then syncs to Entra ID).`,
     { retryable: false },
   );
 }

@@ -27,6 +27,7 @@ import {
   type Scheduler,
 } from './messaging';
 import { unpaced, type WritePacer } from '../pacing/pacer';
+import { describeUserRef } from './userRef';
 import { perform } from './actionRun';
 export { RUN_BUDGET_MS } from './actionRun';
 import { cancelDeparture, scheduleDeparture } from './departures';
@@ -332,6 +333,21 @@ export class OffboardingService {
       if (read.requestId) record.graphRequestIds.push(read.requestId);
     } catch (error) {
       return { flow: fail(record, toOffboardingError(error)) };
+    }
+    const earlierObject = run.prior?.objectId;
+    if (earlierObject !== undefined && earlierObject.toLowerCase() !== user.id.toLowerCase()) {
+      // Acting on whoever holds the UPN now could disable or reset the wrong person.
+      record.objectId = earlierObject;
+      return {
+        flow: fail(
+          record,
+          new OffboardingError(
+            ErrorCodes.UserChanged,
+            `${describeUserRef(event.user)} now names object ${user.id}, but an earlier attempt of this event resolved it to ${earlierObject}: nothing was written. Check who is leaving and resend the event with the object id.`,
+            { retryable: false },
+          ),
+        ),
+      };
     }
     record.objectId = user.id;
     record.userPrincipalName = user.userPrincipalName;
