@@ -1,11 +1,28 @@
+const transform = { '^.+\\.ts$': ['@swc/jest', { jsc: { target: 'es2022' } }] };
+
 /** @type {import('jest').Config} */
 module.exports = {
-  testEnvironment: 'node',
-  roots: ['<rootDir>/test'],
-  testMatch: ['**/*.test.ts'],
-  transform: { '^.+\\.ts$': ['@swc/jest', { jsc: { target: 'es2022' } }] },
-  globalSetup: '<rootDir>/test/support/globalSetup.ts',
-  globalTeardown: '<rootDir>/test/support/globalTeardown.ts',
-  testTimeout: 30000,
   maxWorkers: 2,
+  projects: [
+    {
+      // The core through in-memory ports: no stand-ins, no network, seconds.
+      displayName: 'core',
+      testEnvironment: 'node',
+      roots: ['<rootDir>/test/core'],
+      testMatch: ['**/*.test.ts'],
+      transform,
+    },
+    {
+      // The real SDKs against the local stand-ins (Azurite started once for the run).
+      displayName: 'e2e',
+      testEnvironment: 'node',
+      roots: ['<rootDir>/test'],
+      testMatch: ['**/*.test.ts'],
+      testPathIgnorePatterns: ['<rootDir>/test/core/'],
+      transform,
+      globalSetup: '<rootDir>/test/support/globalSetup.ts',
+      globalTeardown: '<rootDir>/test/support/globalTeardown.ts',
+      testTimeout: 30000,
+    },
+  ],
 };
