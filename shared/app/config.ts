@@ -1,6 +1,7 @@
 import { ErrorCodes, OffboardingError } from '../core/errors';
 import type { RetryPolicy } from '../core/retryPolicy';
 import type { PolicyConfig } from '../core/ports';
+import type { PacingSettings } from '../pacing';
 import { parseUserRef } from '../core/userRef';
 
 /**
@@ -139,6 +140,34 @@ export const SETTINGS = [
     requiredInAzure: false,
   },
   {
+    name: 'PACING_WRITES_PER_SECOND',
+    description:
+      "The whole app's Microsoft Graph write budget, shared by every instance through the audit storage account (Graph allows 20/s per app and tenant). `0` turns pacing off.",
+    default: '20',
+    requiredInAzure: false,
+  },
+  {
+    name: 'PACING_BURST_WRITES',
+    description:
+      'Size of the shared budget in writes, the departure reserve included; kept far below Graph\'s own burst (3,000).',
+    default: '440',
+    requiredInAzure: false,
+  },
+  {
+    name: 'PACING_DEPARTURE_RESERVE_WRITES',
+    description:
+      'Part of the budget only departures may use, so an employee.leaving never waits behind an MFA wave.',
+    default: '400',
+    requiredInAzure: false,
+  },
+  {
+    name: 'PACING_MAX_WAIT_SECONDS',
+    description:
+      'Longest an event waits in-process for budget; beyond it the event is parked (a copy for later, no attempt used).',
+    default: '30',
+    requiredInAzure: false,
+  },
+  {
     name: 'OFFBOARD_OPERATOR',
     description:
       'The `offboard` command only: who runs an ops command, recorded on what it sends (replays, waves). Unset: the signed-in OS user name.',
@@ -174,6 +203,7 @@ export interface AppConfig {
   policy: PolicyConfig;
   serviceBus: { fullyQualifiedNamespace?: string; connectionString?: string };
   retry: RetryPolicy;
+  pacing: PacingSettings;
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -268,6 +298,23 @@ export function parseProtectedUsers(raw: string | undefined): ReadonlySet<string
 }
 
 /** Reads and validates every setting once; throws an InvalidConfiguration error naming the setting. */
+function readPacing(env: Env): PacingSettings {
+  const burstWrites = readInteger(env, 'PACING_BURST_WRITES', 1, 3000);
+  const departureReserveWrites = readInteger(env, 'PACING_DEPARTURE_RESERVE_WRITES', 0, 3000);
+  if (departureReserveWrites >= burstWrites) {
+    throw invalid(
+      'PACING_DEPARTURE_RESERVE_WRITES',
+      `must be less than PACING_BURST_WRITES (${burstWrites}), or MFA waves could never run.`,
+    );
+  }
+  return {
+    writesPerSecond: readInteger(env, 'PACING_WRITES_PER_SECOND', 0, 1000),
+    burstWrites,
+    departureReserveWrites,
+    maxWaitSeconds: readInteger(env, 'PACING_MAX_WAIT_SECONDS', 0, 120),
+  };
+}
+
 /** Who runs an ops command: OFFBOARD_OPERATOR, or else the OS user name given. */
 export function operatorName(osUser: () => string, env: Env = process.env): string {
   return read(env, 'OFFBOARD_OPERATOR') ?? osUser();
@@ -330,6 +377,7 @@ export function loadConfig(env: Env = process.env): AppConfig {
       baseDelaySeconds: readInteger(env, 'RETRY_BASE_DELAY_SECONDS', 0, 86_400),
       maxDelaySeconds: readInteger(env, 'RETRY_MAX_DELAY_SECONDS', 0, 86_400),
     },
+    pacing: readPacing(env),
     serviceBus: {
       ...(fullyQualifiedNamespace === undefined ? {} : { fullyQualifiedNamespace }),
       ...(serviceBusConnectionString === undefined

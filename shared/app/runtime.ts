@@ -16,6 +16,7 @@ import { OffboardingService } from '../core/offboard';
 import type { AuditLog, Directory } from '../core/ports';
 import { QueueProcessor } from '../core/queueProcessing';
 import { ServiceBusScheduler, createServiceBusClient } from '../adapters/serviceBusScheduler';
+import { createWritePacer, reportingThrottles } from '../pacing';
 
 /** Everything a function or the command line needs, built once per process from the settings. */
 export interface Runtime {
@@ -72,8 +73,18 @@ export function createRuntime(
     options.credential ?? createCredential(config),
     options.credential === undefined ? 'the managed identity' : 'your sign-in',
   );
-  const directory = new GraphDirectory({ config: config.graph, credential });
-  const audit = new TableAuditLog(createTableClient(config.audit, credential));
+  const auditTable = createTableClient(config.audit, credential);
+  const audit = new TableAuditLog(auditTable);
+  // One Graph write budget for every instance, kept in the audit storage account; 429s and the
+  // throttle percentage Graph reports slow every instance down.
+  const pacer = createWritePacer({
+    settings: config.pacing,
+    store: { kind: 'table', table: auditTable },
+  });
+  const directory = reportingThrottles(
+    new GraphDirectory({ config: config.graph, credential }),
+    pacer,
+  );
 
   // Service Bus is connected on first use: `offboard audit` never needs it.
   let client: ServiceBusClient | undefined;
@@ -92,6 +103,7 @@ export function createRuntime(
     queues: config.queues,
     policy: config.policy,
     retry: config.retry,
+    pacer,
   });
   const queueProcessor = new QueueProcessor({
     offboarding,

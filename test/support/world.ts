@@ -97,6 +97,8 @@ export async function startWorld(
     GRAPH_MAX_RETRY_WAIT_SECONDS: '1',
     RETRY_BASE_DELAY_SECONDS: '1',
     RETRY_MAX_DELAY_SECONDS: '2',
+    // Behaviour tests drive Graph as hard as they like; test/integration/pacing.test.ts turns it on.
+    PACING_WRITES_PER_SECOND: '0',
     ...overrides,
   };
   const runtimes: Runtime[] = [];
