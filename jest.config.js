@@ -3,6 +3,7 @@ const transform = { '^.+\\.ts$': ['@swc/jest', { jsc: { target: 'es2022' } }] };
 /** @type {import('jest').Config} */
 module.exports = {
   maxWorkers: 2,
+  testTimeout: 30000,
   projects: [
     {
       // The core through in-memory ports: no stand-ins, no network, seconds.
@@ -22,7 +23,6 @@ module.exports = {
       transform,
       globalSetup: '<rootDir>/test/support/globalSetup.ts',
       globalTeardown: '<rootDir>/test/support/globalTeardown.ts',
-      testTimeout: 30000,
     },
   ],
 };

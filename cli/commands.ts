@@ -5,7 +5,7 @@ import type { Runtime } from '../shared/app/runtime';
 import { recordsOfEvent, recordsOfUser } from './auditLookup';
 import { parseCsv } from './csv';
 import { listDeadLetters, replayDeadLetters } from './deadLetters';
-import { newWaveId, planEnqueue, sendPlan } from './enqueue';
+import { WAVE_DEPARTURE_SHARE, newWaveId, paceWave, planEnqueue, sendPlan } from './enqueue';
 import { ExitCodes, UsageError } from './exitCodes';
 import { progressReporter, type Io } from './io';
 import {
@@ -118,9 +118,18 @@ export interface DlqReplayOptions {
   event?: string;
   since?: Date;
   max: number;
-  rate: number;
+  /** Messages per second; undefined: paced to the Graph write budget; 0: as fast as possible. */
+  rate?: number;
   dryRun?: boolean;
   json?: boolean;
+}
+
+/**
+ * A replay's default pace: the app's Graph write budget less the departures' share, for events of
+ * up to three writes (a departure that resets the password), so a replay never outruns the quota.
+ */
+function pacedReplayRate(writesPerSecond: number): number {
+  return ((writesPerSecond > 0 ? writesPerSecond : 20) * (1 - WAVE_DEPARTURE_SHARE)) / 3;
 }
 
 export async function dlqReplayCommand(
@@ -138,7 +147,7 @@ export async function dlqReplayCommand(
         ...(options.event === undefined ? {} : { eventId: options.event }),
         ...(options.since === undefined ? {} : { since: options.since }),
         max: options.max,
-        ratePerSecond: options.rate,
+        ratePerSecond: options.rate ?? pacedReplayRate(ops.config.pacing.writesPerSecond),
         dryRun: options.dryRun === true,
       },
       progressReporter(io, 'replayed'),
@@ -163,7 +172,8 @@ export interface EnqueueOptions {
   type: string;
   csv: string;
   wave?: string;
-  rate: number;
+  /** Events per second; undefined: paced to the Graph write budget; 0: all now. */
+  rate?: number;
   dryRun?: boolean;
   json?: boolean;
 }
@@ -201,17 +211,33 @@ export async function enqueueCommand(
       );
       return ExitCodes.ok;
     }
+    const schedule = paceWave(plan, {
+      writesPerSecond: ops.config.pacing.writesPerSecond,
+      rate: options.rate,
+      start: new Date(),
+    });
     const sent = await sendPlan(
       ops.serviceBus(),
       plan,
-      options.rate,
+      schedule,
       progressReporter(io, 'sent', messages.length),
     );
     if (io.interactive) io.stderr('\n');
+    const pacing =
+      schedule === undefined
+        ? {}
+        : {
+            eventsPerSecond: Math.round(schedule.eventsPerSecond * 100) / 100,
+            finishesAt: schedule.finishesAt.toISOString(),
+          };
     io.stdout(
       options.json
-        ? toJson({ queue, wave, sent, eventIds }) + '\n'
-        : `sent ${sent} event(s) to ${queue} in wave ${wave} (to send this file again without sending any twice: --wave ${wave})\n`,
+        ? toJson({ queue, wave, sent, ...pacing, eventIds }) + '\n'
+        : `sent ${sent} event(s) to ${queue} in wave ${wave}${
+            schedule === undefined
+              ? ''
+              : `, spread at ${pacing.eventsPerSecond} events/s: the wave will have finished by about ${pacing.finishesAt}`
+          } (to send this file again without sending any twice: --wave ${wave})\n`,
     );
     return ExitCodes.ok;
   });

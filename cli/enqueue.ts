@@ -1,12 +1,13 @@
 import type { ServiceBusClient, ServiceBusMessage } from '@azure/service-bus';
-import { LeaverFlags } from '../shared/core/actions';
+import { LeaverFlags, plannedActions, type LeaverFlag } from '../shared/core/actions';
+import { planWaveSchedule, type WavePlan } from '../shared/pacing/waveSchedule';
 import { createHash, randomBytes } from 'node:crypto';
 import type { AppConfig } from '../shared/app/config';
 import { kindOfType, parseEvent, type EventKind } from '../shared/core/events';
 import { MessageProperties } from '../shared/core/messaging';
 import { translateServiceBusError } from '../shared/adapters/serviceBusScheduler';
 import type { CsvRow } from './csv';
-import { operator, sleep } from './io';
+import { operator } from './io';
 
 /**
  * The CloudEvents `source` of every event `offboard enqueue` sends. With the event id it is the
@@ -161,29 +162,76 @@ export function planEnqueue(
 }
 
 /**
- * Sends a plan's messages, the one send path of `offboard enqueue` (a per-message scheduled enqueue
- * time would be set here). Batches are sized to the rate (at most 100), one batch a second;
- * --rate 0 sends as fast as it can.
+ * Share of the write budget a wave leaves free at the source, for departures that arrive while it
+ * runs (the app's pacer reserves room for them as well).
+ */
+export const WAVE_DEPARTURE_SHARE = 0.05;
+
+/** Graph writes the events of a plan make, on average (an MFA event 1; a departure 1 to 3). */
+export function writesPerEvent(plan: EnqueuePlan): number {
+  const counts = plan.messages.map((message) => {
+    const event = message.body as { type: string; data: Record<string, unknown> };
+    const kind = kindOfType(event.type);
+    if (kind !== 'employee.leaving') return plannedActions({ kind: 'mfa.enabled' }).length;
+    const flags = Object.fromEntries(
+      LeaverFlags.map((flag) => [flag.field, (event.data[flag.field] as boolean) ?? flag.default]),
+    ) as Record<LeaverFlag, boolean>;
+    return plannedActions({ kind, flags }).length;
+  });
+  return counts.length === 0 ? 1 : counts.reduce((a, b) => a + b, 0) / counts.length;
+}
+
+/**
+ * When each message of a plan is enqueued: spread at the app's Graph write budget less the share
+ * left to departures (or at `--rate` events per second), so a wave of 50,000 is handed to Service
+ * Bus in seconds and arrives no faster than the app may write. `--rate 0`: all now.
+ */
+export function paceWave(
+  plan: EnqueuePlan,
+  options: { writesPerSecond: number; rate: number | undefined; start: Date },
+): WavePlan | undefined {
+  if (options.rate === 0 || plan.messages.length === 0) return undefined;
+  // Ten-second batches: one Service Bus call per batch, a few thousand calls for 50,000 rows.
+  const batchMs = 10_000;
+  return options.rate === undefined
+    ? planWaveSchedule({
+        events: plan.messages.length,
+        writesPerEvent: writesPerEvent(plan),
+        writesPerSecond: options.writesPerSecond > 0 ? options.writesPerSecond : 20,
+        departureShare: WAVE_DEPARTURE_SHARE,
+        start: options.start,
+        batchMs,
+      })
+    : planWaveSchedule({
+        events: plan.messages.length,
+        writesPerEvent: 1,
+        writesPerSecond: options.rate,
+        departureShare: 0,
+        start: options.start,
+        batchMs,
+      });
+}
+
+/**
+ * Sends a plan's messages, the one send path of `offboard enqueue`: each group of messages due at
+ * the same time in one call, scheduled on Service Bus for that time (sent at once when it is due
+ * now). Without a schedule everything is sent now, 100 to a call.
  */
 export async function sendPlan(
   client: Pick<ServiceBusClient, 'createSender'>,
   plan: EnqueuePlan,
-  ratePerSecond: number,
+  schedule: WavePlan | undefined,
   progress: (sent: number) => void = () => undefined,
 ): Promise<number> {
   const sender = client.createSender(plan.queue);
   let sent = 0;
   try {
-    const chunk = Math.min(100, ratePerSecond > 0 ? Math.max(1, Math.floor(ratePerSecond)) : 100);
-    for (let i = 0; i < plan.messages.length; i += chunk) {
-      const started = Date.now();
-      const slice = plan.messages.slice(i, i + chunk);
-      await sender.sendMessages(slice);
-      sent += slice.length;
+    for (const group of groupsOf(plan.messages, schedule)) {
+      if (group.at === undefined || group.at.getTime() <= Date.now() + 1000)
+        await sender.sendMessages(group.messages);
+      else await sender.scheduleMessages(group.messages, group.at);
+      sent += group.messages.length;
       progress(sent);
-      const wait =
-        ratePerSecond > 0 ? (slice.length / ratePerSecond) * 1000 - (Date.now() - started) : 0;
-      if (wait > 0 && sent < plan.messages.length) await sleep(wait);
     }
   } catch (error) {
     throw translateServiceBusError(
@@ -194,4 +242,20 @@ export async function sendPlan(
     await sender.close();
   }
   return sent;
+}
+
+/** Consecutive messages due at the same time, at most 100 to a group. */
+function groupsOf(
+  messages: ServiceBusMessage[],
+  schedule: WavePlan | undefined,
+): Array<{ at: Date | undefined; messages: ServiceBusMessage[] }> {
+  const groups: Array<{ at: Date | undefined; messages: ServiceBusMessage[] }> = [];
+  messages.forEach((message, i) => {
+    const at = schedule?.enqueueAt[i];
+    const last = groups[groups.length - 1];
+    if (last !== undefined && last.at?.getTime() === at?.getTime() && last.messages.length < 100)
+      last.messages.push(message);
+    else groups.push({ at, messages: [message] });
+  });
+  return groups;
 }

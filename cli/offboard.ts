@@ -61,10 +61,12 @@ function waveId(raw: string): string {
 }
 
 const jsonOption = () => new Option('--json', 'print JSON only on stdout');
-const rateOption = (perSecond: number) =>
-  new Option('--rate <per_s>', 'messages per second; 0 = as fast as possible')
-    .argParser(nonNegativeNumber)
-    .default(perSecond);
+/** Default: spread to the app's Graph write budget (PACING_WRITES_PER_SECOND). */
+const pacedRateOption = () =>
+  new Option(
+    '--rate <per_s>',
+    'events per second (default: paced to the Graph write budget, leaving room for departures); 0 = all now',
+  ).argParser(nonNegativeNumber);
 
 /**
  * The command tree. Each action sets the exit code; parsing errors surface as CommanderError
@@ -147,7 +149,7 @@ function buildProgram(
         .argParser(count)
         .default(Number.MAX_SAFE_INTEGER, 'all'),
     )
-    .addOption(rateOption(10))
+    .addOption(pacedRateOption())
     .option('--dry-run', 'show what would be replayed, change nothing')
     .addOption(jsonOption())
     .action(run((options: DlqReplayOptions) => dlqReplayCommand(options, io, ops)));
@@ -163,7 +165,7 @@ function buildProgram(
         'the wave these events belong to; the same file and wave again sends nothing twice (default: a new wave, printed)',
       ).argParser(waveId),
     )
-    .addOption(rateOption(50))
+    .addOption(pacedRateOption())
     .option('--dry-run', 'validate the file and show what would be sent')
     .addOption(jsonOption())
     .action(run((options: EnqueueOptions) => enqueueCommand(options, io, ops)));

@@ -101,3 +101,39 @@ describe('offboard enqueue waves', () => {
     },
   );
 });
+
+describe('offboard enqueue paces a wave at the source by default', () => {
+  it('spreads 2,000 rows over the write budget as scheduled messages, returns at once, and says when it finishes', async () => {
+    const rows = Array.from({ length: 2000 }, (_, i) => `paced.user${i}@contoso.com`);
+    const path = await csv(`user\n${rows.join('\n')}\n`);
+    const before = stats();
+    const started = Date.now();
+    const run = await runCli(
+      ['enqueue', '--type', 'mfa.enabled', '--csv', path, '--json', '--wave', 'paced-1'],
+      { ...cliEnv, PACING_WRITES_PER_SECOND: '20' },
+    );
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    const summary = JSON.parse(run.stdout) as Summary & {
+      eventsPerSecond: number;
+      finishesAt: string;
+    };
+    // 20 writes/s less the 5 % left to departures, one write per MFA event.
+    expect(summary.eventsPerSecond).toBe(19);
+    const finishes = Date.parse(summary.finishesAt) - started;
+    expect(finishes).toBeGreaterThan((2000 / 19) * 1000 - 5_000);
+    expect(finishes).toBeLessThan((2000 / 19) * 1000 + 30_000);
+    // Only the first batch is visible now; the rest waits on Service Bus for its time.
+    const after = stats();
+    expect(after.scheduled - before.scheduled).toBeGreaterThan(1800);
+    expect(after.active - before.active).toBeLessThan(200);
+  });
+
+  it('--rate 0 sends everything now', async () => {
+    const path = await csv('user\nnow.a@contoso.com\nnow.b@contoso.com\n');
+    const before = stats();
+    await enqueue(path, '--wave', 'now-1');
+    expect(stats().active).toBe(before.active + 2);
+    expect(stats().scheduled).toBe(before.scheduled);
+  });
+});
