@@ -3,7 +3,7 @@ import type {
   ServiceBusMessage,
   ServiceBusReceivedMessage,
 } from '@azure/service-bus';
-import { createHash } from 'node:crypto';
+import { stableId } from '../shared/core/eventIdentity';
 import { AppMessageIdPrefixes, MessageProperties } from '../shared/core/messaging';
 import type { AuditLog } from '../shared/core/ports';
 import { translateServiceBusError } from '../shared/adapters/serviceBusScheduler';
@@ -139,10 +139,7 @@ function matches(message: ServiceBusReceivedMessage, filter: ReplayFilter): bool
  * dead-lettered again has a new sequence number, so its next replay is a new message.
  */
 export function replayMessageId(message: ServiceBusReceivedMessage): string {
-  const digest = createHash('sha256')
-    .update(String(message.messageId ?? ''))
-    .digest('hex')
-    .slice(0, 24);
+  const digest = stableId(String(message.messageId ?? '')).slice(0, 24);
   return `${AppMessageIdPrefixes.replay}${message.sequenceNumber?.toString() ?? 'unknown'}-${digest}`;
 }
 

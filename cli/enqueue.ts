@@ -1,7 +1,8 @@
 import type { ServiceBusClient, ServiceBusMessage } from '@azure/service-bus';
 import { LeaverFlags, plannedActions, type LeaverFlag } from '../shared/core/actions';
 import { planWaveSchedule, type WavePlan } from '../shared/pacing/waveSchedule';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
+import { stableId } from '../shared/core/eventIdentity';
 import type { AppConfig } from '../shared/app/config';
 import { kindOfType, parseEvent, type EventKind } from '../shared/core/events';
 import { MessageProperties } from '../shared/core/messaging';
@@ -83,14 +84,12 @@ const textOf = (value: unknown) => (typeof value === 'string' ? value : '');
  * new event.
  */
 function eventId(kind: EventKind, wave: string, data: Record<string, unknown>): string {
-  const digest = createHash('sha256')
-    .update(
-      [kind, textOf(data.user).toLowerCase(), textOf(data.ticket), textOf(data.effectiveAt)].join(
-        '\u0000',
-      ),
-    )
-    .digest('hex')
-    .slice(0, 32);
+  const digest = stableId(
+    kind,
+    textOf(data.user).toLowerCase(),
+    textOf(data.ticket),
+    textOf(data.effectiveAt),
+  ).slice(0, 32);
   return `${kind}-${wave}-${digest}`;
 }
 
