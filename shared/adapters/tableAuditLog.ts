@@ -10,6 +10,7 @@ const JSON_FIELDS = [
   'requestedActions',
   'actions',
   'verification',
+  'accessCutoff',
   'graphRequestIds',
   'notes',
 ] as const;
@@ -124,6 +125,11 @@ export class TableAuditLog implements AuditLog {
 
   async findByEventId(eventId: string): Promise<AuditRecord[]> {
     return (await this.query(odata`eventId eq ${eventId}`)).map((s) => s.record);
+  }
+
+  async listSince(since: Date): Promise<AuditRecord[]> {
+    // lastAttemptAt is always toISOString() (fixed width, UTC), so text order is time order.
+    return (await this.query(odata`lastAttemptAt ge ${since.toISOString()}`)).map((s) => s.record);
   }
 
   private async query(filter: string): Promise<StoredRecord[]> {

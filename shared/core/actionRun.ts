@@ -1,3 +1,4 @@
+import { accessCutoff } from './accessCutoff';
 import { actionSpec, type ActionName } from './actions';
 import { ErrorCodes, OffboardingError, toOffboardingError } from './errors';
 import {
@@ -113,6 +114,20 @@ export async function perform(ctx: FlowContext, run: Run): Promise<FlowResult> {
   const failures = record.actions.filter((a) => a.status === 'failed');
   if (failures.length === 0) {
     record.outcome = 'succeeded';
+    const revokedAt = record.verification?.verified
+      ? record.verification.signInSessionsValidFrom
+      : undefined;
+    const cutoff =
+      revokedAt === undefined
+        ? undefined
+        : accessCutoff({
+            revokedAt,
+            guest,
+            disabled: record.actions.some(
+              (a) => a.action === 'disableAccount' && a.status === 'succeeded',
+            ),
+          });
+    if (cutoff !== undefined) record.accessCutoff = cutoff;
     return { disposition: 'done' };
   }
   return fail(record, combinedError(failures, errors));

@@ -1,3 +1,4 @@
+import type { AccessCutoff } from './accessCutoff';
 import type { ActionName } from './actions';
 import type { Secret } from './password';
 import type { UserRef } from './userRef';
@@ -79,6 +80,8 @@ export interface AuditRecord extends RecordKey {
   requestedActions: ActionName[];
   actions: ActionResult[];
   verification?: Verification;
+  /** When access is expected to end (set on a succeeded record with a verified revocation). */
+  accessCutoff?: AccessCutoff;
   graphRequestIds: string[];
   outcome: Outcome;
   errorCode?: string;
@@ -130,6 +133,8 @@ export interface AuditLog {
   findByUser(userIdOrUpn: string): Promise<StoredRecord[]>;
   /** Records carrying this CloudEvents id (from any source or route). */
   findByEventId(eventId: string): Promise<AuditRecord[]>;
+  /** Records whose last attempt was at or after `since` (for reports). */
+  listSince(since: Date): Promise<AuditRecord[]>;
 }
 
 /** The settings that guard people, as the use case needs them. */

@@ -156,6 +156,11 @@ export class MemoryAuditLog implements AuditLog {
     return this.all().filter((r) => r.eventId === eventId);
   }
 
+  async listSince(since: Date): Promise<AuditRecord[]> {
+    await this.gate('query');
+    return this.all().filter((r) => r.lastAttemptAt >= since.toISOString());
+  }
+
   // -- Test controls (no outage applies to these) --
 
   /** Every stored record (copies), in the table's order: partition key, then row key. */
