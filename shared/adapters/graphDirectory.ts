@@ -121,6 +121,13 @@ export class GraphDirectory implements Directory {
     return requestIdOf(response);
   }
 
+  async enableAccount(userId: string): Promise<DirectoryCall> {
+    const response = await this.send('enableAccount', `/users/${userId}`, 'PATCH', {
+      accountEnabled: true,
+    });
+    return requestIdOf(response);
+  }
+
   async resetPassword(userId: string, password: Secret): Promise<DirectoryCall> {
     const response = await this.send('resetPassword', `/users/${userId}`, 'PATCH', {
       passwordProfile: { password: password.reveal(), forceChangePasswordNextSignIn: true },

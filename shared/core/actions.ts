@@ -1,3 +1,4 @@
+import type { EventKind } from './events';
 import type { Secret } from './password';
 import type { Directory, DirectoryCall } from './ports';
 
@@ -12,9 +13,10 @@ export const ActionTable = [
   {
     name: 'disableAccount',
     label: 'disable the account',
+    /** The event kinds that ask for it (a departure only when its leaverFlag is set). */
+    requestedBy: ['employee.leaving'],
     /** Requested on employee.leaving by this data field (with this default). */
     leaverFlag: { field: 'disableAccount', default: true },
-    requestedByMfa: false,
     /** For a user synchronised from on-premises AD, Entra refuses the write: change it there. */
     masteredOnPremises: true,
     /** Done again by a later attempt even if an earlier one succeeded. */
@@ -28,8 +30,8 @@ export const ActionTable = [
   {
     name: 'resetPassword',
     label: 'reset the password',
+    requestedBy: ['employee.leaving'],
     leaverFlag: { field: 'resetPassword', default: false },
-    requestedByMfa: false,
     masteredOnPremises: true,
     // Never twice: a second reset would lock out a helpdesk that already handed over the first.
     repeatEachAttempt: false,
@@ -43,8 +45,8 @@ export const ActionTable = [
     name: 'revokeSignInSessions',
     label: 'revoke the sign-in sessions',
     /** Always part of a departure; an MFA roll-out asks for nothing else. */
+    requestedBy: ['employee.leaving', 'mfa.enabled'],
     leaverFlag: undefined,
-    requestedByMfa: true,
     masteredOnPremises: false,
     // The proof (signInSessionsValidFromDateTime moving) is read right after this run's revoke.
     repeatEachAttempt: true,
@@ -53,7 +55,21 @@ export const ActionTable = [
     run: (directory: Directory, userId: string): Promise<DirectoryCall> =>
       directory.revokeSignInSessions(userId),
   },
-] as const;
+  {
+    name: 'enableAccount',
+    label: 're-enable the account',
+    // Only a reinstatement asks for it, and only for an account this app disabled (reinstate.ts).
+    requestedBy: ['employee.reinstated'],
+    leaverFlag: undefined,
+    masteredOnPremises: true,
+    repeatEachAttempt: false,
+    // The permission that disables also enables: reinstatement needs no new grant.
+    graphPermission: 'User.EnableDisableAccount.All',
+    entraRole: undefined,
+    run: (directory: Directory, userId: string): Promise<DirectoryCall> =>
+      directory.enableAccount(userId),
+  },
+] as const satisfies ReadonlyArray<{ requestedBy: readonly EventKind[]; [field: string]: unknown }>;
 
 export type ActionSpec = (typeof ActionTable)[number];
 export type ActionName = ActionSpec['name'];
@@ -75,13 +91,11 @@ export function actionSpec(name: ActionName): ActionSpec {
 export function plannedActions(
   request:
     | { kind: 'employee.leaving'; flags: Readonly<Record<LeaverFlag, boolean>> }
-    | {
-        kind: 'mfa.enabled' | 'employee.leaving.cancelled';
-      },
+    | { kind: Exclude<EventKind, 'employee.leaving'> },
 ): ActionName[] {
   return ActionTable.filter((action) => {
-    if (request.kind === 'mfa.enabled') return action.requestedByMfa;
-    if (request.kind !== 'employee.leaving') return false;
+    if (!(action.requestedBy as readonly EventKind[]).includes(request.kind)) return false;
+    if (request.kind !== 'employee.leaving') return true;
     return action.leaverFlag === undefined || request.flags[action.leaverFlag.field];
   }).map((action) => action.name);
 }

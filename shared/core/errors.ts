@@ -38,6 +38,18 @@ export const ErrorCodes = {
   /** A cancellation arrived for a departure that was already carried out. */
   DepartureAlreadyExecuted: 'DepartureAlreadyExecuted',
   /**
+   * A reinstatement of an account the audit does not show this app disabled (no departure of
+   * this app disabled it, or a later reinstatement already re-enabled it): nothing is written.
+   * Only an operator can override it (`offboard reinstate --force`); an HR event cannot.
+   */
+  NotDisabledByThisApp: 'NotDisabledByThisApp',
+  /**
+   * A reinstatement arrived while a departure of the same user is being carried out (claimed
+   * now, or failed and due for a retry): it is retried after the departure, so the departure
+   * cannot disable the account again behind it.
+   */
+  DepartureUnderway: 'DepartureUnderway',
+  /**
    * The app's shared Graph write budget has no room now: the event waits (a scheduled copy) without
    * consuming an attempt and without sending Graph a request it would throttle.
    */

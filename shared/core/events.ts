@@ -7,6 +7,7 @@ import { parseUserRef, type UserRef } from './userRef';
 export const EventKinds = [
   'employee.leaving',
   'employee.leaving.cancelled',
+  'employee.reinstated',
   'mfa.enabled',
 ] as const;
 export type EventKind = (typeof EventKinds)[number];
@@ -64,6 +65,14 @@ const cancelledData = z.strictObject({
   user: userField,
   reason: freeText.optional(),
   ticket: freeText.optional(),
+});
+
+const reinstatedData = z.strictObject({
+  user: userField,
+  reason: freeText.optional(),
+  ticket: freeText.optional(),
+  /** The employee.leaving event this undoes (`offboard reinstate --event`), kept as a note. */
+  departureEvent: printable(MAX_ID).optional(),
 });
 
 const mfaData = z.strictObject({
@@ -178,10 +187,15 @@ export interface LeavingEvent extends BaseEvent, Readonly<Record<LeaverFlag, boo
 export interface LeavingCancelledEvent extends BaseEvent {
   kind: 'employee.leaving.cancelled';
 }
+export interface ReinstatedEvent extends BaseEvent {
+  kind: 'employee.reinstated';
+  departureEvent?: string;
+}
 export interface MfaEnabledEvent extends BaseEvent {
   kind: 'mfa.enabled';
 }
-export type OffboardingEvent = LeavingEvent | LeavingCancelledEvent | MfaEnabledEvent;
+export type OffboardingEvent =
+  LeavingEvent | LeavingCancelledEvent | ReinstatedEvent | MfaEnabledEvent;
 
 /** The kind named by a CloudEvents `type`, accepting a reverse-DNS prefix. */
 export function kindOfType(type: string): EventKind | undefined {
@@ -287,8 +301,13 @@ export function parseEvent(body: unknown, accepts: readonly EventKind[]): Offboa
     throw invalid('data is required and must be a JSON object');
   }
 
-  const schema =
-    kind === 'employee.leaving' ? leavingData : kind === 'mfa.enabled' ? mfaData : cancelledData;
+  const schemas = {
+    'employee.leaving': leavingData,
+    'employee.leaving.cancelled': cancelledData,
+    'employee.reinstated': reinstatedData,
+    'mfa.enabled': mfaData,
+  } satisfies Record<EventKind, z.ZodType>;
+  const schema = schemas[kind];
   const data = schema.safeParse(event.data);
   if (!data.success) {
     const extra =
@@ -321,6 +340,10 @@ export function parseEvent(body: unknown, accepts: readonly EventKind[]): Offboa
       ) as Record<LeaverFlag, boolean>),
       ...(leaving.effectiveAt === undefined ? {} : { effectiveAt: leaving.effectiveAt }),
     };
+  }
+  if (kind === 'employee.reinstated') {
+    const { departureEvent } = data.data as z.infer<typeof reinstatedData>;
+    return { ...base, kind, ...(departureEvent === undefined ? {} : { departureEvent }) };
   }
   return { ...base, kind };
 }

@@ -31,6 +31,7 @@ import { describeUserRef } from './userRef';
 import { perform } from './actionRun';
 export { RUN_BUDGET_MS } from './actionRun';
 import { cancelDeparture, scheduleDeparture } from './departures';
+import { reinstate } from './reinstate';
 import {
   fail,
   isProtected,
@@ -66,6 +67,11 @@ export interface Delivery {
    * failed before it could record anything (see QueueProcessor).
    */
   runId?: string;
+  /**
+   * `offboard reinstate --force`: reinstate an account the audit does not show this app disabled.
+   * Only a run by hand (route `command`) sets it; a queue message never can.
+   */
+  force?: boolean;
 }
 
 /**
@@ -214,6 +220,7 @@ export class OffboardingService {
     if (event.kind === 'employee.leaving.cancelled') flow = await cancelDeparture(this.ctx, run);
     else if (event.kind === 'employee.leaving' && this.isForLater(event, run))
       flow = await scheduleDeparture(this.ctx, event, run);
+    else if (event.kind === 'employee.reinstated') flow = await reinstate(this.ctx, event, run);
     else flow = await perform(this.ctx, run);
     return this.finish(run, flow);
   }

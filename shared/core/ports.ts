@@ -22,6 +22,8 @@ export interface Directory {
   getUser(ref: UserRef): Promise<DirectoryCall & { user: DirectoryUser }>;
   revokeSignInSessions(userId: string): Promise<DirectoryCall>;
   disableAccount(userId: string): Promise<DirectoryCall>;
+  /** Re-enables an account (a reinstatement); the same permission as disableAccount. */
+  enableAccount(userId: string): Promise<DirectoryCall>;
   resetPassword(userId: string, password: Secret): Promise<DirectoryCall>;
 }
 

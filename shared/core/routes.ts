@@ -9,7 +9,7 @@ export const Routes = {
   employeeLeaving: {
     functionName: 'employeeLeaving',
     queueSetting: 'EMPLOYEE_LEAVING_QUEUE',
-    accepts: ['employee.leaving', 'employee.leaving.cancelled'],
+    accepts: ['employee.leaving', 'employee.leaving.cancelled', 'employee.reinstated'],
     lane: 'departure',
   },
   mfaEnabled: {

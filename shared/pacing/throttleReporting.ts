@@ -21,6 +21,7 @@ export function reportingThrottles(directory: Directory, feedback: ThrottleFeedb
     getUser: (ref) => observe(() => directory.getUser(ref)),
     revokeSignInSessions: (userId) => observe(() => directory.revokeSignInSessions(userId)),
     disableAccount: (userId) => observe(() => directory.disableAccount(userId)),
+    enableAccount: (userId) => observe(() => directory.enableAccount(userId)),
     resetPassword: (userId, password) => observe(() => directory.resetPassword(userId, password)),
   };
 }

@@ -254,10 +254,11 @@ function copyStored(row: StoredRecord): StoredRecord {
 // Directory (Microsoft Graph)
 
 export type DirectoryOperation =
-  'getUser' | 'revokeSignInSessions' | 'disableAccount' | 'resetPassword';
+  'getUser' | 'revokeSignInSessions' | 'disableAccount' | 'enableAccount' | 'resetPassword';
 
 export const WRITE_OPERATIONS: readonly DirectoryOperation[] = [
   'disableAccount',
+  'enableAccount',
   'resetPassword',
   'revokeSignInSessions',
 ];
@@ -450,6 +451,14 @@ export class FakeDirectory implements Directory {
     return this.call('disableAccount', userId, (user) => {
       this.checkSensitiveWrite(user);
       user.accountEnabled = false;
+      return {};
+    });
+  }
+
+  enableAccount(userId: string): Promise<DirectoryCall> {
+    return this.call('enableAccount', userId, (user) => {
+      this.checkSensitiveWrite(user);
+      user.accountEnabled = true;
       return {};
     });
   }
