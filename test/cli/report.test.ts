@@ -1,0 +1,228 @@
+/**
+ * `offboard report` as ops run it (a child process) over audit records written into Azurite through
+ * the table adapter: every figure is compared with a count made by hand from the fixtures below.
+ */
+import { randomUUID } from 'node:crypto';
+import { accessCutoff } from '../../shared/core/accessCutoff';
+import type { AuditRecord } from '../../shared/core/ports';
+import { runCli } from '../support/cli';
+import { startWorld, type World } from '../support/world';
+
+let world: World;
+let cliEnv: Record<string, string>;
+
+const NOW = Date.now();
+const ago = (ms: number) => new Date(NOW - ms).toISOString();
+const HOUR = 3_600_000;
+const DAY = 24 * HOUR;
+
+/** A record last attempted `lastAgoMs` ago; with `latencySeconds`, a verified revocation that long after the event. */
+function record(
+  overrides: Partial<AuditRecord> & { lastAgoMs?: number; latencySeconds?: number } = {},
+): AuditRecord {
+  const { lastAgoMs = HOUR, latencySeconds, ...fields } = overrides;
+  const eventTime = ago(lastAgoMs + 60_000);
+  const latency =
+    latencySeconds === undefined
+      ? {}
+      : {
+          eventTime,
+          verification: {
+            verified: true,
+            signInSessionsValidFrom: new Date(
+              Date.parse(eventTime) + latencySeconds * 1000,
+            ).toISOString(),
+          },
+        };
+  return {
+    identityKey: randomUUID(),
+    contentDigest: 'digest',
+    eventId: `evt-${randomUUID()}`,
+    eventType: 'employee.leaving',
+    source: '/hr/workday',
+    user: 'someone@contoso.com',
+    requestedActions: ['disableAccount', 'revokeSignInSessions'],
+    actions: [],
+    graphRequestIds: [],
+    outcome: 'succeeded',
+    notes: [],
+    dryRun: false,
+    attempts: 1,
+    duplicates: 0,
+    firstAttemptAt: ago(lastAgoMs),
+    lastAttemptAt: ago(lastAgoMs),
+    ...latency,
+    ...fields,
+  };
+}
+
+const retryable = (errorCode: string) =>
+  record({ outcome: 'failed', errorCode, errorMessage: 'transient', retryable: true });
+
+// Hand count over the default 7 days: 13 records (the last fixture is 10 days old).
+//   outcomes: succeeded 6, failed 3, refused 1, scheduled 1, in-progress 1, dry-run 1
+//   error codes: Throttled, GraphUnavailable, Forbidden, ProtectedAccount, Deferred: 1 each
+//   latency (10, 20, 30, 40, 100 s; nearest rank): p50 30, p95 100, max 100
+//   open failures 2, refused 1, held 1 scheduled + 1 deferred, duplicate deliveries 3
+// Over --since 1d: the 2-day-old success drops out: 12 records, succeeded 5, latency p50 20, p95 40, max 40.
+const cutoff = accessCutoff({ revokedAt: ago(HOUR), guest: false, disabled: true });
+const succeededWithCutoff = record({
+  latencySeconds: 10,
+  ...(cutoff ? { accessCutoff: cutoff } : {}),
+});
+const FIXTURES: AuditRecord[] = [
+  succeededWithCutoff,
+  record({ latencySeconds: 20 }),
+  record({ latencySeconds: 30 }),
+  record({ latencySeconds: 40 }),
+  record({ latencySeconds: 100, lastAgoMs: 2 * DAY }),
+  record({}), // no event time: no latency
+  retryable('Throttled'),
+  retryable('GraphUnavailable'),
+  record({ outcome: 'failed', errorCode: 'Forbidden', retryable: false }),
+  record({ outcome: 'refused', errorCode: 'ProtectedAccount', retryable: false }),
+  record({ outcome: 'scheduled', effectiveAt: ago(-DAY) }),
+  record({ outcome: 'in-progress', errorCode: 'Deferred', retryable: true }),
+  record({ outcome: 'dry-run', dryRun: true, duplicates: 3 }),
+  record({ outcome: 'failed', errorCode: 'Throttled', retryable: true, lastAgoMs: 10 * DAY }),
+];
+
+beforeAll(async () => {
+  world = await startWorld();
+  cliEnv = { ...world.env, ...world.identity.envFor() };
+  for (const fixture of FIXTURES) {
+    expect(await world.runtime.audit.create(fixture)).toBeDefined();
+  }
+});
+afterAll(async () => {
+  await world.stop();
+});
+
+describe('offboard report', () => {
+  it('--json: one object whose figures equal the hand count over the default 7 days', async () => {
+    const run = await runCli(['report', '--json'], cliEnv);
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    const report = JSON.parse(run.stdout) as Record<string, unknown>;
+    expect(report).toEqual({
+      since: expect.any(String) as unknown,
+      until: expect.any(String) as unknown,
+      records: 13,
+      byOutcome: {
+        succeeded: 6,
+        failed: 3,
+        'dry-run': 1,
+        'in-progress': 1,
+        refused: 1,
+        scheduled: 1,
+      },
+      byErrorCode: {
+        Deferred: 1,
+        Forbidden: 1,
+        GraphUnavailable: 1,
+        ProtectedAccount: 1,
+        Throttled: 1,
+      },
+      latency: { count: 5, p50Seconds: 30, p95Seconds: 100, maxSeconds: 100 },
+      openFailures: 2,
+      refused: 1,
+      held: { scheduled: 1, deferred: 1 },
+      duplicateDeliveries: 3,
+      guardrail: { enabled: false, trips: 0, note: 'guardrail not enabled' },
+    });
+    const window = Date.parse(report.until as string) - Date.parse(report.since as string);
+    expect(window).toBe(7 * DAY);
+  });
+
+  it('--since 1d narrows the window to the records last attempted in it', async () => {
+    const run = await runCli(['report', '--since', '1d', '--json'], cliEnv);
+    expect(run.code).toBe(0);
+    expect(JSON.parse(run.stdout)).toMatchObject({
+      records: 12,
+      byOutcome: { succeeded: 5 },
+      latency: { count: 4, p50Seconds: 20, p95Seconds: 40, maxSeconds: 40 },
+    });
+  });
+
+  it('an absolute --since takes everything from then', async () => {
+    const run = await runCli(['report', '--since', ago(30 * DAY), '--json'], cliEnv);
+    expect(run.code).toBe(0);
+    expect(JSON.parse(run.stdout)).toMatchObject({
+      records: 14,
+      byErrorCode: { Throttled: 2 },
+      openFailures: 3,
+    });
+  });
+
+  it('on a terminal: the same figures, one per line', async () => {
+    const run = await runCli(['report'], cliEnv);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/^Offboarding report from \S+ to \S+: 13 audit record\(s\)/);
+    expect(run.stdout).toMatch(/^succeeded\s+6$/m);
+    expect(run.stdout).toMatch(/^Throttled\s+1$/m);
+    expect(run.stdout).toMatch(
+      /^event time to verified revocation\s+p50 30 s, p95 100 s, max 100 s \(5 events\)$/m,
+    );
+    expect(run.stdout).toMatch(/^open failures \(failed, retryable\)\s+2$/m);
+    expect(run.stdout).toMatch(/^refused \(protected accounts\)\s+1$/m);
+    expect(run.stdout).toMatch(/^held for the leave date \(scheduled\)\s+1$/m);
+    expect(run.stdout).toMatch(/^held, waiting for budget or a claim \(Deferred\)\s+1$/m);
+    expect(run.stdout).toMatch(/^guardrail trips\s+0 \(guardrail not enabled\)$/m);
+  });
+
+  it('the cut-off a record carries survives the table (stored as JSON)', async () => {
+    const [stored] = await world.runtime.audit.findByEventId(succeededWithCutoff.eventId);
+    expect(cutoff?.caeAppsBy).toBeDefined();
+    expect(stored?.accessCutoff).toEqual(cutoff);
+  });
+
+  it('escapes what the audit holds: no terminal control reaches the screen', async () => {
+    const table = `Audit${randomUUID().replace(/-/g, '').slice(0, 20)}`;
+    const other = world.runtimeWith({ AUDIT_TABLE_NAME: table });
+    await other.audit.create(
+      record({ outcome: 'failed', errorCode: 'Evil\u001b[2J\u202ecode', retryable: false }),
+    );
+    const env = { ...cliEnv, AUDIT_TABLE_NAME: table };
+    const text = await runCli(['report'], env);
+    expect(text.code).toBe(0);
+    for (const raw of ['\u001b', '\u202e']) expect(text.stdout).not.toContain(raw);
+    expect(text.stdout).toMatch(/^Evil\\u001b\[2J\\u202ecode\s+1$/m);
+    const json = await runCli(['report', '--json'], env);
+    for (const raw of ['\u001b', '\u202e']) expect(json.stdout).not.toContain(raw);
+    expect((JSON.parse(json.stdout) as { byErrorCode: object }).byErrorCode).toEqual({
+      'Evil\u001b[2J\u202ecode': 1,
+    });
+  });
+
+  it('an empty window says so', async () => {
+    const table = `Audit${randomUUID().replace(/-/g, '').slice(0, 20)}`;
+    const run = await runCli(['report', '--since', '30m'], { ...cliEnv, AUDIT_TABLE_NAME: table });
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/0 audit record\(s\)/);
+    expect(run.stdout).toMatch(/^outcome: none$/m);
+    expect(run.stdout).toMatch(/none with both an event time and a verified revocation/);
+  });
+
+  it('--help describes it and exits 0', async () => {
+    const run = await runCli(['report', '--help'], cliEnv);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/^Usage: offboard report \[options\]/);
+    expect(run.stdout).toMatch(/--since <when>/);
+    expect(run.stdout).toMatch(/default: 7d/);
+  });
+
+  it.each([['7x'], ['yesterday'], ['42'], ['2999-01-01T00:00:00Z'], ['-1d']])(
+    'a bad --since %s is a usage error (64) and reads nothing',
+    async (since) => {
+      const run = await runCli(['report', '--since', since], {
+        ...cliEnv,
+        // Arguments are checked before anything is read: reading would end in a configuration error.
+        AUDIT_TABLE_CONNECTION_STRING: 'not a connection string',
+      });
+      expect(run.code).toBe(64);
+      expect(run.stdout).toBe('');
+      expect(run.stderr).toMatch(/--since <when>.*is invalid/);
+      expect(run.stderr).toMatch(/Usage: offboard report/);
+    },
+  );
+});
