@@ -49,7 +49,7 @@ function runVariant(variant: Variant, args: string[]): Promise<WaveResult> {
 
 const LABELS: Record<Variant, string> = {
   baseline: 'today (no pacing)',
-  shared: 'paced (a: shared budget)',
+  shared: 'paced (a: as shipped)',
   static: 'paced (b: static share)',
 };
 
@@ -78,7 +78,7 @@ function printWaves(results: WaveResult[]): void {
       (r) => `${r.departureLatency.p50Seconds} / ${r.departureLatency.p99Seconds} s`,
     ],
     ['delayed retries scheduled', (r) => String(r.retriesScheduled)],
-    ['deferred by the pacer', (r) => (r.pacer ? String(r.pacer.deferred) : '-')],
+    ['events deferred (waited, no attempt used)', (r) => String(r.deferrals)],
     [
       'budget store calls (reads + writes, conflicts)',
       (r) =>

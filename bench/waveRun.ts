@@ -5,10 +5,10 @@
  *
  *   node dev/with-dev-ca.mjs node dist/bench/waveRun.js --variant shared [--events 5000 ...]
  *
- * Variants: `baseline` (today: no pacing), `shared` (design a: one budget in Table Storage),
- * `static` (design b: each instance paces to 1/N of the budget in memory).
+ * Variants: `baseline` (today: no pacing), `shared` (design a, what ships: createRuntime with the
+ * PACING_* defaults, one budget in Table Storage), `static` (design b: each instance paces to 1/N
+ * of the budget in memory).
  */
-import { TableClient } from '@azure/data-tables';
 import { ServiceBusClient, type ServiceBusMessage } from '@azure/service-bus';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -28,7 +28,6 @@ import {
   type Lane,
   type PacerStats,
   type PacerWithFeedback,
-  type PacingStoreOption,
   type WritePacer,
 } from '../shared/pacing/index';
 import { OffboardingService } from '../shared/core/offboard';
@@ -88,9 +87,9 @@ function range(text: string): { min: number; max: number } {
 }
 
 /**
- * The paced runtime as the lead will wire it in createRuntime: the use case reserves its planned
- * writes once per event (OffboardingDeps.pacer, lane from the route) and its Directory reports
- * Graph's 429s to the budget. Built here from the runtime's own parts until createRuntime does it.
+ * A runtime whose use case reserves through the given pacer (design b, not what ships), wired as
+ * createRuntime wires the shipped one: OffboardingDeps.pacer, and a Directory that reports Graph's
+ * 429s to the same pacer.
  */
 function pacedRuntime(
   runtime: Runtime,
@@ -190,41 +189,19 @@ export async function runWave(options: {
   const runtimes: Runtime[] = [];
   const runners: LocalRunner[] = [];
   const pacers: PacerWithFeedback[] = [];
-  const store: PacingStoreOption | undefined =
-    variant === 'shared'
-      ? {
-          kind: 'table',
-          table: TableClient.fromConnectionString(azurite.connectionString, 'OffboardingPacing', {
-            allowInsecureConnection: true,
-          }),
-        }
-      : variant === 'static'
-        ? { kind: 'staticShare', instances: options.staticInstances }
-        : undefined;
   const graphCapacity = options.quotaWrites;
+  // baseline: pacing off. shared: createRuntime as it ships (PACING_* defaults, one budget in the
+  // audit table for all instances). static: pacing off in createRuntime, and each instance's use
+  // case given its own in-memory pacer at 1/N of the budget.
+  const settings = variant === 'shared' ? env : { ...env, PACING_WRITES_PER_SECOND: '0' };
   for (let i = 0; i < instances; i++) {
-    const base = createRuntime(loadConfig(env), { requireServiceBus: true });
+    const base = createRuntime(loadConfig(settings), { requireServiceBus: true });
     runtimes.push(base);
     let runtime = base;
-    if (store) {
-      // One pacer per instance; with the table store they all share one budget. Each instance
-      // has its own Table client, as separate processes would.
-      const instanceStore: PacingStoreOption =
-        store.kind === 'table'
-          ? {
-              kind: 'table',
-              table: TableClient.fromConnectionString(
-                azurite.connectionString,
-                'OffboardingPacing',
-                {
-                  allowInsecureConnection: true,
-                },
-              ),
-            }
-          : store;
+    if (variant === 'static') {
       const pacer = createWritePacer({
         settings: DEFAULT_PACING,
-        store: instanceStore,
+        store: { kind: 'staticShare', instances: options.staticInstances },
         graphCapacity,
       });
       pacers.push(pacer);
