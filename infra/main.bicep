@@ -232,6 +232,19 @@ module alerts 'modules/alerts.bicep' = {
   }
 }
 
+// The figures of `offboard report` as charts over time (docs/report.md).
+module workbook 'modules/workbook.bicep' = {
+  name: 'workbook'
+  scope: rg
+  params: {
+    name: 'Offboarding (${environmentName})'
+    location: location
+    tags: tags
+    workspaceId: monitoring.outputs.workspaceId
+    functionAppName: functionAppName
+  }
+}
+
 // Written to .azure/<env>/.env by azd: the ops CLI and the scripts read them from there.
 output AZURE_LOCATION string = location
 output AZURE_TENANT_ID string = tenant().tenantId

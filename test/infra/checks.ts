@@ -20,6 +20,7 @@ export const STORAGE = 'infra/modules/storage.bicep';
 export const MONITORING = 'infra/modules/monitoring.bicep';
 export const GRAPH = 'infra/modules/graph-permissions.bicep';
 export const ALERTS = 'infra/modules/alerts.bicep';
+export const WORKBOOK = 'infra/modules/workbook.bicep';
 export const PARAMETERS = 'infra/main.parameters.json';
 
 const code = (files: InfraFiles, path: string) => stripComments(files[path] ?? '');
@@ -335,6 +336,17 @@ export function checkPlatform(files: InfraFiles): string[] {
   return unmet(files, PLATFORM_RULES);
 }
 
+// prettier-ignore
+const WORKBOOK_RULES: Rule[] = [
+  [/^module workbook 'modules\/workbook\.bicep' = \{[^]*?workspaceId: monitoring\.outputs\.workspaceId\n[^]*?functionAppName: functionAppName\n/m, MAIN, 'main.bicep must deploy the workbook module on the workspace and the function app'],
+  [/^resource workbook 'Microsoft\.Insights\/workbooks@[^']+' = \{[^]*?sourceId: workspaceId\s*serializedData: string\(content\)/m, WORKBOOK, 'workbook.bicep must declare a Microsoft.Insights/workbooks on the workspace'],
+];
+
+/** The `offboard report` workbook (docs/report.md) is deployed by azd up. */
+export function checkWorkbook(files: InfraFiles): string[] {
+  return unmet(files, WORKBOOK_RULES);
+}
+
 export function checkInfra(files: InfraFiles, contract: InfraContract): string[] {
   return [
     ...checkNotRestated(files, contract),
@@ -346,5 +358,6 @@ export function checkInfra(files: InfraFiles, contract: InfraContract): string[]
     ...checkNoKeys(files),
     ...checkAlerts(files),
     ...checkPlatform(files),
+    ...checkWorkbook(files),
   ];
 }

@@ -21,6 +21,7 @@ import {
   PARAMETERS,
   SERVICE_BUS,
   STORAGE,
+  WORKBOOK,
 } from './checks';
 
 const ROOT = join(__dirname, '..', '..');
@@ -146,6 +147,8 @@ const DRIFTS: [string, string, string | RegExp, string, string][] = [
   ['not Node 22', FUNCTION_APP, "version: '22'", "version: '20'", 'node 22'],
   ['not Flex Consumption', FUNCTION_APP, "name: 'FC1'", "name: 'Y1'", 'Flex Consumption'],
   ['the password permission unconditional', GRAPH, '= if (enablePasswordReset) {', '= {', 'depend on enablePasswordReset'],
+  ['the workbook not deployed', MAIN, /\nmodule workbook [^]*?\n\}\n/, '\n', 'must deploy the workbook module'],
+  ['the workbook on another scope', WORKBOOK, 'sourceId: workspaceId', "sourceId: ''", 'workbook.bicep must declare a Microsoft.Insights/workbooks'],
   ['the Graph extension missing from bicepconfig.json', 'infra/bicepconfig.json', '"microsoftGraphV1"', '"graph"', 'bicepconfig.json must declare microsoftGraphV1'],
 ];
 

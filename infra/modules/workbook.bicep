@@ -1,0 +1,144 @@
+// The figures of `offboard report` as charts over time (docs/report.md), from the function logs in
+// the Log Analytics workspace. The function handler writes one line per run ("Event processed",
+// "Event failed transiently; retry scheduled", "Event waits ...", "Event failed permanently ...")
+// with a summary printed as `outcome: 'succeeded', ... errorCode: 'Throttled'`: the queries parse
+// that. Traces are sampled (host.json), so counts are sum(ItemCount), not count().
+param name string
+param location string
+param tags object
+
+@description('Log Analytics workspace of Application Insights (the workbook queries it and is listed under it).')
+param workspaceId string
+
+@description('Function app name (AppRoleName in the telemetry).')
+param functionAppName string
+
+var app = '| where AppRoleName =~ "${functionAppName}"'
+// Every line the handler writes for a run starts with "Event " and carries the summary.
+var runs = join([
+  'AppTraces'
+  app
+  '| where Message startswith "Event " and Message has "outcome: \''
+], '\n')
+
+var outcomesQuery = join([
+  runs
+  '| extend outcome = extract(@"outcome: \'([^\']+)\'", 1, Message)'
+  '| summarize runs = sum(ItemCount) by bin(TimeGenerated, 1d), outcome'
+  '| render columnchart'
+], '\n')
+
+// Event time to verified revocation: the handler logs revocationLatencySeconds when it knows both
+// times (docs/report.md); the processing time per invocation is below it.
+var revocationLatencyQuery = join([
+  runs
+  '| extend latency = todouble(extract(@"revocationLatencySeconds: ([0-9.]+)", 1, Message))'
+  '| where isnotnull(latency)'
+  '| summarize p50 = percentile(latency, 50), p95 = percentile(latency, 95), max = max(latency) by bin(TimeGenerated, 1h)'
+  '| render timechart'
+], '\n')
+
+var durationQuery = join([
+  'AppRequests'
+  app
+  '| summarize p50 = percentile(DurationMs, 50) / 1000, p95 = percentile(DurationMs, 95) / 1000, max = max(DurationMs) / 1000 by bin(TimeGenerated, 1h)'
+  '| render timechart'
+], '\n')
+
+var throttlingQuery = join([
+  runs
+  '| extend errorCode = extract(@"errorCode: \'([^\']+)\'", 1, Message)'
+  '| where errorCode in ("Throttled", "Deferred")'
+  '| summarize runs = sum(ItemCount) by bin(TimeGenerated, 1h), errorCode'
+  '| render timechart'
+], '\n')
+
+var deadLettersQuery = join([
+  runs
+  '| where Message startswith "Event failed permanently"'
+  '| extend errorCode = extract(@"errorCode: \'([^\']+)\'", 1, Message)'
+  '| summarize events = sum(ItemCount) by bin(TimeGenerated, 1d), errorCode'
+  '| render columnchart'
+], '\n')
+
+// One chart of the workbook: a log query over the workspace in the chosen time range.
+func chart(title string, query string) object => {
+  type: 3
+  content: {
+    version: 'KqlItem/1.0'
+    title: title
+    query: query
+    size: 0
+    queryType: 0
+    resourceType: 'microsoft.operationalinsights/workspaces'
+    timeContextFromParameter: 'TimeRange'
+    timeContext: { durationMs: 604800000 }
+  }
+  name: title
+}
+
+var content = {
+  version: 'Notebook/1.0'
+  items: [
+    {
+      type: 1
+      content: {
+        json: '## Offboarding\nThe figures of `offboard report` over time, from the function logs. The audit table stays the truth: `offboard report --since 7d` counts events, these charts count runs (a retried event once per attempt). Guardrail trips: the guardrail is not enabled.'
+      }
+      name: 'intro'
+    }
+    {
+      type: 9
+      content: {
+        version: 'KqlParameterItem/1.0'
+        parameters: [
+          {
+            id: guid('offboarding-workbook', 'TimeRange')
+            version: 'KqlParameterItem/1.0'
+            name: 'TimeRange'
+            label: 'Time range'
+            type: 4
+            isRequired: true
+            value: { durationMs: 604800000 }
+            typeSettings: {
+              selectableValues: [
+                { durationMs: 86400000 }
+                { durationMs: 604800000 }
+                { durationMs: 2592000000 }
+                { durationMs: 7776000000 }
+              ]
+            }
+          }
+        ]
+        queryType: 0
+        resourceType: 'microsoft.operationalinsights/workspaces'
+      }
+      name: 'parameters'
+    }
+    chart('Runs per day by outcome', outcomesQuery)
+    chart('Event time to verified revocation (s): p50, p95, max', revocationLatencyQuery)
+    chart('Processing time per invocation (s): p50, p95, max', durationQuery)
+    chart('Graph 429s (Throttled) and waits for the write budget (Deferred), runs per hour', throttlingQuery)
+    chart('Events sent to the dead-letter queue per day, by error code', deadLettersQuery)
+  ]
+  isLocked: false
+  fallbackResourceIds: [
+    workspaceId
+  ]
+}
+
+resource workbook 'Microsoft.Insights/workbooks@2023-06-01' = {
+  // A workbook's name must be a GUID: stable per resource group, so a redeploy updates it.
+  name: guid(resourceGroup().id, name)
+  location: location
+  tags: tags
+  kind: 'shared'
+  properties: {
+    displayName: name
+    category: 'workbook'
+    sourceId: workspaceId
+    serializedData: string(content)
+  }
+}
+
+output workbookId string = workbook.id
