@@ -2,11 +2,16 @@
  * `offboard report` as ops run it (a child process) over audit records written into Azurite through
  * the table adapter: every figure is compared with a count made by hand from the fixtures below.
  */
+import { InvocationContext } from '@azure/functions';
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { format } from 'node:util';
+import { createQueueHandler } from '../../shared/adapters/functionHandler';
 import { accessCutoff } from '../../shared/core/accessCutoff';
 import type { AuditRecord } from '../../shared/core/ports';
 import { runCli } from '../support/cli';
-import { startWorld, type World } from '../support/world';
+import { cloudEvent, startWorld, type World } from '../support/world';
 
 let world: World;
 let cliEnv: Record<string, string>;
@@ -225,4 +230,57 @@ describe('offboard report', () => {
       expect(run.stderr).toMatch(/Usage: offboard report/);
     },
   );
+});
+
+describe('the workbook reads what the function logs', () => {
+  const bicep = readFileSync(
+    join(__dirname, '..', '..', 'infra', 'modules', 'workbook.bicep'),
+    'utf8',
+  );
+  /** The patterns of the workbook's KQL extract() calls, as JavaScript regular expressions. */
+  const extracts = [...bicep.matchAll(/extract\(@"([^"]+)", 1, Message\)/g)].map(
+    (m) => new RegExp((m[1] as string).replace(/\\'/g, "'")),
+  );
+  const extract = (field: string, line: string) =>
+    extracts.find((r) => r.source.startsWith(field))?.exec(line)?.[1];
+
+  it('outcome and errorCode parse from the lines as the Functions host writes them (util.format)', async () => {
+    expect(extracts.map((r) => r.source.split(':')[0])).toEqual(
+      expect.arrayContaining(['outcome', 'errorCode', 'revocationLatencySeconds']),
+    );
+    const lines: string[] = [];
+    const context = () =>
+      new InvocationContext({
+        invocationId: randomUUID(),
+        functionName: 'mfaEnabled',
+        triggerMetadata: { messageId: randomUUID(), deliveryCount: 1, applicationProperties: {} },
+        // The worker formats a log call's arguments with util.format before they reach App Insights.
+        logHandler: (_level, ...args) => lines.push(format(...args)),
+      });
+    // An audit table of its own: these runs must not change the report figures above.
+    const runtime = world.runtimeWith({
+      AUDIT_TABLE_NAME: `Audit${randomUUID().replace(/-/g, '').slice(0, 20)}`,
+    });
+    const handler = createQueueHandler(() => runtime, 'mfaEnabled');
+    const throttled = world.newUser();
+    world.graph.injectFault({
+      operation: 'revoke',
+      userKey: throttled.id,
+      status: 429,
+      retryAfterSeconds: 1,
+    });
+    await handler(cloudEvent('mfa.enabled', { user: world.newUser().upn }), context());
+    await handler(cloudEvent('mfa.enabled', { user: throttled.upn }), context());
+    await expect(
+      handler(cloudEvent('mfa.enabled', { user: 'nobody@contoso.com' }), context()),
+    ).rejects.toThrow();
+
+    const runs = lines.filter((l) => l.startsWith('Event ') && l.includes("outcome: '"));
+    expect(runs).toHaveLength(3);
+    const [succeeded, retried, deadLettered] = runs as [string, string, string];
+    expect(extract('outcome', succeeded)).toBe('succeeded');
+    expect(extract('errorCode', retried)).toBe('Throttled');
+    expect(deadLettered.startsWith('Event failed permanently')).toBe(true);
+    expect(extract('errorCode', deadLettered)).toBe('UserNotFound');
+  });
 });
