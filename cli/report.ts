@@ -92,7 +92,10 @@ export function buildReport(records: AuditRecord[], since: Date, until: Date): R
     openFailures: records.filter((r) => r.outcome === 'failed' && r.retryable === true).length,
     refused: records.filter((r) => r.outcome === 'refused').length,
     held: {
-      scheduled: records.filter((r) => r.outcome === 'scheduled').length,
+      // A leave-date run that waits for budget keeps `scheduled`: it counts as deferred only.
+      scheduled: records.filter(
+        (r) => r.outcome === 'scheduled' && r.errorCode !== ErrorCodes.Deferred,
+      ).length,
       deferred: records.filter((r) => r.errorCode === ErrorCodes.Deferred).length,
     },
     duplicateDeliveries: records.reduce((sum, r) => sum + r.duplicates, 0),

@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { format } from 'node:util';
 import { createQueueHandler } from '../../shared/adapters/functionHandler';
+import { buildReport } from '../../cli/report';
 import { accessCutoff } from '../../shared/core/accessCutoff';
 import type { AuditRecord } from '../../shared/core/ports';
 import { runCli } from '../support/cli';
@@ -230,6 +231,18 @@ describe('offboard report', () => {
       expect(run.stderr).toMatch(/Usage: offboard report/);
     },
   );
+});
+
+describe('buildReport', () => {
+  it('a leave-date run waiting for budget is held once, as deferred', () => {
+    const waiting = record({ outcome: 'scheduled', errorCode: 'Deferred', retryable: true });
+    const report = buildReport(
+      [waiting, record({ outcome: 'scheduled' })],
+      new Date(0),
+      new Date(),
+    );
+    expect(report.held).toEqual({ scheduled: 1, deferred: 1 });
+  });
 });
 
 describe('the workbook reads what the function logs', () => {
