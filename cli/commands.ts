@@ -8,6 +8,7 @@ import { listDeadLetters, replayDeadLetters } from './deadLetters';
 import { WAVE_DEPARTURE_SHARE, newWaveId, paceWave, planEnqueue, sendPlan } from './enqueue';
 import { ExitCodes, UsageError } from './exitCodes';
 import { progressReporter, type Io } from './io';
+import { DEFAULT_SINCE, formatReport, parseSince, readReport } from './report';
 import {
   auditTable,
   deadLetterTable,
@@ -92,6 +93,23 @@ export async function auditCommand(
     user !== undefined ? recordsOfUser(audit, user) : recordsOfEvent(audit, event ?? ''),
   );
   io.stdout((options.json ? toJson(records) : auditTable(records)) + '\n');
+  return ExitCodes.ok;
+}
+
+export interface ReportOptions {
+  since?: Date;
+  json?: boolean;
+}
+
+export async function reportCommand(
+  options: ReportOptions,
+  io: Io,
+  runtime: RuntimeFactory,
+): Promise<number> {
+  const now = new Date();
+  const since = options.since ?? parseSince(DEFAULT_SINCE, now);
+  const report = await withRuntime(runtime, ({ audit }) => readReport(audit, since, now));
+  io.stdout((options.json ? toJson(report) : formatReport(report)) + '\n');
   return ExitCodes.ok;
 }
 

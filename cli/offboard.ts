@@ -10,23 +10,26 @@ import {
   dlqReplayCommand,
   enqueueCommand,
   processCommand,
+  reportCommand,
   type AuditOptions,
   type DlqListOptions,
   type DlqReplayOptions,
   type EnqueueOptions,
   type ProcessOptions,
+  type ReportOptions,
   type RuntimeFactory,
 } from './commands';
 import { isWaveId, WAVE_ID_RULE } from './enqueue';
 import { ExitCodes, exitCodeOf, UsageError } from './exitCodes';
 import { readAll, type Io } from './io';
+import { DEFAULT_SINCE, parseSince } from './report';
 import { errorLine, escapeUnsafe } from './output';
 
 export { ExitCodes } from './exitCodes';
 
 const ROOT_HELP = `
 Settings come from the environment, exactly as for the Function App (see docs/settings.md).
-process and audit act as the app; dlq and enqueue as the person running them.
+process, audit and report act as the app; dlq and enqueue as the person running them.
 
 Exit codes:
   0   succeeded, dry run, or already processed
@@ -121,6 +124,20 @@ function buildProgram(
     .addOption(new Option('--event <id>', 'the record of this event id'))
     .addOption(jsonOption())
     .action(run((options: AuditOptions) => auditCommand(options, io, app)));
+
+  program
+    .command('report')
+    .description(
+      'figures from the audit: outcomes, error codes, time to revocation, open failures, held events',
+    )
+    .addOption(
+      new Option(
+        '--since <when>',
+        `records last attempted since: 30m, 24h, 7d, or a date/time (default: ${DEFAULT_SINCE})`,
+      ).argParser((raw) => parseSince(raw)),
+    )
+    .addOption(jsonOption())
+    .action(run((options: ReportOptions) => reportCommand(options, io, app)));
 
   const dlq = program
     .command('dlq')
