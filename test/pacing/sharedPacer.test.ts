@@ -374,6 +374,7 @@ describe('reportingThrottles', () => {
       getUser: () => Promise.reject(notFound),
       revokeSignInSessions: () => Promise.reject(throttled),
       disableAccount: () => Promise.resolve({ requestId: 'r1' }),
+      enableAccount: () => Promise.reject(throttled),
       resetPassword: () => Promise.reject(throttled),
     };
     const reported: number[] = [];
@@ -384,6 +385,7 @@ describe('reportingThrottles', () => {
     await expect(wrapped.revokeSignInSessions('u')).rejects.toBe(throttled);
     await expect(wrapped.getUser({ kind: 'objectId', value: 'u' } as never)).rejects.toBe(notFound);
     await expect(wrapped.disableAccount('u')).resolves.toEqual({ requestId: 'r1' });
-    expect(reported).toEqual([17]);
+    await expect(wrapped.enableAccount('u')).rejects.toBe(throttled);
+    expect(reported).toEqual([17, 17]);
   });
 });
