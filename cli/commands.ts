@@ -8,6 +8,7 @@ import { listDeadLetters, replayDeadLetters } from './deadLetters';
 import { WAVE_DEPARTURE_SHARE, newWaveId, paceWave, planEnqueue, sendPlan } from './enqueue';
 import { ExitCodes, UsageError } from './exitCodes';
 import { progressReporter, type Io } from './io';
+import { reinstatementEvent, type ReinstateRequest } from './reinstate';
 import { DEFAULT_SINCE, formatReport, parseSince, readReport } from './report';
 import {
   auditTable,
@@ -51,12 +52,37 @@ export async function processCommand(
 ): Promise<number> {
   const body =
     options.file !== undefined ? await readInputFile('--file', options.file) : await io.readStdin();
+  return runByHand(body, options, io, runtime);
+}
+
+export interface ReinstateOptions extends ReinstateRequest {
+  force?: boolean;
+  json?: boolean;
+}
+
+/** `offboard reinstate`: an employee.reinstated event, run by hand like `offboard process`. */
+export async function reinstateCommand(
+  options: ReinstateOptions,
+  io: Io,
+  runtime: RuntimeFactory,
+): Promise<number> {
+  return runByHand(reinstatementEvent(options), options, io, runtime);
+}
+
+/** Runs one event through the use case by hand, prints its record, and maps it to an exit code. */
+async function runByHand(
+  body: unknown,
+  options: { json?: boolean; force?: boolean },
+  io: Io,
+  runtime: RuntimeFactory,
+): Promise<number> {
   const result = await withRuntime(runtime, (app) =>
     // A run by hand gets its own message id: it is a deliberate re-run, not a redelivery.
     app.offboarding.process({
       body,
       route: 'command',
       messageId: `${AppMessageIdPrefixes.command}${randomUUID()}`,
+      ...(options.force === true ? { force: true } : {}),
     }),
   );
   const { record } = result;

@@ -10,12 +10,14 @@ import {
   dlqReplayCommand,
   enqueueCommand,
   processCommand,
+  reinstateCommand,
   reportCommand,
   type AuditOptions,
   type DlqListOptions,
   type DlqReplayOptions,
   type EnqueueOptions,
   type ProcessOptions,
+  type ReinstateOptions,
   type ReportOptions,
   type RuntimeFactory,
 } from './commands';
@@ -29,7 +31,7 @@ export { ExitCodes } from './exitCodes';
 
 const ROOT_HELP = `
 Settings come from the environment, exactly as for the Function App (see docs/settings.md).
-process, audit and report act as the app; dlq and enqueue as the person running them.
+process, reinstate, audit and report act as the app; dlq and enqueue as the person running them.
 
 Exit codes:
   0   succeeded, dry run, or already processed
@@ -37,6 +39,13 @@ Exit codes:
   64  usage error (the command's usage is printed on stderr)
   75  failed but retryable: run it again later
   78  configuration error: a setting is missing or invalid`;
+
+const REINSTATE_HELP = `
+Refused without --force when the audit shows no departure of this app that disabled the account
+(or a later reinstatement already re-enabled it); protected accounts are always refused. A
+departure still scheduled is not cancelled: send employee.leaving.cancelled for that.
+Not restored: a password the departure reset, sessions it revoked. Next (helpdesk): issue a
+Temporary Access Pass or a new password; the user signs in again.`;
 
 function nonNegativeNumber(raw: string): number {
   const value = Number(raw);
@@ -116,6 +125,22 @@ function buildProgram(
     .option('--file <path>', 'read the event from this file')
     .addOption(jsonOption())
     .action(run((options: ProcessOptions) => processCommand(options, io, app)));
+
+  program
+    .command('reinstate')
+    .description(
+      're-enable an account this app disabled: an employee.reinstated event, audited as its own',
+    )
+    .requiredOption('--user <id_or_upn>', 'the user to reinstate')
+    .requiredOption('--reason <text>', 'why (kept in the audit)')
+    .option('--event <id>', 'the departure event this undoes (kept in the audit as a note)')
+    .option(
+      '--force',
+      'also an account the audit does not show this app disabled (never a protected account)',
+    )
+    .addOption(jsonOption())
+    .addHelpText('after', REINSTATE_HELP)
+    .action(run((options: ReinstateOptions) => reinstateCommand(options, io, app)));
 
   program
     .command('audit')
