@@ -274,7 +274,9 @@ export class SharedWritePacer implements WritePacer, ThrottleFeedback {
 
   /**
    * Whether a departure's writes can start now by the budget this instance saw within the last
-   * FRESH_CACHE_MS, with half the departure reserve to spare for what others booked since.
+   * FRESH_CACHE_MS, whatever others booked since: the wave cannot have booked beyond its own
+   * reach (its wait bound plus its headroom), and other departures are allowed an eighth of the
+   * reserve. A pause Graph ordered elsewhere is in the store, hence the freshness bound.
    */
   private reserveHasRoom(writes: number): boolean {
     const now = this.now();
@@ -285,10 +287,12 @@ export class SharedWritePacer implements WritePacer, ThrottleFeedback {
     ) {
       return false;
     }
-    const msPerWrite = 1000 / this.params.ratePerSecond;
-    const slack = this.params.departureReserve / 2;
-    const booked = Math.max(this.cached.tat, now) + (writes + slack) * msPerWrite;
-    return booked - this.params.capacity * msPerWrite <= now;
+    const { capacity, departureReserve, ratePerSecond } = this.params;
+    const msPerWrite = 1000 / ratePerSecond;
+    const waveReach = now + this.maxWait.wave + (capacity - departureReserve) * msPerWrite;
+    const otherDepartures = departureReserve / 8;
+    const worst = Math.max(this.cached.tat, waveReach) + (otherDepartures + writes) * msPerWrite;
+    return worst - capacity * msPerWrite <= now;
   }
 
   private async book(lane: Lane, batch: Pending[]): Promise<void> {

@@ -233,6 +233,20 @@ describe('SharedWritePacer (in-memory store)', () => {
     expect(pacer.stats().grantedAtOnce).toBe(1);
   });
 
+  it('lets departures go at once even when the wave has booked as far ahead as it may', async () => {
+    const store = new MemoryBudgetStore();
+    const { pacer, reserve } = virtualPacer(store);
+    // 200 wave events: 190 booked up to the wave's 7.5 s bound, 10 deferred.
+    await settleAll(Array.from({ length: 200 }, () => reserve('wave', 1)));
+    const departures = Array.from({ length: 10 }, () => reserve('departure', 2));
+    await Promise.resolve();
+    expect(pacer.stats().grantedAtOnce).toBe(10);
+    await Promise.all(departures);
+    await new Promise((resolve) => setImmediate(resolve));
+    // Still booked behind: the wave's next slot moved by their 20 writes.
+    expect((await store.read())?.tat).toBe(T0 + (190 + 20) * 50);
+  });
+
   it('pauses every lane for Graph Retry-After, deferring what would wait too long', async () => {
     const store = new MemoryBudgetStore();
     const { pacer, reserve, starts } = virtualPacer(store, { maxWaitMs: 30_000 });
