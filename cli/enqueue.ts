@@ -45,7 +45,7 @@ const KNOWN_COLUMNS: Record<EventKind, string[]> = {
   'mfa.enabled': ['user', 'reason', 'ticket'],
   'employee.leaving': ['user', ...BOOLEAN_COLUMNS, 'effectiveAt', 'reason', 'ticket'],
   'employee.leaving.cancelled': ['user', 'reason', 'ticket'],
-  'employee.reinstated': ['user', 'reason', 'ticket'],
+  'employee.reinstated': ['user', 'reason', 'ticket', 'departureEvent'],
 };
 
 function headerErrors(kind: EventKind, header: CsvRow, columns: string[]): string[] {

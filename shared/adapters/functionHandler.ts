@@ -1,4 +1,5 @@
 import type { InvocationContext } from '@azure/functions';
+import { revocationLatencyMs } from '../core/accessCutoff';
 import { Routes, type RouteName } from '../core/routes';
 import type { Runtime } from '../app/runtime';
 
@@ -70,6 +71,10 @@ export function createQueueHandler(runtime: () => Runtime, route: RouteName) {
       idReused: record.idReused,
       errorCode: result.error?.code,
       nextAttemptAt: result.retry?.at,
+      // Event time to verified revocation, for the workbook's latency chart.
+      revocationLatencySeconds: result.duplicate
+        ? undefined
+        : secondsOf(revocationLatencyMs(record)),
     };
     // Error texts can quote the user (Graph's 404 does); logs name the object id instead.
     const redact = (text: string) => redactUser(text, [record.user, record.userPrincipalName]);
@@ -140,4 +145,8 @@ export function queueBindings(
     queueName: queues[route],
     handler: createQueueHandler(runtime, route),
   }));
+}
+
+function secondsOf(ms: number | undefined): number | undefined {
+  return ms === undefined ? undefined : ms / 1000;
 }

@@ -21,11 +21,13 @@ export const PASSWORD_RESET_ROLE = ActionTable.find((a) => a.name === 'resetPass
 
 /** Graph application permissions the app needs; opt-in actions' only when they are enabled. */
 export function requiredGraphPermissions(optInActionsEnabled: boolean): string[] {
-  return [
+  const permissions = [
     GraphPermissions.readUser,
     // Actions that also need an Entra role (the password reset) are opt-in at deployment.
     ...ActionTable.filter((a) => optInActionsEnabled || a.entraRole === undefined).map(
       (a) => a.graphPermission,
     ),
   ];
+  // Several actions can share a permission (disabling and re-enabling an account).
+  return [...new Set(permissions)];
 }

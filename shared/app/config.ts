@@ -149,7 +149,7 @@ export const SETTINGS = [
   {
     name: 'PACING_BURST_WRITES',
     description:
-      'Size of the shared budget in writes, the departure reserve included; kept far below Graph\'s own burst (3,000).',
+      "Size of the shared budget in writes, the departure reserve included; kept far below Graph's own burst (3,000).",
     default: '440',
     requiredInAzure: false,
   },

@@ -32,7 +32,7 @@ export async function perform(ctx: FlowContext, run: Run): Promise<FlowResult> {
 
   const synced = user.onPremisesSyncEnabled === true;
   const guest = user.userType?.toLowerCase() === 'guest';
-  if (guest) {
+  if (guest && record.requestedActions.includes('revokeSignInSessions')) {
     record.notes.push(
       'Guest user: revoking sessions does not reach the home tenant where the guest signs in; ' +
         (record.requestedActions.includes('disableAccount')

@@ -1,4 +1,5 @@
 import { ErrorCodes, OffboardingError } from './errors';
+import { kindOfType, type EventKind } from './events';
 import type { AuditLog, AuditRecord, RecordKey, StoredRecord } from './ports';
 
 /** How often a conditional write is retried after losing a race before giving up (retryably). */
@@ -116,4 +117,30 @@ export async function latestRecordFor(
   const records = await audit.findByEventId(eventId);
   const newestFirst = records.sort((a, b) => b.lastAttemptAt.localeCompare(a.lastAttemptAt));
   return newestFirst.find((r) => r.contentDigest !== 'invalid') ?? newestFirst[0];
+}
+
+/**
+ * A user's records, found by object id and by UPN (a departure given by UPN that is running now
+ * has no object id on its record yet, and must not be missed), each once.
+ */
+export async function historyOf(
+  audit: AuditLog,
+  user: { id: string; userPrincipalName: string },
+): Promise<AuditRecord[]> {
+  const found = [
+    ...(await audit.findByUser(user.id)),
+    ...(await audit.findByUser(user.userPrincipalName)),
+  ].map((stored) => stored.record);
+  return found.filter(
+    (record, i) =>
+      found.findIndex(
+        (other) =>
+          other.identityKey === record.identityKey && other.contentDigest === record.contentDigest,
+      ) === i,
+  );
+}
+
+/** A record of an event of this kind on the departures route. */
+export function isKind(record: AuditRecord, kind: EventKind): boolean {
+  return record.route === 'employeeLeaving' && kindOfType(record.eventType ?? '') === kind;
 }

@@ -1,4 +1,4 @@
-import { isClaimedByOther, updateRecord } from './auditRecords';
+import { historyOf, isClaimedByOther, isKind, updateRecord } from './auditRecords';
 import { ErrorCodes, OffboardingError, toOffboardingError } from './errors';
 import { stableId } from './eventIdentity';
 import type { LeavingEvent } from './events';
@@ -74,27 +74,13 @@ export async function cancelDeparture(ctx: FlowContext, run: Run): Promise<FlowR
   const resolved = await ctx.resolve(run);
   if ('flow' in resolved) return resolved.flow;
   const { audit, scheduler, queues } = ctx.deps;
-  // By object id and by UPN: a departure given by UPN that is running now has no object id
-  // on its record yet, and must not be missed.
-  const { user } = resolved;
-  const found = [
-    ...(await audit.findByUser(user.id)),
-    ...(await audit.findByUser(user.userPrincipalName)),
-  ];
-  const history = found.filter(
-    (stored, i) =>
-      found.findIndex(
-        (other) =>
-          other.record.identityKey === stored.record.identityKey &&
-          other.record.contentDigest === stored.record.contentDigest,
-      ) === i,
-  );
+  const history = await historyOf(audit, resolved.user);
   const now = ctx.now();
   // Departures that started or finished: too late to cancel, and the audit must say so.
   const underway: AuditRecord[] = [];
   let cancelledAny = false;
-  for (const { record: departure } of history) {
-    if (!isDeparture(departure)) continue;
+  for (const departure of history) {
+    if (!isKind(departure, 'employee.leaving')) continue;
     const result = await updateRecord<'cancelled' | 'underway' | 'not-applicable'>(
       audit,
       departure,
@@ -134,7 +120,7 @@ export async function cancelDeparture(ctx: FlowContext, run: Run): Promise<FlowR
     // Said even on success: the account may already be disabled by a departure that ran.
     for (const other of underway) {
       record.notes.push(
-        `Departure ${other.eventId} was not cancelled: it ${other.outcome === 'succeeded' ? `already ran at ${other.lastAttemptAt}` : 'is being carried out now'}. Re-enable the account by hand if the person stays.`,
+        `Departure ${other.eventId} was not cancelled: it ${other.outcome === 'succeeded' ? `already ran at ${other.lastAttemptAt}` : 'is being carried out now'}. If the person stays, send employee.reinstated (or run offboard reinstate) to re-enable the account.`,
       );
     }
   } else {
@@ -144,7 +130,7 @@ export async function cancelDeparture(ctx: FlowContext, run: Run): Promise<FlowR
         record,
         new OffboardingError(
           ErrorCodes.DepartureAlreadyExecuted,
-          `No departure was waiting: event ${last.eventId} ${last.outcome === 'succeeded' ? `already offboarded this user at ${last.lastAttemptAt}` : 'is being carried out now'}. Re-enable the account by hand if the person stays.`,
+          `No departure was waiting: event ${last.eventId} ${last.outcome === 'succeeded' ? `already offboarded this user at ${last.lastAttemptAt}` : 'is being carried out now'}. If the person stays, send employee.reinstated (or run offboard reinstate) to re-enable the account.`,
           { retryable: false },
         ),
       );
@@ -162,13 +148,5 @@ function isUnderway(record: AuditRecord, now: Date): boolean {
     return true;
   return (
     (record.outcome === 'failed' && record.retryable === true) || record.outcome === 'in-progress'
-  );
-}
-
-function isDeparture(record: AuditRecord): boolean {
-  return (
-    record.route === 'employeeLeaving' &&
-    record.eventType !== undefined &&
-    /(^|\.)employee\.leaving$/.test(record.eventType)
   );
 }

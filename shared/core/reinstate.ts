@@ -1,9 +1,9 @@
 import { perform } from './actionRun';
-import { isClaimedByOther } from './auditRecords';
+import { historyOf, isClaimedByOther, isKind } from './auditRecords';
 import { ErrorCodes, OffboardingError } from './errors';
-import { kindOfType, type EventKind, type ReinstatedEvent } from './events';
+import type { ReinstatedEvent } from './events';
 import { fail, type FlowContext, type FlowResult, type Run } from './flow';
-import type { AuditLog, AuditRecord, DirectoryUser, RecordKey } from './ports';
+import type { AuditRecord, DirectoryUser, RecordKey } from './ports';
 import { describeUserRef } from './userRef';
 
 /*
@@ -114,15 +114,6 @@ function whatIsNotRestored(departures: AuditRecord[], unknownHistory: boolean): 
   return `The account is enabled again. A reinstatement does not restore the rest: ${password}; sessions revoked earlier stay revoked. Next (helpdesk): ${next}.`;
 }
 
-/** This user's records, found by object id and by UPN (a running departure given by UPN has no object id yet). */
-async function historyOf(audit: AuditLog, user: DirectoryUser): Promise<AuditRecord[]> {
-  const found = [
-    ...(await audit.findByUser(user.id)),
-    ...(await audit.findByUser(user.userPrincipalName)),
-  ].map((stored) => stored.record);
-  return found.filter((r, i) => found.findIndex((other) => sameKey(other, r)) === i);
-}
-
 function sameKey(a: RecordKey, b: RecordKey): boolean {
   return a.identityKey === b.identityKey && a.contentDigest === b.contentDigest;
 }
@@ -130,10 +121,6 @@ function sameKey(a: RecordKey, b: RecordKey): boolean {
 /** A record resolved to another object (a UPN reused since) is someone else's history. */
 function isThisUser(record: AuditRecord, user: DirectoryUser): boolean {
   return record.objectId === undefined || record.objectId.toLowerCase() === user.id.toLowerCase();
-}
-
-function isKind(record: AuditRecord, kind: EventKind): boolean {
-  return record.route === 'employeeLeaving' && kindOfType(record.eventType ?? '') === kind;
 }
 
 /** The action succeeded for a resolved object (a record without object id did not write). */

@@ -16,6 +16,7 @@ const COMMANDS = [
   [],
   ['process'],
   ['audit'],
+  ['report'],
   ['dlq'],
   ['dlq', 'list'],
   ['dlq', 'replay'],
@@ -37,7 +38,7 @@ describe('offboard --help', () => {
 
   it('the root help lists every command and the exit codes', async () => {
     const run = await runCli(['--help'], noServiceBus);
-    for (const command of ['process', 'audit', 'dlq', 'enqueue']) {
+    for (const command of ['process', 'audit', 'report', 'dlq', 'enqueue']) {
       expect(run.stdout).toMatch(new RegExp(`^\\s+${command}\\b`, 'm'));
     }
     expect(run.stdout).toMatch(/64\b.*usage/i);
@@ -50,6 +51,7 @@ describe('usage errors exit 64 with the command’s usage on stderr', () => {
     [['process', '--no-such-flag'], 'process'],
     [['audit', '--user', 'a@contoso.com', '--event', 'x'], 'audit'],
     [['audit'], 'audit'],
+    [['report', '--since', '7x'], 'report'],
     [['dlq', 'list'], 'dlq list'],
     [['dlq', 'list', '--queue', 'q', '--max', '3'], 'dlq list'],
     [['dlq', 'replay', '--queue', 'q', '--max', 'many'], 'dlq replay'],
