@@ -53,7 +53,7 @@ export function createQueueHandler(runtime: () => Runtime, route: RouteName) {
     const outcome = await queueProcessor.handle(route, {
       body: message,
       messageId,
-      applicationProperties: applicationPropertiesOf(context),
+      properties: applicationPropertiesOf(context),
     });
     const { result } = outcome;
     const { record } = result;

@@ -8,17 +8,13 @@ import {
   scalarProperties,
   type Scheduler,
 } from './messaging';
-import type { OffboardingService, ProcessResult } from './offboard';
+import type { Delivery, OffboardingService, ProcessResult } from './offboard';
 import type { AuditRecord } from './ports';
 import { retryDelayMs, type RetryPolicy } from './retryPolicy';
 import type { RouteName } from './routes';
 
-/** A message as the Service Bus trigger (or the local runner) hands it over. */
-export interface QueueDelivery {
-  body: unknown;
-  messageId: string;
-  applicationProperties?: Record<string, unknown>;
-}
+/** A message as the Service Bus trigger (or the local runner) hands it over: a Delivery of a queue. */
+export type QueueDelivery = Pick<Delivery, 'body' | 'messageId' | 'properties'>;
 
 /**
  * - complete: the event is finished, or a later attempt is safely parked.
@@ -57,7 +53,7 @@ export class QueueProcessor {
   }
 
   async handle(route: RouteName, delivery: QueueDelivery): Promise<QueueOutcome> {
-    const properties = delivery.applicationProperties ?? {};
+    const properties = delivery.properties ?? {};
     // A copy parked after an audit outage carries the claim id of the run that parked it: it runs
     // under the same claim instead of waiting for the lease to run out. The id is a random UUID
     // known only to the audit record and that copy, so it cannot be guessed to steal a claim.

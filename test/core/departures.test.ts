@@ -35,7 +35,7 @@ function enqueuedAnyway(entry: ScheduledEntry) {
   return {
     body: structuredClone(entry.message.body),
     messageId: entry.message.messageId,
-    applicationProperties: { ...entry.message.applicationProperties },
+    properties: { ...entry.message.applicationProperties },
   };
 }
 

@@ -50,7 +50,7 @@ export interface Core {
   /** QueueProcessor.handle, as the Service Bus trigger calls it. */
   handle(
     route: RouteName,
-    message: { body: unknown; messageId: string; applicationProperties?: Record<string, unknown> },
+    message: { body: unknown; messageId: string; properties?: Record<string, unknown> },
   ): Promise<QueueOutcome>;
 }
 
@@ -176,14 +176,12 @@ export function delivery(
 /** A message as the trigger hands it to QueueProcessor. */
 export function message(
   body: unknown,
-  options: { messageId?: string; applicationProperties?: Record<string, unknown> } = {},
+  options: { messageId?: string; properties?: Record<string, unknown> } = {},
 ) {
   return {
     body,
     messageId: options.messageId ?? `msg-${randomUUID()}`,
-    ...(options.applicationProperties === undefined
-      ? {}
-      : { applicationProperties: options.applicationProperties }),
+    ...(options.properties === undefined ? {} : { properties: options.properties }),
   };
 }
 

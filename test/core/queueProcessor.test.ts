@@ -29,7 +29,7 @@ describe('settlement', () => {
     const outcome = await core.handle(
       'mfaEnabled',
       message(mfaEnabled('alice@contoso.com'), {
-        applicationProperties: { [MessageProperties.attempt]: 99 },
+        properties: { [MessageProperties.attempt]: 99 },
       }),
     );
     expect(outcome.result.record.attempts).toBe(1);
@@ -112,7 +112,7 @@ describe('audit outage', () => {
       core.handle(
         'employeeLeaving',
         message(leaving('alice@contoso.com'), {
-          applicationProperties: { [MessageProperties.attempt]: RETRY.maxAttempts },
+          properties: { [MessageProperties.attempt]: RETRY.maxAttempts },
         }),
       ),
     ).rejects.toMatchObject({ code: ErrorCodes.AuditUnavailable });
@@ -138,7 +138,7 @@ describe('audit outage', () => {
     const forged = await core.handle('mfaEnabled', {
       body,
       messageId: 'm-forged',
-      applicationProperties: { [MessageProperties.claimHandover]: 'guessed-run-id' },
+      properties: { [MessageProperties.claimHandover]: 'guessed-run-id' },
     });
 
     expect(forged.result.error?.code).toBe(ErrorCodes.Deferred);

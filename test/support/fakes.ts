@@ -613,7 +613,7 @@ export class FakeScheduler implements Scheduler {
   take(entry: ScheduledEntry): {
     body: unknown;
     messageId: string;
-    applicationProperties: Record<string, unknown>;
+    properties: Record<string, unknown>;
   } {
     if (entry.cancelled)
       throw new Error(`Scheduled message ${entry.message.messageId} was cancelled.`);
@@ -621,7 +621,7 @@ export class FakeScheduler implements Scheduler {
     return {
       body: structuredClone(entry.message.body),
       messageId: entry.message.messageId,
-      applicationProperties: { ...entry.message.applicationProperties },
+      properties: { ...entry.message.applicationProperties },
     };
   }
 
