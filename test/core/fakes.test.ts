@@ -177,8 +177,16 @@ describe('FakeScheduler and randomness', () => {
   it('returns increasing sequence numbers; cancel is false once cancelled or delivered', async () => {
     const scheduler = new FakeScheduler();
     const at = new Date('2026-12-01T00:00:00Z');
-    const one = await scheduler.schedule('q', { body: {}, messageId: 'a', applicationProperties: {} }, at);
-    const two = await scheduler.schedule('q', { body: {}, messageId: 'b', applicationProperties: {} }, at);
+    const one = await scheduler.schedule(
+      'q',
+      { body: {}, messageId: 'a', applicationProperties: {} },
+      at,
+    );
+    const two = await scheduler.schedule(
+      'q',
+      { body: {}, messageId: 'b', applicationProperties: {} },
+      at,
+    );
     expect(BigInt(two)).toBeGreaterThan(BigInt(one));
     expect(await scheduler.cancel('q', one)).toBe(true);
     expect(await scheduler.cancel('q', one)).toBe(false);
