@@ -133,7 +133,7 @@ describe('leave dates', () => {
       const r = await record(cancel.id as string);
       return r?.errorCode === 'DepartureAlreadyExecuted' ? r : undefined;
     });
-    expect(failed.errorMessage).toMatch(/Re-enable the account by hand/);
+    expect(failed.errorMessage).toMatch(/send employee\.reinstated \(or run offboard reinstate\)/);
   });
 
   it('refuses leave dates more than a year ahead', async () => {
