@@ -17,11 +17,15 @@ export function reportingThrottles(directory: Directory, feedback: ThrottleFeedb
       throw error;
     }
   };
-  return {
-    getUser: (ref) => observe(() => directory.getUser(ref)),
-    revokeSignInSessions: (userId) => observe(() => directory.revokeSignInSessions(userId)),
-    disableAccount: (userId) => observe(() => directory.disableAccount(userId)),
-    enableAccount: (userId) => observe(() => directory.enableAccount(userId)),
-    resetPassword: (userId, password) => observe(() => directory.resetPassword(userId, password)),
-  };
+  // Every method of the port, whatever actions it has: a new action needs no change here.
+  return new Proxy(directory, {
+    get(target, property, receiver) {
+      const member: unknown = Reflect.get(target, property, receiver);
+      if (typeof member !== 'function') return member;
+      return (...args: unknown[]) =>
+        observe(() =>
+          Promise.resolve((member as (...a: unknown[]) => unknown).apply(target, args)),
+        );
+    },
+  });
 }
