@@ -42,6 +42,11 @@ interface GraphErrorBody {
 export interface GraphDirectoryOptions {
   config: GraphConfig;
   credential: TokenCredential;
+  /**
+   * Called with the share of the write quota Graph says is used (x-ms-throttle-limit-percentage,
+   * sent from 80 %), so the app-wide budget slows down before Graph throttles.
+   */
+  onThrottleLimit?: (usedFraction: number) => void;
 }
 
 /**
@@ -50,9 +55,11 @@ export interface GraphDirectoryOptions {
  */
 export class GraphDirectory implements Directory {
   private readonly client: Client;
+  private readonly onThrottleLimit: ((usedFraction: number) => void) | undefined;
 
   constructor(options: GraphDirectoryOptions) {
     const { config, credential } = options;
+    this.onThrottleLimit = options.onThrottleLimit;
     const authProvider = new TokenCredentialAuthenticationProvider(credential, {
       scopes: [config.scope],
     });
@@ -156,6 +163,9 @@ export class GraphDirectory implements Directory {
     } catch (error) {
       throw translateThrown(error);
     }
+    // Despite its name the header is a fraction of the limit, 0.8 to 1.8 (Graph throttling docs).
+    const used = Number(response.headers.get('x-ms-throttle-limit-percentage') ?? NaN);
+    if (Number.isFinite(used) && used > 0) this.onThrottleLimit?.(used);
     if (response.ok) return response;
     throw await translateResponse(operation, response);
   }

@@ -16,7 +16,7 @@ import { OffboardingService } from '../core/offboard';
 import type { AuditLog, Directory } from '../core/ports';
 import { QueueProcessor } from '../core/queueProcessing';
 import { ServiceBusScheduler, createServiceBusClient } from '../adapters/serviceBusScheduler';
-import { createWritePacer, reportingThrottles } from '../pacing';
+import { createWritePacer, reportingThrottles, type PacerWithFeedback } from '../pacing';
 
 /** Everything a function or the command line needs, built once per process from the settings. */
 export interface Runtime {
@@ -26,6 +26,8 @@ export interface Runtime {
   scheduler: Scheduler;
   offboarding: OffboardingService;
   queueProcessor: QueueProcessor;
+  /** The Graph write pacer (its stats for diagnostics and the benchmark). */
+  pacer: PacerWithFeedback;
   /** The Service Bus client, once something needed it. */
   serviceBus(): ServiceBusClient;
   close(): Promise<void>;
@@ -82,7 +84,11 @@ export function createRuntime(
     store: { kind: 'table', table: auditTable },
   });
   const directory = reportingThrottles(
-    new GraphDirectory({ config: config.graph, credential }),
+    new GraphDirectory({
+      config: config.graph,
+      credential,
+      onThrottleLimit: (usedFraction) => pacer.reportUsage(usedFraction),
+    }),
     pacer,
   );
 
@@ -118,6 +124,7 @@ export function createRuntime(
     scheduler,
     offboarding,
     queueProcessor,
+    pacer,
     serviceBus,
     close: async () => {
       await serviceBusScheduler?.close();
