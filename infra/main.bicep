@@ -75,6 +75,11 @@ param logRetentionDays int = 90
 @maxValue(1000)
 param maximumInstanceCount int = 40
 
+@description('Always-ready instances kept warm for the departures function (0 = scale to zero). Each is billed while idle; see docs/deploy.md.')
+@minValue(0)
+@maxValue(10)
+param departureAlwaysReadyInstances int = 0
+
 @description('Flex Consumption instance memory.')
 @allowed([512, 2048, 4096])
 param instanceMemoryMB int = 2048
@@ -189,6 +194,7 @@ module functionApp 'modules/functionapp.bicep' = {
     protectedUsers: protectedUsers
     dryRun: dryRun
     maximumInstanceCount: maximumInstanceCount
+    departureAlwaysReadyInstances: departureAlwaysReadyInstances
     instanceMemoryMB: instanceMemoryMB
   }
 }

@@ -35,6 +35,10 @@ param maximumInstanceCount int
 @allowed([512, 2048, 4096])
 param instanceMemoryMB int
 
+@description('Always-ready instances for the departures function; 0 lets it scale to zero.')
+@minValue(0)
+param departureAlwaysReadyInstances int
+
 // AUDIT_TABLE_ENDPOINT is documented without a trailing slash.
 var auditTableEndpoint = endsWith(storageTableEndpoint, '/') ? substring(storageTableEndpoint, 0, length(storageTableEndpoint) - 1) : storageTableEndpoint
 
@@ -87,6 +91,13 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
       scaleAndConcurrency: {
         maximumInstanceCount: maximumInstanceCount
         instanceMemoryMB: instanceMemoryMB
+        // A departure that wakes a scaled-to-zero app waits for a cold start; warm instances avoid it.
+        alwaysReady: departureAlwaysReadyInstances == 0 ? [] : [
+          {
+            name: 'function:${loadJsonContent('../contract.json').functions.employeeLeaving}'
+            instanceCount: departureAlwaysReadyInstances
+          }
+        ]
       }
       runtime: {
         name: 'node'

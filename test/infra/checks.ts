@@ -320,6 +320,7 @@ const PLATFORM_RULES: Rule[] = [
   [/runtime: \{\s*name: 'node'\s*version: '22'\s*\}/, FUNCTION_APP, 'the runtime must be node 22'],
   [/type: 'UserAssignedIdentity'\s*userAssignedIdentityResourceId: identityId/, FUNCTION_APP, 'deployment storage must use the user-assigned identity'],
   [/'azd-service-name': 'api'/, FUNCTION_APP, 'azd-service-name must be api'],
+  [/alwaysReady: departureAlwaysReadyInstances == 0 \? \[\] : \[\s*\{\s*name: 'function:\$\{loadJsonContent\('\.\.\/contract\.json'\)\.functions\.employeeLeaving\}'/, FUNCTION_APP, 'always-ready instances must target the departures function named in the contract'],
   [/^services:\s*\n\s+api:\s*\n(\s+.*\n)*?\s+host: function/m, 'azure.yaml', 'azure.yaml must deploy the service api as a function'],
   [/^ {4}dist: dist\/deploy$/m, 'azure.yaml', 'azure.yaml must ship dist/deploy (npm run package)'],
   [/^ {2}postprovision:\s*\n(\s+.*\n)*?\s+run: node infra\/scripts\/postprovision\.mjs/m, 'azure.yaml', 'azure.yaml must run the postprovision hook that names the Graph grant step'],
