@@ -31,7 +31,8 @@ const DEMO_LEAVE_DELAY_SECONDS = 60;
 const out = (line = '') => process.stdout.write(line + '\n');
 
 function isFinal(record: AuditRecord | undefined): boolean {
-  if (record === undefined) return false;
+  if (record === undefined || record.outcome === 'in-progress') return false;
+  if (record.claimedBy !== undefined) return false;
   return !(record.outcome === 'failed' && record.retryable !== false);
 }
 
