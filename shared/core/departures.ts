@@ -79,25 +79,28 @@ export async function cancelDeparture(ctx: FlowContext, run: Run): Promise<FlowR
   // Departures that started or finished: too late to cancel, and the audit must say so.
   const underway: AuditRecord[] = [];
   let cancelledAny = false;
+  let busy: AuditRecord | undefined;
+  const cancelledNote = `Cancelled by event ${event.id}`;
   for (const departure of history) {
     if (!isKind(departure, 'employee.leaving')) continue;
-    const result = await updateRecord<'cancelled' | 'underway' | 'not-applicable'>(
-      audit,
-      departure,
-      (current) => {
-        if (current === undefined) return { verdict: 'not-applicable' };
-        if (current.outcome !== 'scheduled' || isClaimedByOther(current, run.id, now))
-          return { verdict: isUnderway(current, now) ? 'underway' : 'not-applicable' };
-        return {
-          next: {
-            ...current,
-            outcome: 'cancelled',
-            notes: [...current.notes, `Cancelled by event ${event.id} at ${now.toISOString()}.`],
-          },
-          verdict: 'cancelled',
-        };
-      },
-    );
+    const result = await updateRecord<CancelVerdict>(audit, departure, (current) => {
+      const verdict = cancelVerdict(current, run.id, now, cancelledNote);
+      if (verdict !== 'cancelled' || current === undefined) return { verdict };
+      return {
+        next: {
+          ...current,
+          outcome: 'cancelled',
+          notes: [...current.notes, `${cancelledNote} at ${now.toISOString()}.`],
+        },
+        verdict,
+      };
+    });
+    if (result.verdict === 'busy') busy = result.record ?? departure;
+    if (result.verdict === 'already-cancelled') {
+      cancelledAny = true;
+      record.notes.push(`Cancelled departure ${departure.eventId} (in an earlier attempt).`);
+      continue;
+    }
     if (result.verdict === 'underway') underway.push(result.record ?? departure);
     if (result.verdict !== 'cancelled') continue;
     cancelledAny = true;
@@ -115,6 +118,18 @@ export async function cancelDeparture(ctx: FlowContext, run: Run): Promise<FlowR
         );
       }
     }
+  }
+  if (busy !== undefined) {
+    // A departure of this user is being scheduled right now: decide once that run has ended.
+    const waitMs = Math.max(1_000, Date.parse(busy.claimExpiresAt ?? '') - now.getTime());
+    return fail(
+      record,
+      new OffboardingError(
+        ErrorCodes.Deferred,
+        `Departure ${busy.eventId} of this user is being scheduled right now; the cancellation waits for it.`,
+        { retryable: true, retryAfterSeconds: Math.min(waitMs, 15_000) / 1000 },
+      ),
+    );
   }
   if (cancelledAny) {
     // Said even on success: the account may already be disabled by a departure that ran.
@@ -141,12 +156,34 @@ export async function cancelDeparture(ctx: FlowContext, run: Run): Promise<FlowR
   return { disposition: 'done' };
 }
 
-/** A departure that ran or is running (claimed now, or failed and retrying). */
-function isUnderway(record: AuditRecord, now: Date): boolean {
-  if (record.outcome === 'succeeded') return true;
-  if (record.claimedBy !== undefined && Date.parse(record.claimExpiresAt ?? '') > now.getTime())
-    return true;
-  return (
-    (record.outcome === 'failed' && record.retryable === true) || record.outcome === 'in-progress'
-  );
+type CancelVerdict = 'cancelled' | 'already-cancelled' | 'underway' | 'busy' | 'not-applicable';
+
+/**
+ * What a cancellation may do with one departure of the user. It cancels only what has not written
+ * to Graph yet; a departure claimed by a run that is carrying it out (its date has come) is
+ * underway, one claimed by a run that is only scheduling it is waited for.
+ */
+function cancelVerdict(
+  current: AuditRecord | undefined,
+  runId: string,
+  now: Date,
+  cancelledNote: string,
+): CancelVerdict {
+  if (current === undefined) return 'not-applicable';
+  if (current.outcome === 'cancelled')
+    return current.notes.some((n) => n.startsWith(cancelledNote))
+      ? 'already-cancelled'
+      : 'not-applicable';
+  if (current.outcome === 'succeeded') return 'underway';
+  if (isClaimedByOther(current, runId, now)) {
+    const dateAhead =
+      current.effectiveAt !== undefined && Date.parse(current.effectiveAt) > now.getTime();
+    return dateAhead ? 'busy' : 'underway';
+  }
+  if (current.actions.some((a) => a.status === 'succeeded')) return 'underway';
+  const waiting =
+    current.outcome === 'scheduled' ||
+    current.outcome === 'in-progress' ||
+    (current.outcome === 'failed' && current.retryable === true);
+  return waiting ? 'cancelled' : 'not-applicable';
 }

@@ -542,6 +542,11 @@ export class OffboardingService {
       graphRequestIds: [],
       outcome: 'in-progress',
       notes: [],
+      // The leave date is on the record from the claim on: a cancellation can tell a run that is
+      // only scheduling the departure from one carrying it out.
+      ...(event.kind === 'employee.leaving' && event.effectiveAt !== undefined
+        ? { effectiveAt: event.effectiveAt }
+        : {}),
       ...(event.reason === undefined ? {} : { reason: event.reason }),
       ...(event.ticket === undefined ? {} : { ticket: event.ticket }),
       dryRun: this.deps.policy.dryRun,

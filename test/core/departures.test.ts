@@ -356,3 +356,47 @@ describe('cancellations', () => {
     expect(core.audit.only('d1').outcome).toBe('cancelled');
   });
 });
+
+describe('a cancellation meeting a departure that is still being scheduled', () => {
+  it('waits for the scheduling run (no attempt used, nothing cancelled yet), then cancels it', async () => {
+    const core = makeCore();
+    await scheduledDeparture(core);
+    // Put the record back as it stands while its first run holds the claim to schedule it.
+    const scheduled = core.audit.only('d1');
+    core.audit.force({
+      ...scheduled,
+      outcome: 'in-progress',
+      claimedBy: 'scheduling-run',
+      claimExpiresAt: core.clock.iso(60_000),
+    });
+
+    const cancel = leavingCancelled('alice@contoso.com', { id: 'c1' });
+    const first = await core.handle('employeeLeaving', message(cancel, { messageId: 'c1-m' }));
+    expect(first.result.error?.code).toBe(ErrorCodes.Deferred);
+    expect(first.settlement).toBe('complete'); // a copy is parked for later
+    expect(core.audit.only('c1').attempts).toBe(0);
+    expect(core.audit.only('d1').outcome).toBe('in-progress');
+
+    // The scheduling run ends; the cancellation comes back and cancels the waiting departure.
+    core.audit.force({ ...scheduled });
+    core.clock.advance(20_000);
+    const again = await core.handle('employeeLeaving', core.scheduler.take(core.scheduler.last()));
+    expect(again.result.record.outcome).toBe('succeeded');
+    expect(core.audit.only('d1').outcome).toBe('cancelled');
+    expect(core.directory.writes()).toEqual([]);
+  });
+
+  it('a departure claimed on its date is underway: DepartureAlreadyExecuted at once', async () => {
+    const core = makeCore();
+    await scheduledDeparture(core);
+    const scheduled = core.audit.only('d1');
+    core.clock.advance(2 * DAY + 1_000);
+    core.audit.force({
+      ...scheduled,
+      claimedBy: 'leave-date-run',
+      claimExpiresAt: core.clock.iso(60_000),
+    });
+    const cancel = await core.process(delivery(leavingCancelled('alice@contoso.com')));
+    expect(cancel.record.errorCode).toBe(ErrorCodes.DepartureAlreadyExecuted);
+  });
+});
