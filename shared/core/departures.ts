@@ -159,8 +159,8 @@ export async function cancelDeparture(ctx: FlowContext, run: Run): Promise<FlowR
 type CancelVerdict = 'cancelled' | 'already-cancelled' | 'underway' | 'busy' | 'not-applicable';
 
 /**
- * What a cancellation may do with one departure of the user. It cancels only what has not written
- * to Graph yet; a departure claimed by a run that is carrying it out (its date has come) is
+ * What a cancellation may do with one departure of the user. It cancels only what has not tried
+ * a Graph write yet; a departure claimed by a run that is carrying it out (its date has come) is
  * underway, one claimed by a run that is only scheduling it is waited for.
  */
 function cancelVerdict(
@@ -180,7 +180,10 @@ function cancelVerdict(
       current.effectiveAt !== undefined && Date.parse(current.effectiveAt) > now.getTime();
     return dateAhead ? 'busy' : 'underway';
   }
-  if (current.actions.some((a) => a.status === 'succeeded')) return 'underway';
+  // A write that failed may still have reached Graph (a 5xx or a reset connection says nothing
+  // about whether the change was made): only a departure that never tried one can be cancelled.
+  if (current.actions.some((a) => a.status === 'succeeded' || a.status === 'failed'))
+    return 'underway';
   const waiting =
     current.outcome === 'scheduled' ||
     current.outcome === 'in-progress' ||

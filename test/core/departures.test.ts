@@ -400,3 +400,43 @@ describe('a cancellation meeting a departure that is still being scheduled', () 
     expect(cancel.record.errorCode).toBe(ErrorCodes.DepartureAlreadyExecuted);
   });
 });
+
+describe('a cancellation after a departure tried a Graph write', () => {
+  it('is DepartureAlreadyExecuted: a failed write may still have reached Graph', async () => {
+    const core = makeCore();
+    await scheduledDeparture(core);
+    const scheduled = core.audit.only('d1');
+    core.audit.force({
+      ...scheduled,
+      outcome: 'failed',
+      retryable: true,
+      errorCode: 'GraphUnavailable',
+      actions: [
+        { action: 'disableAccount', status: 'failed', errorCode: 'GraphUnavailable' },
+        { action: 'revokeSignInSessions', status: 'not-attempted' },
+      ],
+    });
+    const cancel = await core.process(delivery(leavingCancelled('alice@contoso.com')));
+    expect(cancel.record.errorCode).toBe(ErrorCodes.DepartureAlreadyExecuted);
+    expect(core.audit.only('d1').outcome).toBe('failed');
+  });
+
+  it('cancels a departure that failed before any write (nothing reached Graph)', async () => {
+    const core = makeCore();
+    await scheduledDeparture(core);
+    const scheduled = core.audit.only('d1');
+    core.audit.force({
+      ...scheduled,
+      outcome: 'failed',
+      retryable: true,
+      errorCode: 'GraphUnavailable',
+      actions: [
+        { action: 'disableAccount', status: 'not-attempted' },
+        { action: 'revokeSignInSessions', status: 'not-attempted' },
+      ],
+    });
+    const cancel = await core.process(delivery(leavingCancelled('alice@contoso.com')));
+    expect(cancel.record.outcome).toBe('succeeded');
+    expect(core.audit.only('d1').outcome).toBe('cancelled');
+  });
+});
