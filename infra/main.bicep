@@ -90,6 +90,8 @@ var tags = { 'azd-env-name': environmentName }
 var contract = loadJsonContent('contract.json')
 var queueNames = contract.queues
 var auditTableName = contract.auditTableName
+var outcomeTopicName = contract.appSettings.defaults.OUTCOME_TOPIC
+var auditLogContainerName = contract.appSettings.defaults.AUDIT_LOG_CONTAINER
 var graphEndpointSetting = empty(graphEndpoint) ? contract.appSettings.defaults.GRAPH_ENDPOINT : graphEndpoint
 var deploymentContainerName = 'app-package'
 var functionAppName = 'func-${resourceToken}'
@@ -148,6 +150,7 @@ module storage 'modules/storage.bicep' = {
     tags: tags
     deploymentContainerName: deploymentContainerName
     auditTableName: auditTableName
+    auditLogContainerName: auditLogContainerName
     functionPrincipalId: identity.outputs.principalId
     opsPrincipals: opsPrincipals
     logAnalyticsWorkspaceId: monitoring.outputs.workspaceId
@@ -163,6 +166,7 @@ module serviceBus 'modules/servicebus.bicep' = {
     tags: tags
     employeeLeavingQueueName: queueNames.employeeLeaving
     mfaEnabledQueueName: queueNames.mfaEnabled
+    outcomeTopicName: outcomeTopicName
     functionPrincipalId: identity.outputs.principalId
     hrPublisherPrincipalId: toLower(hrPublisherPrincipalId)
     hrPublisherPrincipalType: hrPublisherPrincipalType
@@ -190,6 +194,8 @@ module functionApp 'modules/functionapp.bicep' = {
     employeeLeavingQueueName: queueNames.employeeLeaving
     mfaEnabledQueueName: queueNames.mfaEnabled
     auditTableName: auditTableName
+    outcomeTopicName: outcomeTopicName
+    auditLogContainerName: auditLogContainerName
     graphEndpoint: graphEndpointSetting
     protectedUsers: protectedUsers
     dryRun: dryRun

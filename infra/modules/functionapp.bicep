@@ -24,6 +24,10 @@ param serviceBusFullyQualifiedNamespace string
 param employeeLeavingQueueName string
 param mfaEnabledQueueName string
 param auditTableName string
+@description('OUTCOME_TOPIC: the Service Bus topic final outcomes are published to.')
+param outcomeTopicName string
+@description('AUDIT_LOG_CONTAINER: the immutable audit log container (in the same storage account).')
+param auditLogContainerName string
 param graphEndpoint string
 param protectedUsers string
 param dryRun bool
@@ -130,6 +134,10 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     GRAPH_ENDPOINT: graphEndpoint
     AUDIT_TABLE_ENDPOINT: auditTableEndpoint
     AUDIT_TABLE_NAME: auditTableName
+    // The immutable audit log (append blobs) and the outcome topic.
+    AUDIT_BLOB_ENDPOINT: storageBlobEndpoint
+    AUDIT_LOG_CONTAINER: auditLogContainerName
+    OUTCOME_TOPIC: outcomeTopicName
     // Policy.
     PROTECTED_USERS: protectedUsers
     DRY_RUN: dryRun ? 'true' : 'false'

@@ -13,6 +13,9 @@ param employeeLeavingQueueName string
 @description('MFA_ENABLED_QUEUE.')
 param mfaEnabledQueueName string
 
+@description('Topic the app publishes final outcomes to (CloudEvents 1.0).')
+param outcomeTopicName string
+
 @description('Principal id of the function identity.')
 param functionPrincipalId string
 

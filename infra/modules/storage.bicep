@@ -12,6 +12,9 @@ param deploymentContainerName string
 @description('Audit table (AUDIT_TABLE_NAME).')
 param auditTableName string
 
+@description('Container of the immutable audit log (append blobs under a time-based immutability policy).')
+param auditLogContainerName string
+
 @description('Principal id of the function identity.')
 param functionPrincipalId string
 

@@ -3,7 +3,7 @@ import type { TokenCredential } from '@azure/identity';
 import type { AuditConfig } from '../app/config';
 import { Budgets, withDeadline } from './deadline';
 import { ErrorCodes, OffboardingError } from '../core/errors';
-import type { AuditLog, AuditRecord, RecordKey, StoredRecord } from '../core/ports';
+import type { AuditLog, AuditRecord, Outcome, RecordKey, StoredRecord } from '../core/ports';
 
 /** Properties stored as JSON text (Table Storage has no arrays or objects). */
 const JSON_FIELDS = [
@@ -13,6 +13,7 @@ const JSON_FIELDS = [
   'accessCutoff',
   'graphRequestIds',
   'notes',
+  'guardrail',
 ] as const;
 
 type Entity = Record<string, unknown> & { partitionKey: string; rowKey: string };
@@ -130,6 +131,11 @@ export class TableAuditLog implements AuditLog {
   async listSince(since: Date): Promise<AuditRecord[]> {
     // lastAttemptAt is always toISOString() (fixed width, UTC), so text order is time order.
     return (await this.query(odata`lastAttemptAt ge ${since.toISOString()}`)).map((s) => s.record);
+  }
+
+  async listByOutcome(outcome: Outcome): Promise<StoredRecord[]> {
+    const found = await this.query(odata`outcome eq ${outcome}`);
+    return found.sort((a, b) => a.record.firstAttemptAt.localeCompare(b.record.firstAttemptAt));
   }
 
   private async query(filter: string): Promise<StoredRecord[]> {

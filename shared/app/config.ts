@@ -168,6 +168,51 @@ export const SETTINGS = [
     requiredInAzure: false,
   },
   {
+    name: 'GUARDRAIL_DEPARTURES_PER_WINDOW',
+    description:
+      'Blast-radius guardrail: departures (employee.leaving) executed per window, across all instances, before further ones are held for an operator (`offboard guardrail`), 1-100000.',
+    default: '50',
+    requiredInAzure: false,
+  },
+  {
+    name: 'GUARDRAIL_DEPARTURES_WINDOW_MINUTES',
+    description: 'The sliding window the departures guardrail counts over, in minutes (1-10080).',
+    default: '60',
+    requiredInAzure: false,
+  },
+  {
+    name: 'GUARDRAIL_MFA_PER_WINDOW',
+    description:
+      'Blast-radius guardrail for mfa.enabled events not sent as an approved wave (`offboard enqueue`), 1-1000000.',
+    default: '2000',
+    requiredInAzure: false,
+  },
+  {
+    name: 'GUARDRAIL_MFA_WINDOW_MINUTES',
+    description: 'The sliding window the MFA guardrail counts over, in minutes (1-10080).',
+    default: '60',
+    requiredInAzure: false,
+  },
+  {
+    name: 'OUTCOME_TOPIC',
+    description:
+      'Service Bus topic every final outcome is published to as a CloudEvents 1.0 event (for HR, ITSM and SIEM subscribers).',
+    default: 'offboarding-outcomes',
+    requiredInAzure: true,
+  },
+  {
+    name: 'AUDIT_BLOB_ENDPOINT',
+    description:
+      "Blob service endpoint of the immutable audit log (https://<account>.blob.core.windows.net): every final record is appended there, in a container with a time-based immutability policy. Unset: the audit table's account (AUDIT_TABLE_ENDPOINT with `.blob.` for `.table.`).",
+    requiredInAzure: true,
+  },
+  {
+    name: 'AUDIT_LOG_CONTAINER',
+    description: 'Container of the immutable audit log (append blobs).',
+    default: 'audit-log',
+    requiredInAzure: true,
+  },
+  {
     name: 'OFFBOARD_OPERATOR',
     description:
       'The `offboard` command only: who runs an ops command, recorded on what it sends (replays, waves). Unset: the signed-in OS user name.',
@@ -196,6 +241,19 @@ export interface AuditConfig {
   connectionString?: string;
 }
 
+export interface ImmutableLogConfig {
+  container: string;
+  endpoint?: string;
+  /** Local development: the audit store's connection string (Azurite serves blobs too). */
+  connectionString?: string;
+}
+
+/** Blast-radius limits per route: at most `maxPerWindow` executions in any `windowMinutes`. */
+export interface GuardrailSettings {
+  employeeLeaving: { maxPerWindow: number; windowMinutes: number };
+  mfaEnabled: { maxPerWindow: number; windowMinutes: number };
+}
+
 export interface AppConfig {
   queues: { employeeLeaving: string; mfaEnabled: string };
   graph: GraphConfig;
@@ -204,6 +262,9 @@ export interface AppConfig {
   serviceBus: { fullyQualifiedNamespace?: string; connectionString?: string };
   retry: RetryPolicy;
   pacing: PacingSettings;
+  guardrail: GuardrailSettings;
+  outcomes: { topic: string };
+  immutableLog: ImmutableLogConfig;
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -347,6 +408,28 @@ export function loadConfig(env: Env = process.env): AppConfig {
     );
   }
 
+  // The immutable log lives in the audit storage account: its blob endpoint follows the table's
+  // unless set (infra sets it); anything else is a configuration error, never a log left out.
+  const blobEndpoint =
+    read(env, 'AUDIT_BLOB_ENDPOINT')?.replace(/\/+$/, '') ??
+    auditEndpoint?.replace(/^(https:\/\/[a-z0-9]+)\.table\./, '$1.blob.');
+  if (
+    auditConnectionString === undefined &&
+    (blobEndpoint === undefined || !/^https:\/\/[^/]+\.blob\./.test(blobEndpoint))
+  ) {
+    throw invalid(
+      'AUDIT_BLOB_ENDPOINT',
+      'is required (https://<account>.blob.core.windows.net): every final record is also appended to the immutable audit log.',
+    );
+  }
+  const container = withDefault(env, 'AUDIT_LOG_CONTAINER');
+  if (!/^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/.test(container)) {
+    throw invalid(
+      'AUDIT_LOG_CONTAINER',
+      `must be a blob container name: 3-63 lower-case letters, digits and single hyphens (got "${container}").`,
+    );
+  }
+
   const fullyQualifiedNamespace = read(env, 'ServiceBusConnection__fullyQualifiedNamespace');
   const serviceBusConnectionString = read(env, 'ServiceBusConnection');
 
@@ -378,6 +461,22 @@ export function loadConfig(env: Env = process.env): AppConfig {
       maxDelaySeconds: readInteger(env, 'RETRY_MAX_DELAY_SECONDS', 0, 86_400),
     },
     pacing: readPacing(env),
+    guardrail: {
+      employeeLeaving: {
+        maxPerWindow: readInteger(env, 'GUARDRAIL_DEPARTURES_PER_WINDOW', 1, 100_000),
+        windowMinutes: readInteger(env, 'GUARDRAIL_DEPARTURES_WINDOW_MINUTES', 1, 10_080),
+      },
+      mfaEnabled: {
+        maxPerWindow: readInteger(env, 'GUARDRAIL_MFA_PER_WINDOW', 1, 1_000_000),
+        windowMinutes: readInteger(env, 'GUARDRAIL_MFA_WINDOW_MINUTES', 1, 10_080),
+      },
+    },
+    outcomes: { topic: withDefault(env, 'OUTCOME_TOPIC') },
+    immutableLog: {
+      container,
+      ...(blobEndpoint === undefined ? {} : { endpoint: blobEndpoint }),
+      ...(auditConnectionString === undefined ? {} : { connectionString: auditConnectionString }),
+    },
     serviceBus: {
       ...(fullyQualifiedNamespace === undefined ? {} : { fullyQualifiedNamespace }),
       ...(serviceBusConnectionString === undefined

@@ -13,7 +13,9 @@ import { ErrorCodes, OffboardingError } from '../core/errors';
 import { GraphDirectory } from '../adapters/graphDirectory';
 import type { Scheduler } from '../core/messaging';
 import { OffboardingService } from '../core/offboard';
-import type { AuditLog, Directory } from '../core/ports';
+import type { AuditLog, Directory, FinalRecordSink } from '../core/ports';
+import { createImmutableAuditSink } from '../adapters/immutableAuditLog';
+import { createOutcomeTopicSink } from '../adapters/outcomeTopic';
 import { QueueProcessor } from '../core/queueProcessing';
 import { ServiceBusScheduler, createServiceBusClient } from '../adapters/serviceBusScheduler';
 import { createWritePacer, reportingThrottles, type PacerWithFeedback } from '../pacing';
@@ -26,6 +28,8 @@ export interface Runtime {
   scheduler: Scheduler;
   offboarding: OffboardingService;
   queueProcessor: QueueProcessor;
+  /** Told of every final record: the immutable audit log, then the outcome topic. */
+  finalSinks: readonly FinalRecordSink[];
   /** The Graph write pacer (its stats for diagnostics and the benchmark). */
   pacer: PacerWithFeedback;
   /** The Service Bus client, once something needed it. */
@@ -102,6 +106,11 @@ export function createRuntime(
     cancel: (queue, sequenceNumber) => lazyScheduler().cancel(queue, sequenceNumber),
   };
 
+  const finalSinks = [
+    createImmutableAuditSink(config, credential),
+    createOutcomeTopicSink(config, serviceBus),
+  ].filter((sink): sink is FinalRecordSink => sink !== undefined);
+
   const offboarding = new OffboardingService({
     directory,
     audit,
@@ -110,6 +119,7 @@ export function createRuntime(
     policy: config.policy,
     retry: config.retry,
     pacer,
+    finalSinks,
   });
   const queueProcessor = new QueueProcessor({
     offboarding,
@@ -124,6 +134,7 @@ export function createRuntime(
     scheduler,
     offboarding,
     queueProcessor,
+    finalSinks,
     pacer,
     serviceBus,
     close: async () => {

@@ -98,6 +98,28 @@ export function isPermanent(record: AuditRecord): boolean {
   );
 }
 
+/**
+ * A record no later delivery changes by itself: what the immutable log keeps and the outcome topic
+ * announces. A transient failure waiting for its retry, a departure waiting for its date and a run
+ * in progress are not final.
+ */
+export function isFinal(record: AuditRecord): boolean {
+  switch (record.outcome) {
+    case 'succeeded':
+    case 'refused':
+    case 'cancelled':
+    case 'dry-run':
+    case 'held':
+    case 'discarded':
+      return true;
+    case 'failed':
+      return record.retryable === false;
+    case 'in-progress':
+    case 'scheduled':
+      return false;
+  }
+}
+
 /** The error a permanent record stands for. */
 export function errorOf(record: AuditRecord): OffboardingError {
   const code = (record.errorCode ?? ErrorCodes.Unexpected) as OffboardingError['code'];

@@ -2,7 +2,7 @@ import { historyOf, isClaimedByOther, isKind, updateRecord } from './auditRecord
 import { ErrorCodes, OffboardingError, toOffboardingError } from './errors';
 import { stableId } from './eventIdentity';
 import type { LeavingEvent } from './events';
-import { fail, type FlowContext, type FlowResult, type Run } from './flow';
+import { deliverFinal, fail, type FlowContext, type FlowResult, type Run } from './flow';
 import { AppMessageIdPrefixes, MessageProperties } from './messaging';
 import type { AuditRecord } from './ports';
 import { MAX_SCHEDULE_AHEAD_DAYS } from './queuePolicy';
@@ -96,6 +96,15 @@ export async function cancelDeparture(ctx: FlowContext, run: Run): Promise<FlowR
       };
     });
     if (result.verdict === 'busy') busy = result.record ?? departure;
+    if (result.verdict === 'cancelled' || result.verdict === 'already-cancelled') {
+      // The departure's record is final now: the immutable log and the outcome topic hear of it
+      // (again, if an earlier attempt of this cancellation could not tell them).
+      try {
+        await deliverFinal(ctx.deps.finalSinks ?? [], result.record ?? departure);
+      } catch (error) {
+        return fail(record, toOffboardingError(error));
+      }
+    }
     if (result.verdict === 'already-cancelled') {
       cancelledAny = true;
       record.notes.push(`Cancelled departure ${departure.eventId} (in an earlier attempt).`);

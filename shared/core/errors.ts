@@ -54,6 +54,11 @@ export const ErrorCodes = {
    * consuming an attempt and without sending Graph a request it would throttle.
    */
   Deferred: 'Deferred',
+  /**
+   * The record is final in the audit table, but the immutable log or the outcome topic did not
+   * take it: the delivery comes back and gives it again (at least once). Nothing is redone.
+   */
+  FinalRecordUndelivered: 'FinalRecordUndelivered',
   /** Transient failures went on for RETRY_MAX_ATTEMPTS attempts. */
   RetriesExhausted: 'RetriesExhausted',
   /** Anything we did not anticipate. Treated as retryable: losing an event is worse than retrying. */

@@ -1,11 +1,19 @@
 import { actionSpec, type ActionName } from './actions';
-import { ErrorCodes, OffboardingError } from './errors';
+import { isFinal } from './auditRecords';
+import { ErrorCodes, OffboardingError, toOffboardingError } from './errors';
 import type { OffboardingEvent } from './events';
 import type { OutgoingMessage } from './messaging';
 import type { Delivery, Disposition, OffboardingDeps } from './offboard';
 import type { WritePacer } from '../pacing/pacer';
 import type { Secret } from './password';
-import type { ActionResult, AuditRecord, DirectoryUser, PolicyConfig, RecordKey } from './ports';
+import type {
+  ActionResult,
+  AuditRecord,
+  DirectoryUser,
+  FinalRecordSink,
+  PolicyConfig,
+  RecordKey,
+} from './ports';
 import { describeUserRef, type UserRef } from './userRef';
 
 /**
@@ -87,6 +95,30 @@ export function fail(record: AuditRecord, error: OffboardingError): FlowResult {
   record.outcome = 'failed';
   setError(record, error);
   return { disposition: error.retryable ? 'retry' : 'reject', error };
+}
+
+/**
+ * Gives a final record to every sink (the immutable log first: it is the evidence; then the
+ * outcome topic). When one fails it throws FinalRecordUndelivered (retryable): the record stays as
+ * written, and the delivery comes back to give it again.
+ */
+export async function deliverFinal(
+  sinks: readonly FinalRecordSink[],
+  record: AuditRecord,
+): Promise<void> {
+  if (!isFinal(record)) return;
+  for (const sink of sinks) {
+    try {
+      await sink.accept(record);
+    } catch (thrown) {
+      const cause = toOffboardingError(thrown);
+      throw new OffboardingError(
+        ErrorCodes.FinalRecordUndelivered,
+        `The audit record of ${record.eventId} is final (${record.outcome}) but the ${sink.name} did not take it (${cause.code}: ${cause.message}); the delivery comes back to give it again.`,
+        { retryable: true, cause: thrown },
+      );
+    }
+  }
 }
 
 export function onPremisesMastered(action: ActionName): OffboardingError {

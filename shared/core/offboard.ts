@@ -33,6 +33,7 @@ export { RUN_BUDGET_MS } from './actionRun';
 import { cancelDeparture, scheduleDeparture } from './departures';
 import { reinstate } from './reinstate';
 import {
+  deliverFinal,
   fail,
   isProtected,
   refuse,
@@ -48,6 +49,7 @@ import type {
   Directory,
   PolicyConfig,
   DirectoryUser,
+  FinalRecordSink,
   RecordKey,
 } from './ports';
 import { retryDelayMs, type RetryPolicy } from './retryPolicy';
@@ -102,6 +104,8 @@ export interface OffboardingDeps {
   retry: RetryPolicy;
   /** The app-wide Graph write budget; unpaced when absent. */
   pacer?: WritePacer;
+  /** Told of every final record after it is written (immutable log, outcome topic). */
+  finalSinks?: readonly FinalRecordSink[];
   now?: () => Date;
   random?: () => number;
   generatePassword?: typeof generatePassword;
@@ -182,16 +186,17 @@ export class OffboardingService {
 
     switch (claim.verdict) {
       case 'duplicate':
-        return { disposition: 'done', record: claimed, duplicate: true };
+        // A final record is given to the sinks again: the first delivery may have failed to.
+        return this.delivered({ disposition: 'done', record: claimed, duplicate: true });
       case 'permanent-again':
         // A redelivery of a message already judged permanently failed: no Graph call, straight on
         // towards the dead-letter queue. A replay (new message id) or a run by hand goes through.
-        return {
+        return this.delivered({
           disposition: 'reject',
           record: claimed,
           duplicate: false,
           error: errorOf(claimed),
-        };
+        });
       case 'busy':
         return this.backOff(claimed, delivery, startedAt);
       case 'claimed':
@@ -428,13 +433,29 @@ export class OffboardingService {
       }
       return { next, verdict: undefined };
     });
-    return {
+    return this.delivered({
       disposition,
       record: written.record ?? record,
       duplicate: false,
       ...(error === undefined ? {} : { error }),
       ...(retry === undefined ? {} : { retry }),
-    };
+    });
+  }
+
+  /**
+   * Gives a final record to the sinks (immutable log, outcome topic). If one fails, the record
+   * stays as written and the delivery is retried (no copy is parked: Service Bus redelivers), so
+   * the next delivery finds it final and gives it again; a failed permanent event is held back
+   * from the dead-letter queue until its record was delivered.
+   */
+  private async delivered(result: ProcessResult): Promise<ProcessResult> {
+    try {
+      await deliverFinal(this.deps.finalSinks ?? [], result.record);
+      return result;
+    } catch (thrown) {
+      const error = toOffboardingError(thrown);
+      return { ...result, disposition: 'retry', error };
+    }
   }
 
   /**
@@ -582,6 +603,6 @@ export class OffboardingService {
       verdict: undefined,
     }));
     const record = written.record ?? invalidMessageRecord(key, fields, error, at, undefined);
-    return { disposition: 'reject', record, duplicate: false, error };
+    return this.delivered({ disposition: 'reject', record, duplicate: false, error });
   }
 }

@@ -44,7 +44,17 @@ export interface ActionResult {
  * outcome; every other value is what the last run recorded.
  */
 export type Outcome =
-  'in-progress' | 'succeeded' | 'failed' | 'refused' | 'dry-run' | 'scheduled' | 'cancelled';
+  | 'in-progress'
+  | 'succeeded'
+  | 'failed'
+  | 'refused'
+  | 'dry-run'
+  | 'scheduled'
+  | 'cancelled'
+  /** The blast-radius guardrail tripped: nothing was written; an operator releases or discards it. */
+  | 'held'
+  /** An operator discarded a held event (`offboard guardrail discard`): it will never run. */
+  | 'discarded';
 
 export interface Verification {
   verified: boolean;
@@ -110,8 +120,44 @@ export interface AuditRecord extends RecordKey {
   /** The run that holds the event now, and until when (a lease: no other run writes to Graph meanwhile). */
   claimedBy?: string;
   claimExpiresAt?: string;
+  /** The blast-radius guardrail's marks on this event (see guardrail.ts). */
+  guardrail?: GuardrailMark;
   firstAttemptAt: string;
   lastAttemptAt: string;
+}
+
+/** An operator's decision, as the audit keeps it: who, why, when. */
+export interface OperatorDecision {
+  by: string;
+  reason: string;
+  at: string;
+}
+
+/** What the guardrail did with one event. */
+export interface GuardrailMark {
+  /** Counted against the window (or an approval) at this time: later attempts are not counted again. */
+  admittedAt?: string;
+  /** The approval it ran under: a wave id sent by `offboard enqueue`, or a release. */
+  approval?: string;
+  /** Held: why, and the event as delivered (so a release can send it again; it holds no secret). */
+  heldAt?: string;
+  heldReason?: string;
+  heldEvent?: string;
+  /** `offboard guardrail release`: the approval id its released copy carries. */
+  release?: OperatorDecision & { approvalId: string };
+  /** `offboard guardrail discard`. */
+  discard?: OperatorDecision;
+}
+
+/**
+ * Told of every final record once it is written: the immutable audit log, the outcome topic. At
+ * least once: when a sink fails, the delivery comes back and the record is given again, so a sink
+ * must accept the same record twice (its consumers de-duplicate on the record's identity).
+ */
+export interface FinalRecordSink {
+  /** What it is, for errors and logs ("immutable audit log", "outcome topic"). */
+  readonly name: string;
+  accept(record: AuditRecord): Promise<void>;
 }
 
 /** A record with the version it was read at (the table's ETag). */
@@ -137,6 +183,8 @@ export interface AuditLog {
   findByEventId(eventId: string): Promise<AuditRecord[]>;
   /** Records whose last attempt was at or after `since` (for reports). */
   listSince(since: Date): Promise<AuditRecord[]>;
+  /** Records with this outcome, oldest first (held events for the guardrail commands). */
+  listByOutcome(outcome: Outcome): Promise<StoredRecord[]>;
 }
 
 /** The settings that guard people, as the use case needs them. */

@@ -14,6 +14,7 @@ import type {
   Directory,
   DirectoryCall,
   DirectoryUser,
+  Outcome,
   RecordKey,
   StoredRecord,
 } from '../../shared/core/ports';
@@ -159,6 +160,14 @@ export class MemoryAuditLog implements AuditLog {
   async listSince(since: Date): Promise<AuditRecord[]> {
     await this.gate('query');
     return this.all().filter((r) => r.lastAttemptAt >= since.toISOString());
+  }
+
+  async listByOutcome(outcome: Outcome): Promise<StoredRecord[]> {
+    await this.gate('query');
+    return [...this.rows.values()]
+      .filter(({ record }) => record.outcome === outcome)
+      .map(copyStored)
+      .sort((a, b) => a.record.firstAttemptAt.localeCompare(b.record.firstAttemptAt));
   }
 
   // -- Test controls (no outage applies to these) --
