@@ -21,6 +21,7 @@ import {
   type ReportOptions,
   type RuntimeFactory,
 } from './commands';
+import { auditVerifyCommand, type AuditVerifyOptions } from './auditVerify';
 import { isWaveId, WAVE_ID_RULE } from './enqueue';
 import { ExitCodes, exitCodeOf, UsageError } from './exitCodes';
 import { readAll, type Io } from './io';
@@ -31,7 +32,8 @@ export { ExitCodes } from './exitCodes';
 
 const ROOT_HELP = `
 Settings come from the environment, exactly as for the Function App (see docs/settings.md).
-process, reinstate, audit and report act as the app; dlq and enqueue as the person running them.
+process, reinstate, audit and report act as the app; dlq, enqueue and audit verify as the person
+running them.
 
 Exit codes:
   0   succeeded, dry run, or already processed
@@ -116,6 +118,8 @@ function buildProgram(
       outputError: (text, write) => write(escapeUnsafe(text.trimEnd()) + '\n'),
     })
     .exitOverride()
+    // Options belong to the command they follow: `audit verify --json` is verify's --json, not audit's.
+    .enablePositionalOptions()
     .showHelpAfterError()
     .addHelpText('after', ROOT_HELP);
 
@@ -142,13 +146,30 @@ function buildProgram(
     .addHelpText('after', REINSTATE_HELP)
     .action(run((options: ReinstateOptions) => reinstateCommand(options, io, app)));
 
-  program
+  const audit = program
     .command('audit')
-    .description('the audit records of a user, or of one event')
+    .description(
+      'the audit records of a user, or of one event; `audit verify` checks the immutable log',
+    )
     .addOption(new Option('--user <id_or_upn>', 'records of this user').conflicts('event'))
     .addOption(new Option('--event <id>', 'the record of this event id'))
     .addOption(jsonOption())
+    .enablePositionalOptions()
     .action(run((options: AuditOptions) => auditCommand(options, io, app)));
+  audit
+    .command('verify')
+    .description(
+      'compare the audit table with the immutable audit log: records that differ or are missing',
+    )
+    .addOption(
+      new Option(
+        '--since <when>',
+        `records last attempted since: 30m, 24h, 7d, or a date/time (default: ${DEFAULT_SINCE})`,
+      ).argParser((raw) => parseSince(raw)),
+    )
+    .addOption(jsonOption())
+    // The operator's identity reads the log (Storage Blob Data Reader); the app's can only append.
+    .action(run((options: AuditVerifyOptions) => auditVerifyCommand(options, io, ops)));
 
   program
     .command('report')
