@@ -16,6 +16,8 @@ import { OffboardingService } from '../core/offboard';
 import type { AuditLog, Directory, FinalRecordSink } from '../core/ports';
 import { createImmutableAuditSink } from '../adapters/immutableAuditLog';
 import { createOutcomeTopicSink } from '../adapters/outcomeTopic';
+import { TableGuardrailStore } from '../adapters/tableGuardrailStore';
+import { SharedGuardrail, type GuardrailStore } from '../core/guardrail';
 import { QueueProcessor } from '../core/queueProcessing';
 import { ServiceBusScheduler, createServiceBusClient } from '../adapters/serviceBusScheduler';
 import { createWritePacer, reportingThrottles, type PacerWithFeedback } from '../pacing';
@@ -28,6 +30,8 @@ export interface Runtime {
   scheduler: Scheduler;
   offboarding: OffboardingService;
   queueProcessor: QueueProcessor;
+  /** Each route's blast-radius guardrail record (the `offboard guardrail` commands use it). */
+  guardrailStore: GuardrailStore;
   /** Told of every final record: the immutable audit log, then the outcome topic. */
   finalSinks: readonly FinalRecordSink[];
   /** The Graph write pacer (its stats for diagnostics and the benchmark). */
@@ -111,6 +115,9 @@ export function createRuntime(
     createOutcomeTopicSink(config, serviceBus),
   ].filter((sink): sink is FinalRecordSink => sink !== undefined);
 
+  // The blast-radius guardrail counts across instances in the audit table too.
+  const guardrailStore = new TableGuardrailStore(auditTable);
+
   const offboarding = new OffboardingService({
     directory,
     audit,
@@ -120,6 +127,7 @@ export function createRuntime(
     retry: config.retry,
     pacer,
     finalSinks,
+    guardrail: new SharedGuardrail(guardrailStore, config.guardrail),
   });
   const queueProcessor = new QueueProcessor({
     offboarding,
@@ -134,6 +142,7 @@ export function createRuntime(
     scheduler,
     offboarding,
     queueProcessor,
+    guardrailStore,
     finalSinks,
     pacer,
     serviceBus,

@@ -10,9 +10,15 @@ import {
   type FlowResult,
   type Run,
 } from './flow';
+import { decodeBody } from './events';
+import { isReleased, type Admission } from './guardrail';
+import { MessageProperties } from './messaging';
 import type { ActionResult, AuditRecord, DirectoryUser, Verification } from './ports';
 import { Routes, routeOfKind } from './routes';
 import { describeUserRef, type UserRef } from './userRef';
+
+/** Longest held event kept on its record (a Table Storage string property holds 32K characters). */
+const MAX_HELD_EVENT_CHARS = 30_000;
 
 /** A run starts no Graph write after this long (each call has its own 45 s bound). */
 export const RUN_BUDGET_MS = 3 * 60_000;
@@ -21,6 +27,65 @@ export const RUN_BUDGET_MS = 3 * 60_000;
  * Acting on a user: the actions of the action table in order, then the proof that the revocation
  * took effect.
  */
+
+/**
+ * The blast-radius guardrail, before the first write of an event (an event that resolves to
+ * nobody, or has nothing left to write, is not counted). Counted once per event: later attempts
+ * pass. Returns the flow's end when the event is held; undefined when it may go on.
+ */
+async function passGuardrail(ctx: FlowContext, run: Run): Promise<FlowResult | undefined> {
+  const { guardrail } = ctx.deps;
+  const { record, prior, delivery, event } = run;
+  const mark = record.guardrail ?? {};
+  if (guardrail === undefined || mark.admittedAt !== undefined) return undefined;
+  const at = ctx.now().toISOString();
+  const release = prior?.guardrail?.release;
+  if (isReleased(prior) && release !== undefined) {
+    record.guardrail = { ...mark, admittedAt: at, approval: release.approvalId };
+    record.notes.push(
+      `Released from the guardrail by ${release.by} at ${release.at}: ${release.reason}`,
+    );
+    return undefined;
+  }
+  const wave = delivery.properties?.[MessageProperties.wave];
+  let admission: Admission;
+  try {
+    admission = await guardrail.admit({
+      route: routeOfKind(event.kind),
+      ...(typeof wave === 'string' && wave !== '' ? { wave } : {}),
+    });
+  } catch (error) {
+    // Fails closed: an event the guardrail cannot count is retried, never run uncounted.
+    record.actions = [];
+    return fail(record, toOffboardingError(error));
+  }
+  if (admission.admitted) {
+    record.guardrail = {
+      ...mark,
+      admittedAt: at,
+      ...(admission.approval === undefined ? {} : { approval: admission.approval }),
+    };
+    return undefined;
+  }
+  record.outcome = 'held';
+  record.actions = record.requestedActions.map((action) => ({ action, status: 'not-attempted' }));
+  // Kept so that a release can send it again (an event holds no secret). A table property holds
+  // 32K characters: a larger event is released by the sender sending it again (same content).
+  const heldEvent = JSON.stringify(decodeBody(delivery.body));
+  const keep = heldEvent.length <= MAX_HELD_EVENT_CHARS;
+  record.guardrail = {
+    ...mark,
+    heldAt: at,
+    heldReason: admission.reason,
+    ...(keep ? { heldEvent } : {}),
+  };
+  record.notes.push(admission.reason);
+  if (!keep)
+    record.notes.push(
+      `The event is too large to keep on this record (${heldEvent.length} characters): once released, it runs when its sender sends it again.`,
+    );
+  return { disposition: 'done', ...(admission.trippedNow ? { trip: admission.trip } : {}) };
+}
 
 /** Runs the event's actions against Graph and proves the revocation. */
 export async function perform(ctx: FlowContext, run: Run): Promise<FlowResult> {
@@ -66,6 +131,11 @@ export async function perform(ctx: FlowContext, run: Run): Promise<FlowResult> {
     } else {
       toRun.push(action);
     }
+  }
+
+  if (toRun.length > 0) {
+    const held = await passGuardrail(ctx, run);
+    if (held !== undefined) return held;
   }
 
   try {

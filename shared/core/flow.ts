@@ -1,5 +1,6 @@
 import { actionSpec, type ActionName } from './actions';
 import { isFinal } from './auditRecords';
+import type { GuardrailTrip } from './guardrail';
 import { ErrorCodes, OffboardingError, toOffboardingError } from './errors';
 import type { OffboardingEvent } from './events';
 import type { OutgoingMessage } from './messaging';
@@ -52,6 +53,8 @@ export interface Run {
 export interface FlowResult {
   disposition: Disposition;
   error?: OffboardingError;
+  /** The run tripped the blast-radius guardrail. */
+  trip?: GuardrailTrip;
 }
 
 export function isProtected(policy: PolicyConfig, ...identifiers: (string | undefined)[]): boolean {

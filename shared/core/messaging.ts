@@ -33,6 +33,10 @@ export const MessageProperties = {
   replayOf: 'offboardingReplayOf',
   /** Who sent an `offboard enqueue` wave. */
   enqueuedBy: 'offboardingEnqueuedBy',
+  /** The `offboard enqueue` wave an event belongs to: its approval for the guardrail. */
+  wave: 'offboardingWave',
+  /** Set by `offboard guardrail release` on the copy it sends (informational: the record decides). */
+  guardrailRelease: 'offboardingGuardrailRelease',
 } as const;
 
 /** The properties of a received message that can be carried onto a copy (scalars only). */
@@ -63,6 +67,8 @@ export const AppMessageIdPrefixes = {
   leaveDate: 'leave-',
   /** `offboard dlq replay`. */
   replay: 'replay-',
+  /** `offboard guardrail release`. */
+  release: 'release-',
   /** `offboard process` (never on a queue, but in the audit). */
   command: 'cli:',
 } as const;

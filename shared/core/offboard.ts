@@ -42,6 +42,7 @@ import {
   type FlowResult,
   type Run,
 } from './flow';
+import { isReleased, type Guardrail, type GuardrailTrip } from './guardrail';
 import { generatePassword } from './password';
 import type {
   AuditLog,
@@ -91,6 +92,8 @@ export interface ProcessResult {
   error?: OffboardingError;
   /** A copy parked for a later attempt (transient failure, or waiting for budget or a claim). */
   retry?: { at: string; messageId: string; sequenceNumber: string };
+  /** This event tripped the blast-radius guardrail (the alert fires on it). */
+  guardrailTrip?: GuardrailTrip;
 }
 
 export interface OffboardingDeps {
@@ -106,6 +109,8 @@ export interface OffboardingDeps {
   pacer?: WritePacer;
   /** Told of every final record after it is written (immutable log, outcome topic). */
   finalSinks?: readonly FinalRecordSink[];
+  /** The blast-radius guardrail (shared by every instance); none when absent. */
+  guardrail?: Guardrail;
   now?: () => Date;
   random?: () => number;
   generatePassword?: typeof generatePassword;
@@ -254,7 +259,13 @@ export class OffboardingService {
         verdict: 'claimed',
       };
     }
-    if (current.outcome === 'succeeded' || current.outcome === 'cancelled') {
+    if (
+      current.outcome === 'succeeded' ||
+      current.outcome === 'cancelled' ||
+      current.outcome === 'discarded' ||
+      (current.outcome === 'held' && !isReleased(current))
+    ) {
+      // Finished, or held for an operator: a resend changes nothing (a released one runs).
       return { next: countDuplicate(current, at), verdict: 'duplicate' };
     }
     if (isClaimedByOther(current, runId, startedAt)) return { verdict: 'busy' };
@@ -439,6 +450,7 @@ export class OffboardingService {
       duplicate: false,
       ...(error === undefined ? {} : { error }),
       ...(retry === undefined ? {} : { retry }),
+      ...(flow.trip === undefined ? {} : { guardrailTrip: flow.trip }),
     });
   }
 
@@ -533,6 +545,8 @@ export class OffboardingService {
         ? {}
         : { lastDuplicateAt: claimed.lastDuplicateAt }),
       ...(prior?.idReused ? { idReused: true } : {}),
+      // What the guardrail counted, held or released stays with the event.
+      ...(prior?.guardrail === undefined ? {} : { guardrail: prior.guardrail }),
       // A departure keeps its leave date and the message holding it through later attempts.
       ...(prior?.effectiveAt === undefined ? {} : { effectiveAt: prior.effectiveAt }),
       ...(prior?.scheduledSequenceNumber === undefined

@@ -19,6 +19,12 @@ import type {
   StoredRecord,
 } from '../../shared/core/ports';
 import type { UserRef } from '../../shared/core/userRef';
+import type {
+  GuardedRoute,
+  GuardrailState,
+  GuardrailStore,
+  StoredGuardrail,
+} from '../../shared/core/guardrail';
 import type { Lane, WritePacer } from '../../shared/pacing/pacer';
 
 // ---------------------------------------------------------------------------------------------
@@ -669,5 +675,28 @@ export class FakePacer implements WritePacer {
         { retryable: true, retryAfterSeconds },
       ),
     );
+  }
+}
+
+/** The guardrail's record in memory, with the same conditional-write contract as the table. */
+export class MemoryGuardrailStore implements GuardrailStore {
+  private readonly rows = new Map<GuardedRoute, StoredGuardrail>();
+  private version = 0;
+
+  read(route: GuardedRoute): Promise<StoredGuardrail | undefined> {
+    const row = this.rows.get(route);
+    return Promise.resolve(row && { state: structuredClone(row.state), etag: row.etag });
+  }
+
+  write(
+    route: GuardedRoute,
+    state: GuardrailState,
+    etag: string | undefined,
+  ): Promise<string | undefined> {
+    if (this.rows.get(route)?.etag !== etag) return Promise.resolve(undefined);
+    this.version += 1;
+    const next = `g${this.version}`;
+    this.rows.set(route, { state: structuredClone(state), etag: next });
+    return Promise.resolve(next);
   }
 }

@@ -99,6 +99,9 @@ export async function startWorld(
     RETRY_MAX_DELAY_SECONDS: '2',
     // Behaviour tests drive Graph as hard as they like; test/integration/pacing.test.ts turns it on.
     PACING_WRITES_PER_SECOND: '0',
+    // ...and send as many events as they like; test/integration/guardrail.test.ts sets limits.
+    GUARDRAIL_DEPARTURES_PER_WINDOW: '100000',
+    GUARDRAIL_MFA_PER_WINDOW: '1000000',
     ...overrides,
   };
   const runtimes: Runtime[] = [];

@@ -1,0 +1,116 @@
+import { RestError, type TableClient } from '@azure/data-tables';
+import { Budgets, withDeadline } from './deadline';
+import { ErrorCodes, OffboardingError } from '../core/errors';
+import type {
+  GuardedRoute,
+  GuardrailState,
+  GuardrailStore,
+  StoredGuardrail,
+} from '../core/guardrail';
+
+/** The guardrail's records in the audit table: one entity per route in this partition. */
+export const GUARDRAIL_PARTITION = 'guardrail';
+
+interface GuardrailEntity {
+  partitionKey: string;
+  rowKey: string;
+  /** GuardrailState as JSON (Table Storage has no objects). */
+  state: string;
+}
+
+/**
+ * Each route's guardrail state as one entity, written with optimistic concurrency: a write
+ * carries the ETag it read and loses with 412 (or 409 on a first create) when another instance
+ * wrote first. A store that cannot be reached is AuditUnavailable (retryable): the guardrail fails
+ * closed. Decisions are on status codes (Azurite leaves RestError.code unset).
+ */
+export class TableGuardrailStore implements GuardrailStore {
+  constructor(private readonly table: TableClient) {}
+
+  async read(route: GuardedRoute): Promise<StoredGuardrail | undefined> {
+    try {
+      const entity = await this.call((abortSignal) =>
+        this.table.getEntity<GuardrailEntity>(GUARDRAIL_PARTITION, route, { abortSignal }),
+      );
+      return { state: parseState(entity.state), etag: entity.etag };
+    } catch (error) {
+      if (error instanceof RestError && error.statusCode === 404) return undefined;
+      throw unavailable(error);
+    }
+  }
+
+  async write(
+    route: GuardedRoute,
+    state: GuardrailState,
+    etag: string | undefined,
+  ): Promise<string | undefined> {
+    const entity: GuardrailEntity = {
+      partitionKey: GUARDRAIL_PARTITION,
+      rowKey: route,
+      state: JSON.stringify(state),
+    };
+    try {
+      const response = await this.call((abortSignal) =>
+        etag === undefined
+          ? this.table.createEntity(entity, { abortSignal })
+          : this.table.updateEntity(entity, 'Replace', { etag, abortSignal }),
+      );
+      if (!response.etag) throw new Error('Table Storage answered a write without an ETag');
+      return response.etag;
+    } catch (error) {
+      if (etag === undefined && isTableNotFound(error)) {
+        await this.call((abortSignal) => this.table.createTable({ abortSignal })).catch(
+          (created: unknown) => {
+            throw unavailable(created);
+          },
+        );
+        return this.write(route, state, etag);
+      }
+      // 409: created by another instance first; 412: changed since read; 404: removed since read.
+      if (error instanceof RestError && [404, 409, 412].includes(error.statusCode ?? 0))
+        return undefined;
+      throw unavailable(error);
+    }
+  }
+
+  private call<T>(work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    return withDeadline(
+      Budgets.auditCallMs,
+      () =>
+        unavailable(
+          new Error(`the audit store did not answer within ${Budgets.auditCallMs / 1000} s`),
+        ),
+      work,
+    );
+  }
+}
+
+function isTableNotFound(error: unknown): boolean {
+  if (!(error instanceof RestError) || error.statusCode !== 404) return false;
+  const details = error.details as { errorCode?: string } | undefined;
+  return /TableNotFound/i.test(error.code ?? details?.errorCode ?? error.message);
+}
+
+/** A stored state that does not parse is a fault to see, not an empty guardrail to run past. */
+function parseState(text: string): GuardrailState {
+  const parsed = JSON.parse(text) as Partial<GuardrailState>;
+  if (typeof parsed !== 'object' || parsed === null || typeof parsed.buckets !== 'object')
+    throw new Error('The guardrail record in the audit table is not in the expected format.');
+  return {
+    buckets: parsed.buckets,
+    trips: typeof parsed.trips === 'number' ? parsed.trips : 0,
+    approvals: parsed.approvals ?? {},
+    decisions: parsed.decisions ?? [],
+    ...(parsed.trip === undefined ? {} : { trip: parsed.trip }),
+  };
+}
+
+function unavailable(error: unknown): OffboardingError {
+  if (error instanceof OffboardingError) return error;
+  const reason = error instanceof Error ? error.message.split('\n')[0] : String(error);
+  return new OffboardingError(
+    ErrorCodes.AuditUnavailable,
+    `Could not use the guardrail record in the audit table: ${reason}.`,
+    { retryable: true, cause: error },
+  );
+}

@@ -1,0 +1,283 @@
+import { ErrorCodes, OffboardingError } from './errors';
+import type { AuditRecord, OperatorDecision } from './ports';
+import type { RouteName } from './routes';
+
+/*
+ * The blast-radius guardrail. A mis-configured HR feed that sends "leaving" for thousands of people
+ * must not disable thousands of people: executions are counted per route over a sliding window,
+ * shared by every instance through one record in the audit storage account, and past the limit
+ * the guardrail trips. A trip latches: every further event of that route is held (nothing written
+ * to Graph) until an operator releases or discards the held events (`offboard guardrail`).
+ */
+
+/** The routes whose events the guardrail counts (every queue: departures and MFA events). */
+export type GuardedRoute = RouteName;
+export const GuardedRoutes: readonly GuardedRoute[] = ['employeeLeaving', 'mfaEnabled'];
+
+export interface GuardrailLimit {
+  maxPerWindow: number;
+  windowMinutes: number;
+}
+
+export type GuardrailLimits = Readonly<Record<GuardedRoute, GuardrailLimit>>;
+
+export interface GuardrailTrip {
+  at: string;
+  /** Executions counted in the window when it tripped, and the limit. */
+  count: number;
+  limit: number;
+  windowMinutes: number;
+}
+
+/** An `offboard enqueue` wave: an operator's approval for up to `size` events carrying its id. */
+export interface WaveApproval extends OperatorDecision {
+  size: number;
+  used: number;
+  expiresAt: string;
+}
+
+export type GuardrailDecisionKind = 'release' | 'discard' | 'approve-wave';
+
+export interface GuardrailDecision extends OperatorDecision {
+  action: GuardrailDecisionKind;
+  /** Events released or discarded, or the wave's size. */
+  count: number;
+  /** The release's approval id, or the wave id. */
+  approval?: string;
+}
+
+/** What one route's guardrail record holds. */
+export interface GuardrailState {
+  /** Executions admitted per bucket (bucket start, epoch ms, as text), within the window. */
+  buckets: Record<string, number>;
+  /** Set while tripped (it latches until the held events are released or discarded). */
+  trip?: GuardrailTrip;
+  /** Trips so far (reports count them). */
+  trips: number;
+  approvals: Record<string, WaveApproval>;
+  /** The latest operator decisions (the events' own records keep each one too). */
+  decisions: GuardrailDecision[];
+}
+
+export interface StoredGuardrail {
+  state: GuardrailState;
+  etag: string;
+}
+
+/**
+ * Where each route's guardrail record lives: read, and written only at the version read (or only
+ * if absent, with etag undefined). `write` resolves undefined when another writer got there first.
+ */
+export interface GuardrailStore {
+  read(route: GuardedRoute): Promise<StoredGuardrail | undefined>;
+  write(
+    route: GuardedRoute,
+    state: GuardrailState,
+    etag: string | undefined,
+  ): Promise<string | undefined>;
+}
+
+export type Admission =
+  | { admitted: true; approval?: string }
+  | { admitted: false; reason: string; trip: GuardrailTrip; trippedNow: boolean };
+
+export interface AdmissionRequest {
+  route: GuardedRoute;
+  /** The wave id the event came with (`offboard enqueue`); counts against that approval. */
+  wave?: string;
+}
+
+/** Decisions kept on the guardrail record; each event's own record keeps its own. */
+const MAX_DECISIONS = 20;
+/** Buckets per window: the window slides in steps of window / 60 (at least a minute). */
+const BUCKETS_PER_WINDOW = 60;
+/** Conditional writes lost in a row before admission gives up (the event is retried later). */
+const MAX_CONFLICTS = 12;
+
+export function emptyState(): GuardrailState {
+  return { buckets: {}, trips: 0, approvals: {}, decisions: [] };
+}
+
+function bucketMs(limit: GuardrailLimit): number {
+  return Math.max(60_000, Math.floor((limit.windowMinutes * 60_000) / BUCKETS_PER_WINDOW));
+}
+
+/**
+ * Executions counted in the window ending now. A bucket counts while any part of it is inside the
+ * window, so the count errs high (by at most one bucket), never low.
+ */
+export function countInWindow(state: GuardrailState, limit: GuardrailLimit, now: number): number {
+  const windowStart = now - limit.windowMinutes * 60_000;
+  const size = bucketMs(limit);
+  return Object.entries(state.buckets)
+    .filter(([start]) => Number(start) + size > windowStart)
+    .reduce((sum, [, count]) => sum + count, 0);
+}
+
+function pruned(state: GuardrailState, limit: GuardrailLimit, now: number): GuardrailState {
+  const windowStart = now - limit.windowMinutes * 60_000;
+  const size = bucketMs(limit);
+  const buckets = Object.fromEntries(
+    Object.entries(state.buckets).filter(([start]) => Number(start) + size > windowStart),
+  );
+  const approvals = Object.fromEntries(
+    Object.entries(state.approvals).filter(([, a]) => Date.parse(a.expiresAt) > now),
+  );
+  return { ...state, buckets, approvals };
+}
+
+/** The admission decision on one state (pure): the next state to write, and the verdict. */
+export function decideAdmission(
+  current: GuardrailState,
+  request: AdmissionRequest,
+  limit: GuardrailLimit,
+  now: number,
+): { next?: GuardrailState; admission: Admission } {
+  const state = pruned(current, limit, now);
+  const approval = request.wave === undefined ? undefined : state.approvals[request.wave];
+  if (approval !== undefined && approval.used < approval.size) {
+    // An operator's wave: counted against its own size, not the window (it is not a runaway feed).
+    return {
+      next: {
+        ...state,
+        approvals: {
+          ...state.approvals,
+          [request.wave as string]: { ...approval, used: approval.used + 1 },
+        },
+      },
+      admission: { admitted: true, approval: request.wave as string },
+    };
+  }
+  if (state.trip !== undefined) {
+    return { admission: held(state.trip, request.route, false) };
+  }
+  const count = countInWindow(state, limit, now);
+  if (count + 1 > limit.maxPerWindow) {
+    const trip: GuardrailTrip = {
+      at: new Date(now).toISOString(),
+      count,
+      limit: limit.maxPerWindow,
+      windowMinutes: limit.windowMinutes,
+    };
+    return {
+      next: { ...state, trip, trips: state.trips + 1 },
+      admission: held(trip, request.route, true),
+    };
+  }
+  const size = bucketMs(limit);
+  const bucket = String(Math.floor(now / size) * size);
+  return {
+    next: { ...state, buckets: { ...state.buckets, [bucket]: (state.buckets[bucket] ?? 0) + 1 } },
+    admission: { admitted: true },
+  };
+}
+
+function held(trip: GuardrailTrip, route: GuardedRoute, trippedNow: boolean): Admission {
+  const what = route === 'employeeLeaving' ? 'departures' : 'mfa.enabled events';
+  return {
+    admitted: false,
+    trip,
+    trippedNow,
+    reason: `The blast-radius guardrail for ${what} tripped at ${trip.at}: ${trip.count} executed in ${trip.windowMinutes} min (limit ${trip.limit}). Held until an operator releases or discards it (offboard guardrail status).`,
+  };
+}
+
+/**
+ * Clears a trip after an operator's decision left nothing held: the window starts again from now
+ * (the operator judged the feed), and the decision is kept.
+ */
+export function afterDecision(
+  current: GuardrailState,
+  decision: GuardrailDecision,
+  stillHeld: number,
+): GuardrailState {
+  const decisions = [...current.decisions, decision].slice(-MAX_DECISIONS);
+  if (stillHeld > 0) return { ...current, decisions };
+  const next: GuardrailState = { ...current, buckets: {}, decisions };
+  delete next.trip;
+  return next;
+}
+
+/** Records an operator's wave approval (its size is the ceiling of events admitted under it). */
+export function withWaveApproval(
+  current: GuardrailState,
+  wave: string,
+  approval: Omit<WaveApproval, 'used'>,
+): GuardrailState {
+  const existing = current.approvals[wave];
+  return {
+    ...current,
+    approvals: {
+      ...current.approvals,
+      // Sending the same wave again (the rest of it) keeps what was used.
+      [wave]: {
+        ...approval,
+        used: existing?.used ?? 0,
+        size: Math.max(approval.size, existing?.size ?? 0),
+      },
+    },
+    decisions: [
+      ...current.decisions,
+      {
+        action: 'approve-wave' as const,
+        count: approval.size,
+        approval: wave,
+        by: approval.by,
+        reason: approval.reason,
+        at: approval.at,
+      },
+    ].slice(-MAX_DECISIONS),
+  };
+}
+
+/** Reads a route's state, changes it, and writes it back at the version read (retrying lost races). */
+export async function updateGuardrail<T>(
+  store: GuardrailStore,
+  route: GuardedRoute,
+  change: (current: GuardrailState) => { next?: GuardrailState; result: T },
+  random: () => number = Math.random,
+): Promise<T> {
+  for (let conflicts = 0; ; conflicts += 1) {
+    const stored = await store.read(route);
+    const { next, result } = change(stored?.state ?? emptyState());
+    if (next === undefined) return result;
+    const written = await store.write(route, next, stored?.etag);
+    if (written !== undefined) return result;
+    if (conflicts >= MAX_CONFLICTS) {
+      throw new OffboardingError(
+        ErrorCodes.AuditUnavailable,
+        `The guardrail record of ${route} kept changing under ${MAX_CONFLICTS} writes in a row; the event is retried later.`,
+        { retryable: true },
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, 5 + random() * 20 * (conflicts + 1)));
+  }
+}
+
+/** The guardrail as the use case sees it. */
+export interface Guardrail {
+  /** Admits one execution, or says why it is held. Throws a retryable error if it cannot tell. */
+  admit(request: AdmissionRequest): Promise<Admission>;
+}
+
+export class SharedGuardrail implements Guardrail {
+  constructor(
+    private readonly store: GuardrailStore,
+    private readonly limits: GuardrailLimits,
+    private readonly now: () => Date = () => new Date(),
+  ) {}
+
+  /** Fails closed: when the record cannot be read or written the error is retryable, never "admitted". */
+  admit(request: AdmissionRequest): Promise<Admission> {
+    const limit = this.limits[request.route];
+    return updateGuardrail(this.store, request.route, (current) => {
+      const { next, admission } = decideAdmission(current, request, limit, this.now().getTime());
+      return { ...(next === undefined ? {} : { next }), result: admission };
+    });
+  }
+}
+
+/** A held event an operator released: it runs, whichever delivery brings it (same content). */
+export function isReleased(record: AuditRecord | undefined): boolean {
+  return record?.outcome === 'held' && record.guardrail?.release !== undefined;
+}
