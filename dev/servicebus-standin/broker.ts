@@ -34,6 +34,8 @@ import {
 } from './codec';
 import type { Entity, QueueOptions, SettleResult, StoredMessage } from './queue';
 import { DEAD_LETTER_DESCRIPTION, DEAD_LETTER_REASON, Queue } from './queue';
+import type { TopicOptions } from './topic';
+import { Topic } from './topic';
 
 /** Standard tier limit, advertised as max-message-size on producer links. */
 export const MAX_MESSAGE_SIZE = 256 * 1024;
@@ -48,6 +50,7 @@ const Conditions = {
   notImplemented: 'amqp:not-implemented',
   messageSizeExceeded: 'amqp:link:message-size-exceeded',
   deadLetter: 'com.microsoft:dead-letter',
+  entityDisabled: 'com.microsoft:entity-disabled',
   lockLost: 'com.microsoft:message-lock-lost',
   messageNotFound: 'com.microsoft:message-not-found',
   argumentError: 'com.microsoft:argument-error',
@@ -99,8 +102,14 @@ interface DeliveryInfo {
   handled: boolean;
 }
 
+/** Where a producer link sends: a queue, or a topic that copies to its subscriptions. */
+type Destination = Queue | Topic;
+
 type ReceiverRole =
-  { kind: 'cbs' } | { kind: 'management'; entity: Entity } | { kind: 'producer'; queue: Queue };
+  | { kind: 'cbs' }
+  | { kind: 'management'; entity: Entity }
+  | { kind: 'topic-management'; topic: Topic }
+  | { kind: 'producer'; destination: Destination };
 
 interface Reply {
   status: number;
@@ -165,7 +174,9 @@ function parseAddress(
 
 export class Broker {
   private readonly container: Container;
+  /** Queues, and topic subscriptions under their path `<topic>/Subscriptions/<name>`. */
   private readonly queues = new Map<string, Queue>();
+  private readonly topics = new Map<string, Topic>();
   private readonly consumers = new Map<Sender, Consumer>();
   private readonly receiverRoles = new WeakMap<Receiver, ReceiverRole>();
   private readonly deliveries = new WeakMap<Delivery, DeliveryInfo>();
@@ -177,7 +188,7 @@ export class Broker {
   private host = '127.0.0.1';
   port = 0;
 
-  constructor(queues: QueueOptions[]) {
+  constructor(queues: QueueOptions[], topics: TopicOptions[] = []) {
     this.container = create_container({
       id: 'servicebus-standin',
       // Abandon arrives as `modified`; rhea would otherwise report it as `released`.
@@ -191,6 +202,7 @@ export class Broker {
     sasl.enable_anonymous();
     sasl.enable_plain(() => true);
     for (const options of queues) this.createQueue(options);
+    for (const options of topics) this.createTopic(options);
     this.wireEvents();
   }
 
@@ -213,8 +225,25 @@ export class Broker {
 
   createQueue(options: QueueOptions): void {
     const key = options.name.toLowerCase();
-    if (this.queues.has(key)) throw new Error(`Queue '${options.name}' already exists`);
+    if (this.queues.has(key) || this.topics.has(key))
+      throw new Error(`Queue '${options.name}' already exists`);
     this.queues.set(key, new Queue(options, (entity) => this.pump(entity)));
+  }
+
+  createTopic(options: TopicOptions): void {
+    const key = options.name.toLowerCase();
+    if (this.queues.has(key) || this.topics.has(key))
+      throw new Error(`Topic '${options.name}' already exists`);
+    const topic = new Topic(options, (entity) => this.pump(entity));
+    this.topics.set(key, topic);
+    for (const subscription of topic.subscriptions)
+      this.queues.set(subscription.name.toLowerCase(), subscription);
+  }
+
+  getTopic(name: string): Topic {
+    const topic = this.topics.get(name.toLowerCase());
+    if (!topic) throw new Error(`Unknown topic '${name}'`);
+    return topic;
   }
 
   getQueue(name: string): Queue {
@@ -307,12 +336,26 @@ export class Broker {
     return parsed.deadLetter ? queue.deadLetterQueue : queue.main;
   }
 
+  private resolveTopic(address: string): Topic | undefined {
+    const parsed = parseAddress(address);
+    if (!parsed || parsed.deadLetter) return undefined;
+    return this.topics.get(parsed.queue.toLowerCase());
+  }
+
   private onSenderOpen(sender: Sender): void {
     this.echoTermini(sender);
     const address = optionalString(field(sender.source, 'address')) ?? '';
     const parsed = parseAddress(address);
     // Reply links of the CBS and management request/response pairs.
     if (address === CBS_ADDRESS || parsed?.management) return;
+    const topic = this.resolveTopic(address);
+    if (topic) {
+      sender.close({
+        condition: Conditions.notAllowed,
+        description: `'${topic.name}' is a topic: receive from one of its subscriptions ('${topic.name}/Subscriptions/<name>').`,
+      });
+      return;
+    }
     const entity = this.resolveEntity(address);
     if (!entity) {
       this.entityNotFound(sender, address);
@@ -344,6 +387,18 @@ export class Broker {
       return;
     }
     const parsed = parseAddress(address);
+    const topic = this.resolveTopic(address);
+    if (parsed && topic) {
+      this.receiverRoles.set(
+        receiver,
+        parsed.management
+          ? { kind: 'topic-management', topic }
+          : { kind: 'producer', destination: topic },
+      );
+      if (!parsed.management)
+        (receiver as unknown as LinkInternals).local.attach.max_message_size = MAX_MESSAGE_SIZE;
+      return;
+    }
     const entity = this.resolveEntity(address);
     if (!parsed || !entity) {
       this.entityNotFound(receiver, address);
@@ -351,6 +406,13 @@ export class Broker {
     }
     if (parsed.management) {
       this.receiverRoles.set(receiver, { kind: 'management', entity });
+      return;
+    }
+    if (entity.queue.topic !== undefined) {
+      receiver.close({
+        condition: Conditions.notAllowed,
+        description: `'${entity.queue.name}' is a subscription: send to its topic '${entity.queue.topic}'.`,
+      });
       return;
     }
     if (entity.isDeadLetter) {
@@ -361,7 +423,7 @@ export class Broker {
       return;
     }
     (receiver as unknown as LinkInternals).local.attach.max_message_size = MAX_MESSAGE_SIZE;
-    this.receiverRoles.set(receiver, { kind: 'producer', queue: entity.queue });
+    this.receiverRoles.set(receiver, { kind: 'producer', destination: entity.queue });
   }
 
   private onMessage(ctx: EventContext): void {
@@ -374,7 +436,7 @@ export class Broker {
     }
     try {
       if (role.kind === 'producer') {
-        this.onProducerMessage(role.queue, delivery, ctx.message);
+        this.onProducerMessage(role.destination, delivery, ctx.message);
         return;
       }
       const request = ctx.message;
@@ -383,7 +445,9 @@ export class Broker {
       const reply =
         role.kind === 'cbs'
           ? { status: 200, description: 'OK' }
-          : this.onManagementRequest(role.entity, request);
+          : role.kind === 'topic-management'
+            ? this.onTopicManagementRequest(role.topic, request)
+            : this.onManagementRequest(role.entity, request);
       this.sendReply(receiver.connection, request, reply, role.kind === 'cbs');
     } catch (error) {
       const description = error instanceof Error ? error.message : String(error);
@@ -395,7 +459,15 @@ export class Broker {
 
   // ---------------------------------------------------------------- producers
 
-  private onProducerMessage(queue: Queue, delivery: Delivery, message: Message | undefined): void {
+  private onProducerMessage(
+    destination: Destination,
+    delivery: Delivery,
+    message: Message | undefined,
+  ): void {
+    if (destination instanceof Topic && !destination.sendable) {
+      delivery.reject(this.entityDisabled(destination));
+      return;
+    }
     let encoded: Buffer[];
     let size: number;
     if (delivery.format === 0) {
@@ -425,12 +497,21 @@ export class Broker {
       });
       return;
     }
-    for (const buffer of encoded) this.enqueue(queue, buffer);
+    for (const buffer of encoded) this.enqueue(destination, buffer);
     delivery.accept();
   }
 
+  private entityDisabled(topic: Topic): AmqpError {
+    return {
+      condition: Conditions.entityDisabled,
+      description: `Messaging entity 'sb://${this.host}:${this.port}/${topic.name}' is currently disabled (status ${topic.status}).`,
+    };
+  }
+
   /** Stores an encoded message (or drops it as a duplicate); returns its sequence number. */
-  private enqueue(queue: Queue, buffer: Buffer, scheduleDefault?: number): number {
+  private enqueue(destination: Destination, buffer: Buffer, scheduleDefault?: number): number {
+    if (destination instanceof Topic) return this.publish(destination, buffer);
+    const queue = destination;
     const parts = parseMessage(buffer);
     const decoded = decodeMessage(buffer);
     const scheduledAt =
@@ -449,6 +530,30 @@ export class Broker {
       queue.main.add(message);
     }
     return message.sequenceNumber;
+  }
+
+  /**
+   * A message sent to a topic: dropped if the topic saw its MessageId within its window, else one
+   * copy per subscription, all with the topic's sequence number (and scheduled alike).
+   */
+  private publish(topic: Topic, buffer: Buffer): number {
+    const decoded = decodeMessage(buffer);
+    if (topic.isDuplicate(decoded.messageId)) return topic.allocateSequenceNumber();
+    const scheduledAt = timeValue(decoded.annotations['x-opt-scheduled-enqueue-time']);
+    const messageId = decoded.messageId ?? randomUUID().replace(/-/g, '');
+    const sequenceNumber = topic.allocateSequenceNumber();
+    topic.accepted += 1;
+    for (const subscription of topic.subscriptions) {
+      const parts = parseMessage(buffer);
+      if (decoded.messageId === undefined) ensureMessageId(parts, messageId);
+      const message = subscription.createMessage(parts, messageId, sequenceNumber);
+      if (scheduledAt !== undefined && scheduledAt > Date.now()) {
+        subscription.main.schedule(message, scheduledAt);
+      } else {
+        subscription.main.add(message);
+      }
+    }
+    return sequenceNumber;
   }
 
   // ---------------------------------------------------------------- consumers
@@ -716,6 +821,48 @@ export class Broker {
       status: 200,
       description: 'OK',
       body: { 'sequence-numbers': rheaTypes.wrap_array(sequenceNumbers, 0x81, undefined) },
+    };
+  }
+
+  /** A topic's management link: scheduling and cancelling (peek and the rest are per subscription). */
+  private onTopicManagementRequest(topic: Topic, request: Message): Reply {
+    const operation = optionalString(field(request.application_properties, 'operation'));
+    const body: unknown = request.body;
+    if (operation === 'com.microsoft:schedule-message') {
+      if (!topic.sendable) {
+        const error = this.entityDisabled(topic);
+        return { status: 400, condition: error.condition, description: error.description ?? '' };
+      }
+      const sequenceNumbers: number[] = [];
+      for (const item of asArray(field(body, 'messages'))) {
+        const encoded = field(item, 'message');
+        if (Buffer.isBuffer(encoded)) sequenceNumbers.push(this.enqueue(topic, encoded));
+      }
+      return {
+        status: 200,
+        description: 'OK',
+        body: { 'sequence-numbers': rheaTypes.wrap_array(sequenceNumbers, 0x81, undefined) },
+      };
+    }
+    if (operation === 'com.microsoft:cancel-scheduled-message') {
+      const missing: number[] = [];
+      for (const value of asArray(field(body, 'sequence-numbers'))) {
+        const sequenceNumber = longValue(value);
+        if (sequenceNumber === undefined || !topic.cancelScheduled(sequenceNumber))
+          missing.push(sequenceNumber ?? NaN);
+      }
+      if (missing.length > 0)
+        return {
+          status: 404,
+          condition: Conditions.messageNotFound,
+          description: `Messages not found. Missing sequence numbers: ${missing.join(', ')}`,
+        };
+      return { status: 200, description: 'OK' };
+    }
+    return {
+      status: 501,
+      condition: Conditions.notImplemented,
+      description: `Operation '${operation ?? ''}' on a topic is not supported by the stand-in`,
     };
   }
 

@@ -260,6 +260,38 @@ function applyProperties(entries: TypedEntries, properties?: Record<string, unkn
   }
 }
 
+/** A counter from 1: a queue's (or a topic's) sequence numbers. */
+export function counter(): () => number {
+  let next = 1;
+  return () => next++;
+}
+
+/**
+ * Duplicate detection on MessageId within a window (a queue's or a topic's); a window of 0 turns
+ * it off.
+ */
+export class DuplicateDetection {
+  dropped = 0;
+  private readonly seenMessageIds = new Map<string, number>();
+
+  constructor(private readonly windowMs: number) {}
+
+  /** True when the id was seen within the window (the message must then be accepted and dropped). */
+  isDuplicate(messageId: string | undefined, now = Date.now()): boolean {
+    if (this.windowMs <= 0 || messageId === undefined) return false;
+    for (const [id, seenAt] of this.seenMessageIds) {
+      if (now - seenAt < this.windowMs) break; // insertion order = time order
+      this.seenMessageIds.delete(id);
+    }
+    if (this.seenMessageIds.has(messageId)) {
+      this.dropped += 1;
+      return true;
+    }
+    this.seenMessageIds.set(messageId, now);
+    return false;
+  }
+}
+
 export class Queue {
   readonly name: string;
   readonly maxDeliveryCount: number;
@@ -268,18 +300,27 @@ export class Queue {
   readonly main: Entity;
   readonly deadLetterQueue: Entity;
   completedCount = 0;
-  duplicatesDropped = 0;
-  private nextSequenceNumber = 1;
-  private readonly seenMessageIds = new Map<string, number>();
+  private readonly duplicates: DuplicateDetection;
+  private readonly sequence: () => number;
+  /** Set on a topic's subscription: its topic (nothing is sent to a subscription directly). */
+  readonly topic: string | undefined;
 
+  /**
+   * `sequence` hands out sequence numbers: a queue counts its own, a subscription takes its
+   * topic's (a message has the same number in every subscription, as in Service Bus).
+   */
   constructor(
     options: QueueOptions,
     private readonly onAvailable: (entity: Entity) => void,
+    subscriptionOf?: { topic: string; sequence: () => number },
   ) {
     this.name = options.name;
     this.maxDeliveryCount = options.maxDeliveryCount ?? 10;
     this.lockDurationMs = options.lockDurationMs ?? 60_000;
     this.duplicateDetectionWindowMs = options.duplicateDetectionWindowMs ?? 0;
+    this.duplicates = new DuplicateDetection(this.duplicateDetectionWindowMs);
+    this.topic = subscriptionOf?.topic;
+    this.sequence = subscriptionOf?.sequence ?? counter();
     if (!this.name || this.maxDeliveryCount < 1 || this.lockDurationMs <= 0) {
       throw new Error(`Invalid queue options for '${this.name}'`);
     }
@@ -296,27 +337,25 @@ export class Queue {
    * then be accepted and dropped).
    */
   isDuplicate(messageId: string | undefined, now = Date.now()): boolean {
-    if (this.duplicateDetectionWindowMs <= 0 || messageId === undefined) return false;
-    for (const [id, seenAt] of this.seenMessageIds) {
-      if (now - seenAt < this.duplicateDetectionWindowMs) break; // insertion order = time order
-      this.seenMessageIds.delete(id);
-    }
-    if (this.seenMessageIds.has(messageId)) {
-      this.duplicatesDropped += 1;
-      return true;
-    }
-    this.seenMessageIds.set(messageId, now);
-    return false;
+    return this.duplicates.isDuplicate(messageId, now);
+  }
+
+  get duplicatesDropped(): number {
+    return this.duplicates.dropped;
   }
 
   allocateSequenceNumber(): number {
-    return this.nextSequenceNumber++;
+    return this.sequence();
   }
 
-  /** Builds a stored message with the next sequence number. */
-  createMessage(parts: MessageParts, messageId: string | undefined): StoredMessage {
+  /** Builds a stored message with the next sequence number (or the one its topic gave it). */
+  createMessage(
+    parts: MessageParts,
+    messageId: string | undefined,
+    sequenceNumber = this.allocateSequenceNumber(),
+  ): StoredMessage {
     const message: StoredMessage = {
-      sequenceNumber: this.allocateSequenceNumber(),
+      sequenceNumber,
       enqueuedTime: Date.now(),
       parts,
       deliveryCount: 0,

@@ -457,3 +457,204 @@ test('an unknown queue fails with MessagingEntityNotFound', async () => {
     await sender.close();
   }
 });
+
+/**
+ * Topics and subscriptions (the outcome topic). These need a topic with two subscriptions, which
+ * the stand-in creates per test; against a real namespace they are skipped (its topics are not
+ * part of the setup described at the top).
+ */
+describe('topics and subscriptions', () => {
+  const topicTest = process.env.SERVICEBUS_CONNECTION_STRING ? test.skip : test;
+  let topicCount = 0;
+
+  /** A fresh topic with two subscriptions on the stand-in. */
+  function newTopic(duplicateDetectionWindowMs = 0): { topic: string; subs: [string, string] } {
+    topicCount += 1;
+    const topic = `topic-${topicCount}`;
+    target.standIn?.createTopic({
+      name: topic,
+      duplicateDetectionWindowMs,
+      subscriptions: [
+        { name: 'hr-itsm', lockDurationMs: 1500, maxDeliveryCount: 3 },
+        { name: 'siem', lockDurationMs: 1500, maxDeliveryCount: 3 },
+      ],
+    });
+    return { topic, subs: ['hr-itsm', 'siem'] };
+  }
+
+  topicTest('each subscription gets its own copy, with the topic sequence number', async () => {
+    const { topic, subs } = newTopic();
+    const sender = client.createSender(topic);
+    const [hr, siem] = subs.map((s) => client.createReceiver(topic, s)) as [
+      ServiceBusReceiver,
+      ServiceBusReceiver,
+    ];
+    try {
+      await sender.sendMessages({
+        body: { outcome: 'succeeded' },
+        messageId: 'o-1',
+        contentType: 'application/cloudevents+json',
+        applicationProperties: { outcome: 'succeeded' },
+      });
+      const [a] = await receive(hr, 1);
+      const [b] = await receive(siem, 1);
+      for (const m of [a, b]) {
+        expect(m?.body).toEqual({ outcome: 'succeeded' });
+        expect(m?.messageId).toBe('o-1');
+        expect(m?.contentType).toBe('application/cloudevents+json');
+        expect(m?.applicationProperties).toEqual({ outcome: 'succeeded' });
+      }
+      expect(a?.sequenceNumber?.toNumber()).toBe(b?.sequenceNumber?.toNumber());
+      // Settling one copy leaves the other subscription's copy where it is.
+      await hr.completeMessage(a!);
+      expect(target.standIn?.stats(`${topic}/Subscriptions/hr-itsm`)).toMatchObject({
+        completed: 1,
+        locked: 0,
+      });
+      expect(target.standIn?.stats(`${topic}/Subscriptions/siem`)).toMatchObject({
+        completed: 0,
+        locked: 1,
+      });
+      await siem.abandonMessage(b!);
+      const [again] = await receive(siem, 1);
+      expect(again?.messageId).toBe('o-1');
+      expect(again?.deliveryCount).toBe(1);
+      expect(await receive(hr, 1, 500)).toHaveLength(0);
+      expect(target.standIn?.topicStats(topic)).toEqual({
+        accepted: 1,
+        duplicatesDropped: 0,
+        subscriptions: [`${topic}/Subscriptions/hr-itsm`, `${topic}/Subscriptions/siem`],
+      });
+    } finally {
+      await Promise.all([sender.close(), hr.close(), siem.close()]);
+    }
+  });
+
+  topicTest(
+    'duplicate detection on the topic drops a repeated MessageId for every subscription',
+    async () => {
+      const { topic, subs } = newTopic(60_000);
+      const sender = client.createSender(topic);
+      const receivers = subs.map((s) =>
+        client.createReceiver(topic, s, { receiveMode: 'receiveAndDelete' }),
+      );
+      try {
+        await sender.sendMessages({ body: 'first', messageId: 'same-id' });
+        await sender.sendMessages({ body: 'repeat', messageId: 'same-id' });
+        await sender.sendMessages({ body: 'other', messageId: 'other-id' });
+        for (const receiver of receivers) {
+          const got = await receive(receiver, 3, 1500);
+          expect(got.map((m): unknown => m.body)).toEqual(['first', 'other']);
+        }
+        expect(target.standIn?.topicStats(topic)).toMatchObject({
+          accepted: 2,
+          duplicatesDropped: 1,
+        });
+      } finally {
+        await Promise.all([sender.close(), ...receivers.map((r) => r.close())]);
+      }
+    },
+  );
+
+  topicTest('a subscription has its own dead-letter queue and can be peeked', async () => {
+    const { topic } = newTopic();
+    const sender = client.createSender(topic);
+    const receiver = client.createReceiver(topic, 'hr-itsm');
+    const dlq = client.createReceiver(topic, 'hr-itsm', { subQueueType: 'deadLetter' });
+    try {
+      await sender.sendMessages([
+        { body: 'poison', messageId: 'p-1' },
+        { body: 'fine', messageId: 'f-1' },
+      ]);
+      const peeker = client.createReceiver(topic, 'siem');
+      const peeked = await peeker.peekMessages(10);
+      await peeker.close();
+      expect(peeked.map((m) => m.messageId)).toEqual(['p-1', 'f-1']);
+      const [poison] = await receive(receiver, 1);
+      await receiver.deadLetterMessage(poison!, {
+        deadLetterReason: 'Unparseable',
+        deadLetterErrorDescription: 'not a CloudEvent',
+      });
+      const [dead] = await receive(dlq, 1);
+      expect(dead?.messageId).toBe('p-1');
+      expect(dead?.deadLetterReason).toBe('Unparseable');
+      await dlq.completeMessage(dead!);
+      expect(target.standIn?.stats(`${topic}/Subscriptions/hr-itsm`).deadLettered).toBe(0);
+      expect(target.standIn?.stats(`${topic}/Subscriptions/siem`).deadLettered).toBe(0);
+    } finally {
+      await Promise.all([sender.close(), receiver.close(), dlq.close()]);
+    }
+  });
+
+  topicTest(
+    'scheduled on a topic: every subscription gets it at its time; cancelled, none does',
+    async () => {
+      const { topic, subs } = newTopic();
+      const sender = client.createSender(topic);
+      const receivers = subs.map((s) =>
+        client.createReceiver(topic, s, { receiveMode: 'receiveAndDelete' }),
+      );
+      try {
+        const at = new Date(Date.now() + 1500);
+        await sender.scheduleMessages({ body: 'later', messageId: 'later-1' }, at);
+        const [cancelled] = await sender.scheduleMessages({ body: 'never' }, at);
+        await sender.cancelScheduledMessages(cancelled!);
+        expect(target.standIn?.stats(`${topic}/Subscriptions/siem`)).toMatchObject({
+          scheduled: 1,
+        });
+        for (const receiver of receivers) {
+          const got = await receive(receiver, 1, 3000);
+          expect(got.map((m): unknown => m.body)).toEqual(['later']);
+          expect(got[0]?.enqueuedTimeUtc?.getTime()).toBeGreaterThanOrEqual(at.getTime() - 50);
+          expect(await receive(receiver, 1, 300)).toHaveLength(0);
+        }
+      } finally {
+        await Promise.all([sender.close(), ...receivers.map((r) => r.close())]);
+      }
+    },
+  );
+
+  topicTest(
+    'a disabled topic refuses messages with MessagingEntityDisabled until it is active again',
+    async () => {
+      const { topic } = newTopic();
+      const sender = client.createSender(topic);
+      const receiver = client.createReceiver(topic, 'hr-itsm', { receiveMode: 'receiveAndDelete' });
+      try {
+        target.standIn?.setTopicStatus(topic, 'SendDisabled');
+        await expectErrorCode(sender.sendMessages({ body: 'lost?' }), 'MessagingEntityDisabled');
+        target.standIn?.setTopicStatus(topic, 'Active');
+        await sender.sendMessages({ body: 'back' });
+        const got = await receive(receiver, 2, 1000);
+        expect(got.map((m): unknown => m.body)).toEqual(['back']);
+      } finally {
+        await Promise.all([sender.close(), receiver.close()]);
+      }
+    },
+  );
+
+  topicTest(
+    'wrong addresses fail: receive from a topic, send to a subscription, unknown subscription',
+    async () => {
+      const { topic } = newTopic();
+      const fromTopic = client.createReceiver(topic);
+      const toSubscription = client.createSender(`${topic}/Subscriptions/hr-itsm`);
+      const unknown = client.createReceiver(topic, 'nobody');
+      try {
+        await expect(fromTopic.receiveMessages(1, { maxWaitTimeInMs: 500 })).rejects.toThrow(
+          /is a topic/,
+        );
+        await expect(toSubscription.sendMessages({ body: 'x' })).rejects.toThrow(
+          /is a subscription/,
+        );
+        await expectErrorCode(
+          unknown.receiveMessages(1, { maxWaitTimeInMs: 500 }),
+          'MessagingEntityNotFound',
+        );
+        expect(target.standIn?.topicStats(topic).accepted).toBe(0);
+      } finally {
+        await Promise.all([fromTopic.close(), toSubscription.close(), unknown.close()]);
+      }
+    },
+  );
+});

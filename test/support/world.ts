@@ -14,6 +14,10 @@ import { createRuntime, type Runtime } from '../../shared/app/runtime';
 
 export const ALL_GRAPH_ROLES = Object.values(GraphPermissions);
 
+/** The outcome topic every world has, and its sample subscription (infra/modules/servicebus.bicep). */
+export const OUTCOME_TOPIC = 'offboarding-outcomes';
+export const OUTCOME_SUBSCRIPTION = 'hr-itsm';
+
 export interface CapturedLog {
   level: string;
   text: string;
@@ -77,6 +81,14 @@ export async function startWorld(
         maxDeliveryCount: 5,
         lockDurationMs: 5000,
         duplicateDetectionWindowMs: 60_000,
+      },
+    ],
+    // The outcome topic (OUTCOME_TOPIC default) with the sample subscription infra deploys.
+    topics: [
+      {
+        name: OUTCOME_TOPIC,
+        duplicateDetectionWindowMs: 60_000,
+        subscriptions: [{ name: OUTCOME_SUBSCRIPTION, maxDeliveryCount: 5, lockDurationMs: 5000 }],
       },
     ],
   });
