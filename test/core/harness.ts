@@ -3,9 +3,15 @@
  * user the rules are about, and builders for events and deliveries.
  */
 import { randomUUID } from 'node:crypto';
+import {
+  SharedGuardrail,
+  type GuardrailLimits,
+  type GuardrailStore,
+} from '../../shared/core/guardrail';
 import { OffboardingService, type Delivery, type ProcessResult } from '../../shared/core/offboard';
 import { Secret } from '../../shared/core/password';
 import { QueueProcessor, type QueueOutcome } from '../../shared/core/queueProcessing';
+import type { FinalRecordSink } from '../../shared/core/ports';
 import type { RetryPolicy } from '../../shared/core/retryPolicy';
 import type { RouteName } from '../../shared/core/routes';
 import {
@@ -13,6 +19,7 @@ import {
   FakePacer,
   FakeScheduler,
   MemoryAuditLog,
+  MemoryGuardrailStore,
   TestClock,
   fixedRandom,
   type FakeUser,
@@ -34,6 +41,8 @@ export interface Core {
   directory: FakeDirectory;
   scheduler: FakeScheduler;
   pacer: FakePacer;
+  /** The guardrail's records (used only when the `guardrail` option turns the guardrail on). */
+  guardrailStore: MemoryGuardrailStore;
   service: OffboardingService;
   processor: QueueProcessor;
   users: {
@@ -54,13 +63,33 @@ export interface Core {
   ): Promise<QueueOutcome>;
 }
 
-export function makeCore(options: { dryRun?: boolean; retry?: RetryPolicy } = {}): Core {
+/** Limits that nothing in a test reaches: a guardrail that is on but never trips. */
+export const UNREACHED_GUARDRAIL: GuardrailLimits = {
+  employeeLeaving: { maxPerWindow: 1_000_000, windowMinutes: 60 },
+  mfaEnabled: { maxPerWindow: 1_000_000, windowMinutes: 60 },
+};
+
+export interface CoreOptions {
+  dryRun?: boolean;
+  retry?: RetryPolicy;
+  /**
+   * Turns the blast-radius guardrail on with these limits (routes not given never trip), over
+   * `guardrailStore` or, by default, the core's MemoryGuardrailStore. Off when absent.
+   */
+  guardrail?: Partial<GuardrailLimits>;
+  guardrailStore?: GuardrailStore;
+  /** Told of every final record, in this order. */
+  finalSinks?: readonly FinalRecordSink[];
+}
+
+export function makeCore(options: CoreOptions = {}): Core {
   const clock = new TestClock();
   const random = fixedRandom(0.5);
   const audit = new MemoryAuditLog();
   const directory = new FakeDirectory(clock);
   const scheduler = new FakeScheduler();
   const pacer = new FakePacer();
+  const guardrailStore = new MemoryGuardrailStore();
   const retry = options.retry ?? RETRY;
   const users = {
     alice: directory.addUser({ userPrincipalName: 'alice@contoso.com' }),
@@ -94,6 +123,16 @@ export function makeCore(options: { dryRun?: boolean; retry?: RetryPolicy } = {}
     now: clock.now,
     random,
     generatePassword: () => new Secret(KNOWN_PASSWORD),
+    ...(options.guardrail === undefined
+      ? {}
+      : {
+          guardrail: new SharedGuardrail(
+            options.guardrailStore ?? guardrailStore,
+            { ...UNREACHED_GUARDRAIL, ...options.guardrail },
+            clock.now,
+          ),
+        }),
+    ...(options.finalSinks === undefined ? {} : { finalSinks: options.finalSinks }),
   });
   const processor = new QueueProcessor({
     offboarding: service,
@@ -109,6 +148,7 @@ export function makeCore(options: { dryRun?: boolean; retry?: RetryPolicy } = {}
     directory,
     scheduler,
     pacer,
+    guardrailStore,
     service,
     processor,
     users,
