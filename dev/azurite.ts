@@ -3,9 +3,15 @@ import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
 
 export interface AzuriteTable {
-  /** Connection string for the table endpoint, with this run's random account key. */
+  /**
+   * Connection string for the table and blob endpoints (the audit table and the immutable audit
+   * log live in one account), with this run's random account key.
+   */
   connectionString: string;
+  /** The table service's port. */
   port: number;
+  /** The blob service's port (append blobs of the immutable audit log). */
+  blobPort: number;
   stop(): Promise<void>;
 }
 
@@ -27,26 +33,27 @@ export async function freePort(): Promise<number> {
   });
 }
 
-/**
- * Starts Azurite's table service in memory on a free loopback port. The account key is random for
- * each run (AZURITE_ACCOUNTS), so no key is ever committed, not even the emulator's well-known one.
- */
-export async function startAzuriteTable(
-  options: { port?: number; silent?: boolean } = {},
-): Promise<AzuriteTable> {
-  const port = options.port ?? (await freePort());
-  const key = randomBytes(32).toString('base64');
+/** One Azurite service (table or blob) as a child process, listening once this resolves. */
+async function startService(
+  service: 'table' | 'blob',
+  port: number,
+  key: string,
+): Promise<ChildProcess> {
   const child: ChildProcess = spawn(
     process.execPath,
     [
-      require.resolve('azurite/dist/src/table/main.js'),
-      '--tableHost',
+      require.resolve(`azurite/dist/src/${service}/main.js`),
+      `--${service}Host`,
       '127.0.0.1',
-      '--tablePort',
+      `--${service}Port`,
       String(port),
       '--inMemoryPersistence',
       '--disableTelemetry',
       '--silent',
+      // The Blob SDK speaks a newer service version than this Azurite (the last for Node 20) knows;
+      // append blobs, listing and download are the same in both.
+      // In memory: a bound well above what a test run appends, rather than half the machine's memory.
+      ...(service === 'blob' ? ['--skipApiVersionCheck', '--extentMemoryLimit', '256'] : []),
     ],
     {
       env: { ...process.env, AZURITE_ACCOUNTS: `${ACCOUNT}:${key}` },
@@ -58,12 +65,12 @@ export async function startAzuriteTable(
   child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
 
   await new Promise<void>((resolve, reject) => {
-    const deadline = setTimeout(
-      () => reject(new Error(`Azurite did not start within 20 s:\n${output}`)),
-      20_000,
-    );
+    const deadline = setTimeout(() => {
+      child.kill('SIGTERM');
+      reject(new Error(`Azurite ${service} did not start within 20 s:\n${output}`));
+    }, 20_000);
     const check = setInterval(() => {
-      if (/successfully (listening|started)/i.test(output)) {
+      if (/successfully (listen|start)/i.test(output)) {
         clearTimeout(deadline);
         clearInterval(check);
         resolve();
@@ -72,18 +79,51 @@ export async function startAzuriteTable(
     child.once('exit', (code) => {
       clearTimeout(deadline);
       clearInterval(check);
-      reject(new Error(`Azurite exited with code ${code}:\n${output}`));
+      reject(new Error(`Azurite ${service} exited with code ${code}:\n${output}`));
     });
   });
+  return child;
+}
+
+function stopChild(child: ChildProcess): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    child.once('exit', () => resolve());
+    child.kill('SIGTERM');
+  });
+}
+
+/**
+ * Starts Azurite's table and blob services in memory on free loopback ports, for one account. The
+ * account key is random for each run (AZURITE_ACCOUNTS), so no key is ever committed, not even the
+ * emulator's well-known one. Azurite accepts append blobs but does not enforce immutability
+ * policies (Azure does): tests check what the app asks for, the Bicep checks the policy.
+ */
+export async function startAzuriteTable(
+  options: { port?: number; blobPort?: number; silent?: boolean } = {},
+): Promise<AzuriteTable> {
+  const port = options.port ?? (await freePort());
+  const blobPort = options.blobPort ?? (await freePort());
+  const key = randomBytes(32).toString('base64');
+  const started = await Promise.allSettled([
+    startService('table', port, key),
+    startService('blob', blobPort, key),
+  ]);
+  const children = started.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
+  const failed = started.find((s) => s.status === 'rejected');
+  if (failed !== undefined) {
+    await Promise.all(children.map(stopChild));
+    throw failed.reason;
+  }
 
   return {
     port,
-    connectionString: `DefaultEndpointsProtocol=http;AccountName=${ACCOUNT};AccountKey=${key};TableEndpoint=http://127.0.0.1:${port}/${ACCOUNT};`,
-    stop: () =>
-      new Promise<void>((resolve) => {
-        if (child.exitCode !== null) return resolve();
-        child.once('exit', () => resolve());
-        child.kill('SIGTERM');
-      }),
+    blobPort,
+    connectionString:
+      `DefaultEndpointsProtocol=http;AccountName=${ACCOUNT};AccountKey=${key};` +
+      `TableEndpoint=http://127.0.0.1:${port}/${ACCOUNT};BlobEndpoint=http://127.0.0.1:${blobPort}/${ACCOUNT};`,
+    stop: async () => {
+      await Promise.all(children.map(stopChild));
+    },
   };
 }
