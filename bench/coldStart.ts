@@ -1,10 +1,13 @@
 /**
- * Cold start on the Node version Azure runs (22): bare `node` start, loading the function module
- * (dist/ and, when one was built, the deployment bundle), and cold event latency (process start to
- * the first verified revocation) against warm event latency, in the same run.
+ * Cold start on the Node version Azure runs (22): bare `node` start, then for dist/ and for the
+ * deployment bundle that ships (its first start on an instance, compile cache empty, and a later
+ * start, cache written): module load, and cold event latency (process start to the first verified
+ * revocation, through the function the module registered) against warm event latency, all in the
+ * same run, interleaved.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, startAzuriteTable } from '../dev/azurite';
 import { startGraphStandIn } from '../dev/graph-standin/index';
@@ -17,30 +20,32 @@ const ROOT = join(__dirname, '..', '..');
 /** The Node 22 release CI uses; `npx -p node@...` fetches it once into the npm cache. */
 export const NODE22_PACKAGE = 'node@22.23.3';
 
-/** Where a deployment bundle may have been built (first found wins). */
-const BUNDLE_CANDIDATES = [
-  'dist/deploy/main.js',
-  'dist/bundle/index.js',
-  'dist/bundle/functions/index.js',
-  'dist-bundle/index.js',
-  'dist-bundle/functions/index.js',
-  'bundle/index.js',
-  'build/index.js',
-];
+/** The deployment bundle `npm run package` writes, the one `azd deploy` ships (azure.yaml). */
+export const BUNDLE = 'dist/deploy/main.js';
+/** The unbundled function module (package.json "main"), for comparison. */
+const DIST = 'dist/functions/index.js';
+
+/** Figures of one form of the app, medians of the runs. */
+export interface ColdForm {
+  /** Process start to the module loaded (settings validated, clients built, functions registered). */
+  loadMs: number;
+  ratio: number;
+  /** Process start to the first departure's verified revocation. */
+  coldEventMs: number;
+  /** A second departure in the same process. */
+  warmEventMs: number;
+}
 
 export interface ColdStartResult {
   node: string;
   runs: number;
   bareNodeMs: number;
-  appMs: number;
-  ratio: number;
-  bundle?: { path: string; loadMs: number; ratio: number };
-  coldEventMs: number;
-  warmEventMs: number;
-}
-
-export function findBundle(): string | undefined {
-  return BUNDLE_CANDIDATES.find((path) => existsSync(join(ROOT, path)));
+  /** dist/ as tsc writes it (node_modules resolved at run time). */
+  dist: ColdForm;
+  /** The shipped bundle on an instance's first start: Node's compile cache still empty. */
+  bundleFirstStart: ColdForm;
+  /** The shipped bundle when the process starts again on the same instance (cache written). */
+  bundleCached: ColdForm;
 }
 
 /** The path of the Node 22 binary (npx caches the package; later calls are quick). */
@@ -68,6 +73,7 @@ function timeProcess(node: string, args: string[], env: NodeJS.ProcessEnv): numb
 function timeColdEvent(
   node: string,
   env: NodeJS.ProcessEnv,
+  modulePath: string,
   users: [string, string],
 ): Promise<{ coldMs: number; warmMs: number }> {
   return new Promise((resolve, reject) => {
@@ -75,7 +81,7 @@ function timeColdEvent(
     let coldMs: number | undefined;
     let output = '';
     let errors = '';
-    const child = spawn(node, [join(ROOT, 'dist/bench/coldEvent.js'), ...users], {
+    const child = spawn(node, [join(ROOT, 'dist/bench/coldEvent.js'), modulePath, ...users], {
       cwd: ROOT,
       env,
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -128,52 +134,79 @@ export async function measureColdStart(options: {
     ServiceBusConnection: serviceBus.connectionString,
     PROTECTED_USERS: 'breakglass@contoso.com',
   };
+  if (!existsSync(join(ROOT, BUNDLE))) {
+    throw new Error(`${BUNDLE} is missing: run \`npm run package\` first (npm run bench does)`);
+  }
+  // os.tmpdir() follows TMPDIR: each first start gets an empty compile cache directory of its
+  // own, and the cached starts share one that the first of them wrote.
+  const scratch = mkdtempSync(join(tmpdir(), 'bench-cold-'));
+  const cachedTmp = join(scratch, 'cached');
+  mkdirSync(cachedTmp);
+  let fresh = 0;
+  const freshTmp = () => {
+    const dir = join(scratch, `fresh-${fresh++}`);
+    mkdirSync(dir);
+    return dir;
+  };
+  let user = 0;
+  const twoUsers = (): [string, string] => {
+    const upn = () => {
+      const n = user++;
+      return graph.addUser({
+        id: `c01d0000-0000-4000-8000-${String(n).padStart(12, '0')}`,
+        userPrincipalName: `cold${n}@contoso.com`,
+      }).userPrincipalName;
+    };
+    return [upn(), upn()];
+  };
+  const forms = { dist: DIST, bundleFirstStart: BUNDLE, bundleCached: BUNDLE } as const;
+  type Form = keyof typeof forms;
+  const envOf = (form: Form): NodeJS.ProcessEnv => ({
+    ...env,
+    TMPDIR: form === 'bundleCached' ? cachedTmp : freshTmp(),
+  });
   try {
+    // Writes the shared cache, as the first start on an instance does.
+    timeProcess(node, ['-e', `require('./${BUNDLE}')`], envOf('bundleCached'));
     const bare: number[] = [];
-    const app: number[] = [];
-    const bundled: number[] = [];
-    const bundle = findBundle();
-    const cold: number[] = [];
-    const warm: number[] = [];
+    const samples = Object.fromEntries(
+      Object.keys(forms).map((f) => [
+        f,
+        { load: [] as number[], cold: [] as number[], warm: [] as number[] },
+      ]),
+    ) as Record<Form, { load: number[]; cold: number[]; warm: number[] }>;
     for (let i = 0; i < runs; i++) {
       // Interleaved, so drifting machine load hits every measure alike.
       bare.push(timeProcess(node, ['-e', '0'], env));
-      app.push(timeProcess(node, ['-e', "require('./dist/functions/index.js')"], env));
-      if (bundle) bundled.push(timeProcess(node, ['-e', `require('./${bundle}')`], env));
-      const users = [0, 1].map((j) =>
-        graph.addUser({
-          id: `c01d0000-0000-4000-8000-${String(i * 2 + j).padStart(12, '0')}`,
-          userPrincipalName: `cold${i}-${j}@contoso.com`,
-        }),
-      );
-      const event = await timeColdEvent(node, env, [
-        users[0]?.userPrincipalName ?? '',
-        users[1]?.userPrincipalName ?? '',
-      ]);
-      cold.push(event.coldMs);
-      warm.push(event.warmMs);
+      for (const [form, path] of Object.entries(forms) as [Form, string][]) {
+        const sample = samples[form];
+        sample.load.push(timeProcess(node, ['-e', `require('./${path}')`], envOf(form)));
+        const event = await timeColdEvent(node, envOf(form), path, twoUsers());
+        sample.cold.push(event.coldMs);
+        sample.warm.push(event.warmMs);
+      }
     }
     const bareNodeMs = median(bare);
-    const appMs = median(app);
+    const figures = (form: Form): ColdForm => {
+      const sample = samples[form];
+      const loadMs = median(sample.load);
+      return {
+        loadMs: round(loadMs, 0),
+        ratio: round(loadMs / bareNodeMs),
+        coldEventMs: round(median(sample.cold), 0),
+        warmEventMs: round(median(sample.warm), 0),
+      };
+    };
     return {
       node: version,
       runs,
       bareNodeMs: round(bareNodeMs, 0),
-      appMs: round(appMs, 0),
-      ratio: round(appMs / bareNodeMs),
-      ...(bundle
-        ? {
-            bundle: {
-              path: bundle,
-              loadMs: round(median(bundled), 0),
-              ratio: round(median(bundled) / bareNodeMs),
-            },
-          }
-        : {}),
-      coldEventMs: round(median(cold), 0),
-      warmEventMs: round(median(warm), 0),
+      dist: figures('dist'),
+      bundleFirstStart: figures('bundleFirstStart'),
+      bundleCached: figures('bundleCached'),
     };
   } finally {
+    rmSync(scratch, { recursive: true, force: true });
     await Promise.all([serviceBus.stop(), graph.stop(), identity.stop(), azurite.stop()]);
   }
 }

@@ -1,4 +1,4 @@
-import { isServiceBusError, ServiceBusClient, type ServiceBusSender } from '@azure/service-bus';
+import type { ServiceBusClient, ServiceBusSender } from '@azure/service-bus';
 import type { TokenCredential } from '@azure/identity';
 import Long from 'long';
 import { Budgets, withDeadline } from './deadline';
@@ -10,6 +10,26 @@ export interface ServiceBusTarget {
   connectionString?: string;
 }
 
+type ServiceBusSdk = typeof import('@azure/service-bus');
+let loadedSdk: ServiceBusSdk | undefined;
+
+/**
+ * The Service Bus SDK, loaded on first use: it costs about 100 ms of every cold start, and a
+ * departure that succeeds never schedules anything. A plain require (not import()) so that esbuild
+ * still bundles it and the first use stays synchronous.
+ */
+function serviceBusSdk(): ServiceBusSdk {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- lazy on purpose (see above)
+  loadedSdk ??= require('@azure/service-bus') as ServiceBusSdk;
+  return loadedSdk;
+}
+
+/** Only the SDK makes ServiceBusErrors; it need not be loaded to tell that an error is not one. */
+function isServiceBusError(error: unknown): error is import('@azure/service-bus').ServiceBusError {
+  const named = typeof error === 'object' && error !== null && 'name' in error;
+  return named && error.name === 'ServiceBusError' && serviceBusSdk().isServiceBusError(error);
+}
+
 export function createServiceBusClient(
   target: ServiceBusTarget,
   credential: TokenCredential,
@@ -19,8 +39,9 @@ export function createServiceBusClient(
     retryOptions: { timeoutInMs: Budgets.serviceBusTryMs, maxRetries: 2, maxRetryDelayInMs: 5_000 },
   };
   if (target.connectionString !== undefined)
-    return new ServiceBusClient(target.connectionString, options);
+    return new (serviceBusSdk().ServiceBusClient)(target.connectionString, options);
   if (target.fullyQualifiedNamespace !== undefined) {
+    const { ServiceBusClient } = serviceBusSdk();
     return new ServiceBusClient(target.fullyQualifiedNamespace, credential, options);
   }
   throw new OffboardingError(

@@ -34,8 +34,8 @@ test('azd deploys the folder `npm run package` writes', () => {
   expect(readFileSync(join(ROOT, 'azure.yaml'), 'utf8')).toMatch(/^ {4}dist: dist\/deploy$/m);
 });
 
-test('the package holds the bundle, host.json and package.json only', () => {
-  expect(readdirSync(out).sort()).toEqual(['host.json', 'main.js', 'package.json']);
+test('the package holds the bundle, its entry, host.json and package.json only', () => {
+  expect(readdirSync(out).sort()).toEqual(['app.js', 'host.json', 'main.js', 'package.json']);
   expect(readFileSync(join(out, 'host.json'), 'utf8')).toBe(
     readFileSync(join(ROOT, 'host.json'), 'utf8'),
   );
@@ -48,19 +48,36 @@ test('the package holds the bundle, host.json and package.json only', () => {
   expect(manifest).not.toHaveProperty('devDependencies');
 });
 
-test('the bundle requires nothing but Node built-ins and the host-supplied functions-core', () => {
-  const required = new Set(
-    [...readFileSync(join(out, 'main.js'), 'utf8').matchAll(/\brequire\("([^"]+)"\)/g)].map(
+const requiredBy = (file: string) =>
+  new Set(
+    [...readFileSync(join(out, file), 'utf8').matchAll(/\brequire\(["']([^"']+)["']\)/g)].map(
       (m) => m[1] as string,
     ),
   );
+
+test('the bundle requires nothing but Node built-ins and the host-supplied functions-core', () => {
+  const required = requiredBy('app.js');
   expect(required).toContain('@azure/functions-core');
   expect([...required].filter((id) => !isBuiltin(id) && id !== '@azure/functions-core')).toEqual(
     [],
   );
 });
 
-test('the bundle loads outside the repository and registers every function', () => {
+test('the entry turns on the compile cache in the temp directory and loads the bundle', () => {
+  const entry = readFileSync(join(out, 'main.js'), 'utf8');
+  expect([...requiredBy('main.js')].filter((id) => !isBuiltin(id))).toEqual(['./app.js']);
+  expect(entry).toMatch(/join\(require\('node:os'\)\.tmpdir\(\), "[\w-]+"\)/);
+  expect(entry).toMatch(/enableCompileCache\(dir\)/);
+  // Never a recursive mkdir: Node 22's never returns for a path under /proc.
+  expect(entry).not.toMatch(/recursive/);
+});
+
+// Azure mounts the package read-only: a temp directory where no compile cache can be written must
+// not stop the app (the second case), nor make it print errors.
+test.each([
+  ['a writable temp directory', () => mkdtempSync(join(tmpdir(), 'compile-cache-'))],
+  ['no usable temp directory', () => '/proc/no-such-dir'],
+])('the bundle loads outside the repository and registers every function (%s)', (_, tmp) => {
   // Settings the app validates at start-up; the defaults come from the code.
   const settings: Record<string, string> = {
     ...contract.appSettings.defaults,
@@ -69,6 +86,7 @@ test('the bundle loads outside the repository and registers every function', () 
     ServiceBusConnection__clientId: '11111111-1111-4111-8111-111111111111',
     AZURE_CLIENT_ID: '11111111-1111-4111-8111-111111111111',
     AUDIT_TABLE_ENDPOINT: 'https://sttest.table.core.windows.net',
+    AUDIT_BLOB_ENDPOINT: 'https://sttest.blob.core.windows.net',
     PROTECTED_USERS: 'breakglass@contoso.com',
     DRY_RUN: 'true',
   };
@@ -76,7 +94,7 @@ test('the bundle loads outside the repository and registers every function', () 
   const result = spawnSync(process.execPath, ['-e', "require('./main.js')"], {
     cwd: out,
     encoding: 'utf8',
-    env: { PATH: process.env.PATH ?? '', ...settings },
+    env: { PATH: process.env.PATH ?? '', TMPDIR: tmp(), ...settings },
   });
   expect(result.stderr).not.toMatch(/Error/);
   expect(result.status).toBe(0);
