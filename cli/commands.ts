@@ -1,13 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import { AppMessageIdPrefixes } from '../shared/core/messaging';
 import { readFile } from 'node:fs/promises';
+import { basename } from 'node:path';
+import { approveWave } from '../shared/core/guardrailOps';
 import type { Runtime } from '../shared/app/runtime';
 import { recordsOfEvent, recordsOfUser } from './auditLookup';
 import { parseCsv } from './csv';
 import { listDeadLetters, replayDeadLetters } from './deadLetters';
 import { WAVE_DEPARTURE_SHARE, newWaveId, paceWave, planEnqueue, sendPlan } from './enqueue';
 import { ExitCodes, UsageError } from './exitCodes';
-import { progressReporter, type Io } from './io';
+import { operator, progressReporter, type Io } from './io';
 import { reinstatementEvent, type ReinstateRequest } from './reinstate';
 import { DEFAULT_SINCE, formatReport, parseSince, readReport } from './report';
 import {
@@ -18,6 +20,9 @@ import {
   escapeUnsafe,
   toJson,
 } from './output';
+
+/** A wave's approval outlasts its last scheduled event by a day (retries, parked copies). */
+const WAVE_APPROVAL_GRACE_MS = 24 * 3_600_000;
 
 /** The runtime a command acts with; built only when the command needs it (--help needs none). */
 export type RuntimeFactory = () => Runtime;
@@ -260,6 +265,22 @@ export async function enqueueCommand(
       rate: options.rate,
       start: new Date(),
     });
+    // The wave is the operator's approval, its size the ceiling, recorded before anything is sent.
+    const now = new Date();
+    await approveWave(
+      ops.guardrailStore,
+      queue === ops.config.queues.mfaEnabled ? 'mfaEnabled' : 'employeeLeaving',
+      wave,
+      {
+        size: messages.length,
+        by: operator(),
+        reason: `offboard enqueue --csv ${basename(options.csv)}`,
+        at: now.toISOString(),
+        expiresAt: new Date(
+          (schedule?.finishesAt ?? now).getTime() + WAVE_APPROVAL_GRACE_MS,
+        ).toISOString(),
+      },
+    );
     const sent = await sendPlan(
       ops.serviceBus(),
       plan,

@@ -155,7 +155,8 @@ export function planEnqueue(
       body: event,
       messageId: id,
       contentType: 'application/json',
-      applicationProperties: { [MessageProperties.enqueuedBy]: by },
+      // The wave id is the guardrail's approval for this wave (its size is the ceiling).
+      applicationProperties: { [MessageProperties.enqueuedBy]: by, [MessageProperties.wave]: wave },
     });
   }
   return { queue, wave, messages, errors };

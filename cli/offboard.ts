@@ -26,14 +26,21 @@ import { isWaveId, WAVE_ID_RULE } from './enqueue';
 import { ExitCodes, exitCodeOf, UsageError } from './exitCodes';
 import { readAll, type Io } from './io';
 import { DEFAULT_SINCE, parseSince } from './report';
+import {
+  GUARDRAIL_KINDS,
+  guardrailDiscardCommand,
+  guardrailReleaseCommand,
+  guardrailStatusCommand,
+  type ReleaseOptions,
+} from './guardrail';
 import { errorLine, escapeUnsafe } from './output';
 
 export { ExitCodes } from './exitCodes';
 
 const ROOT_HELP = `
 Settings come from the environment, exactly as for the Function App (see docs/settings.md).
-process, reinstate, audit and report act as the app; dlq, enqueue and audit verify as the person
-running them.
+process, reinstate, audit and report act as the app; dlq, enqueue, guardrail and audit verify as
+the person running them.
 
 Exit codes:
   0   succeeded, dry run, or already processed
@@ -59,6 +66,13 @@ function nonNegativeNumber(raw: string): number {
 function count(raw: string): number {
   const value = nonNegativeNumber(raw);
   if (!Number.isInteger(value)) throw new InvalidArgumentError('It must be a whole number >= 0.');
+  return value;
+}
+
+function positiveInteger(raw: string): number {
+  const value = Number(raw);
+  if (!/^\d+$/.test(raw.trim()) || value < 1)
+    throw new InvalidArgumentError('It must be a whole number >= 1.');
   return value;
 }
 
@@ -184,6 +198,40 @@ function buildProgram(
     )
     .addOption(jsonOption())
     .action(run((options: ReportOptions) => reportCommand(options, io, app)));
+
+  const guardrail = program
+    .command('guardrail')
+    .description('the blast-radius guardrail: what it holds, release or discard held events');
+  const kindOption = () =>
+    new Option('--kind <kind>', 'departures or mfa')
+      .choices(Object.keys(GUARDRAIL_KINDS))
+      .makeOptionMandatory();
+  const reasonOption = () =>
+    new Option('--reason <text>', 'why (audited on every event)').makeOptionMandatory();
+  guardrail
+    .command('status')
+    .description('limits, executions in the window, trips, held events and approved waves')
+    .addOption(jsonOption())
+    .action(run((options: { json?: boolean }) => guardrailStatusCommand(options, io, ops)));
+  guardrail
+    .command('release')
+    .description('run held events (oldest first), paced; recorded as an approval with who and why')
+    .addOption(kindOption())
+    .addOption(reasonOption())
+    .addOption(new Option('--max <n>', 'release at most n events').argParser(positiveInteger))
+    .addOption(jsonOption())
+    .action(run((options: ReleaseOptions) => guardrailReleaseCommand(options, io, ops)));
+  guardrail
+    .command('discard')
+    .description('never run the held events of a kind; each is audited as discarded')
+    .addOption(kindOption())
+    .addOption(reasonOption())
+    .addOption(jsonOption())
+    .action(
+      run((options: { kind: string; reason: string; json?: boolean }) =>
+        guardrailDiscardCommand(options, io, ops),
+      ),
+    );
 
   const dlq = program
     .command('dlq')

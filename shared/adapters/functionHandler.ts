@@ -78,8 +78,20 @@ export function createQueueHandler(runtime: () => Runtime, route: RouteName) {
     };
     // Error texts can quote the user (Graph's 404 does); logs name the object id instead.
     const redact = (text: string) => redactUser(text, [record.user, record.userPrincipalName]);
+    if (result.guardrailTrip !== undefined)
+      // The alert (infra/modules/alerts.bicep) fires on this line: a feed is over its limit.
+      context.error(GUARDRAIL_TRIPPED, {
+        route,
+        ...result.guardrailTrip,
+        eventId: record.eventId,
+      });
     if (outcome.settlement === 'complete') {
-      if (result.retry)
+      if (record.outcome === 'held' && !result.duplicate)
+        context.warn(
+          'Event held by the blast-radius guardrail (offboard guardrail status)',
+          summary,
+        );
+      else if (result.retry)
         context.warn(
           result.error?.code === 'Deferred'
             ? 'Event waits (Graph write budget or another delivery running it); it comes back later'
@@ -109,6 +121,9 @@ export function createQueueHandler(runtime: () => Runtime, route: RouteName) {
     );
   };
 }
+
+/** The log line the guardrail alert looks for (infra reads it through the contract). */
+export const GUARDRAIL_TRIPPED = 'GuardrailTripped: the blast-radius guardrail held further events';
 
 /** Registers every route's function on the Functions host: the queue name comes from its setting. */
 export function registerRoutes(
