@@ -1,18 +1,341 @@
-import type { Io } from './io';
+import { DefaultAzureCredential } from '@azure/identity';
+import { boundedCredential } from '../shared/adapters/deadline';
+import {
+  openImmutableAuditLog,
+  type ImmutableAuditLogReader,
+  type LogLine,
+  type ReadLogLine,
+} from '../shared/adapters/immutableAuditLog';
+import type { ImmutableLogConfig } from '../shared/app/config';
+import { isFinal } from '../shared/core/auditRecords';
+import type { AuditRecord, RecordKey } from '../shared/core/ports';
 import type { RuntimeFactory } from './commands';
 import { ExitCodes } from './exitCodes';
+import type { Io } from './io';
+import { formatTable, toJson } from './output';
+import { DEFAULT_SINCE, parseSince } from './report';
+
+/**
+ * The fields a log line may rightly differ in from the table: a duplicate delivery of a final event
+ * counts itself in the table (`duplicates`, `lastDuplicateAt`) before it appends its copy, and a
+ * delivery that could not append may never come back (the table then counts one more than the log
+ * shows). Nothing else of a final record changes without a new line.
+ */
+export const FIELDS_NOT_COMPARED = ['duplicates', 'lastDuplicateAt'] as const;
+
+/**
+ * A record changed this recently may still be on its way to the log (the append follows the table
+ * write, and a failed append is retried with the delivery): it is listed as pending, not as a finding.
+ */
+export const IN_FLIGHT_MS = 5 * 60_000;
+
+export interface KeyRef extends RecordKey {
+  eventId: string;
+}
+
+export interface VerifyFindings {
+  /** Final in the table, and the log's latest line for the key says something else. */
+  differs: (KeyRef & { fields: string[]; loggedAt: string })[];
+  /** Final in the table, no line in the log (in the period read). */
+  missingFromLog: (KeyRef & { outcome: string; lastAttemptAt: string })[];
+  /** In the log, no longer in the table. */
+  goneFromTable: (KeyRef & { loggedOutcome: string; loggedAt: string })[];
+  /** In the log as final, in the table as not final (a release or replay still running, or an edit). */
+  noLongerFinal: (KeyRef & { outcome: string; loggedOutcome: string; loggedAt: string })[];
+  /** Lines that are not log lines of a known format. */
+  unreadable: { blob: string; line: number; reason: string }[];
+}
+
+export interface VerifyReport extends VerifyFindings {
+  since: string;
+  until: string;
+  /** Final table records compared with the log. */
+  finalRecords: number;
+  logLines: number;
+  blobs: number;
+  /** Differences or absences of records changed within IN_FLIGHT_MS: not findings (yet). */
+  pending: (KeyRef & { finding: 'differs' | 'missingFromLog'; changedAt: string })[];
+  clean: boolean;
+}
+
+const keyOf = (key: RecordKey) => `${key.identityKey}\u0000${key.contentDigest}`;
+const refOf = (record: AuditRecord): KeyRef => ({
+  identityKey: record.identityKey,
+  contentDigest: record.contentDigest,
+  eventId: record.eventId,
+});
+
+/** JSON with object keys sorted, so equal values print equally whatever their key order. */
+function canonical(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
+  if (typeof value === 'object' && value !== null) {
+    const entries = Object.entries(value)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonical(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value) ?? 'undefined';
+}
+
+/**
+ * A record as the comparison sees it: as JSON (undefined fields absent), without the fields not
+ * compared, and the object id lower-cased (a GUID: the table keeps it lower-cased for lookups).
+ */
+function comparable(record: AuditRecord): Map<string, string> {
+  const fields = new Map<string, string>();
+  for (const [name, value] of Object.entries(record)) {
+    if (value === undefined || (FIELDS_NOT_COMPARED as readonly string[]).includes(name)) continue;
+    fields.set(
+      name,
+      canonical(name === 'objectId' && typeof value === 'string' ? value.toLowerCase() : value),
+    );
+  }
+  return fields;
+}
+
+/** The fields in which two records differ (sorted), ignoring FIELDS_NOT_COMPARED. */
+export function differingFields(table: AuditRecord, logged: AuditRecord): string[] {
+  const a = comparable(table);
+  const b = comparable(logged);
+  const names = new Set([...a.keys(), ...b.keys()]);
+  return [...names].filter((name) => a.get(name) !== b.get(name)).sort();
+}
+
+/** When a record last changed in the table, as far as the record says. */
+function changedAt(record: AuditRecord): string {
+  const times = [record.lastAttemptAt, record.lastDuplicateAt];
+  const guardrail = record.guardrail;
+  if (guardrail?.release !== undefined) times.push(guardrail.release.at);
+  if (guardrail?.discard !== undefined) times.push(guardrail.discard.at);
+  return (
+    times
+      .filter((t): t is string => t !== undefined)
+      .sort()
+      .at(-1) ?? record.lastAttemptAt
+  );
+}
+
+/**
+ * Compares the table with the log. `tableRecords`: every record of the period, and the record of
+ * every key the log holds (read by key, so a record last attempted before the period is found).
+ * `log`: the lines read. Each final table record is compared with the latest line of its key.
+ */
+export function compareAuditWithLog(input: {
+  tableRecords: AuditRecord[];
+  log: ReadLogLine[];
+  since: Date;
+  until: Date;
+  /** Blobs read (for the report). */
+  blobs?: number;
+}): VerifyReport {
+  const latest = new Map<string, LogLine>();
+  const unreadable: VerifyFindings['unreadable'] = [];
+  let logLines = 0;
+  for (const { blob, line, entry } of input.log) {
+    if ('unreadable' in entry) {
+      unreadable.push({ blob, line, reason: entry.unreadable });
+      continue;
+    }
+    logLines += 1;
+    const key = keyOf(entry);
+    const seen = latest.get(key);
+    // Latest by append time; equal times keep the later line read (blobs in name order).
+    if (seen === undefined || entry.appendedAt >= seen.appendedAt) latest.set(key, entry);
+  }
+
+  const table = new Map<string, AuditRecord>();
+  for (const record of input.tableRecords) table.set(keyOf(record), record);
+
+  const report: VerifyReport = {
+    since: input.since.toISOString(),
+    until: input.until.toISOString(),
+    finalRecords: 0,
+    logLines,
+    blobs: input.blobs ?? new Set(input.log.map((l) => l.blob)).size,
+    differs: [],
+    missingFromLog: [],
+    goneFromTable: [],
+    noLongerFinal: [],
+    unreadable,
+    pending: [],
+    clean: true,
+  };
+  const inFlight = (record: AuditRecord) =>
+    input.until.getTime() - new Date(changedAt(record)).getTime() < IN_FLIGHT_MS;
+
+  for (const [key, record] of table) {
+    if (!isFinal(record)) continue;
+    report.finalRecords += 1;
+    const line = latest.get(key);
+    if (line === undefined) {
+      if (inFlight(record))
+        report.pending.push({
+          ...refOf(record),
+          finding: 'missingFromLog',
+          changedAt: changedAt(record),
+        });
+      else
+        report.missingFromLog.push({
+          ...refOf(record),
+          outcome: record.outcome,
+          lastAttemptAt: record.lastAttemptAt,
+        });
+      continue;
+    }
+    const fields = differingFields(record, line.record);
+    if (fields.length === 0) continue;
+    if (inFlight(record) && line.appendedAt < changedAt(record))
+      report.pending.push({ ...refOf(record), finding: 'differs', changedAt: changedAt(record) });
+    else report.differs.push({ ...refOf(record), fields, loggedAt: line.appendedAt });
+  }
+
+  for (const [key, line] of latest) {
+    const record = table.get(key);
+    const logged = { ...refOf(line.record), loggedAt: line.appendedAt };
+    if (record === undefined)
+      report.goneFromTable.push({ ...logged, loggedOutcome: line.record.outcome });
+    else if (!isFinal(record))
+      report.noLongerFinal.push({
+        ...logged,
+        outcome: record.outcome,
+        loggedOutcome: line.record.outcome,
+      });
+  }
+
+  const byKey = (a: KeyRef, b: KeyRef) => keyOf(a).localeCompare(keyOf(b));
+  for (const list of [report.differs, report.missingFromLog, report.goneFromTable])
+    list.sort(byKey);
+  report.noLongerFinal.sort(byKey);
+  report.clean =
+    report.differs.length === 0 &&
+    report.missingFromLog.length === 0 &&
+    report.goneFromTable.length === 0 &&
+    report.noLongerFinal.length === 0 &&
+    report.unreadable.length === 0;
+  return report;
+}
+
+/** Read the log from an hour before `since`: an append may be stamped by another clock. */
+const CLOCK_SLACK_MS = 3_600_000;
+
+/** Reads both sides of the period and compares them. */
+export async function verifyAudit(
+  audit: {
+    listSince(since: Date): Promise<AuditRecord[]>;
+    read(key: RecordKey): Promise<{ record: AuditRecord } | undefined>;
+  },
+  log: Pick<ImmutableAuditLogReader, 'readBetween'>,
+  since: Date,
+  until: Date,
+): Promise<VerifyReport> {
+  const [records, read] = await Promise.all([
+    audit.listSince(since),
+    log.readBetween(new Date(since.getTime() - CLOCK_SLACK_MS), until),
+  ]);
+  // Keys the log holds whose records were last attempted before the period: read them by key.
+  const known = new Set(records.map(keyOf));
+  const others = new Map<string, RecordKey>();
+  for (const { entry } of read.lines)
+    if (!('unreadable' in entry) && !known.has(keyOf(entry))) others.set(keyOf(entry), entry);
+  for (const key of others.values()) {
+    const found = await audit.read({
+      identityKey: key.identityKey,
+      contentDigest: key.contentDigest,
+    });
+    if (found !== undefined) records.push(found.record);
+  }
+  return compareAuditWithLog({
+    tableRecords: records,
+    log: read.lines,
+    since,
+    until,
+    blobs: read.blobs.length,
+  });
+}
 
 export interface AuditVerifyOptions {
   since?: Date;
   json?: boolean;
 }
 
-/** `offboard audit verify`: being built (issue 10, item 6). */
+/** Opens the log as the person running the command (Storage Blob Data Reader on the container). */
+export type LogOpener = (
+  config: ImmutableLogConfig,
+) => Pick<ImmutableAuditLogReader, 'readBetween'>;
+
+const asOperator: LogOpener = (config) =>
+  openImmutableAuditLog(
+    config,
+    config.connectionString === undefined
+      ? boundedCredential(new DefaultAzureCredential(), 'your sign-in')
+      : undefined,
+  );
+
+/** `offboard audit verify [--since T] [--json]`: exit 1 when anything is found. */
 export async function auditVerifyCommand(
-  _options: AuditVerifyOptions,
+  options: AuditVerifyOptions,
   io: Io,
-  _runtime: RuntimeFactory,
+  runtime: RuntimeFactory,
+  openLog: LogOpener = asOperator,
 ): Promise<number> {
-  io.stderr('audit verify: not built yet\n');
-  return Promise.resolve(ExitCodes.failed);
+  const until = new Date();
+  const since = options.since ?? parseSince(DEFAULT_SINCE, until);
+  const ops = runtime();
+  let report: VerifyReport;
+  try {
+    report = await verifyAudit(ops.audit, openLog(ops.config.immutableLog), since, until);
+  } finally {
+    await ops.close();
+  }
+  io.stdout((options.json ? toJson(report) : formatVerifyReport(report)) + '\n');
+  return report.clean ? ExitCodes.ok : ExitCodes.failed;
+}
+
+/** The report for a terminal: a summary line, then a table per kind of finding. */
+export function formatVerifyReport(report: VerifyReport): string {
+  const out: string[] = [
+    `Audit table against the immutable log, records last attempted ${report.since} to ${report.until}:`,
+    `${report.finalRecords} final record(s) compared with ${report.logLines} log line(s) in ${report.blobs} blob(s); fields not compared: ${FIELDS_NOT_COMPARED.join(', ')}.`,
+  ];
+  const section = (title: string, header: string[], rows: string[][]) => {
+    if (rows.length === 0) return;
+    out.push('', `${title} (${rows.length}):`, formatTable(header, rows));
+  };
+  section(
+    'Differ from the log',
+    ['event', 'fields', 'logged at', 'identity key'],
+    report.differs.map((d) => [d.eventId, d.fields.join(','), d.loggedAt, d.identityKey]),
+  );
+  section(
+    'Final but missing from the log',
+    ['event', 'outcome', 'last attempt', 'identity key'],
+    report.missingFromLog.map((m) => [m.eventId, m.outcome, m.lastAttemptAt, m.identityKey]),
+  );
+  section(
+    'In the log, gone from the table',
+    ['event', 'logged outcome', 'logged at', 'identity key'],
+    report.goneFromTable.map((g) => [g.eventId, g.loggedOutcome, g.loggedAt, g.identityKey]),
+  );
+  section(
+    'In the log as final, no longer final in the table',
+    ['event', 'outcome', 'logged outcome', 'logged at'],
+    report.noLongerFinal.map((n) => [n.eventId, n.outcome, n.loggedOutcome, n.loggedAt]),
+  );
+  section(
+    'Unreadable log lines',
+    ['blob', 'line', 'reason'],
+    report.unreadable.map((u) => [u.blob, String(u.line), u.reason]),
+  );
+  section(
+    `Changed in the last ${IN_FLIGHT_MS / 60_000} minutes, may still be on the way to the log (not findings)`,
+    ['event', 'would be', 'changed at'],
+    report.pending.map((p) => [p.eventId, p.finding, p.changedAt]),
+  );
+  out.push(
+    '',
+    report.clean
+      ? 'Clean: every final record matches its latest log line.'
+      : 'FOUND DIFFERENCES: see above (offboard audit --event ID shows a record).',
+  );
+  return out.join('\n');
 }

@@ -1,0 +1,218 @@
+import {
+  compareAuditWithLog,
+  differingFields,
+  formatVerifyReport,
+  IN_FLIGHT_MS,
+  verifyAudit,
+} from '../../cli/auditVerify';
+import {
+  LOG_FORMAT_VERSION,
+  parseBlob,
+  type LogLine,
+  type ReadLogLine,
+} from '../../shared/adapters/immutableAuditLog';
+import type { AuditRecord } from '../../shared/core/ports';
+
+const UNTIL = new Date('2026-11-30T12:00:00.000Z');
+const SINCE = new Date('2026-11-29T12:00:00.000Z');
+const AN_HOUR_AGO = '2026-11-30T11:00:00.000Z';
+
+function record(n: number, changes: Partial<AuditRecord> = {}): AuditRecord {
+  return {
+    identityKey: `identity-${n}`,
+    contentDigest: `digest-${n}`,
+    eventId: `evt-${n}`,
+    eventType: 'employee.leaving',
+    source: '/hr/workday',
+    user: `user${n}@contoso.com`,
+    objectId: `0000000${n}-aaaa-4000-8000-00000000000${n}`,
+    requestedActions: ['revokeSignInSessions', 'disableAccount'],
+    actions: [
+      { action: 'revokeSignInSessions', status: 'succeeded', requestId: `r${n}` },
+      { action: 'disableAccount', status: 'succeeded' },
+    ],
+    verification: { verified: true, signInSessionsValidFrom: AN_HOUR_AGO },
+    graphRequestIds: [`r${n}`],
+    outcome: 'succeeded',
+    notes: [],
+    dryRun: false,
+    attempts: 1,
+    duplicates: 0,
+    firstAttemptAt: AN_HOUR_AGO,
+    lastAttemptAt: AN_HOUR_AGO,
+    ...changes,
+  };
+}
+
+let lineNumber = 0;
+function logged(rec: AuditRecord, appendedAt = AN_HOUR_AGO): ReadLogLine {
+  const entry: LogLine = {
+    format: LOG_FORMAT_VERSION,
+    identityKey: rec.identityKey,
+    contentDigest: rec.contentDigest,
+    appendedAt,
+    writer: 'w1',
+    // A copy, as a JSON line read back would be.
+    record: JSON.parse(JSON.stringify(rec)) as AuditRecord,
+  };
+  return { blob: '2026/11/30/11/w1-0000.jsonl', line: ++lineNumber, entry };
+}
+
+const compare = (tableRecords: AuditRecord[], log: ReadLogLine[]) =>
+  compareAuditWithLog({ tableRecords, log, since: SINCE, until: UNTIL });
+
+describe('compareAuditWithLog', () => {
+  it('is clean when every final record matches its latest line, whatever the key order', () => {
+    const a = record(1);
+    const reordered = Object.fromEntries(Object.entries(a).reverse()) as unknown as AuditRecord;
+    const report = compare([a, record(2)], [logged(reordered), logged(record(2))]);
+    expect(report).toMatchObject({ clean: true, finalRecords: 2, logLines: 2, pending: [] });
+  });
+
+  it('ignores duplicates and lastDuplicateAt, and only those', () => {
+    const table = record(1, { duplicates: 3, lastDuplicateAt: '2026-11-30T11:10:00.000Z' });
+    expect(compare([table], [logged(record(1))]).clean).toBe(true);
+    expect(differingFields(record(1, { attempts: 2, duplicates: 5 }), record(1))).toEqual([
+      'attempts',
+    ]);
+  });
+
+  it('compares the object id without regard to case (the table keeps it lower-cased)', () => {
+    const upper = record(1, { objectId: 'ABCDEF00-AAAA-4000-8000-000000000001' });
+    const lower = record(1, { objectId: 'abcdef00-aaaa-4000-8000-000000000001' });
+    expect(differingFields(lower, upper)).toEqual([]);
+  });
+
+  it('names every field an edit changed, nested ones by their top-level field', () => {
+    const edited = record(1, {
+      outcome: 'refused',
+      actions: [{ action: 'revokeSignInSessions', status: 'failed' }],
+      ticket: 'INC-1',
+    });
+    const report = compare([edited], [logged(record(1))]);
+    expect(report.clean).toBe(false);
+    expect(report.differs).toEqual([
+      {
+        identityKey: 'identity-1',
+        contentDigest: 'digest-1',
+        eventId: 'evt-1',
+        fields: ['actions', 'outcome', 'ticket'],
+        loggedAt: AN_HOUR_AGO,
+      },
+    ]);
+  });
+
+  it('compares with the latest line of the key, not any line', () => {
+    const held = record(1, { outcome: 'held' });
+    const succeeded = record(1, { lastAttemptAt: '2026-11-30T11:30:00.000Z' });
+    const log = [logged(succeeded, '2026-11-30T11:30:01.000Z'), logged(held, AN_HOUR_AGO)];
+    // The table rewritten back to an earlier, once-true version is still a difference.
+    expect(compare([held], log).differs.map((d) => d.fields)).toEqual([
+      ['lastAttemptAt', 'outcome'],
+    ]);
+    expect(compare([succeeded], log).clean).toBe(true);
+  });
+
+  it('reports a final record missing from the log, and not a record that is not final', () => {
+    const report = compare(
+      [
+        record(1),
+        record(2, { outcome: 'in-progress' }),
+        record(3, { outcome: 'failed', retryable: true }),
+      ],
+      [],
+    );
+    expect(report.missingFromLog).toEqual([
+      expect.objectContaining({
+        eventId: 'evt-1',
+        outcome: 'succeeded',
+        lastAttemptAt: AN_HOUR_AGO,
+      }),
+    ]);
+    expect(report.finalRecords).toBe(1);
+  });
+
+  it('reports log entries whose record is gone or no longer final', () => {
+    const report = compare(
+      [record(2, { outcome: 'in-progress' })],
+      [logged(record(1)), logged(record(2))],
+    );
+    expect(report.goneFromTable).toEqual([
+      expect.objectContaining({ eventId: 'evt-1', loggedOutcome: 'succeeded' }),
+    ]);
+    expect(report.noLongerFinal).toEqual([
+      expect.objectContaining({
+        eventId: 'evt-2',
+        outcome: 'in-progress',
+        loggedOutcome: 'succeeded',
+      }),
+    ]);
+    expect(report.clean).toBe(false);
+  });
+
+  it('lists records changed in the last minutes as pending, not as findings', () => {
+    const justNow = new Date(UNTIL.getTime() - IN_FLIGHT_MS / 2).toISOString();
+    const written = record(1, { lastAttemptAt: justNow });
+    const discarded = record(2, {
+      outcome: 'discarded',
+      guardrail: { discard: { by: 'op', reason: 'x', at: justNow } },
+    });
+    const report = compare([written, discarded], [logged(record(2, { outcome: 'held' }))]);
+    expect(report.pending.map((p) => [p.eventId, p.finding])).toEqual([
+      ['evt-1', 'missingFromLog'],
+      ['evt-2', 'differs'],
+    ]);
+    expect(report.clean).toBe(true);
+    // An edit that leaves the record's times alone is no change in flight.
+    expect(compare([record(3, { ticket: 'X' })], [logged(record(3))]).clean).toBe(false);
+  });
+
+  it('reports lines it cannot read, and never takes them for records', () => {
+    const good = logged(record(1));
+    const text = [
+      JSON.stringify(good.entry),
+      'not json',
+      JSON.stringify({ ...good.entry, format: 2 }),
+      JSON.stringify({ ...good.entry, identityKey: 'other' }),
+      '',
+    ].join('\n');
+    const report = compare([record(1)], parseBlob('b.jsonl', text));
+    expect(report.unreadable.map((u) => [u.line, u.reason])).toEqual([
+      [2, 'not JSON'],
+      [3, 'format 2 (this reader knows 1)'],
+      [4, "the key does not match the record's"],
+    ]);
+    expect(report.differs).toEqual([]);
+    expect(report.clean).toBe(false);
+  });
+
+  it('prints every finding on its own escaped line', () => {
+    const evil = record(1, { eventId: 'evt-\u001b[2Jx' });
+    const text = formatVerifyReport(compare([evil], []));
+    expect(text).toContain('evt-\\u001b[2Jx');
+    expect(text).not.toContain('\u001b');
+    expect(text).toMatch(/FOUND DIFFERENCES/);
+    expect(formatVerifyReport(compare([], []))).toMatch(/^Clean/m);
+  });
+});
+
+describe('verifyAudit', () => {
+  it('reads by key a logged record last attempted before the period', async () => {
+    const old = record(1, { lastAttemptAt: '2026-11-20T00:00:00.000Z', duplicates: 1 });
+    const reads: string[] = [];
+    const report = await verifyAudit(
+      {
+        listSince: () => Promise.resolve([]),
+        read: (key) => {
+          reads.push(key.identityKey);
+          return Promise.resolve({ record: old });
+        },
+      },
+      { readBetween: () => Promise.resolve({ blobs: ['b'], lines: [logged(old)] }) },
+      SINCE,
+      UNTIL,
+    );
+    expect(reads).toEqual(['identity-1']);
+    expect(report).toMatchObject({ clean: true, finalRecords: 1, blobs: 1 });
+  });
+});
