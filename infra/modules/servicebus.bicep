@@ -1,6 +1,7 @@
-// Service Bus namespace (Standard, Entra ID only) and the two event queues, configured for the
-// retry design in shared/queuePolicy.ts (via contract.json). Every data role is scoped to a queue,
-// never the namespace.
+// Service Bus namespace (Standard, Entra ID only), the two event queues, configured for the
+// retry design in shared/queuePolicy.ts (via contract.json), and the outcome topic with a sample
+// subscription (docs/outcomes.md). Every data role is scoped to a queue or the topic, never the
+// namespace.
 @description('Namespace name.')
 param name string
 
@@ -15,6 +16,9 @@ param mfaEnabledQueueName string
 
 @description('Topic the app publishes final outcomes to (CloudEvents 1.0).')
 param outcomeTopicName string
+
+@description('The sample subscription on the outcome topic (docs/outcomes.md); a real subscriber gets its own.')
+param outcomeSampleSubscriptionName string = 'hr-itsm'
 
 @description('Principal id of the function identity.')
 param functionPrincipalId string
@@ -80,6 +84,40 @@ resource mfaEnabledQueue 'Microsoft.ServiceBus/namespaces/queues@2024-01-01' = {
   properties: queueProperties
 }
 
+// Outcome topic (shared/adapters/outcomeTopic.ts): every final outcome as a CloudEvents 1.0 event.
+// The MessageId is the event id, so duplicate detection drops the same outcome published again
+// within a day (a redelivery after the sink failed, a duplicate HR event); subscribers
+// de-duplicate on the id beyond that. A 14-day TTL bounds what an absent subscriber piles up;
+// expired messages go to the subscription's dead-letter queue, which keeps them.
+resource outcomeTopic 'Microsoft.ServiceBus/namespaces/topics@2024-01-01' = {
+  parent: namespace
+  name: outcomeTopicName
+  properties: {
+    requiresDuplicateDetection: true
+    duplicateDetectionHistoryTimeWindow: 'P1D'
+    defaultMessageTimeToLive: 'P14D'
+    maxSizeInMegabytes: 1024
+    enablePartitioning: false
+    enableBatchedOperations: true
+  }
+}
+
+// Sample subscription: every outcome (no filter). A real subscriber (HR, ITSM, SIEM) gets a
+// subscription of its own, with a SQL filter on the message's application properties if it wants
+// only some outcomes (for example outcome IN ('failed', 'refused', 'held')), and Azure Service Bus
+// Data Receiver scoped to that subscription only (docs/outcomes.md, "Subscribing").
+resource outcomeSampleSubscription 'Microsoft.ServiceBus/namespaces/topics/subscriptions@2024-01-01' = {
+  parent: outcomeTopic
+  name: outcomeSampleSubscriptionName
+  properties: {
+    lockDuration: 'PT1M'
+    maxDeliveryCount: 10
+    deadLetteringOnMessageExpiration: true
+    deadLetteringOnFilterEvaluationExceptions: true
+    enableBatchedOperations: true
+  }
+}
+
 // Function identity: Data Receiver for the triggers, Data Sender to schedule delayed retries and
 // leave dates on its own queue (and cancel them), on each queue. Deliberately not Data Owner (the
 // "Manage" right): without it the Functions scale controller cannot read queue runtime properties
@@ -117,6 +155,17 @@ resource functionReceiveMfaEnabled 'Microsoft.Authorization/roleAssignments@2022
 resource functionSendMfaEnabled 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(mfaEnabledQueue.id, functionPrincipalId, serviceBusDataSender)
   scope: mfaEnabledQueue
+  properties: {
+    roleDefinitionId: serviceBusDataSender
+    principalId: functionPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Function identity: Data Sender on the outcome topic only, to publish outcomes. It never reads them.
+resource functionSendOutcomes 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(outcomeTopic.id, functionPrincipalId, serviceBusDataSender)
+  scope: outcomeTopic
   properties: {
     roleDefinitionId: serviceBusDataSender
     principalId: functionPrincipalId
@@ -188,5 +237,7 @@ resource opsSendMfaEnabled 'Microsoft.Authorization/roleAssignments@2022-04-01' 
 
 output name string = namespace.name
 output id string = namespace.id
+output outcomeTopicName string = outcomeTopic.name
+output outcomeSampleSubscriptionName string = outcomeSampleSubscription.name
 // Host name only (no scheme, no port): what ServiceBusConnection__fullyQualifiedNamespace expects.
 output fullyQualifiedNamespace string = split(split(split(namespace.properties.serviceBusEndpoint, '//')[1], '/')[0], ':')[0]
