@@ -50,8 +50,11 @@ export interface Report {
   held: { scheduled: number; deferred: number };
   /** Deliveries that found their event already done, summed over the records. */
   duplicateDeliveries: number;
-  /** The mass-departure guardrail is not built yet: nothing to count, said so rather than guessed. */
-  guardrail: { enabled: false; trips: 0; note: string };
+  /**
+   * The blast-radius guardrail: trips (the records that tripped it), events still held for an
+   * operator, and what operators released and discarded, in the window.
+   */
+  guardrail: { trips: number; held: number; released: number; discarded: number };
 }
 
 /** Nearest-rank percentile of an ascending list: the smallest value with q of the list at or below it. */
@@ -99,7 +102,13 @@ export function buildReport(records: AuditRecord[], since: Date, until: Date): R
       deferred: records.filter((r) => r.errorCode === ErrorCodes.Deferred).length,
     },
     duplicateDeliveries: records.reduce((sum, r) => sum + r.duplicates, 0),
-    guardrail: { enabled: false, trips: 0, note: 'guardrail not enabled' },
+    guardrail: {
+      trips: records.filter((r) => r.guardrail?.tripped === true).length,
+      held: records.filter((r) => r.outcome === 'held' && r.guardrail?.release === undefined)
+        .length,
+      released: records.filter((r) => r.guardrail?.release !== undefined).length,
+      discarded: records.filter((r) => r.outcome === 'discarded').length,
+    },
   };
 }
 
@@ -139,7 +148,11 @@ export function formatReport(report: Report): string {
         ['held for the leave date (scheduled)', String(held.scheduled)],
         ['held, waiting for budget or a claim (Deferred)', String(held.deferred)],
         ['duplicate deliveries', String(report.duplicateDeliveries)],
-        ['guardrail trips', `${report.guardrail.trips} (${report.guardrail.note})`],
+        ['guardrail trips', String(report.guardrail.trips)],
+        [
+          'held by the guardrail (offboard guardrail status)',
+          `${report.guardrail.held} held, ${report.guardrail.released} released, ${report.guardrail.discarded} discarded`,
+        ],
       ],
     ),
   ].join('\n');

@@ -16,6 +16,7 @@ import {
   requiredGraphPermissions,
 } from '../shared/adapters/graphPermissions';
 import { AppMessageIdPrefixes } from '../shared/core/messaging';
+import { GUARDRAIL_TRIPPED } from '../shared/core/guardrail';
 import { QUEUE_POLICY } from '../shared/core/queuePolicy';
 
 /**
@@ -92,6 +93,8 @@ export function buildInfraContract() {
     auditTableName: settingDefault('AUDIT_TABLE_NAME'),
     functions: FUNCTIONS,
     appMessageIdPrefixes: APP_MESSAGE_ID_PREFIXES,
+    /** Log lines alerts look for. */
+    logs: { guardrailTripped: GUARDRAIL_TRIPPED },
     graph: {
       appId: MICROSOFT_GRAPH_APP_ID,
       permissions: requiredGraphPermissions(false),

@@ -194,4 +194,52 @@ resource noEventsAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = if 
   }
 }
 
+// The blast-radius guardrail tripped: a feed sent more departures (or MFA events) than its limit
+// per window, and further ones are held until an operator releases or discards them. The function
+// logs contract.logs.guardrailTripped once per trip.
+var guardrailTrippedMessage = loadJsonContent('../contract.json').logs.guardrailTripped
+var guardrailQuery = join([
+  'AppTraces'
+  '| where AppRoleName =~ "${functionAppName}"'
+  '| where Message startswith "${guardrailTrippedMessage}"'
+], '\n')
+
+resource guardrailAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: 'guardrail-tripped'
+  location: location
+  tags: tags
+  kind: 'LogAlert'
+  properties: {
+    displayName: 'Offboarding guardrail tripped: events held'
+    description: 'More departures or MFA events than the guardrail allows per window: further events are held, nothing is written for them. Run `offboard guardrail status`, then release or discard.'
+    severity: 1
+    enabled: true
+    scopes: [
+      workspaceId
+    ]
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT5M'
+    autoMitigate: false
+    criteria: {
+      allOf: [
+        {
+          query: guardrailQuery
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: 0
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    actions: {
+      actionGroups: [
+        actionGroup.id
+      ]
+    }
+  }
+}
+
 output actionGroupId string = actionGroup.id

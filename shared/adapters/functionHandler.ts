@@ -1,5 +1,6 @@
 import type { InvocationContext } from '@azure/functions';
 import { revocationLatencyMs } from '../core/accessCutoff';
+import { GUARDRAIL_TRIPPED } from '../core/guardrail';
 import { Routes, type RouteName } from '../core/routes';
 import type { Runtime } from '../app/runtime';
 
@@ -121,9 +122,6 @@ export function createQueueHandler(runtime: () => Runtime, route: RouteName) {
     );
   };
 }
-
-/** The log line the guardrail alert looks for (infra reads it through the contract). */
-export const GUARDRAIL_TRIPPED = 'GuardrailTripped: the blast-radius guardrail held further events';
 
 /** Registers every route's function on the Functions host: the queue name comes from its setting. */
 export function registerRoutes(

@@ -78,6 +78,7 @@ async function passGuardrail(ctx: FlowContext, run: Run): Promise<FlowResult | u
     heldAt: at,
     heldReason: admission.reason,
     ...(keep ? { heldEvent } : {}),
+    ...(admission.trippedNow ? { tripped: true } : {}),
   };
   record.notes.push(admission.reason);
   if (!keep)

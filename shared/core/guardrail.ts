@@ -10,6 +10,9 @@ import type { RouteName } from './routes';
  * to Graph) until an operator releases or discards the held events (`offboard guardrail`).
  */
 
+/** The log line of a trip: the guardrail alert looks for it (infra reads it through the contract). */
+export const GUARDRAIL_TRIPPED = 'GuardrailTripped: the blast-radius guardrail held further events';
+
 /** The routes whose events the guardrail counts (every queue: departures and MFA events). */
 export type GuardedRoute = RouteName;
 export const GuardedRoutes: readonly GuardedRoute[] = ['employeeLeaving', 'mfaEnabled'];

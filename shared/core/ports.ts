@@ -143,6 +143,8 @@ export interface GuardrailMark {
   heldAt?: string;
   heldReason?: string;
   heldEvent?: string;
+  /** This event tripped the guardrail (reports count trips from it). */
+  tripped?: boolean;
   /** `offboard guardrail release`: the approval id its released copy carries. */
   release?: OperatorDecision & { approvalId: string };
   /** `offboard guardrail discard`. */

@@ -65,12 +65,14 @@ function record(
 const retryable = (errorCode: string) =>
   record({ outcome: 'failed', errorCode, errorMessage: 'transient', retryable: true });
 
-// Hand count over the default 7 days: 13 records (the last fixture is 10 days old).
-//   outcomes: succeeded 6, failed 3, refused 1, scheduled 1, in-progress 1, dry-run 1
+// Hand count over the default 7 days: 17 records (the last fixture is 10 days old).
+//   outcomes: succeeded 6, failed 3, held 3, refused 1, scheduled 1, in-progress 1, dry-run 1,
+//   discarded 1
+//   guardrail: 1 trip, 2 held (one more held was released), 1 released, 1 discarded
 //   error codes: Throttled, GraphUnavailable, Forbidden, ProtectedAccount, Deferred: 1 each
 //   latency (10, 20, 30, 40, 100 s; nearest rank): p50 30, p95 100, max 100
 //   open failures 2, refused 1, held 1 scheduled + 1 deferred, duplicate deliveries 3
-// Over --since 1d: the 2-day-old success drops out: 12 records, succeeded 5, latency p50 20, p95 40, max 40.
+// Over --since 1d: the 2-day-old success drops out: 16 records, succeeded 5, latency p50 20, p95 40, max 40.
 const cutoff = accessCutoff({ revokedAt: ago(HOUR), guest: false, disabled: true });
 const succeededWithCutoff = record({
   latencySeconds: 10,
@@ -90,6 +92,22 @@ const FIXTURES: AuditRecord[] = [
   record({ outcome: 'scheduled', effectiveAt: ago(-DAY) }),
   record({ outcome: 'in-progress', errorCode: 'Deferred', retryable: true }),
   record({ outcome: 'dry-run', dryRun: true, duplicates: 3 }),
+  record({
+    outcome: 'held',
+    guardrail: { heldAt: ago(HOUR), heldReason: 'tripped', tripped: true },
+  }),
+  record({ outcome: 'held', guardrail: { heldAt: ago(HOUR), heldReason: 'tripped' } }),
+  record({
+    outcome: 'held',
+    guardrail: {
+      heldAt: ago(HOUR),
+      release: { approvalId: 'a1', by: 'ops', reason: 'checked', at: ago(HOUR) },
+    },
+  }),
+  record({
+    outcome: 'discarded',
+    guardrail: { heldAt: ago(HOUR), discard: { by: 'ops', reason: 'bad feed', at: ago(HOUR) } },
+  }),
   record({ outcome: 'failed', errorCode: 'Throttled', retryable: true, lastAgoMs: 10 * DAY }),
 ];
 
@@ -113,10 +131,12 @@ describe('offboard report', () => {
     expect(report).toEqual({
       since: expect.any(String) as unknown,
       until: expect.any(String) as unknown,
-      records: 13,
+      records: 17,
       byOutcome: {
         succeeded: 6,
         failed: 3,
+        held: 3,
+        discarded: 1,
         'dry-run': 1,
         'in-progress': 1,
         refused: 1,
@@ -134,7 +154,7 @@ describe('offboard report', () => {
       refused: 1,
       held: { scheduled: 1, deferred: 1 },
       duplicateDeliveries: 3,
-      guardrail: { enabled: false, trips: 0, note: 'guardrail not enabled' },
+      guardrail: { trips: 1, held: 2, released: 1, discarded: 1 },
     });
     const window = Date.parse(report.until as string) - Date.parse(report.since as string);
     expect(window).toBe(7 * DAY);
@@ -144,7 +164,7 @@ describe('offboard report', () => {
     const run = await runCli(['report', '--since', '1d', '--json'], cliEnv);
     expect(run.code).toBe(0);
     expect(JSON.parse(run.stdout)).toMatchObject({
-      records: 12,
+      records: 16,
       byOutcome: { succeeded: 5 },
       latency: { count: 4, p50Seconds: 20, p95Seconds: 40, maxSeconds: 40 },
     });
@@ -154,7 +174,7 @@ describe('offboard report', () => {
     const run = await runCli(['report', '--since', ago(30 * DAY), '--json'], cliEnv);
     expect(run.code).toBe(0);
     expect(JSON.parse(run.stdout)).toMatchObject({
-      records: 14,
+      records: 18,
       byErrorCode: { Throttled: 2 },
       openFailures: 3,
     });
@@ -163,7 +183,7 @@ describe('offboard report', () => {
   it('on a terminal: the same figures, one per line', async () => {
     const run = await runCli(['report'], cliEnv);
     expect(run.code).toBe(0);
-    expect(run.stdout).toMatch(/^Offboarding report from \S+ to \S+: 13 audit record\(s\)/);
+    expect(run.stdout).toMatch(/^Offboarding report from \S+ to \S+: 17 audit record\(s\)/);
     expect(run.stdout).toMatch(/^succeeded\s+6$/m);
     expect(run.stdout).toMatch(/^Throttled\s+1$/m);
     expect(run.stdout).toMatch(
@@ -173,7 +193,10 @@ describe('offboard report', () => {
     expect(run.stdout).toMatch(/^refused \(protected accounts\)\s+1$/m);
     expect(run.stdout).toMatch(/^held for the leave date \(scheduled\)\s+1$/m);
     expect(run.stdout).toMatch(/^held, waiting for budget or a claim \(Deferred\)\s+1$/m);
-    expect(run.stdout).toMatch(/^guardrail trips\s+0 \(guardrail not enabled\)$/m);
+    expect(run.stdout).toMatch(/^guardrail trips\s+1$/m);
+    expect(run.stdout).toMatch(
+      /^held by the guardrail \(offboard guardrail status\)\s+2 held, 1 released, 1 discarded$/m,
+    );
   });
 
   it('the cut-off a record carries survives the table (stored as JSON)', async () => {
