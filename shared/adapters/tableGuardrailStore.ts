@@ -94,7 +94,19 @@ function isTableNotFound(error: unknown): boolean {
 /** A stored state that does not parse is a fault to see, not an empty guardrail to run past. */
 function parseState(text: string): GuardrailState {
   const parsed = JSON.parse(text) as Partial<GuardrailState>;
-  if (typeof parsed !== 'object' || parsed === null || typeof parsed.buckets !== 'object')
+  const isCount = (value: unknown) =>
+    typeof value === 'number' && Number.isInteger(value) && value >= 0;
+  // A count that is not a number would sum to NaN and admit everything: refuse the record instead.
+  if (
+    typeof parsed !== 'object' ||
+    parsed === null ||
+    typeof parsed.buckets !== 'object' ||
+    parsed.buckets === null ||
+    !Object.entries(parsed.buckets).every(
+      ([start, count]) => /^\d+$/.test(start) && isCount(count),
+    ) ||
+    (parsed.trips !== undefined && !isCount(parsed.trips))
+  )
     throw new Error('The guardrail record in the audit table is not in the expected format.');
   return {
     buckets: parsed.buckets,
