@@ -1,5 +1,5 @@
 // One storage account with shared-key access disabled: Functions host storage, the Flex
-// deployment container, and the audit table. Every client uses Entra ID.
+// deployment container, the audit table and the immutable audit log. Every client uses Entra ID.
 @description('Storage account name (3-24 lower-case letters and digits).')
 param name string
 
@@ -14,6 +14,11 @@ param auditTableName string
 
 @description('Container of the immutable audit log (append blobs under a time-based immutability policy).')
 param auditLogContainerName string
+
+@description('Days each blob of the immutable audit log stays unchangeable and undeletable (time-based retention, counted from the blob\'s creation).')
+@minValue(1)
+@maxValue(146000)
+param auditLogRetentionDays int = 365
 
 @description('Principal id of the function identity.')
 param functionPrincipalId string
@@ -32,6 +37,14 @@ var storageBlobDataOwner = subscriptionResourceId('Microsoft.Authorization/roleD
 var storageTableDataContributor = subscriptionResourceId('Microsoft.Authorization/roleDefinitions', contract.roles.storageTableDataContributor)
 // Storage Table Data Reader: ops read the audit, never write it.
 var storageTableDataReader = subscriptionResourceId('Microsoft.Authorization/roleDefinitions', contract.roles.storageTableDataReader)
+
+// The immutable audit log's data actions (learn.microsoft.com, "Actions and attributes for Azure
+// role assignment conditions for Azure Blob Storage"): `blobs/add/action` is "create a blob or
+// snapshot, or append data", which is all the app does there (Put Blob of a new append blob, Append
+// Block). Not `blobs/write` (overwrite), `blobs/delete` or `blobs/read`.
+var auditLogAppendAction = 'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/add/action'
+// `blobs/read` is List Blobs and Get Blob: what `offboard audit verify` does, nothing more.
+var auditLogReadAction = 'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read'
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   name: name
@@ -68,6 +81,103 @@ resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/con
     publicAccess: 'None'
   }
 }
+
+// The immutable audit log: append blobs of every final record (shared/adapters/immutableAuditLog.ts).
+resource auditLogContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: auditLogContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+// WORM: for auditLogRetentionDays after a blob is created nobody (the app, an operator, an account
+// owner) can overwrite or delete it; protected append writes let new records be appended. The
+// policy is created UNLOCKED, on purpose: while unlocked, a principal allowed to manage the
+// container (Owner, Storage Account Contributor, and Storage Blob Data Owner, whose actions cover
+// containers/*, which the function identity holds on this account for the Functions host) can
+// shorten or delete the policy. Locking is irreversible (a locked policy can only be extended; the
+// container and the account cannot be deleted while a blob is retained), so an owner takes it
+// deliberately once the retention period is right (docs/audit.md):
+//   az storage container immutability-policy lock --resource-group RG --account-name ACCOUNT \
+//     --container-name CONTAINER --if-match "$(az storage container immutability-policy show \
+//     --resource-group RG --account-name ACCOUNT --container-name CONTAINER --query etag -o tsv)"
+resource auditLogImmutability 'Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies@2023-05-01' = {
+  parent: auditLogContainer
+  name: 'default'
+  properties: {
+    immutabilityPeriodSinceCreationInDays: auditLogRetentionDays
+    allowProtectedAppendWrites: true
+  }
+}
+
+// No built-in role only appends (Storage Blob Data Contributor also reads, overwrites and deletes).
+resource auditLogAppenderRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(resourceGroup().id, storage.id, 'audit-log-appender')
+  properties: {
+    roleName: 'Offboarding audit log appender (${name})'
+    description: 'Creates append blobs and appends to them in the immutable audit log: no read, no overwrite, no delete.'
+    type: 'CustomRole'
+    assignableScopes: [
+      resourceGroup().id
+    ]
+    permissions: [
+      {
+        actions: []
+        notActions: []
+        dataActions: [
+          auditLogAppendAction
+        ]
+        notDataActions: []
+      }
+    ]
+  }
+}
+
+// Narrower than Storage Blob Data Reader (no containers/read, no user delegation key for SAS).
+resource auditLogReaderRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(resourceGroup().id, storage.id, 'audit-log-reader')
+  properties: {
+    roleName: 'Offboarding audit log reader (${name})'
+    description: 'Lists and reads the immutable audit log (offboard audit verify): no write, no delete.'
+    type: 'CustomRole'
+    assignableScopes: [
+      resourceGroup().id
+    ]
+    permissions: [
+      {
+        actions: []
+        notActions: []
+        dataActions: [
+          auditLogReadAction
+        ]
+        notDataActions: []
+      }
+    ]
+  }
+}
+
+resource functionAuditLogAppender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(auditLogContainer.id, functionPrincipalId, auditLogAppenderRole.id)
+  scope: auditLogContainer
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', auditLogAppenderRole.name)
+    principalId: functionPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource opsAuditLogReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
+  for ops in opsPrincipals: {
+    name: guid(auditLogContainer.id, ops.id, auditLogReaderRole.id)
+    scope: auditLogContainer
+    properties: {
+      roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', auditLogReaderRole.name)
+      principalId: ops.id
+      principalType: ops.type
+    }
+  }
+]
 
 resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-01' = {
   parent: storage

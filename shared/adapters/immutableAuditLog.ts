@@ -232,6 +232,10 @@ export class ImmutableAuditSink implements FinalRecordSink {
     try {
       await create();
     } catch (error) {
+      // Only `blobs/add/action` (the appender role) may be refused a Put Blob on a blob that already
+      // exists (a create whose answer was lost) instead of told 409: the append that follows says
+      // whether the blob is there and ours to append to.
+      if (failureOf(error).status === 403) return;
       if (failureOf(error).code !== 'ContainerNotFound') throw error;
       await bounded('create the container of', (abortSignal) =>
         this.container().createIfNotExists({ abortSignal }),
