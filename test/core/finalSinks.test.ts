@@ -194,16 +194,29 @@ describe('every final outcome reaches the sinks once per delivery, in order', ()
     expect(core.directory.writes()).toHaveLength(2);
   });
 
-  it('a discarded event is given again whenever it is sent again', async () => {
+  it('discarded: given when the decision is applied, and again whenever it is sent again', async () => {
     const core = makeSinkCore({
       guardrail: { employeeLeaving: { maxPerWindow: 1, windowMinutes: 60 } },
     });
     await core.process(delivery(leaving('alice@contoso.com', {}, { id: 'ran' })));
     const body = leaving('bob@contoso.com', {}, { id: 'held' });
     await core.process(delivery(body));
-    core.audit.force({ ...core.audit.only('held'), outcome: 'discarded' });
+    await core.guardrailStore.decide('employeeLeaving', core.audit.only('held'), {
+      kind: 'discard',
+      approvalId: 'a1',
+      by: 'ops@contoso.com',
+      reason: 'the feed was wrong',
+      at: core.clock.iso(),
+    });
     await core.process(delivery(body));
-    expect(core.log.seen()).toEqual(['ran succeeded', 'held held', 'held discarded']);
+    await core.process(delivery(body));
+    expect(core.log.seen()).toEqual([
+      'ran succeeded',
+      'held held',
+      'held discarded',
+      'held discarded',
+    ]);
+    expect(core.topic.seen()).toEqual(core.log.seen());
   });
 });
 

@@ -13,6 +13,7 @@ import {
   emptyState,
   updateGuardrail,
   withWaveApproval,
+  type EventDecision,
   type GuardedRoute,
   type GuardrailDecision,
   type GuardrailLimit,
@@ -22,7 +23,7 @@ import {
 } from '../../shared/core/guardrail';
 import { MessageProperties } from '../../shared/core/messaging';
 import type { ProcessResult } from '../../shared/core/offboard';
-import type { AuditRecord } from '../../shared/core/ports';
+import type { AuditRecord, RecordKey } from '../../shared/core/ports';
 import { MemoryGuardrailStore, graphErrors, type FakeUser } from '../support/fakes';
 import {
   PROTECTED_ID,
@@ -64,24 +65,26 @@ async function stored(core: Core, route: GuardedRoute) {
   return core.guardrailStore.read(route);
 }
 
-/** Writes an operator's release on a held record, as `offboard guardrail release` does. */
-function release(core: Core, eventId: string, approvalId = 'approval-1'): AuditRecord {
+/**
+ * An operator's decision about a held event, where `offboard guardrail release | discard` puts it
+ * (the guardrail's own table; the app applies it when the event comes back). Returns the record.
+ */
+async function decide(
+  core: Core,
+  eventId: string,
+  kind: 'release' | 'discard',
+  approvalId = 'approval-1',
+): Promise<AuditRecord> {
   const record = core.audit.only(eventId);
   expect(record.outcome).toBe('held');
-  const released: AuditRecord = {
-    ...record,
-    guardrail: {
-      ...record.guardrail,
-      release: {
-        approvalId,
-        by: 'ops@contoso.com',
-        reason: 'HR confirmed the list',
-        at: core.clock.iso(),
-      },
-    },
-  };
-  core.audit.force(released);
-  return released;
+  await core.guardrailStore.decide('employeeLeaving', record, {
+    kind,
+    approvalId,
+    by: 'ops@contoso.com',
+    reason: kind === 'release' ? 'HR confirmed the list' : 'the feed was wrong',
+    at: core.clock.iso(),
+  });
+  return record;
 }
 
 /** The event a held record kept, as a release sends it again. */
@@ -122,6 +125,14 @@ class UnreachableGuardrailStore implements GuardrailStore {
   write(route: GuardedRoute, state: GuardrailState, etag: string | undefined) {
     if (this.failing === 'write') return Promise.reject(unavailable());
     return this.inner.write(route, state, etag);
+  }
+
+  decisionFor(route: GuardedRoute, key: RecordKey) {
+    return this.inner.decisionFor(route, key);
+  }
+
+  decide(route: GuardedRoute, key: RecordKey, decision: EventDecision) {
+    return this.inner.decide(route, key, decision);
   }
 }
 
@@ -240,13 +251,13 @@ describe('held events after the trip', () => {
   it('released, the next delivery runs it under the release, without being counted', async () => {
     const { core } = await tripped();
     const before = await stored(core, 'employeeLeaving');
-    const released = release(core, 'held-bob', 'approval-7');
+    const released = await decide(core, 'held-bob', 'release', 'approval-7');
     core.clock.advance(MINUTE);
 
     const run = await core.process(
       delivery(heldEventOf(released), {
         messageId: 'release-held-bob',
-        properties: { [MessageProperties.guardrailRelease]: 'approval-7' },
+        properties: { [MessageProperties.guardrailDecision]: 'approval-7' },
       }),
     );
 
@@ -273,7 +284,7 @@ describe('held events after the trip', () => {
 
   it('released, any delivery of the same content runs it (the sender resending it too)', async () => {
     const { core, body } = await tripped();
-    release(core, 'held-bob');
+    await decide(core, 'held-bob', 'release');
     const run = await core.process(delivery(body, { messageId: 'm-hr-resend' }));
     expect(run.record.outcome).toBe('succeeded');
     expect(writesTo(core, core.users.bob)).toHaveLength(2);
@@ -281,7 +292,7 @@ describe('held events after the trip', () => {
 
   it('a released event that fails transiently runs on its retry without being counted or held', async () => {
     const { core } = await tripped();
-    const released = release(core, 'held-bob');
+    const released = await decide(core, 'held-bob', 'release');
     core.directory.failNext('disableAccount', () => graphErrors.unavailable(), {
       user: core.users.bob.id,
     });
@@ -302,21 +313,32 @@ describe('held events after the trip', () => {
     expect((await stored(core, 'employeeLeaving'))?.etag).toBe(etag);
   });
 
-  it('discarded, a resend is a duplicate and nothing is written', async () => {
+  it('discarded: the next delivery ends it as discarded, later ones are duplicates, nothing is written', async () => {
     const { core, body } = await tripped();
-    const record = core.audit.only('held-bob');
-    core.audit.force({
-      ...record,
-      outcome: 'discarded',
-      guardrail: {
-        ...record.guardrail,
-        discard: { by: 'ops@contoso.com', reason: 'the feed was wrong', at: core.clock.iso() },
-      },
+    const before = await stored(core, 'employeeLeaving');
+    await decide(core, 'held-bob', 'discard');
+    const applied = await core.process(delivery(body, { messageId: 'guardrail-held-bob' }));
+    expect(applied.duplicate).toBe(false);
+    expect(applied.record.outcome).toBe('discarded');
+    expect(applied.record.guardrail?.discard).toMatchObject({
+      by: 'ops@contoso.com',
+      reason: 'the feed was wrong',
     });
     const resend = await core.process(delivery(body, { messageId: 'm-after-discard' }));
 
     expect(resend.duplicate).toBe(true);
     expect(resend.record.outcome).toBe('discarded');
+    expect(writesTo(core, core.users.bob)).toEqual([]);
+    expect(core.directory.calls.filter((c) => c.target.startsWith('bob'))).toHaveLength(1);
+    expect((await stored(core, 'employeeLeaving'))?.etag).toBe(before?.etag);
+  });
+
+  it('a decision about another event releases nothing', async () => {
+    const { core, body } = await tripped();
+    await core.process(delivery(leaving('erin.admin@contoso.com', {}, { id: 'held-erin' })));
+    await decide(core, 'held-erin', 'release');
+    const resend = await core.process(delivery(body));
+    expect(resend.record.outcome).toBe('held');
     expect(writesTo(core, core.users.bob)).toEqual([]);
   });
 
@@ -733,6 +755,15 @@ describe('countInWindow', () => {
     expect(countInWindow(state, LIMIT, T0 + 90 * MINUTE + MINUTE)).toBe(0);
   });
 
+  it('a state written after the window moved on keeps no bucket that left it (the record stays small)', () => {
+    const old = withExecutions(2, T0, withExecutions(1, T0 + 30 * MINUTE));
+    const { next } = decideAdmission(old, { route: 'employeeLeaving' }, LIMIT, T0 + HOUR + MINUTE);
+    expect(next?.buckets).toEqual({
+      [String(T0 + 30 * MINUTE)]: 1,
+      [String(T0 + HOUR + MINUTE)]: 1,
+    });
+  });
+
   it('buckets are window/60 long and at least a minute', () => {
     const day: GuardrailLimit = { maxPerWindow: 10, windowMinutes: 24 * 60 };
     const admitted = decideAdmission(
@@ -794,6 +825,8 @@ describe('updateGuardrail and SharedGuardrail', () => {
         writes += 1;
         return Promise.resolve(undefined);
       },
+      decisionFor: () => Promise.resolve(undefined),
+      decide: (_route, _key, decision) => Promise.resolve(decision),
     };
     const attempt = updateGuardrail(
       alwaysLosing,
