@@ -6,17 +6,21 @@
  *    side by side: a Graph stand-in enforcing 20 writes/s (scaled window) with Retry-After from a
  *    range and a per-request latency distribution, 16 local runners as function instances with
  *    host.json's maxConcurrentCalls, and 50 departures arriving in the middle of the wave.
- * 2. Cold start on Node 22: bare node, module load (dist/ and the bundle if built), cold and warm
- *    event latency.
+ * 2. Cold start on Node 22: bare node; dist/ and the deployment bundle (first start and a later
+ *    one): module load, cold event (process start to verified revocation) and warm event latency.
+ * 3. The adversarial fault run (bench/faultRun.ts, the driver of test/integration/faultRun.test.ts)
+ *    at 10,000 events: lost events and records per event.
  *
  * Options: --events 5000 --departures 50 --instances 16 --retry-after 5-30 --latency 80-400
  *          --variants shared,baseline (add `static` for design b) --static-instances 40
- *          --parallel (variants at once) --cold-runs 7 --skip-wave --skip-cold --json
+ *          --parallel (variants at once) --cold-runs 7 --fault-events 10000 --skip-wave
+ *          --skip-cold --skip-fault --json
  */
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { measureColdStart, type ColdForm, type ColdStartResult } from './coldStart';
+import { measureFaultRun, type FaultRunFigures } from './faultRun';
 import type { Variant, WaveResult } from './waveRun';
 
 const ROOT = join(__dirname, '..', '..');
@@ -116,6 +120,35 @@ function printCold(cold: ColdStartResult): void {
   );
 }
 
+function printFault(fault: FaultRunFigures): void {
+  console.log(`\nFault run (${fault.events} events, ${fault.seconds} s):`);
+  const rows: [string, string | number][] = [
+    ['lost', fault.lost],
+    ['audit records / expected (one per event)', `${fault.records} / ${fault.expectedRecords}`],
+    [
+      'duplicate records, left in progress',
+      `${fault.duplicateRecords}, ${fault.inProgressRecords}`,
+    ],
+    ['succeeded, dead-lettered', `${fault.succeeded}, ${fault.deadLettered}`],
+    ['Graph requests, answered 429', `${fault.graphRequests}, ${fault.throttled429}`],
+    ['injected 5xx, connection resets', `${fault.injected5xx}, ${fault.connectionResets}`],
+    [
+      'token endpoint failures, audit outage retries',
+      `${fault.tokenEndpointFailures}, ${fault.auditOutageRetries}`,
+    ],
+    [
+      'duplicate deliveries, ids reused, invalid reusing ids',
+      `${fault.duplicateDeliveries}, ${fault.collidingIds}, ${fault.invalidReusingIds}`,
+    ],
+    [
+      'cancellation races, cancelled in time',
+      `${fault.cancellationRaces}, ${fault.cancelledInTime}`,
+    ],
+    ['most attempts of one event', fault.maxAttempts],
+  ];
+  for (const [name, value] of rows) console.log(`  ${name.padEnd(56)}${value}`);
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -131,6 +164,8 @@ async function main(): Promise<void> {
       'skip-wave': { type: 'boolean', default: false },
       parallel: { type: 'boolean', default: false },
       'skip-cold': { type: 'boolean', default: false },
+      'fault-events': { type: 'string', default: '10000' },
+      'skip-fault': { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
     },
   });
@@ -165,6 +200,10 @@ async function main(): Promise<void> {
     ? undefined
     : await measureColdStart({ runs: Number(values['cold-runs']), log });
   if (cold) printCold(cold);
+  const fault = values['skip-fault']
+    ? undefined
+    : await measureFaultRun({ events: Number(values['fault-events']), log });
+  if (fault) printFault(fault);
   log(`\nbench took ${((Date.now() - started) / 1000).toFixed(0)} s`);
 
   if (values.json) {
@@ -204,8 +243,7 @@ async function main(): Promise<void> {
               distColdEventMs: cold.dist.coldEventMs,
             }
           : null,
-        // Not run by this benchmark yet: the fault run at 10,000 events is test/integration/faultRun.
-        faultRun: null,
+        faultRun: fault ?? null,
         runs: waves,
       }),
     );

@@ -2,7 +2,12 @@ import type { TableClient } from '@azure/data-tables';
 import type { BudgetParams } from './budget';
 import { MemoryBudgetStore, type BudgetStore } from './budgetStore';
 import { unpaced, type WritePacer } from './pacer';
-import { SharedWritePacer, type PacerStats, type ThrottleFeedback } from './sharedPacer';
+import {
+  SharedWritePacer,
+  waveMaxWaitMs,
+  type PacerStats,
+  type ThrottleFeedback,
+} from './sharedPacer';
 import { TableBudgetStore } from './tableBudgetStore';
 
 export { unpaced, type Lane, type WritePacer } from './pacer';
@@ -88,10 +93,14 @@ export function createWritePacer(options: WritePacerOptions): PacerWithFeedback 
       : store.kind === 'store'
         ? store.store
         : new MemoryBudgetStore();
+  const maxWaitMs = settings.maxWaitSeconds * 1000;
   return new SharedWritePacer({
     params,
     store: budgetStore,
-    maxWaitMs: settings.maxWaitSeconds * 1000,
+    maxWaitMs,
+    // A wave event waits in process for PACING_MAX_WAIT_SECONDS in all: unbooked while no slot
+    // is within the wave's own bound, then booked (see SharedPacerOptions.waveHoldMs).
+    waveHoldMs: Math.max(0, maxWaitMs - waveMaxWaitMs(params, maxWaitMs)),
     waveLeaseWrites: settings.waveLeaseWrites ?? DEFAULT_PACING.waveLeaseWrites ?? 1,
     ...(options.graphCapacity === undefined ? {} : { graphCapacity: options.graphCapacity }),
   });

@@ -30,6 +30,15 @@ export interface SharedPacerOptions {
    * (wave wait + its burst's writes / rate - reserve / rate).
    */
   waveMaxWaitMs?: number;
+  /**
+   * How long a wave reservation that finds no slot within its wait bound may wait in process,
+   * unbooked, for one to come within reach, before it is deferred (default 0: deferred at once).
+   * With many invocations waiting (40 instances x 8 take 16 s of slots at 20/s, more than the
+   * wave's 15 s bound) this keeps the overflow in process instead of parking it in the queue and
+   * bringing it back after its slot passed. Nothing is booked while it waits, so the wave never
+   * reaches further ahead and departures keep their reserve.
+   */
+  waveHoldMs?: number;
   /** Graph's own burst (3,000 writes per 150 s window), to read x-ms-throttle-limit-percentage. */
   graphCapacity?: number;
   /**
@@ -65,6 +74,8 @@ export interface PacerStats {
   grantedAtOnce: number;
   /** Departures that went ahead because the store was too slow to answer in time. */
   grantedUnbooked: number;
+  /** Times a wave reservation with no slot in reach waited in process for one (waveHoldMs). */
+  held: number;
 }
 
 interface Pending {
@@ -76,6 +87,8 @@ interface Pending {
   granted?: boolean;
   /** Called once the store answered for this request (the slot is known, or it is refused). */
   onBooked?: () => void;
+  /** When a held wave reservation began holding (see waveHoldMs). */
+  holdingSince?: number;
 }
 
 const noop = () => undefined;
@@ -99,6 +112,12 @@ const LATE_SLOT_GRACE_MS = 1_000;
 const DEPARTURE_BOOKING_TIMEOUT_MS = 2_000;
 
 const GRAPH_CAPACITY = 3_000;
+/**
+ * A held wave reservation tries to book again after at least this long: by then a second of
+ * slots has come within reach, and an instance's held reservations book together, so holding
+ * costs each instance at most one store round-trip a second.
+ */
+const HOLD_RECHECK_MS = 1_000;
 
 function deferred(startAt: number, now: number, why: string): OffboardingError {
   const retryAfterSeconds = Math.max(1, Math.ceil((startAt - now) / 1000));
@@ -107,6 +126,12 @@ function deferred(startAt: number, now: number, why: string): OffboardingError {
     `Graph write budget: ${why}; next room in about ${retryAfterSeconds} s.`,
     { retryable: true, retryAfterSeconds },
   );
+}
+
+/** The wave's wait bound: see SharedPacerOptions.waveMaxWaitMs. */
+export function waveMaxWaitMs(params: BudgetParams, maxWaitMs: number, configured?: number) {
+  const reserveMs = (params.departureReserve * 1000) / params.ratePerSecond;
+  return Math.min(maxWaitMs, configured ?? (reserveMs * 3) / 4);
 }
 
 const realSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -147,6 +172,7 @@ export class SharedWritePacer implements WritePacer, ThrottleFeedback {
     wastedSlots: 0,
     grantedAtOnce: 0,
     grantedUnbooked: 0,
+    held: 0,
   };
 
   constructor(private readonly options: SharedPacerOptions) {
@@ -156,10 +182,9 @@ export class SharedWritePacer implements WritePacer, ThrottleFeedback {
     this.now = options.now ?? Date.now;
     this.sleep = options.sleep ?? realSleep;
     this.random = options.random ?? Math.random;
-    const reserveMs = (options.params.departureReserve * 1000) / options.params.ratePerSecond;
     this.maxWait = {
       departure: options.maxWaitMs,
-      wave: Math.min(options.maxWaitMs, options.waveMaxWaitMs ?? (reserveMs * 3) / 4),
+      wave: waveMaxWaitMs(options.params, options.maxWaitMs, options.waveMaxWaitMs),
     };
   }
 
@@ -355,12 +380,33 @@ export class SharedWritePacer implements WritePacer, ThrottleFeedback {
         void this.waitFor(request, granted[next - 1] ?? bookedAt);
         continue;
       }
-      this.statistics.deferred += 1;
       const estimate = results[next + request.writes - 1]?.startAt ?? bookedAt;
+      if (lane === 'wave' && this.hold(request, estimate, bookedAt)) continue;
+      this.statistics.deferred += 1;
       request.reject(deferred(estimate, bookedAt, 'no room within the wait bound'));
     }
     // Spare slots wait here for the next reservations of this lane.
     slots.push(...granted.slice(next));
+  }
+
+  /**
+   * A wave reservation with no slot within its wait bound waits in process, booking nothing, until
+   * the slot it would get now comes within the bound, then tries again (others may have taken it:
+   * it holds again), for waveHoldMs in all; false when that time cannot bring it within reach.
+   */
+  private hold(request: Pending, estimate: number, now: number): boolean {
+    const holdMs = this.options.waveHoldMs ?? 0;
+    const since = request.holdingSince ?? now;
+    const inReachAt = estimate - this.maxWait.wave;
+    if (!(holdMs > 0) || now >= since + holdMs || inReachAt > since + holdMs) return false;
+    request.holdingSince = since;
+    this.statistics.held += 1;
+    const retryIn = Math.min(Math.max(HOLD_RECHECK_MS, inReachAt - now), since + holdMs - now);
+    void this.sleep(retryIn).then(() => {
+      this.pending.wave.push(request);
+      void this.flush('wave');
+    });
+    return true;
   }
 
   private async waitFor(request: Pending, startAt: number): Promise<void> {

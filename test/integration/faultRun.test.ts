@@ -1,55 +1,28 @@
-import { TableClient } from '@azure/data-tables';
 import { latestRecordFor } from '../../shared/core/auditRecords';
-import { BREAKGLASS_ID, BREAKGLASS_UPN } from '../../dev/graph-standin/index';
-import type { AuditRecord } from '../../shared/core/ports';
+import { BREAKGLASS_ID } from '../../dev/graph-standin/index';
 import type { Runtime } from '../../shared/app/runtime';
-import { startPipeline, type Pipeline } from '../support/runner';
-import { startTcpProxy, type TcpProxy } from '../support/tcpProxy';
+import { runFaultRun, startFaultRunSetup, type FaultRunSetup } from '../../bench/faultRun';
+import type { Pipeline } from '../support/runner';
+import type { TcpProxy } from '../support/tcpProxy';
 import { waitFor } from '../support/wait';
-import { cloudEvent, startWorld, type World } from '../support/world';
+import { cloudEvent, type World } from '../support/world';
 
+// The driver is shared with the benchmark (`npm run bench` runs it at 10,000 events).
+let setup: FaultRunSetup;
 let world: World;
 let proxy: TcpProxy;
 let runtime: Runtime;
 let pipeline: Pipeline;
 
 beforeAll(async () => {
-  // Tokens under 300 s are not cached, so a token endpoint outage is felt at once.
-  world = await startWorld(
-    { RETRY_MAX_ATTEMPTS: '20', RETRY_BASE_DELAY_SECONDS: '1', RETRY_MAX_DELAY_SECONDS: '2' },
-    { tokenLifetimeSeconds: 120 },
-  );
-  // The audit store behind a proxy that can fail: a real outage, not a mock.
-  const azuritePort = Number(
-    /TableEndpoint=http:\/\/127\.0\.0\.1:(\d+)/.exec(world.env.AUDIT_TABLE_CONNECTION_STRING!)?.[1],
-  );
-  proxy = await startTcpProxy(azuritePort);
-  runtime = world.runtimeWith({
-    AUDIT_TABLE_CONNECTION_STRING: world.env.AUDIT_TABLE_CONNECTION_STRING!.replace(
-      `127.0.0.1:${azuritePort}`,
-      `127.0.0.1:${proxy.port}`,
-    ),
-  });
-  pipeline = startPipeline(world, runtime, 8);
+  setup = await startFaultRunSetup();
+  ({ world, proxy, runtime, pipeline } = setup);
 });
 afterAll(async () => {
-  await pipeline.stop();
-  await proxy.stop();
-  await world.stop();
+  await setup.stop();
 });
 
-async function allRecords(): Promise<Array<Record<string, unknown>>> {
-  const table = TableClient.fromConnectionString(
-    world.env.AUDIT_TABLE_CONNECTION_STRING!,
-    world.env.AUDIT_TABLE_NAME!,
-    {
-      allowInsecureConnection: true,
-    },
-  );
-  const entities: Array<Record<string, unknown>> = [];
-  for await (const entity of table.listEntities()) entities.push(entity);
-  return entities;
-}
+const allRecords = () => setup.allRecords();
 
 it('converges to one final record when the process loses the audit write after the Graph write', async () => {
   const user = world.graph.addUser({
@@ -91,167 +64,18 @@ it('converges to one final record when the process loses the audit write after t
 }, 90_000);
 
 it('ends 1,000 events under injected faults and an adversarial mix succeeded or dead-lettered with a reason, one truthful record each', async () => {
-  const started = Date.now();
-  const users = Array.from({ length: 1000 }, (_, i) => {
-    const suffix = String(i).padStart(12, '0');
-    return world.graph.addUser({
-      id: `f0000000-0000-4000-8000-${suffix}`,
-      userPrincipalName: `fault.user${i}@contoso.com`,
-    });
-  });
-  type Kind = 'valid' | 'invalid' | 'protected' | 'unknown';
-  const plan = users.map((user, i) => {
-    const kind: Kind =
-      i % 20 === 0 ? 'invalid' : i % 20 === 1 ? 'protected' : i % 20 === 2 ? 'unknown' : 'valid';
-    const leaving = i % 2 === 0;
-    const subject =
-      kind === 'invalid'
-        ? `fault user ${i}`
-        : kind === 'protected'
-          ? BREAKGLASS_UPN
-          : kind === 'unknown'
-            ? `gone${i}@contoso.com`
-            : user.userPrincipalName;
-    const event = leaving
-      ? cloudEvent('employee.leaving', { user: subject, resetPassword: i % 5 === 0 }, `fault-${i}`)
-      : cloudEvent('mfa.enabled', { user: subject }, `fault-${i}`);
-    return {
-      kind,
-      event,
-      queue: leaving ? ('employee-leaving' as const) : ('mfa-enabled' as const),
-    };
-  });
-  const expectedDeadLetters = plan.filter((p) => p.kind !== 'valid').length;
-
-  // Faults: a Graph write quota storm, 5xx bursts, dropped connections, a token endpoint outage
-  // and an audit store outage, while duplicates of some events arrive with new message ids.
-  world.graph.throttle({ writesPerWindow: 20, windowMs: 1000, retryAfterSeconds: 1 });
-  const burst503 = world.graph.injectFault({ status: 503, times: 60 });
-  const resets = world.graph.injectFault({ kind: 'reset', times: 25 });
-  // Outages while the events are being processed: the token endpoint, then the audit store.
-  const outages = [
-    setTimeout(() => world.identity.setDown(true), 1500),
-    setTimeout(() => world.identity.setDown(false), 3500),
-    setTimeout(() => proxy.setDown(true), 5000),
-    setTimeout(() => proxy.setDown(false), 15_000),
-  ];
-  // The adversarial mix (issue 7): ids reused on the other queue for other users, concurrent
-  // duplicates, invalid messages reusing good ids, and cancellations racing leave dates.
-  const validLeaving = plan.filter((p) => p.kind === 'valid' && p.queue === 'employee-leaving');
-  const collisions = validLeaving.slice(0, 40).map((p, n) => {
-    const other = world.graph.addUser({
-      id: `c0111de0-0000-4000-8000-${String(n).padStart(12, '0')}`,
-      userPrincipalName: `collide.user${n}@contoso.com`,
-    });
-    return {
-      user: other,
-      event: cloudEvent('mfa.enabled', { user: other.userPrincipalName }, p.event.id as string),
-    };
-  });
-  const invalidReuses = validLeaving
-    .slice(40, 70)
-    .map((p): Record<string, unknown> => ({ ...p.event, data: { user: 'not a user' } }));
-  const races = Array.from({ length: 20 }, (_, n) => {
-    const user = world.graph.addUser({
-      id: `4ace0000-0000-4000-8000-${String(n).padStart(12, '0')}`,
-      userPrincipalName: `race.user${n}@contoso.com`,
-    });
-    const effectiveAt = new Date(Date.now() + 8_000 + n * 100).toISOString();
-    return {
-      user,
-      departure: cloudEvent(
-        'employee.leaving',
-        { user: user.userPrincipalName, effectiveAt },
-        `race-${n}`,
-      ),
-      cancel: cloudEvent(
-        'employee.leaving.cancelled',
-        { user: user.userPrincipalName },
-        `race-${n}-cancel`,
-      ),
-    };
-  });
-  const sendCancel = (race: (typeof races)[number]) =>
-    pipeline.send('employee-leaving', race.cancel, `${race.cancel.id as string}-m`);
-  for (const race of races)
-    await pipeline.send('employee-leaving', race.departure, `${race.departure.id as string}-m`);
-  // Half are cancelled well ahead of their date, half right at it: both ends of the race.
-  for (const race of races.filter((_, n) => n % 2 === 0)) await sendCancel(race);
-  const cancellations = races
-    .filter((_, n) => n % 2 === 1)
-    .map((race, n) => setTimeout(() => void sendCancel(race), 7_900 + n * 200));
-
-  let duplicatesSent = 0;
-  for (const [i, item] of plan.entries()) {
-    if (item.kind === 'valid' && i % 25 === 3) {
-      // The same event twice at the same moment, under different message ids.
-      await Promise.all([
-        pipeline.send(item.queue, item.event, `m-${i}`),
-        pipeline.send(item.queue, item.event, `m-${i}-again`),
-      ]);
-      duplicatesSent++;
-    } else {
-      await pipeline.send(item.queue, item.event, `m-${i}`);
-    }
-  }
-  for (const [n, collision] of collisions.entries())
-    await pipeline.send('mfa-enabled', collision.event, `c-${n}`);
-  for (const [n, bogus] of invalidReuses.entries())
-    await pipeline.send('employee-leaving', bogus, `bogus-${n}`);
-  const burst500 = world.graph.injectFault({ status: 500, times: 40 });
-
-  const dlqCount = () =>
-    world.serviceBus.stats('employee-leaving').deadLettered +
-    world.serviceBus.stats('mfa-enabled').deadLettered;
-  let records: Array<AuditRecord | undefined> = [];
-  await waitFor(
-    'every event to reach its end',
-    async () => {
-      if (dlqCount() < expectedDeadLetters) return false;
-      records = await Promise.all(
-        plan.map((p) => latestRecordFor(world.runtime.audit, p.event.id as string)),
-      );
-      if (
-        !records.every((r, i) =>
-          plan[i]?.kind === 'valid' ? r?.outcome === 'succeeded' : r !== undefined,
-        )
-      )
-        return false;
-      const raceRecords = await Promise.all(
-        races.map((race) => world.runtime.audit.findByEventId(race.cancel.id as string)),
-      );
-      const collisionsDone = await Promise.all(
-        collisions.map(async (c) =>
-          (await world.runtime.audit.findByUser(c.user.id)).some(
-            (s) => s.record.outcome === 'succeeded',
-          ),
-        ),
-      );
-      return (
-        raceRecords.every((r) => r.some((x) => x.outcome !== 'in-progress')) &&
-        collisionsDone.every(Boolean)
-      );
-    },
-    300_000,
-  );
-  outages.forEach(clearTimeout);
-  cancellations.forEach(clearTimeout);
-  proxy.setDown(false);
-  world.identity.setDown(false);
+  const run = await runFaultRun(setup, { events: 1000 });
+  const { plan, records, collisions, invalidReuses, races, deadLetters, lost, figures } = run;
 
   // Every event ended succeeded, or in the dead-letter queue with a reason and an audited error.
-  const deadLetters = [
-    ...world.serviceBus.deadLetters('employee-leaving'),
-    ...world.serviceBus.deadLetters('mfa-enabled'),
-  ];
   const deadLetteredIds = new Set(deadLetters.map((d) => (d.body as { id?: string }).id));
-  let lost = 0;
   for (const [i, item] of plan.entries()) {
     const record = records[i];
     if (item.kind === 'valid') {
-      if (record?.outcome !== 'succeeded') lost++;
+      expect(record?.outcome).toBe('succeeded');
     } else {
-      if (!deadLetteredIds.has(item.event.id as string) || record?.errorCode === undefined) lost++;
+      expect(deadLetteredIds.has(item.event.id as string)).toBe(true);
+      expect(record?.errorCode).toBeDefined();
       expect(record?.outcome).toBe(item.kind === 'protected' ? 'refused' : 'failed');
     }
   }
@@ -300,7 +124,7 @@ it('ends 1,000 events under injected faults and an adversarial mix succeeded or 
   for (const deadLetter of deadLetters) expect(deadLetter.reason).toBe('MaxDeliveryCountExceeded');
 
   // Exactly one record per event (route, source, id and content) and per invalid message.
-  const entities = (await allRecords()).filter((e) => /^(fault|race)-/.test(String(e.eventId)));
+  const { entities } = run;
   const keys = new Set(entities.map((e) => `${String(e.partitionKey)}/${String(e.rowKey)}`));
   expect(keys.size).toBe(entities.length);
   expect(entities).toHaveLength(
@@ -318,27 +142,8 @@ it('ends 1,000 events under injected faults and an adversarial mix succeeded or 
   expect(world.graph.requests.filter((r) => r.decodedPath.includes('fault user'))).toHaveLength(0);
   expect(writes.filter((w) => w.decodedPath.includes('/gone'))).toHaveLength(0);
 
-  const faulted = world.graph.requests.filter((r) => r.fault !== undefined);
-  const figures = {
-    events: plan.length,
-    duplicateDeliveries: duplicatesSent,
-    graphRequests: world.graph.requests.length,
-    throttled429: faulted.filter((r) => r.fault === 'throttle').length,
-    injected5xx: burst503.hits + burst500.hits,
-    connectionResets: resets.hits,
-    tokenEndpointFailures: world.identity.requests.filter((r) => r.status >= 500).length,
-    auditOutageRetries: pipeline.logs.filter((l) => l.text.includes('AuditUnavailable')).length,
-    succeeded: records.filter((r) => r?.outcome === 'succeeded').length,
-    deadLettered: deadLetters.length,
-    lost,
-    collidingIds: collisions.length,
-    invalidReusingIds: invalidReuses.length,
-    cancellationRaces: races.length,
-    cancelledInTime,
-    records: entities.length,
-    maxAttempts: Math.max(...records.map((r) => r?.attempts ?? 0)),
-    seconds: Math.round((Date.now() - started) / 1000),
-  };
+  expect(figures.cancelledInTime).toBe(cancelledInTime);
+  expect(figures.records).toBe(figures.expectedRecords);
   // The figures docs/testing.md and the closing note quote.
   console.log(`fault run: ${JSON.stringify(figures)}`);
   expect(figures.throttled429).toBeGreaterThan(0);

@@ -194,6 +194,87 @@ describe('SharedWritePacer (in-memory store)', () => {
     expect((await store.read())?.tat).toBe(T0 + 190 * 50);
   });
 
+  describe('with a hold for the wave (waveHoldMs)', () => {
+    /**
+     * A discrete-event clock: sleeps end in the order of their deadlines, and time moves to the
+     * next deadline only once everything else has settled.
+     */
+    function holdingPacer(waveHoldMs: number) {
+      const clock = { now: T0 };
+      const timers: Array<{ at: number; resolve: () => void }> = [];
+      const starts: Array<StartedWrites & { bookedBy: number }> = [];
+      const pacer = new SharedWritePacer({
+        params: PARAMS,
+        store: new MemoryBudgetStore(),
+        maxWaitMs: 30_000,
+        waveHoldMs,
+        onGranted: ({ writes, startAt }) =>
+          starts.push({ at: startAt, writes, bookedBy: clock.now }),
+        now: () => clock.now,
+        sleep: (ms) => new Promise((resolve) => timers.push({ at: clock.now + ms, resolve })),
+        random: () => 0.5,
+      });
+      async function run<T>(work: Promise<T>): Promise<T> {
+        let done = false;
+        void work.finally(() => (done = true));
+        while (!done) {
+          for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
+          timers.sort((a, b) => a.at - b.at);
+          const next = timers.shift();
+          if (next === undefined) continue;
+          clock.now = Math.max(clock.now, next.at);
+          next.resolve();
+        }
+        return work;
+      }
+      return { pacer, starts, clock, run };
+    }
+
+    it('keeps the overflow in process until its slot is within the bound, booking nothing ahead', async () => {
+      const { pacer, starts, run } = holdingPacer(7_500);
+      // The wave's bound is 7.5 s (190 slots); the 10 over it wait unbooked instead of deferring.
+      const results = await run(
+        settleAll(Array.from({ length: 200 }, () => pacer.reserve('wave', 1))),
+      );
+      expect(results.map(deferredOf).filter((e) => e !== undefined)).toEqual([]);
+      expect(pacer.stats()).toMatchObject({ granted: 200, deferred: 0 });
+      expect(pacer.stats().held).toBeGreaterThan(0);
+      // Slots back to back at the rate, the headroom first: no gap, no over-grant...
+      expect(Math.max(...starts.map((s) => s.at))).toBe(T0 + (200 - 40) * 50);
+      expect(worstOverGrant(starts, PARAMS)).toBeLessThanOrEqual(1e-6);
+      // ...and no slot was booked further ahead than the bound when it was booked.
+      expect(Math.max(...starts.map((s) => s.at - s.bookedBy))).toBeLessThanOrEqual(7_500);
+    });
+
+    it('defers what the hold did not bring within reach once the hold is over', async () => {
+      const { pacer, clock, run } = holdingPacer(1_000);
+      // 190 booked up to 7.5 s; the 50 over it hold; after 1 s, 20 more slots are within reach:
+      // those are booked and the other 30 deferred, the hold being over.
+      const results = await run(
+        settleAll(Array.from({ length: 240 }, () => pacer.reserve('wave', 1))),
+      );
+      const deferred = results.map(deferredOf).filter((e) => e !== undefined);
+      expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(210);
+      expect(deferred).toHaveLength(30);
+      expect(deferred[0]?.retryAfterSeconds).toBe(Math.ceil((211 - 40) * 0.05 - 1));
+      expect(clock.now - T0).toBeLessThanOrEqual(1_000 + 7_500);
+      expect(pacer.stats().held).toBe(50);
+      // A hold too short to bring any of them within reach defers them at once.
+      const short = holdingPacer(10);
+      const shortResults = await short.run(
+        settleAll(Array.from({ length: 240 }, () => short.pacer.reserve('wave', 1))),
+      );
+      expect(shortResults.map(deferredOf).filter((e) => e !== undefined)).toHaveLength(50);
+      expect(short.pacer.stats().held).toBe(0);
+      // Without a hold the same reservations defer everything past the bound (the default).
+      const { pacer: plain } = virtualPacer(new MemoryBudgetStore());
+      const plainResults = await settleAll(
+        Array.from({ length: 240 }, () => plain.reserve('wave', 1)),
+      );
+      expect(plainResults.map(deferredOf).filter((e) => e !== undefined)).toHaveLength(50);
+    });
+  });
+
   it('gives departures the reserve at once during a wave, then makes the wave wait for it', async () => {
     const { reserve, starts } = virtualPacer(new MemoryBudgetStore());
     // 128 invocations (16 instances x 8) each wait for one write: booked 4.4 s ahead.
@@ -363,13 +444,13 @@ describe('SharedWritePacer (in-memory store)', () => {
         writesPerSecond: 20,
         burstWrites: 240,
         departureReserveWrites: 200,
-        maxWaitSeconds: 30,
+        maxWaitSeconds: 7,
       },
       store: { kind: 'staticShare', instances: 40 },
     });
     // 240 / 40 = 6 writes of bucket, 1 of them for the wave, 0.5 writes/s. The first reservation
     // leases 4 slots (0, 2, 4, 6 s); 4 more writes would start 8 s from now, past the wave's
-    // 7.5 s bound.
+    // 7 s bound (the whole wait allowed: nothing left to hold for).
     await share.reserve('wave', 1);
     await expect(share.reserve('wave', 4)).rejects.toMatchObject({ code: ErrorCodes.Deferred });
   });

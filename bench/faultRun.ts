@@ -1,0 +1,391 @@
+/**
+ * The adversarial fault run, one driver for the integration test (1,000 events, every assertion in
+ * test/integration/faultRun.test.ts) and the benchmark (`npm run bench`, 10,000 events by default):
+ * the real handlers, SDKs and stand-ins, with a Graph write quota storm (429), 5xx bursts, dropped
+ * connections, a token endpoint outage and an audit store outage (a TCP proxy cut, not a mock),
+ * while the adversarial mix arrives: duplicates under new message ids, invalid and refused events,
+ * unknown users, ids reused on the other queue, invalid messages reusing good ids, and
+ * cancellations racing their leave dates.
+ *
+ * The driver only drives and collects: what the run must show is asserted by the test and counted
+ * by the benchmark, from the same collected state.
+ */
+import { TableClient } from '@azure/data-tables';
+import { startAzuriteTable } from '../dev/azurite';
+import { BREAKGLASS_UPN } from '../dev/graph-standin/index';
+import type { DirectoryUser } from '../dev/graph-standin/index';
+import type { DeadLetteredMessage } from '../dev/servicebus-standin/index';
+import { latestRecordFor } from '../shared/core/auditRecords';
+import type { AuditRecord } from '../shared/core/ports';
+import type { Runtime } from '../shared/app/runtime';
+import { startPipeline, type Pipeline } from '../test/support/runner';
+import { startTcpProxy, type TcpProxy } from '../test/support/tcpProxy';
+import { waitFor } from '../test/support/wait';
+import { cloudEvent, startWorld, type World } from '../test/support/world';
+
+/** The stand-ins, an audit store that can fail, and one pipeline of 8 concurrent handlers. */
+export interface FaultRunSetup {
+  world: World;
+  /** Between the runtime and Azurite: `setDown(true)` is an audit store outage. */
+  proxy: TcpProxy;
+  /** The runtime the pipeline runs, its audit store behind the proxy. */
+  runtime: Runtime;
+  pipeline: Pipeline;
+  /** Every entity of the audit table, read directly (not through the proxy). */
+  allRecords(): Promise<Array<Record<string, unknown>>>;
+  stop(): Promise<void>;
+}
+
+export async function startFaultRunSetup(): Promise<FaultRunSetup> {
+  // Tokens under 300 s are not cached, so a token endpoint outage is felt at once.
+  const world = await startWorld(
+    { RETRY_MAX_ATTEMPTS: '20', RETRY_BASE_DELAY_SECONDS: '1', RETRY_MAX_DELAY_SECONDS: '2' },
+    { tokenLifetimeSeconds: 120 },
+  );
+  // The audit store behind a proxy that can fail: a real outage, not a mock.
+  const connection = world.env.AUDIT_TABLE_CONNECTION_STRING ?? '';
+  const azuritePort = Number(/TableEndpoint=http:\/\/127\.0\.0\.1:(\d+)/.exec(connection)?.[1]);
+  const proxy = await startTcpProxy(azuritePort);
+  const runtime = world.runtimeWith({
+    AUDIT_TABLE_CONNECTION_STRING: connection.replace(
+      `127.0.0.1:${azuritePort}`,
+      `127.0.0.1:${proxy.port}`,
+    ),
+  });
+  const pipeline = startPipeline(world, runtime, 8);
+  return {
+    world,
+    proxy,
+    runtime,
+    pipeline,
+    async allRecords() {
+      const table = TableClient.fromConnectionString(connection, world.env.AUDIT_TABLE_NAME ?? '', {
+        allowInsecureConnection: true,
+      });
+      const entities: Array<Record<string, unknown>> = [];
+      for await (const entity of table.listEntities()) entities.push(entity);
+      return entities;
+    },
+    async stop() {
+      await pipeline.stop();
+      await proxy.stop();
+      await world.stop();
+    },
+  };
+}
+
+export type PlannedKind = 'valid' | 'invalid' | 'protected' | 'unknown';
+type Event = Record<string, unknown>;
+
+export interface PlannedEvent {
+  kind: PlannedKind;
+  event: Event;
+  queue: 'employee-leaving' | 'mfa-enabled';
+}
+
+export interface CancellationRace {
+  user: DirectoryUser;
+  departure: Event;
+  cancel: Event;
+}
+
+export interface FaultRunOutcome {
+  plan: PlannedEvent[];
+  /** The latest record of each planned event, read after the run ended (same order as plan). */
+  records: Array<AuditRecord | undefined>;
+  /** mfa.enabled events reusing a departure's id, each for a user of its own. */
+  collisions: Array<{ user: DirectoryUser; event: Event }>;
+  /** Invalid messages reusing a good departure's id. */
+  invalidReuses: Event[];
+  races: CancellationRace[];
+  deadLetters: DeadLetteredMessage[];
+  /** Audit entities of this run's events (ids fault-* and race-*). */
+  entities: Array<Record<string, unknown>>;
+  /** Events that did not end as they must: valid not succeeded, others not dead-lettered with a code. */
+  lost: number;
+  figures: FaultRunFigures;
+}
+
+export interface FaultRunFigures {
+  events: number;
+  duplicateDeliveries: number;
+  graphRequests: number;
+  throttled429: number;
+  injected5xx: number;
+  connectionResets: number;
+  tokenEndpointFailures: number;
+  auditOutageRetries: number;
+  succeeded: number;
+  deadLettered: number;
+  lost: number;
+  collidingIds: number;
+  invalidReusingIds: number;
+  cancellationRaces: number;
+  cancelledInTime: number;
+  /** Audit entities of the run's events, and how many there must be (one per event and message). */
+  records: number;
+  expectedRecords: number;
+  /** Events with more than one record for the same route, source, id and content. */
+  duplicateRecords: number;
+  inProgressRecords: number;
+  maxAttempts: number;
+  seconds: number;
+}
+
+export interface FaultRunOptions {
+  /** Planned events (the mix scales with it: 1 in 20 invalid, protected or unknown each). */
+  events: number;
+  /** How long the run may take to reach its end (default 300 s per 1,000 events). */
+  timeoutMs?: number;
+  /** Progress lines (the benchmark prints them; the test stays quiet). */
+  log?: (line: string) => void;
+}
+
+/** Drives one fault run and collects what it left: records, dead letters, Graph's requests. */
+export async function runFaultRun(
+  setup: FaultRunSetup,
+  options: FaultRunOptions,
+): Promise<FaultRunOutcome> {
+  const { world, proxy, pipeline } = setup;
+  const { events, log = () => undefined } = options;
+  // Faults and the adversarial mix grow with the run, so each thousand events meets the same.
+  const scale = Math.max(1, Math.round(events / 1000));
+  const timeoutMs = options.timeoutMs ?? 300_000 * scale;
+  const started = Date.now();
+  const users = Array.from({ length: events }, (_, i) =>
+    world.graph.addUser({
+      id: `f0000000-0000-4000-8000-${String(i).padStart(12, '0')}`,
+      userPrincipalName: `fault.user${i}@contoso.com`,
+    }),
+  );
+  const plan = users.map((user, i): PlannedEvent => {
+    const kind: PlannedKind =
+      i % 20 === 0 ? 'invalid' : i % 20 === 1 ? 'protected' : i % 20 === 2 ? 'unknown' : 'valid';
+    const leaving = i % 2 === 0;
+    const subject =
+      kind === 'invalid'
+        ? `fault user ${i}`
+        : kind === 'protected'
+          ? BREAKGLASS_UPN
+          : kind === 'unknown'
+            ? `gone${i}@contoso.com`
+            : user.userPrincipalName;
+    const event = leaving
+      ? cloudEvent('employee.leaving', { user: subject, resetPassword: i % 5 === 0 }, `fault-${i}`)
+      : cloudEvent('mfa.enabled', { user: subject }, `fault-${i}`);
+    return { kind, event, queue: leaving ? 'employee-leaving' : 'mfa-enabled' };
+  });
+  const expectedDeadLetters = plan.filter((p) => p.kind !== 'valid').length;
+
+  // Faults: a Graph write quota storm, 5xx bursts, dropped connections, a token endpoint outage
+  // and an audit store outage, while duplicates of some events arrive with new message ids.
+  world.graph.throttle({ writesPerWindow: 20, windowMs: 1000, retryAfterSeconds: 1 });
+  const burst503 = world.graph.injectFault({ status: 503, times: 60 * scale });
+  const resets = world.graph.injectFault({ kind: 'reset', times: 25 * scale });
+  // Outages while the events are being processed: the token endpoint, then the audit store.
+  const outages = [
+    setTimeout(() => world.identity.setDown(true), 1500),
+    setTimeout(() => world.identity.setDown(false), 3500),
+    setTimeout(() => proxy.setDown(true), 5000),
+    setTimeout(() => proxy.setDown(false), 15_000),
+  ];
+  // The adversarial mix (issue 7): ids reused on the other queue for other users, concurrent
+  // duplicates, invalid messages reusing good ids, and cancellations racing leave dates.
+  const validLeaving = plan.filter((p) => p.kind === 'valid' && p.queue === 'employee-leaving');
+  const collisions = validLeaving.slice(0, 40 * scale).map((p, n) => {
+    const other = world.graph.addUser({
+      id: `c0111de0-0000-4000-8000-${String(n).padStart(12, '0')}`,
+      userPrincipalName: `collide.user${n}@contoso.com`,
+    });
+    return {
+      user: other,
+      event: cloudEvent('mfa.enabled', { user: other.userPrincipalName }, p.event.id as string),
+    };
+  });
+  const invalidReuses = validLeaving
+    .slice(40 * scale, 70 * scale)
+    .map((p): Event => ({ ...p.event, data: { user: 'not a user' } }));
+  const races = Array.from({ length: 20 }, (_, n): CancellationRace => {
+    const user = world.graph.addUser({
+      id: `4ace0000-0000-4000-8000-${String(n).padStart(12, '0')}`,
+      userPrincipalName: `race.user${n}@contoso.com`,
+    });
+    const effectiveAt = new Date(Date.now() + 8_000 + n * 100).toISOString();
+    return {
+      user,
+      departure: cloudEvent(
+        'employee.leaving',
+        { user: user.userPrincipalName, effectiveAt },
+        `race-${n}`,
+      ),
+      cancel: cloudEvent(
+        'employee.leaving.cancelled',
+        { user: user.userPrincipalName },
+        `race-${n}-cancel`,
+      ),
+    };
+  });
+  const sendCancel = (race: CancellationRace) =>
+    pipeline.send('employee-leaving', race.cancel, `${race.cancel.id as string}-m`);
+  for (const race of races)
+    await pipeline.send('employee-leaving', race.departure, `${race.departure.id as string}-m`);
+  // Half are cancelled well ahead of their date, half right at it: both ends of the race.
+  for (const race of races.filter((_, n) => n % 2 === 0)) await sendCancel(race);
+  const cancellations = races
+    .filter((_, n) => n % 2 === 1)
+    .map((race, n) => setTimeout(() => void sendCancel(race), 7_900 + n * 200));
+
+  let duplicatesSent = 0;
+  for (const [i, item] of plan.entries()) {
+    if (item.kind === 'valid' && i % 25 === 3) {
+      // The same event twice at the same moment, under different message ids.
+      await Promise.all([
+        pipeline.send(item.queue, item.event, `m-${i}`),
+        pipeline.send(item.queue, item.event, `m-${i}-again`),
+      ]);
+      duplicatesSent++;
+    } else {
+      await pipeline.send(item.queue, item.event, `m-${i}`);
+    }
+  }
+  for (const [n, collision] of collisions.entries())
+    await pipeline.send('mfa-enabled', collision.event, `c-${n}`);
+  for (const [n, bogus] of invalidReuses.entries())
+    await pipeline.send('employee-leaving', bogus, `bogus-${n}`);
+  const burst500 = world.graph.injectFault({ status: 500, times: 40 * scale });
+  log(`fault run: ${plan.length} events sent in ${((Date.now() - started) / 1000).toFixed(0)} s`);
+
+  const audit = world.runtime.audit;
+  const dlqCount = () =>
+    world.serviceBus.stats('employee-leaving').deadLettered +
+    world.serviceBus.stats('mfa-enabled').deadLettered;
+  // A succeeded record of a valid event is final: it is not read again on the next poll (at
+  // 10,000 events, reading every record ten times a second would load the store more than the run).
+  const final = new Map<number, AuditRecord>();
+  let lastProgress = 0;
+  try {
+    await waitFor(
+      'every event to reach its end',
+      async () => {
+        if (Date.now() - lastProgress > 30_000) {
+          lastProgress = Date.now();
+          log(`fault run: ${final.size} succeeded, ${dlqCount()} dead-lettered so far`);
+        }
+        if (dlqCount() < expectedDeadLetters) return false;
+        const pending = plan.flatMap((p, i) => (final.has(i) ? [] : [{ p, i }]));
+        const found = await Promise.all(
+          pending.map(({ p }) => latestRecordFor(audit, p.event.id as string)),
+        );
+        let ended = true;
+        for (const [n, { p, i }] of pending.entries()) {
+          const record = found[n];
+          if (p.kind === 'valid' && record?.outcome === 'succeeded') final.set(i, record);
+          else if (p.kind === 'valid' || record === undefined) ended = false;
+        }
+        if (!ended) return false;
+        const raceRecords = await Promise.all(
+          races.map((race) => audit.findByEventId(race.cancel.id as string)),
+        );
+        const collisionsDone = await Promise.all(
+          collisions.map(async (c) =>
+            (await audit.findByUser(c.user.id)).some((s) => s.record.outcome === 'succeeded'),
+          ),
+        );
+        return (
+          raceRecords.every((r) => r.some((x) => x.outcome !== 'in-progress')) &&
+          collisionsDone.every(Boolean)
+        );
+      },
+      timeoutMs,
+    );
+  } finally {
+    outages.forEach(clearTimeout);
+    cancellations.forEach(clearTimeout);
+    proxy.setDown(false);
+    world.identity.setDown(false);
+  }
+  const seconds = Math.round((Date.now() - started) / 1000);
+
+  const records = await Promise.all(plan.map((p) => latestRecordFor(audit, p.event.id as string)));
+  const deadLetters = [
+    ...world.serviceBus.deadLetters('employee-leaving'),
+    ...world.serviceBus.deadLetters('mfa-enabled'),
+  ];
+  const deadLetteredIds = new Set(deadLetters.map((d) => (d.body as { id?: string }).id));
+  let lost = 0;
+  for (const [i, item] of plan.entries()) {
+    const record = records[i];
+    if (item.kind === 'valid') {
+      if (record?.outcome !== 'succeeded') lost++;
+    } else if (
+      !deadLetteredIds.has(item.event.id as string) ||
+      record?.errorCode === undefined ||
+      record.outcome !== (item.kind === 'protected' ? 'refused' : 'failed')
+    ) {
+      lost++;
+    }
+  }
+  let cancelledInTime = 0;
+  for (const race of races) {
+    const departure = await latestRecordFor(audit, race.departure.id as string);
+    if (departure?.outcome === 'cancelled') cancelledInTime++;
+  }
+  const entities = (await setup.allRecords()).filter((e) =>
+    /^(fault|race)-/.test(String(e.eventId)),
+  );
+  const keys = new Set(entities.map((e) => `${String(e.partitionKey)}/${String(e.rowKey)}`));
+  const faulted = world.graph.requests.filter((r) => r.fault !== undefined);
+  const figures: FaultRunFigures = {
+    events: plan.length,
+    duplicateDeliveries: duplicatesSent,
+    graphRequests: world.graph.requests.length,
+    throttled429: faulted.filter((r) => r.fault === 'throttle').length,
+    injected5xx: burst503.hits + burst500.hits,
+    connectionResets: resets.hits,
+    tokenEndpointFailures: world.identity.requests.filter((r) => r.status >= 500).length,
+    auditOutageRetries: pipeline.logs.filter((l) => l.text.includes('AuditUnavailable')).length,
+    succeeded: records.filter((r) => r?.outcome === 'succeeded').length,
+    deadLettered: deadLetters.length,
+    lost,
+    collidingIds: collisions.length,
+    invalidReusingIds: invalidReuses.length,
+    cancellationRaces: races.length,
+    cancelledInTime,
+    records: entities.length,
+    expectedRecords: plan.length + collisions.length + invalidReuses.length + races.length * 2,
+    duplicateRecords: entities.length - keys.size,
+    inProgressRecords: entities.filter((e) => e.outcome === 'in-progress').length,
+    maxAttempts: Math.max(...records.map((r) => r?.attempts ?? 0)),
+    seconds,
+  };
+  return {
+    plan,
+    records,
+    collisions,
+    invalidReuses,
+    races,
+    deadLetters,
+    entities,
+    lost,
+    figures,
+  };
+}
+
+/**
+ * The benchmark's fault run: its own Azurite (the test's comes from jest's global setup), the same
+ * setup and driver as the test, and the figures.
+ */
+export async function measureFaultRun(options: FaultRunOptions): Promise<FaultRunFigures> {
+  const azurite = await startAzuriteTable();
+  process.env.TEST_AZURITE_CONNECTION_STRING = azurite.connectionString;
+  try {
+    const setup = await startFaultRunSetup();
+    try {
+      return (await runFaultRun(setup, options)).figures;
+    } finally {
+      await setup.stop();
+    }
+  } finally {
+    await azurite.stop();
+  }
+}
