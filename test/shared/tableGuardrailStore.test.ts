@@ -99,6 +99,63 @@ describe('TableGuardrailStore on Azurite', () => {
     expect(stored?.state.trip).toMatchObject({ count: 25, limit: 25 });
   }, 60_000);
 
+  describe("operators' decisions about held events", () => {
+    const key = { identityKey: 'identity-1', contentDigest: 'digest-1' };
+    const release = {
+      kind: 'release' as const,
+      approvalId: 'approval-1',
+      by: 'ops@contoso.com',
+      reason: 'HR confirmed the list',
+      at: '2026-11-30T10:00:00.000Z',
+    };
+
+    it('none until one is made (even before the table exists); then read back as made', async () => {
+      const store = new TableGuardrailStore(azuriteTable(freshTableName()));
+      expect(await store.decisionFor('employeeLeaving', key)).toBeUndefined();
+      expect(await store.decide('employeeLeaving', key, release)).toEqual(release);
+      expect(await store.decisionFor('employeeLeaving', key)).toEqual(release);
+      // Per route and per event.
+      expect(await store.decisionFor('mfaEnabled', key)).toBeUndefined();
+      expect(
+        await store.decisionFor('employeeLeaving', { ...key, contentDigest: 'digest-2' }),
+      ).toBeUndefined();
+    });
+
+    it('the first decision stands, also when two operators decide at once', async () => {
+      const name = freshTableName();
+      const one = new TableGuardrailStore(azuriteTable(name));
+      const other = new TableGuardrailStore(azuriteTable(name));
+      const discard = { ...release, kind: 'discard' as const, approvalId: 'approval-2' };
+      const [a, b] = await Promise.all([
+        one.decide('employeeLeaving', key, release),
+        other.decide('employeeLeaving', key, discard),
+      ]);
+      expect(a).toEqual(b);
+      expect(await one.decisionFor('employeeLeaving', key)).toEqual(a);
+      // A later decision does not replace it.
+      const later = { ...release, approvalId: 'approval-3' };
+      expect(await other.decide('employeeLeaving', key, later)).toEqual(a);
+    });
+
+    it('a decision that does not parse fails closed', async () => {
+      const name = freshTableName();
+      const table = azuriteTable(name);
+      await table.createTable();
+      await table.createEntity({
+        partitionKey: 'decision-employeeLeaving',
+        rowKey: `${key.identityKey}.${key.contentDigest}`,
+        kind: 'maybe',
+        approvalId: 'x',
+        by: 'x',
+        reason: 'x',
+        at: 'x',
+      });
+      await expect(
+        new TableGuardrailStore(table).decisionFor('employeeLeaving', key),
+      ).rejects.toMatchObject({ code: ErrorCodes.AuditUnavailable, retryable: true });
+    });
+  });
+
   describe('a corrupted record fails closed (retryable AuditUnavailable, never an empty guardrail)', () => {
     const corruptions: Array<[string, Record<string, unknown>]> = [
       ['state that is not JSON', { state: '{"buckets": {' }],
