@@ -2,9 +2,9 @@ import type { Runtime } from '../shared/app/runtime';
 import type { RuntimeFactory } from './commands';
 import type { GuardedRoute } from '../shared/core/guardrail';
 import {
-  discardHeld,
+  decideHeld,
   guardrailStatus,
-  releaseHeld,
+  type DecisionResult,
   type GuardrailOpsDeps,
   type RouteStatus,
 } from '../shared/core/guardrailOps';
@@ -53,7 +53,6 @@ function depsOf(app: Runtime): GuardrailOpsDeps {
     store: app.guardrailStore,
     scheduler: app.scheduler,
     queues: app.config.queues,
-    finalSinks: app.finalSinks,
   };
 }
 
@@ -63,7 +62,7 @@ export async function guardrailStatusCommand(
   runtime: RuntimeFactory,
 ): Promise<number> {
   return withOps(runtime, async (app) => {
-    const statuses = await guardrailStatus(depsOf(app), app.config.guardrail);
+    const statuses = await guardrailStatus(depsOf(app), app.config.guardrail.limits);
     if (options.json) {
       io.stdout(toJson({ routes: statuses }) + '\n');
     } else {
@@ -90,12 +89,12 @@ export function formatStatus(statuses: RouteStatus[]): string {
     if (s.held.length === 0) continue;
     text += `\nheld ${kindOf(s.route)} (oldest first):\n`;
     text += formatTable(
-      ['event', 'user', 'held at', 'released by'],
+      ['event', 'user', 'held at', 'decided'],
       s.held.map((h) => [
         escapeUnsafe(h.eventId),
         escapeUnsafe(h.user ?? ''),
         h.heldAt ?? '',
-        escapeUnsafe(h.releasedBy ?? ''),
+        h.decision === undefined ? '' : `${h.decision.kind} by ${escapeUnsafe(h.decision.by)}`,
       ]),
     );
     text += `release: offboard guardrail release --kind ${kindOf(s.route)} --reason "..." [--max N]; discard: offboard guardrail discard --kind ${kindOf(s.route)} --reason "..."\n`;
@@ -115,13 +114,30 @@ export async function guardrailReleaseCommand(
   io: Io,
   runtime: RuntimeFactory,
 ): Promise<number> {
+  return decideCommand('release', options, io, runtime);
+}
+
+export async function guardrailDiscardCommand(
+  options: { kind: string; reason?: string; json?: boolean },
+  io: Io,
+  runtime: RuntimeFactory,
+): Promise<number> {
+  return decideCommand('discard', options, io, runtime);
+}
+
+async function decideCommand(
+  decision: 'release' | 'discard',
+  options: ReleaseOptions,
+  io: Io,
+  runtime: RuntimeFactory,
+): Promise<number> {
+  const route = parseKind(options.kind);
+  const reason = requireReason(options.reason);
   return withOps(runtime, async (app) => {
-    const route = parseKind(options.kind);
-    const reason = requireReason(options.reason);
     const start = new Date();
     const writesPerSecond = app.config.pacing.writesPerSecond;
     let schedule: WavePlan | undefined;
-    const result = await releaseHeld(depsOf(app), {
+    const result = await decideHeld(depsOf(app), decision, {
       route,
       by: operator(),
       reason,
@@ -140,34 +156,21 @@ export async function guardrailReleaseCommand(
       },
     });
     if (options.json) io.stdout(toJson(result) + '\n');
-    else {
-      io.stdout(
-        `released ${result.released.length} held ${kindOf(route)} event(s) (approval ${result.approvalId}); ${result.stillHeld} still held\n`,
-      );
-      for (const r of result.released.filter((r) => r.note !== undefined))
-        io.stdout(`  ${escapeUnsafe(r.eventId)}: ${r.note ?? ''}\n`);
-    }
+    else io.stdout(describe(decision, kindOf(route), result));
     for (const f of result.failures)
-      io.stderr(`${escapeUnsafe(f.eventId)}: ${escapeUnsafe(f.error)} (run the release again)\n`);
+      io.stderr(`${escapeUnsafe(f.eventId)}: ${escapeUnsafe(f.error)} (run the command again)\n`);
     return result.failures.length > 0 ? ExitCodes.retryable : ExitCodes.ok;
   });
 }
 
-export async function guardrailDiscardCommand(
-  options: { kind: string; reason?: string; json?: boolean },
-  io: Io,
-  runtime: RuntimeFactory,
-): Promise<number> {
-  return withOps(runtime, async (app) => {
-    const route = parseKind(options.kind);
-    const reason = requireReason(options.reason);
-    const result = await discardHeld(depsOf(app), { route, by: operator(), reason });
-    if (options.json) io.stdout(toJson(result) + '\n');
-    else io.stdout(`discarded ${result.discarded.length} held ${kindOf(route)} event(s)\n`);
-    for (const f of result.failures)
-      io.stderr(
-        `${escapeUnsafe(f.eventId)}: ${escapeUnsafe(f.error)} (the audit table says discarded; check offboard audit verify)\n`,
-      );
-    return result.failures.length > 0 ? ExitCodes.retryable : ExitCodes.ok;
-  });
+function describe(decision: 'release' | 'discard', kind: string, result: DecisionResult): string {
+  const last = result.sent.at(-1)?.at;
+  let text =
+    decision === 'release'
+      ? `released ${result.sent.length} held ${kind} event(s) (approval ${result.approvalId}): they run paced${last === undefined ? '' : `, the last from about ${last}`}`
+      : `discarded ${result.sent.length} held ${kind} event(s) (decision ${result.approvalId}): each is audited as discarded when it comes back through its queue`;
+  text += `; ${result.stillHeld} still held\n`;
+  for (const id of result.resendNeeded)
+    text += `  ${escapeUnsafe(id)}: too large to keep on its record; it takes effect when its sender sends it again\n`;
+  return text;
 }

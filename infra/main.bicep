@@ -91,6 +91,7 @@ var contract = loadJsonContent('contract.json')
 var queueNames = contract.queues
 var auditTableName = contract.auditTableName
 var outcomeTopicName = contract.appSettings.defaults.OUTCOME_TOPIC
+var guardrailTableName = contract.appSettings.defaults.GUARDRAIL_TABLE_NAME
 var auditLogContainerName = contract.appSettings.defaults.AUDIT_LOG_CONTAINER
 var graphEndpointSetting = empty(graphEndpoint) ? contract.appSettings.defaults.GRAPH_ENDPOINT : graphEndpoint
 var deploymentContainerName = 'app-package'
@@ -196,6 +197,7 @@ module functionApp 'modules/functionapp.bicep' = {
     auditTableName: auditTableName
     outcomeTopicName: outcomeTopicName
     auditLogContainerName: auditLogContainerName
+    guardrailTableName: guardrailTableName
     graphEndpoint: graphEndpointSetting
     protectedUsers: protectedUsers
     dryRun: dryRun

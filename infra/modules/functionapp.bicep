@@ -24,6 +24,8 @@ param serviceBusFullyQualifiedNamespace string
 param employeeLeavingQueueName string
 param mfaEnabledQueueName string
 param auditTableName string
+@description('GUARDRAIL_TABLE_NAME: the blast-radius guardrail\'s table (operators write their decisions there).')
+param guardrailTableName string
 @description('OUTCOME_TOPIC: the Service Bus topic final outcomes are published to.')
 param outcomeTopicName string
 @description('AUDIT_LOG_CONTAINER: the immutable audit log container (in the same storage account).')
@@ -134,6 +136,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     GRAPH_ENDPOINT: graphEndpoint
     AUDIT_TABLE_ENDPOINT: auditTableEndpoint
     AUDIT_TABLE_NAME: auditTableName
+    GUARDRAIL_TABLE_NAME: guardrailTableName
     // The immutable audit log (append blobs) and the outcome topic.
     AUDIT_BLOB_ENDPOINT: storageBlobEndpoint
     AUDIT_LOG_CONTAINER: auditLogContainerName

@@ -2,14 +2,29 @@ import { RestError, type TableClient } from '@azure/data-tables';
 import { Budgets, withDeadline } from './deadline';
 import { ErrorCodes, OffboardingError } from '../core/errors';
 import type {
+  EventDecision,
   GuardedRoute,
   GuardrailState,
   GuardrailStore,
   StoredGuardrail,
 } from '../core/guardrail';
+import type { RecordKey } from '../core/ports';
 
-/** The guardrail's records in the audit table: one entity per route in this partition. */
+/** The guardrail table: one entity per route in this partition... */
 export const GUARDRAIL_PARTITION = 'guardrail';
+/** ...and operators' decisions about held events in one partition per route. */
+const decisionPartition = (route: GuardedRoute) => `decision-${route}`;
+const decisionRow = (key: RecordKey) => `${key.identityKey}.${key.contentDigest}`;
+
+interface DecisionEntity {
+  partitionKey: string;
+  rowKey: string;
+  kind: string;
+  approvalId: string;
+  by: string;
+  reason: string;
+  at: string;
+}
 
 interface GuardrailEntity {
   partitionKey: string;
@@ -19,7 +34,8 @@ interface GuardrailEntity {
 }
 
 /**
- * Each route's guardrail state as one entity, written with optimistic concurrency: a write
+ * The guardrail table (GUARDRAIL_TABLE_NAME): operators write it (decisions, wave approvals); the
+ * audit table they only read. Each route's guardrail state is one entity, written with optimistic concurrency: a write
  * carries the ETag it read and loses with 412 (or 409 on a first create) when another instance
  * wrote first. A store that cannot be reached is AuditUnavailable (retryable): the guardrail fails
  * closed. Decisions are on status codes (Azurite leaves RestError.code unset).
@@ -73,6 +89,52 @@ export class TableGuardrailStore implements GuardrailStore {
     }
   }
 
+  async decisionFor(route: GuardedRoute, key: RecordKey): Promise<EventDecision | undefined> {
+    try {
+      const entity = await this.call((abortSignal) =>
+        this.table.getEntity<DecisionEntity>(decisionPartition(route), decisionRow(key), {
+          abortSignal,
+        }),
+      );
+      return parseDecision(entity);
+    } catch (error) {
+      if (error instanceof RestError && error.statusCode === 404) return undefined;
+      throw unavailable(error);
+    }
+  }
+
+  async decide(
+    route: GuardedRoute,
+    key: RecordKey,
+    decision: EventDecision,
+    mayCreateTable = true,
+  ): Promise<EventDecision> {
+    const entity: DecisionEntity = {
+      partitionKey: decisionPartition(route),
+      rowKey: decisionRow(key),
+      ...decision,
+    };
+    try {
+      await this.call((abortSignal) => this.table.createEntity(entity, { abortSignal }));
+      return decision;
+    } catch (error) {
+      if (mayCreateTable && isTableNotFound(error)) {
+        await this.call((abortSignal) => this.table.createTable({ abortSignal })).catch(
+          (created: unknown) => {
+            throw unavailable(created);
+          },
+        );
+        return this.decide(route, key, decision, false);
+      }
+      // 409: decided before (a re-run, or another operator): the first decision stands.
+      if (error instanceof RestError && error.statusCode === 409) {
+        const standing = await this.decisionFor(route, key);
+        if (standing !== undefined) return standing;
+      }
+      throw unavailable(error);
+    }
+  }
+
   private call<T>(work: (signal: AbortSignal) => Promise<T>): Promise<T> {
     return withDeadline(
       Budgets.auditCallMs,
@@ -91,6 +153,18 @@ function isTableNotFound(error: unknown): boolean {
   return /TableNotFound/i.test(error.code ?? details?.errorCode ?? error.message);
 }
 
+function parseDecision(entity: DecisionEntity): EventDecision {
+  if (entity.kind !== 'release' && entity.kind !== 'discard')
+    throw new Error('A guardrail decision in the table is not in the expected format.');
+  return {
+    kind: entity.kind,
+    approvalId: String(entity.approvalId),
+    by: String(entity.by),
+    reason: String(entity.reason),
+    at: String(entity.at),
+  };
+}
+
 /** A stored state that does not parse is a fault to see, not an empty guardrail to run past. */
 function parseState(text: string): GuardrailState {
   const parsed = JSON.parse(text) as Partial<GuardrailState>;
@@ -107,7 +181,7 @@ function parseState(text: string): GuardrailState {
     ) ||
     (parsed.trips !== undefined && !isCount(parsed.trips))
   )
-    throw new Error('The guardrail record in the audit table is not in the expected format.');
+    throw new Error('The guardrail record in its table is not in the expected format.');
   return {
     buckets: parsed.buckets,
     trips: typeof parsed.trips === 'number' ? parsed.trips : 0,
@@ -122,7 +196,7 @@ function unavailable(error: unknown): OffboardingError {
   const reason = error instanceof Error ? error.message.split('\n')[0] : String(error);
   return new OffboardingError(
     ErrorCodes.AuditUnavailable,
-    `Could not use the guardrail record in the audit table: ${reason}.`,
+    `Could not use the guardrail table: ${reason}.`,
     { retryable: true, cause: error },
   );
 }

@@ -194,6 +194,13 @@ export const SETTINGS = [
     requiredInAzure: false,
   },
   {
+    name: 'GUARDRAIL_TABLE_NAME',
+    description:
+      "The guardrail's table in the audit storage account: counts, trips, wave approvals and operators' decisions about held events. Operators may write it; the audit table they only read.",
+    default: 'OffboardingGuardrail',
+    requiredInAzure: true,
+  },
+  {
     name: 'OUTCOME_TOPIC',
     description:
       'Service Bus topic every final outcome is published to as a CloudEvents 1.0 event (for HR, ITSM and SIEM subscribers).',
@@ -262,7 +269,7 @@ export interface AppConfig {
   serviceBus: { fullyQualifiedNamespace?: string; connectionString?: string };
   retry: RetryPolicy;
   pacing: PacingSettings;
-  guardrail: GuardrailSettings;
+  guardrail: { limits: GuardrailSettings; tableName: string };
   outcomes: { topic: string };
   immutableLog: ImmutableLogConfig;
 }
@@ -408,6 +415,14 @@ export function loadConfig(env: Env = process.env): AppConfig {
     );
   }
 
+  const guardrailTableName = withDefault(env, 'GUARDRAIL_TABLE_NAME');
+  if (!/^[A-Za-z][A-Za-z0-9]{2,62}$/.test(guardrailTableName) || guardrailTableName === tableName) {
+    throw invalid(
+      'GUARDRAIL_TABLE_NAME',
+      `must be 3-63 letters or digits, starting with a letter, and not the audit table (got "${guardrailTableName}").`,
+    );
+  }
+
   // The immutable log lives in the audit storage account: its blob endpoint follows the table's
   // unless set (infra sets it); anything else is a configuration error, never a log left out.
   const blobEndpoint =
@@ -462,14 +477,17 @@ export function loadConfig(env: Env = process.env): AppConfig {
     },
     pacing: readPacing(env),
     guardrail: {
-      employeeLeaving: {
-        maxPerWindow: readInteger(env, 'GUARDRAIL_DEPARTURES_PER_WINDOW', 1, 100_000),
-        windowMinutes: readInteger(env, 'GUARDRAIL_DEPARTURES_WINDOW_MINUTES', 1, 10_080),
+      limits: {
+        employeeLeaving: {
+          maxPerWindow: readInteger(env, 'GUARDRAIL_DEPARTURES_PER_WINDOW', 1, 100_000),
+          windowMinutes: readInteger(env, 'GUARDRAIL_DEPARTURES_WINDOW_MINUTES', 1, 10_080),
+        },
+        mfaEnabled: {
+          maxPerWindow: readInteger(env, 'GUARDRAIL_MFA_PER_WINDOW', 1, 1_000_000),
+          windowMinutes: readInteger(env, 'GUARDRAIL_MFA_WINDOW_MINUTES', 1, 10_080),
+        },
       },
-      mfaEnabled: {
-        maxPerWindow: readInteger(env, 'GUARDRAIL_MFA_PER_WINDOW', 1, 1_000_000),
-        windowMinutes: readInteger(env, 'GUARDRAIL_MFA_WINDOW_MINUTES', 1, 10_080),
-      },
+      tableName: guardrailTableName,
     },
     outcomes: { topic: withDefault(env, 'OUTCOME_TOPIC') },
     immutableLog: {

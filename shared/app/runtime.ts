@@ -115,8 +115,11 @@ export function createRuntime(
     createOutcomeTopicSink(config, serviceBus),
   ].filter((sink): sink is FinalRecordSink => sink !== undefined);
 
-  // The blast-radius guardrail counts across instances in the audit table too.
-  const guardrailStore = new TableGuardrailStore(auditTable);
+  // The blast-radius guardrail counts across instances in a table of its own (operators write
+  // their decisions there; the audit table they only read).
+  const guardrailStore = new TableGuardrailStore(
+    createTableClient({ ...config.audit, tableName: config.guardrail.tableName }, credential),
+  );
 
   const offboarding = new OffboardingService({
     directory,
@@ -127,7 +130,7 @@ export function createRuntime(
     retry: config.retry,
     pacer,
     finalSinks,
-    guardrail: new SharedGuardrail(guardrailStore, config.guardrail),
+    guardrail: new SharedGuardrail(guardrailStore, config.guardrail.limits),
   });
   const queueProcessor = new QueueProcessor({
     offboarding,

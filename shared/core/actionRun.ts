@@ -11,7 +11,7 @@ import {
   type Run,
 } from './flow';
 import { decodeBody } from './events';
-import { isReleased, type Admission } from './guardrail';
+import { decidedBy, type Admission } from './guardrail';
 import { MessageProperties } from './messaging';
 import type { ActionResult, AuditRecord, DirectoryUser, Verification } from './ports';
 import { Routes, routeOfKind } from './routes';
@@ -35,13 +35,14 @@ export const RUN_BUDGET_MS = 3 * 60_000;
  */
 async function passGuardrail(ctx: FlowContext, run: Run): Promise<FlowResult | undefined> {
   const { guardrail } = ctx.deps;
-  const { record, prior, delivery, event } = run;
+  const { record, delivery, event } = run;
   const mark = record.guardrail ?? {};
   if (guardrail === undefined || mark.admittedAt !== undefined) return undefined;
   const at = ctx.now().toISOString();
-  const release = prior?.guardrail?.release;
-  if (isReleased(prior) && release !== undefined) {
-    record.guardrail = { ...mark, admittedAt: at, approval: release.approvalId };
+  if (run.release !== undefined) {
+    // An operator released this held event: it runs without being counted.
+    const release = { ...decidedBy(run.release), approvalId: run.release.approvalId };
+    record.guardrail = { ...mark, admittedAt: at, approval: release.approvalId, release };
     record.notes.push(
       `Released from the guardrail by ${release.by} at ${release.at}: ${release.reason}`,
     );

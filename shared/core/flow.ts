@@ -1,6 +1,6 @@
 import { actionSpec, type ActionName } from './actions';
 import { isFinal } from './auditRecords';
-import type { GuardrailTrip } from './guardrail';
+import type { EventDecision, GuardrailTrip } from './guardrail';
 import { ErrorCodes, OffboardingError, toOffboardingError } from './errors';
 import type { OffboardingEvent } from './events';
 import type { OutgoingMessage } from './messaging';
@@ -47,6 +47,8 @@ export interface Run {
   prior: AuditRecord | undefined;
   /** The record this run will write at the end. */
   record: AuditRecord;
+  /** An operator released this held event (`offboard guardrail release`). */
+  release?: EventDecision;
 }
 
 /** What a flow decided, before settlement (delayed retry) and the one final write. */

@@ -1,5 +1,5 @@
 import { ErrorCodes, OffboardingError } from './errors';
-import type { AuditRecord, OperatorDecision } from './ports';
+import type { OperatorDecision, RecordKey } from './ports';
 import type { RouteName } from './routes';
 
 /*
@@ -68,8 +68,25 @@ export interface StoredGuardrail {
 }
 
 /**
- * Where each route's guardrail record lives: read, and written only at the version read (or only
- * if absent, with etag undefined). `write` resolves undefined when another writer got there first.
+ * An operator's decision about one held event (`offboard guardrail release | discard`). The app
+ * applies it when the event comes back through its queue: ops never write the audit table, and
+ * the immutable log and the outcome topic are written by the app's identity only.
+ */
+export interface EventDecision extends OperatorDecision {
+  kind: 'release' | 'discard';
+  /** The operator's command run (one id per release or discard). */
+  approvalId: string;
+}
+
+/** Who decided, why and when, as an event's record keeps it. */
+export function decidedBy(decision: EventDecision): OperatorDecision {
+  return { by: decision.by, reason: decision.reason, at: decision.at };
+}
+
+/**
+ * Where the guardrail lives (its own table: operators may write it, not the audit). Each route's
+ * record is read, and written only at the version read (or only if absent, with etag undefined);
+ * `write` resolves undefined when another writer got there first. Decisions are per event.
  */
 export interface GuardrailStore {
   read(route: GuardedRoute): Promise<StoredGuardrail | undefined>;
@@ -78,6 +95,10 @@ export interface GuardrailStore {
     state: GuardrailState,
     etag: string | undefined,
   ): Promise<string | undefined>;
+  /** The decision about one event, if an operator made one. */
+  decisionFor(route: GuardedRoute, key: RecordKey): Promise<EventDecision | undefined>;
+  /** Records a decision unless one exists; resolves to the one that stands (the first). */
+  decide(route: GuardedRoute, key: RecordKey, decision: EventDecision): Promise<EventDecision>;
 }
 
 export type Admission =
@@ -261,6 +282,8 @@ export async function updateGuardrail<T>(
 export interface Guardrail {
   /** Admits one execution, or says why it is held. Throws a retryable error if it cannot tell. */
   admit(request: AdmissionRequest): Promise<Admission>;
+  /** An operator's decision about a held event, if any. */
+  decisionFor(route: GuardedRoute, key: RecordKey): Promise<EventDecision | undefined>;
 }
 
 export class SharedGuardrail implements Guardrail {
@@ -278,9 +301,8 @@ export class SharedGuardrail implements Guardrail {
       return { ...(next === undefined ? {} : { next }), result: admission };
     });
   }
-}
 
-/** A held event an operator released: it runs, whichever delivery brings it (same content). */
-export function isReleased(record: AuditRecord | undefined): boolean {
-  return record?.outcome === 'held' && record.guardrail?.release !== undefined;
+  decisionFor(route: GuardedRoute, key: RecordKey): Promise<EventDecision | undefined> {
+    return this.store.decisionFor(route, key);
+  }
 }

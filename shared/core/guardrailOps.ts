@@ -1,13 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import { updateRecord } from './auditRecords';
 import { stableId } from './eventIdentity';
-import { deliverFinal } from './flow';
 import {
   GuardedRoutes,
   afterDecision,
   countInWindow,
   emptyState,
   updateGuardrail,
+  type EventDecision,
   type GuardedRoute,
   type GuardrailDecision,
   type GuardrailLimits,
@@ -17,12 +16,13 @@ import {
   withWaveApproval,
 } from './guardrail';
 import { AppMessageIdPrefixes, MessageProperties, type Scheduler } from './messaging';
-import type { AuditLog, AuditRecord, FinalRecordSink, OperatorDecision } from './ports';
+import type { AuditLog, AuditRecord } from './ports';
 import type { RouteName } from './routes';
 
 /*
  * What an operator does with the guardrail (`offboard guardrail status | release | discard`).
- * Every decision is kept on each event's record (who, why, when) and on the guardrail's record.
+ * Operators write only the guardrail's table (each decision: who, why, when); the app applies a
+ * decision when the held event comes back through its queue, and records it on the event's record.
  */
 
 export interface GuardrailOpsDeps {
@@ -30,7 +30,6 @@ export interface GuardrailOpsDeps {
   store: GuardrailStore;
   scheduler: Scheduler;
   queues: Readonly<Record<RouteName, string>>;
-  finalSinks: readonly FinalRecordSink[];
   now?: () => Date;
 }
 
@@ -38,8 +37,8 @@ export interface HeldSummary {
   eventId: string;
   user?: string;
   heldAt?: string;
-  /** Released by an operator; its copy has not run yet. */
-  releasedBy?: string;
+  /** An operator decided about it; the app applies it when the event comes back. */
+  decision?: { kind: 'release' | 'discard'; by: string };
 }
 
 export interface RouteStatus {
@@ -76,14 +75,19 @@ export async function guardrailStatus(
       executedInWindow: countInWindow(state, limit, now.getTime()),
       ...(state.trip === undefined ? {} : { trip: state.trip }),
       trips: state.trips,
-      held: held.map((record) => ({
-        eventId: record.eventId,
-        ...(record.user === undefined ? {} : { user: record.user }),
-        ...(record.guardrail?.heldAt === undefined ? {} : { heldAt: record.guardrail.heldAt }),
-        ...(record.guardrail?.release === undefined
-          ? {}
-          : { releasedBy: record.guardrail.release.by }),
-      })),
+      held: await Promise.all(
+        held.map(async (record) => {
+          const decision = await deps.store.decisionFor(route, record);
+          return {
+            eventId: record.eventId,
+            ...(record.user === undefined ? {} : { user: record.user }),
+            ...(record.guardrail?.heldAt === undefined ? {} : { heldAt: record.guardrail.heldAt }),
+            ...(decision === undefined
+              ? {}
+              : { decision: { kind: decision.kind, by: decision.by } }),
+          };
+        }),
+      ),
       approvals: Object.entries(state.approvals)
         .filter(([, approval]) => Date.parse(approval.expiresAt) > now.getTime())
         .map(([wave, approval]) => ({ wave, ...approval })),
@@ -93,68 +97,81 @@ export async function guardrailStatus(
   return statuses;
 }
 
-export interface ReleaseRequest {
+export interface DecisionRequest {
   route: GuardedRoute;
   by: string;
   reason: string;
   /** At most this many (oldest first); all when undefined. */
   max?: number;
-  /** When the i-th released event is enqueued (released events run paced, like a wave). */
+  /** When the i-th event is sent back (released events run paced, like a wave). */
   enqueueAt: (index: number, count: number) => Date;
 }
 
-export interface ReleaseResult {
+export interface DecisionResult {
   approvalId: string;
-  released: Array<{ eventId: string; messageId?: string; at?: string; note?: string }>;
+  /** Events decided about and sent back through their queue (the app applies the decision). */
+  sent: Array<{ eventId: string; messageId: string; at: string; decision: 'release' | 'discard' }>;
+  /** Decided about, but the event is not on its record (too large): its sender must resend it. */
+  resendNeeded: string[];
+  /** Held events left without a decision. */
   stillHeld: number;
   failures: Array<{ eventId: string; error: string }>;
 }
 
 /**
- * Releases held events: each record is marked released (the approval: who, why, when) before its
- * event is sent again, so the copy, or any resend of the same content, runs without being counted.
- * Marked-but-unsent events (a failed earlier release) are sent again under their first approval;
- * the copy's MessageId is deterministic, so Service Bus drops a second copy.
+ * Releases or discards held events. The operator's decision is recorded per event in the
+ * guardrail's table (who, why, when; the first decision about an event stands), then the held
+ * event is sent back through its queue: the app applies the decision there, so the audit record,
+ * the immutable log and the outcome topic are written by the app's identity only. A re-run sends
+ * the same copies again (deterministic MessageIds: Service Bus drops the second).
  */
-export async function releaseHeld(
+export async function decideHeld(
   deps: GuardrailOpsDeps,
-  request: ReleaseRequest,
-): Promise<ReleaseResult> {
-  const now = (deps.now ?? (() => new Date()))();
-  const at = now.toISOString();
+  kind: 'release' | 'discard',
+  request: DecisionRequest,
+): Promise<DecisionResult> {
+  const at = (deps.now ?? (() => new Date()))().toISOString();
   const approvalId = randomUUID();
   const held = await heldOf(deps.audit, request.route);
-  const chosen = held.slice(0, request.max ?? held.length);
-  const result: ReleaseResult = { approvalId, released: [], stillHeld: 0, failures: [] };
-  for (const [index, record] of chosen.entries()) {
+  const undecided: AuditRecord[] = [];
+  const decided: Array<{ record: AuditRecord; decision: EventDecision }> = [];
+  for (const record of held) {
+    const decision = await deps.store.decisionFor(request.route, record);
+    if (decision === undefined) undecided.push(record);
+    else decided.push({ record, decision });
+  }
+  // Earlier decisions whose copy may not have been sent are sent again first; then new ones.
+  const chosen = undecided.slice(0, request.max ?? undecided.length);
+  const result: DecisionResult = {
+    approvalId,
+    sent: [],
+    resendNeeded: [],
+    stillHeld: undecided.length - chosen.length,
+    failures: [],
+  };
+  const work = [
+    ...decided.filter((d) => d.decision.kind === kind),
+    ...chosen.map((record) => ({ record, decision: undefined })),
+  ];
+  for (const [index, item] of work.entries()) {
+    const { record } = item;
     try {
-      const marked = await updateRecord<boolean>(deps.audit, record, (current) => {
-        if (current?.outcome !== 'held') return { verdict: false };
-        if (current.guardrail?.release !== undefined) return { verdict: true };
-        const release = { approvalId, by: request.by, reason: request.reason, at };
-        return {
-          next: {
-            ...current,
-            guardrail: { ...current.guardrail, release },
-            notes: [...current.notes, `Released by ${request.by} at ${at}: ${request.reason}`],
-          },
-          verdict: true,
-        };
-      });
-      const current = marked.record;
-      if (!marked.verdict || current === undefined) continue;
-      const release = current.guardrail?.release;
-      const heldEvent = current.guardrail?.heldEvent;
-      if (release === undefined) continue;
+      const decision =
+        item.decision ??
+        (await deps.store.decide(request.route, record, {
+          kind,
+          approvalId,
+          by: request.by,
+          reason: request.reason,
+          at,
+        }));
+      const heldEvent = record.guardrail?.heldEvent;
       if (heldEvent === undefined) {
-        result.released.push({
-          eventId: current.eventId,
-          note: 'released; the event was too large to keep: it runs when its sender sends it again',
-        });
+        result.resendNeeded.push(record.eventId);
         continue;
       }
-      const when = request.enqueueAt(index, chosen.length);
-      const messageId = `${AppMessageIdPrefixes.release}${stableId(release.approvalId, current.identityKey, current.contentDigest)}`;
+      const when = kind === 'release' ? request.enqueueAt(index, work.length) : new Date(at);
+      const messageId = `${AppMessageIdPrefixes.release}${stableId(decision.approvalId, record.identityKey, record.contentDigest)}`;
       await deps.scheduler.schedule(
         deps.queues[request.route],
         {
@@ -162,15 +179,20 @@ export async function releaseHeld(
           messageId,
           contentType: 'application/json',
           applicationProperties: {
-            [MessageProperties.guardrailRelease]: release.approvalId,
-            ...(current.messageId === undefined
+            [MessageProperties.guardrailDecision]: `${decision.kind}:${decision.approvalId}`,
+            ...(record.messageId === undefined
               ? {}
-              : { [MessageProperties.originalMessageId]: current.messageId }),
+              : { [MessageProperties.originalMessageId]: record.messageId }),
           },
         },
         when,
       );
-      result.released.push({ eventId: current.eventId, messageId, at: when.toISOString() });
+      result.sent.push({
+        eventId: record.eventId,
+        messageId,
+        at: when.toISOString(),
+        decision: decision.kind,
+      });
     } catch (error) {
       result.failures.push({
         eventId: record.eventId,
@@ -178,77 +200,21 @@ export async function releaseHeld(
       });
     }
   }
-  const remaining = await heldOf(deps.audit, request.route);
-  result.stillHeld = remaining.filter((r) => r.guardrail?.release === undefined).length;
-  await recordDecision(
-    deps,
-    request.route,
-    {
-      action: 'release',
-      count: result.released.length,
-      approval: approvalId,
-      by: request.by,
-      reason: request.reason,
-      at,
-    },
-    result.stillHeld,
-  );
-  return result;
-}
-
-export interface DiscardResult {
-  discarded: string[];
-  failures: Array<{ eventId: string; error: string }>;
-}
-
-/**
- * Discards every held event of a route: each record becomes `discarded` (final: it never runs,
- * a resend is a duplicate) with who and why, and goes to the immutable log and the outcome topic.
- */
-export async function discardHeld(
-  deps: GuardrailOpsDeps,
-  request: { route: GuardedRoute } & Omit<OperatorDecision, 'at'>,
-): Promise<DiscardResult> {
-  const at = (deps.now ?? (() => new Date()))().toISOString();
-  const result: DiscardResult = { discarded: [], failures: [] };
-  for (const record of await heldOf(deps.audit, request.route)) {
-    try {
-      const written = await updateRecord<boolean>(deps.audit, record, (current) => {
-        if (current?.outcome !== 'held') return { verdict: false };
-        const discard = { by: request.by, reason: request.reason, at };
-        return {
-          next: {
-            ...current,
-            outcome: 'discarded',
-            guardrail: { ...current.guardrail, discard },
-            notes: [...current.notes, `Discarded by ${request.by} at ${at}: ${request.reason}`],
-          },
-          verdict: true,
-        };
-      });
-      if (!written.verdict || written.record === undefined) continue;
-      result.discarded.push(record.eventId);
-      await deliverFinal(deps.finalSinks, written.record);
-    } catch (error) {
-      result.failures.push({
-        eventId: record.eventId,
-        error: error instanceof Error ? error.message : String(error),
-      });
-    }
-  }
-  const remaining = await heldOf(deps.audit, request.route);
-  await recordDecision(
-    deps,
-    request.route,
-    {
-      action: 'discard',
-      count: result.discarded.length,
-      by: request.by,
-      reason: request.reason,
-      at,
-    },
-    remaining.length,
-  );
+  await updateGuardrail(deps.store, request.route, (current) => ({
+    next: afterDecision(
+      current,
+      {
+        action: kind,
+        count: chosen.length,
+        approval: approvalId,
+        by: request.by,
+        reason: request.reason,
+        at,
+      },
+      result.stillHeld,
+    ),
+    result: undefined,
+  }));
   return result;
 }
 
@@ -264,18 +230,6 @@ export function approveWave(
 ): Promise<void> {
   return updateGuardrail(store, route, (current) => ({
     next: withWaveApproval(current, wave, approval),
-    result: undefined,
-  }));
-}
-
-function recordDecision(
-  deps: GuardrailOpsDeps,
-  route: GuardedRoute,
-  decision: GuardrailDecision,
-  stillHeld: number,
-): Promise<void> {
-  return updateGuardrail(deps.store, route, (current) => ({
-    next: afterDecision(current, decision, stillHeld),
     result: undefined,
   }));
 }

@@ -35,8 +35,8 @@ export const MessageProperties = {
   enqueuedBy: 'offboardingEnqueuedBy',
   /** The `offboard enqueue` wave an event belongs to: its approval for the guardrail. */
   wave: 'offboardingWave',
-  /** Set by `offboard guardrail release` on the copy it sends (informational: the record decides). */
-  guardrailRelease: 'offboardingGuardrailRelease',
+  /** Set by `offboard guardrail release|discard` on the copy it sends back (informational: the decision in the guardrail table is what counts). */
+  guardrailDecision: 'offboardingGuardrailDecision',
 } as const;
 
 /** The properties of a received message that can be carried onto a copy (scalars only). */
@@ -67,8 +67,8 @@ export const AppMessageIdPrefixes = {
   leaveDate: 'leave-',
   /** `offboard dlq replay`. */
   replay: 'replay-',
-  /** `offboard guardrail release`. */
-  release: 'release-',
+  /** `offboard guardrail release` or `discard`: a held event sent back with its decision. */
+  release: 'guardrail-',
   /** `offboard process` (never on a queue, but in the audit). */
   command: 'cli:',
 } as const;

@@ -42,7 +42,7 @@ import {
   type FlowResult,
   type Run,
 } from './flow';
-import { isReleased, type Guardrail, type GuardrailTrip } from './guardrail';
+import { decidedBy, type EventDecision, type Guardrail, type GuardrailTrip } from './guardrail';
 import { generatePassword } from './password';
 import type {
   AuditLog,
@@ -139,7 +139,15 @@ function actionsOf(event: OffboardingEvent): ActionName[] {
 }
 
 /** What a claim found. */
-type ClaimVerdict = 'claimed' | 'duplicate' | 'busy' | 'permanent-again';
+type ClaimVerdict =
+  | 'claimed'
+  | 'duplicate'
+  | 'busy'
+  | 'permanent-again'
+  /** Held by the guardrail: whether an operator decided about it is read next. */
+  | 'held'
+  /** Held, and an operator discarded it: now final. */
+  | 'discarded';
 
 export class OffboardingService {
   private readonly now: () => Date;
@@ -182,10 +190,26 @@ export class OffboardingService {
     const actions = actionsOf(event);
     const key = eventKey(event, actions);
     let prior: AuditRecord | undefined;
-    const claim = await updateRecord<ClaimVerdict>(this.deps.audit, key, (current) => {
-      prior = current;
-      return this.decideClaim(current, { event, key, actions, delivery, runId, startedAt });
-    });
+    let decision: EventDecision | 'unknown' | undefined = 'unknown';
+    const claimIt = () =>
+      updateRecord<ClaimVerdict>(this.deps.audit, key, (current) => {
+        prior = current;
+        return this.decideClaim(current, {
+          event,
+          key,
+          actions,
+          delivery,
+          runId,
+          startedAt,
+          decision,
+        });
+      });
+    let claim = await claimIt();
+    if (claim.verdict === 'held') {
+      // Held for an operator: only held events pay this read (the guardrail's own table).
+      decision = await this.deps.guardrail?.decisionFor(routeOfKind(event.kind), key);
+      claim = await claimIt();
+    }
     const claimed = claim.record;
     if (claimed === undefined) throw new Error('A claim always leaves a record.');
 
@@ -204,6 +228,10 @@ export class OffboardingService {
         });
       case 'busy':
         return this.backOff(claimed, delivery, startedAt);
+      case 'discarded':
+        return this.delivered({ disposition: 'done', record: claimed, duplicate: false });
+      case 'held':
+        throw new Error('A held event is decided once its operator decision was read.');
       case 'claimed':
         break;
     }
@@ -216,6 +244,7 @@ export class OffboardingService {
       startedAt,
       prior,
       record: this.freshAttempt(claimed, event, actions, delivery, startedAt, prior),
+      ...(decision !== 'unknown' && decision?.kind === 'release' ? { release: decision } : {}),
     };
     if (prior === undefined) await this.noteReusedId(run);
     if (prior?.claimedBy === runId) {
@@ -245,6 +274,8 @@ export class OffboardingService {
       delivery: Delivery;
       runId: string;
       startedAt: Date;
+      /** An operator's decision about a held event ('unknown': not read yet). */
+      decision: EventDecision | 'unknown' | undefined;
     },
   ): { next?: AuditRecord; verdict: ClaimVerdict } {
     const { event, delivery, runId, startedAt } = ctx;
@@ -262,10 +293,33 @@ export class OffboardingService {
     if (
       current.outcome === 'succeeded' ||
       current.outcome === 'cancelled' ||
-      current.outcome === 'discarded' ||
-      (current.outcome === 'held' && !isReleased(current))
+      current.outcome === 'discarded'
     ) {
-      // Finished, or held for an operator: a resend changes nothing (a released one runs).
+      return { next: countDuplicate(current, at), verdict: 'duplicate' };
+    }
+    if (current.outcome === 'held' && !isClaimedByOther(current, runId, startedAt)) {
+      // Held for an operator: it runs once released, ends once discarded; until then a delivery
+      // (a resend, the operator's copy before the decision is readable) changes nothing.
+      const { decision } = ctx;
+      if (decision === 'unknown') return { verdict: 'held' };
+      if (decision?.kind === 'release')
+        return { next: { ...current, ...lease, lastAttemptAt: at }, verdict: 'claimed' };
+      if (decision?.kind === 'discard') {
+        const discard = decidedBy(decision);
+        return {
+          next: {
+            ...current,
+            outcome: 'discarded',
+            guardrail: { ...current.guardrail, discard },
+            notes: [
+              ...current.notes,
+              `Discarded by ${decision.by} at ${decision.at}: ${decision.reason}`,
+            ],
+            lastAttemptAt: at,
+          },
+          verdict: 'discarded',
+        };
+      }
       return { next: countDuplicate(current, at), verdict: 'duplicate' };
     }
     if (isClaimedByOther(current, runId, startedAt)) return { verdict: 'busy' };

@@ -144,13 +144,14 @@ describe('a feed of 200 departures against a limit of 50', () => {
     expect(release.code).toBe(0);
     const released = JSON.parse(release.stdout) as {
       approvalId: string;
-      released: Array<{ eventId: string }>;
+      sent: Array<{ eventId: string; decision: string }>;
       stillHeld: number;
     };
-    expect(released.released).toHaveLength(30);
+    expect(released.sent).toHaveLength(30);
+    expect(released.sent.every((r) => r.decision === 'release')).toBe(true);
     expect(released.stillHeld).toBe(FEED - LIMIT - 30);
 
-    const ids = released.released.map((r) => r.eventId);
+    const ids = released.sent.map((r) => r.eventId);
     const ran = await settledAll(
       ids,
       (r) => r.outcome === 'succeeded',
@@ -166,7 +167,7 @@ describe('a feed of 200 departures against a limit of 50', () => {
       const user = feed.find((f) => f.id === r.eventId);
       expect(world.graph.getUser(user?.userId ?? '')?.accountEnabled).toBe(false);
     }
-    // Still tripped: 120 remain held and no new departure runs past the trip.
+    // Still tripped: 120 remain held (undecided) and no new departure runs past the trip.
     const after = JSON.parse((await runCli(['guardrail', 'status', '--json'], cliEnv)).stdout) as {
       routes: Array<{ route: string; trip?: unknown; held: unknown[] }>;
     };
@@ -193,11 +194,17 @@ describe('a feed of 200 departures against a limit of 50', () => {
       cliEnv,
     );
     expect(discard.code).toBe(0);
-    expect((JSON.parse(discard.stdout) as { discarded: string[] }).discarded.sort()).toEqual(
+    const discarded = JSON.parse(discard.stdout) as { sent: Array<{ eventId: string }> };
+    expect(discarded.sent.map((d) => d.eventId).sort()).toEqual(
       heldBefore.map((r) => r.eventId).sort(),
     );
-    for (const r of await outcomesOf(heldBefore.map((h) => h.eventId))) {
-      expect(r.outcome).toBe('discarded');
+    // The app applies the decision when each event comes back through its queue.
+    const records = await settledAll(
+      heldBefore.map((h) => h.eventId),
+      (r) => r.outcome === 'discarded',
+      'the discarded events to be audited as discarded',
+    );
+    for (const r of records) {
       expect(r.guardrail?.discard).toMatchObject({
         by: 'ops-oncall',
         reason: 'feed mapped every employee to leaving',

@@ -20,6 +20,7 @@ import type {
 } from '../../shared/core/ports';
 import type { UserRef } from '../../shared/core/userRef';
 import type {
+  EventDecision,
   GuardedRoute,
   GuardrailState,
   GuardrailStore,
@@ -686,6 +687,21 @@ export class MemoryGuardrailStore implements GuardrailStore {
   read(route: GuardedRoute): Promise<StoredGuardrail | undefined> {
     const row = this.rows.get(route);
     return Promise.resolve(row && { state: structuredClone(row.state), etag: row.etag });
+  }
+
+  private readonly decisions = new Map<string, EventDecision>();
+
+  decisionFor(route: GuardedRoute, key: RecordKey): Promise<EventDecision | undefined> {
+    const found = this.decisions.get(`${route}/${key.identityKey}.${key.contentDigest}`);
+    return Promise.resolve(found && { ...found });
+  }
+
+  /** The first decision about an event stands (as the table's insert-if-absent). */
+  decide(route: GuardedRoute, key: RecordKey, decision: EventDecision): Promise<EventDecision> {
+    const id = `${route}/${key.identityKey}.${key.contentDigest}`;
+    const standing = this.decisions.get(id) ?? decision;
+    this.decisions.set(id, standing);
+    return Promise.resolve({ ...standing });
   }
 
   write(
