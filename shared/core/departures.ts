@@ -196,6 +196,8 @@ function cancelVerdict(
   const waiting =
     current.outcome === 'scheduled' ||
     current.outcome === 'in-progress' ||
+    // Held by the guardrail: nothing of it reached Graph.
+    current.outcome === 'held' ||
     (current.outcome === 'failed' && current.retryable === true);
   return waiting ? 'cancelled' : 'not-applicable';
 }
