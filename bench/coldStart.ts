@@ -14,6 +14,7 @@ import { startGraphStandIn } from '../dev/graph-standin/index';
 import { startManagedIdentityStandIn } from '../dev/identity-standin/index';
 import { startServiceBusStandIn } from '../dev/servicebus-standin/index';
 import { GraphPermissions } from '../shared/adapters/graphPermissions';
+import { OUTCOME_TOPIC } from './outcomeTopic';
 import { median, round } from './stats';
 
 const ROOT = join(__dirname, '..', '..');
@@ -118,6 +119,7 @@ export async function measureColdStart(options: {
   const azurite = await startAzuriteTable();
   const serviceBus = await startServiceBusStandIn({
     queues: [{ name: 'employee-leaving' }, { name: 'mfa-enabled' }],
+    topics: [{ name: OUTCOME_TOPIC, subscriptions: [] }],
   });
   const graphPort = await freePort();
   const graph = await startGraphStandIn({

@@ -9,6 +9,7 @@
  * PACING_* defaults, one budget in Table Storage), `static` (design b: each instance paces to 1/N
  * of the budget in memory).
  */
+import { OUTCOME_TOPIC } from './outcomeTopic';
 import { ServiceBusClient, type ServiceBusMessage } from '@azure/service-bus';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -150,6 +151,8 @@ export async function runWave(options: {
       lockDurationMs: 60_000,
       duplicateDetectionWindowMs: 600_000,
     })),
+    // Every final record is published to the outcome topic (OUTCOME_TOPIC, its default name).
+    topics: [{ name: OUTCOME_TOPIC, duplicateDetectionWindowMs: 600_000, subscriptions: [] }],
   });
   const graphPort = await freePort();
   const graph = await startGraphStandIn({
@@ -170,6 +173,10 @@ export async function runWave(options: {
     AUDIT_TABLE_CONNECTION_STRING: azurite.connectionString,
     ServiceBusConnection: serviceBus.connectionString,
     PROTECTED_USERS: 'breakglass@contoso.com',
+    // As shipped, except the blast-radius guardrail's thresholds, set above this load: the wave
+    // is not sent as an approved wave here, and a tripped guardrail would hold it (by design).
+    GUARDRAIL_MFA_PER_WINDOW: String(Math.max(2000, events * 2)),
+    GUARDRAIL_DEPARTURES_PER_WINDOW: String(Math.max(50, departures * 2)),
   };
   const userId = (prefix: string, i: number) =>
     `${prefix}-0000-4000-8000-${String(i).padStart(12, '0')}`;

@@ -12,9 +12,7 @@
  * stays external: the Functions host supplies it.
  *
  * Cold start (measured by `npm run bench`, see docs/benchmarks.md): the bundle is minified (V8
- * parses half the bytes) and takes the packages' ES module builds where they have one (the
- * "import" condition: one copy of the shared Azure core packages instead of an ES module and a
- * CommonJS copy, and esbuild drops what is unused). Node 22's compile cache lives in the temp
+ * parses less than half the bytes). Node 22's compile cache lives in the temp
  * directory, the only writable place in Azure (the package is mounted read-only): the first start
  * of an instance writes it, every later start of the process there skips compiling app.js.
  */
@@ -51,8 +49,10 @@ const result = await build({
   target: 'node20',
   external: ['@azure/functions-core'],
   outfile: join(out, 'app.js'),
-  conditions: ['import'],
-  mainFields: ['module', 'main'],
+  // esbuild's default module choice, on purpose: forcing the packages' ES module builds (the
+  // "import" condition for require() too) saved bytes but broke @azure/storage-common, whose ES
+  // build calls createRequire(import.meta.url), empty in a CommonJS bundle (seen in the bench's
+  // cold event: the immutable log's first append failed).
   minify: true,
   // The SDKs' error classes keep their names (code compares error.name).
   keepNames: true,
