@@ -471,6 +471,7 @@ describe('reportingThrottles', () => {
       disableAccount: () => Promise.resolve({ requestId: 'r1' }),
       enableAccount: () => Promise.reject(throttled),
       resetPassword: () => Promise.reject(throttled),
+      countEnabledUsers: () => Promise.resolve(1000),
     };
     const reported: number[] = [];
     const wrapped = reportingThrottles(directory, {
