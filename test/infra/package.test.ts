@@ -3,12 +3,13 @@
  * bundle, host.json and package.json, nothing else, and the bundle loads on its own (outside the
  * repository, no node_modules) and registers every function.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { isBuiltin } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildInfraContract } from '../../dev/infra-contract';
+import { startWorld } from '../support/world';
 
 const ROOT = join(__dirname, '..', '..');
 const contract = buildInfraContract();
@@ -103,3 +104,41 @@ test.each([
   ].map((m) => m[1]);
   expect(registered.sort()).toEqual(Object.values(contract.functions).sort());
 });
+
+test('the bundle runs a departure end to end through the function it registers', async () => {
+  // What the benchmark's cold event does (bench/coldEvent.ts): the host's core API stood in,
+  // the bundle's own @azure/functions building the InvocationContext, against the stand-ins. It
+  // reaches every SDK on the hot path (identity, Graph, Table Storage, the immutable log's blob,
+  // the outcome topic), so a package that breaks only when bundled shows here, not in Azure.
+  const world = await startWorld();
+  try {
+    const [cold, warm] = [world.newUser(), world.newUser()];
+    const result = await new Promise<{ code: number | null; stdout: string; stderr: string }>(
+      (resolve) => {
+        const child = spawn(
+          process.execPath,
+          [join(ROOT, 'dist/bench/coldEvent.js'), join(out, 'main.js'), cold.upn, warm.upn],
+          {
+            cwd: out,
+            env: { ...process.env, ...world.env, TMPDIR: mkdtempSync(join(tmpdir(), 'cc-')) },
+          },
+        );
+        let stdout = '';
+        let stderr = '';
+        child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+        child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+        child.on('exit', (code) => resolve({ code, stdout, stderr }));
+      },
+    );
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(/^cold-done\n\{"warmEventMs":[\d.]+\}\n$/);
+    const revoked = world.graph
+      .writes()
+      .filter((w) => w.operation === 'revoke')
+      .map((w) => w.userId);
+    expect(revoked.sort()).toEqual([cold.id, warm.id].sort());
+  } finally {
+    await world.stop();
+  }
+}, 60_000);
