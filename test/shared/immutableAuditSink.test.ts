@@ -5,6 +5,8 @@
  * handlers: test/integration/immutableAudit.test.ts.
  */
 import type { ContainerClient } from '@azure/storage-blob';
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
 import { ImmutableAuditSink, blobName } from '../../shared/adapters/immutableAuditLog';
 import { Budgets } from '../../shared/adapters/deadline';
 import { OffboardingError } from '../../shared/core/errors';
@@ -230,5 +232,25 @@ describe('ImmutableAuditSink', () => {
     } finally {
       jest.useRealTimers();
     }
+  });
+
+  it('loads the Blob SDK when the first record arrives, not when the app starts', () => {
+    const dist = join(__dirname, '..', '..', 'dist', 'shared', 'adapters', 'immutableAuditLog.js');
+    const script = `
+      const { createImmutableAuditSink } = require(${JSON.stringify(dist)});
+      const loaded = () => Object.keys(require.cache).some((p) => p.includes('storage-blob'));
+      const seen = [loaded()];
+      const sink = createImmutableAuditSink(
+        { immutableLog: { container: 'audit-log', connectionString: 'UseDevelopmentStorage=true' } },
+        undefined,
+      );
+      seen.push(loaded());
+      sink.accept({ identityKey: 'i', contentDigest: 'd' }).catch(() => undefined);
+      seen.push(loaded());
+      console.log(JSON.stringify(seen));
+      process.exit(0);
+    `;
+    const out = execFileSync(process.execPath, ['-e', script], { encoding: 'utf8' });
+    expect(JSON.parse(out)).toEqual([false, false, true]);
   });
 });
