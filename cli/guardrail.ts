@@ -62,7 +62,11 @@ export async function guardrailStatusCommand(
   runtime: RuntimeFactory,
 ): Promise<number> {
   return withOps(runtime, async (app) => {
-    const statuses = await guardrailStatus(depsOf(app), app.config.guardrail.limits);
+    const statuses = await guardrailStatus(
+      depsOf(app),
+      app.config.guardrail.limits,
+      app.config.guardrail.percentOfEnabledUsers,
+    );
     if (options.json) {
       io.stdout(toJson({ routes: statuses }) + '\n');
     } else {
@@ -79,7 +83,7 @@ export function formatStatus(statuses: RouteStatus[]): string {
   const rows = statuses.map((s) => [
     kindOf(s.route),
     s.trip === undefined ? 'ok' : `TRIPPED ${s.trip.at}`,
-    `${s.executedInWindow} / ${s.maxPerWindow} in ${s.windowMinutes} min`,
+    `${s.executedInWindow} / ${s.maxPerWindow}${s.percentOfEnabledUsers > 0 ? ` (or ${s.percentOfEnabledUsers} % of enabled users, if lower)` : ''} in ${s.windowMinutes} min`,
     String(s.held.length),
     String(s.trips),
     s.approvals.map((a) => `${a.wave} (${a.used}/${a.size})`).join(', ') || '-',

@@ -181,6 +181,13 @@ export const SETTINGS = [
     requiredInAzure: false,
   },
   {
+    name: 'GUARDRAIL_DEPARTURES_MAX_PERCENT',
+    description:
+      "Optional second departures limit: at most this percent of the tenant's enabled users per window (the lower of the two applies; 0-100, decimals allowed, 0: off). Read from Graph (users/$count) at most hourly.",
+    default: '0',
+    requiredInAzure: false,
+  },
+  {
     name: 'GUARDRAIL_MFA_PER_WINDOW',
     description:
       'Blast-radius guardrail for mfa.enabled events not sent as an approved wave (`offboard enqueue`), 1-1000000.',
@@ -191,6 +198,13 @@ export const SETTINGS = [
     name: 'GUARDRAIL_MFA_WINDOW_MINUTES',
     description: 'The sliding window the MFA guardrail counts over, in minutes (1-10080).',
     default: '60',
+    requiredInAzure: false,
+  },
+  {
+    name: 'GUARDRAIL_MFA_MAX_PERCENT',
+    description:
+      "Optional second MFA limit: at most this percent of the tenant's enabled users per window (0-100, decimals allowed, 0: off).",
+    default: '0',
     requiredInAzure: false,
   },
   {
@@ -261,6 +275,9 @@ export interface GuardrailSettings {
   mfaEnabled: { maxPerWindow: number; windowMinutes: number };
 }
 
+/** Optional share-of-tenant limits, percent per route (0: off). */
+export type GuardrailShares = { employeeLeaving: number; mfaEnabled: number };
+
 export interface AppConfig {
   queues: { employeeLeaving: string; mfaEnabled: string };
   graph: GraphConfig;
@@ -269,7 +286,11 @@ export interface AppConfig {
   serviceBus: { fullyQualifiedNamespace?: string; connectionString?: string };
   retry: RetryPolicy;
   pacing: PacingSettings;
-  guardrail: { limits: GuardrailSettings; tableName: string };
+  guardrail: {
+    limits: GuardrailSettings;
+    percentOfEnabledUsers: GuardrailShares;
+    tableName: string;
+  };
   outcomes: { topic: string };
   immutableLog: ImmutableLogConfig;
 }
@@ -307,6 +328,15 @@ function readInteger(env: Env, name: SettingName, min: number, max: number): num
   const value = Number(raw);
   if (!/^\d+$/.test(raw) || value < min || value > max) {
     throw invalid(name, `must be a whole number from ${min} to ${max} (got "${raw}").`);
+  }
+  return value;
+}
+
+function readPercent(env: Env, name: SettingName): number {
+  const raw = withDefault(env, name);
+  const value = Number(raw);
+  if (!/^\d+(\.\d+)?$/.test(raw) || value > 100) {
+    throw invalid(name, `must be a percentage from 0 to 100, e.g. 0.5 (got "${raw}").`);
   }
   return value;
 }
@@ -486,6 +516,10 @@ export function loadConfig(env: Env = process.env): AppConfig {
           maxPerWindow: readInteger(env, 'GUARDRAIL_MFA_PER_WINDOW', 1, 1_000_000),
           windowMinutes: readInteger(env, 'GUARDRAIL_MFA_WINDOW_MINUTES', 1, 10_080),
         },
+      },
+      percentOfEnabledUsers: {
+        employeeLeaving: readPercent(env, 'GUARDRAIL_DEPARTURES_MAX_PERCENT'),
+        mfaEnabled: readPercent(env, 'GUARDRAIL_MFA_MAX_PERCENT'),
       },
       tableName: guardrailTableName,
     },

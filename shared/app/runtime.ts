@@ -130,7 +130,10 @@ export function createRuntime(
     retry: config.retry,
     pacer,
     finalSinks,
-    guardrail: new SharedGuardrail(guardrailStore, config.guardrail.limits),
+    guardrail: new SharedGuardrail(guardrailStore, config.guardrail.limits, undefined, {
+      percent: config.guardrail.percentOfEnabledUsers,
+      countEnabledUsers: () => directory.countEnabledUsers(),
+    }),
   });
   const queueProcessor = new QueueProcessor({
     offboarding,

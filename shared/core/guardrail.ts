@@ -20,6 +20,8 @@ export const GuardedRoutes: readonly GuardedRoute[] = ['employeeLeaving', 'mfaEn
 export interface GuardrailLimit {
   maxPerWindow: number;
   windowMinutes: number;
+  /** How the limit was derived when it is not the setting itself (a share of the tenant). */
+  basis?: string;
 }
 
 export type GuardrailLimits = Readonly<Record<GuardedRoute, GuardrailLimit>>;
@@ -30,6 +32,7 @@ export interface GuardrailTrip {
   count: number;
   limit: number;
   windowMinutes: number;
+  basis?: string;
 }
 
 /** An `offboard enqueue` wave: an operator's approval for up to `size` events carrying its id. */
@@ -182,6 +185,7 @@ export function decideAdmission(
       count,
       limit: limit.maxPerWindow,
       windowMinutes: limit.windowMinutes,
+      ...(limit.basis === undefined ? {} : { basis: limit.basis }),
     };
     return {
       next: { ...state, trip, trips: state.trips + 1 },
@@ -202,7 +206,7 @@ function held(trip: GuardrailTrip, route: GuardedRoute, trippedNow: boolean): Ad
     admitted: false,
     trip,
     trippedNow,
-    reason: `The blast-radius guardrail for ${what} tripped at ${trip.at}: ${trip.count} executed in ${trip.windowMinutes} min (limit ${trip.limit}). Held until an operator releases or discards it (offboard guardrail status).`,
+    reason: `The blast-radius guardrail for ${what} tripped at ${trip.at}: ${trip.count} executed in ${trip.windowMinutes} min (limit ${trip.limit}${trip.basis === undefined ? '' : `: ${trip.basis}`}). Held until an operator releases or discards it (offboard guardrail status).`,
   };
 }
 
@@ -286,16 +290,53 @@ export interface Guardrail {
   decisionFor(route: GuardedRoute, key: RecordKey): Promise<EventDecision | undefined>;
 }
 
+/**
+ * The optional second limit: at most a share of the tenant's enabled users per window (whichever
+ * of the two is lower applies). The count is read from the directory at most once per `cacheMs`
+ * per instance; when it cannot be read the event waits (retryable), it never runs unchecked.
+ */
+export interface TenantShareLimit {
+  /** Percent of enabled users per window, per route; 0 or absent: no such limit. */
+  percent: Partial<Record<GuardedRoute, number>>;
+  countEnabledUsers: () => Promise<number>;
+  cacheMs?: number;
+}
+
+/** The effective limit: the setting, or the tenant share when that is lower (never below 1). */
+export function effectiveLimit(
+  limit: GuardrailLimit,
+  percent: number | undefined,
+  enabledUsers: number | undefined,
+): GuardrailLimit {
+  if (percent === undefined || percent <= 0 || enabledUsers === undefined) return limit;
+  const byShare = Math.max(1, Math.floor((enabledUsers * percent) / 100));
+  return byShare >= limit.maxPerWindow
+    ? limit
+    : {
+        ...limit,
+        maxPerWindow: byShare,
+        basis: `${percent} % of ${enabledUsers} enabled users`,
+      };
+}
+
 export class SharedGuardrail implements Guardrail {
+  private enabledUsers: { value: Promise<number>; readAt: number } | undefined;
+
   constructor(
     private readonly store: GuardrailStore,
     private readonly limits: GuardrailLimits,
     private readonly now: () => Date = () => new Date(),
+    private readonly share?: TenantShareLimit,
   ) {}
 
   /** Fails closed: when the record cannot be read or written the error is retryable, never "admitted". */
-  admit(request: AdmissionRequest): Promise<Admission> {
-    const limit = this.limits[request.route];
+  async admit(request: AdmissionRequest): Promise<Admission> {
+    const percent = this.share?.percent[request.route];
+    const limit = effectiveLimit(
+      this.limits[request.route],
+      percent,
+      percent !== undefined && percent > 0 ? await this.countEnabledUsers() : undefined,
+    );
     return updateGuardrail(this.store, request.route, (current) => {
       const { next, admission } = decideAdmission(current, request, limit, this.now().getTime());
       return { ...(next === undefined ? {} : { next }), result: admission };
@@ -304,5 +345,21 @@ export class SharedGuardrail implements Guardrail {
 
   decisionFor(route: GuardedRoute, key: RecordKey): Promise<EventDecision | undefined> {
     return this.store.decisionFor(route, key);
+  }
+
+  private countEnabledUsers(): Promise<number> {
+    const share = this.share;
+    if (share === undefined) return Promise.resolve(0);
+    const now = this.now().getTime();
+    const cached = this.enabledUsers;
+    if (cached !== undefined && now - cached.readAt < (share.cacheMs ?? 3_600_000))
+      return cached.value;
+    const value = share.countEnabledUsers();
+    this.enabledUsers = { value, readAt: now };
+    // A failed read is not cached: the next event asks again.
+    value.catch(() => {
+      if (this.enabledUsers?.value === value) this.enabledUsers = undefined;
+    });
+    return value;
   }
 }

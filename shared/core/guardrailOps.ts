@@ -45,6 +45,8 @@ export interface RouteStatus {
   route: GuardedRoute;
   maxPerWindow: number;
   windowMinutes: number;
+  /** The optional share-of-tenant limit (percent of enabled users per window; 0: off). */
+  percentOfEnabledUsers: number;
   executedInWindow: number;
   trip?: GuardrailTrip;
   trips: number;
@@ -62,6 +64,7 @@ async function heldOf(audit: AuditLog, route: GuardedRoute): Promise<AuditRecord
 export async function guardrailStatus(
   deps: GuardrailOpsDeps,
   limits: GuardrailLimits,
+  percentOfEnabledUsers: Partial<Record<GuardedRoute, number>> = {},
 ): Promise<RouteStatus[]> {
   const now = (deps.now ?? (() => new Date()))();
   const statuses: RouteStatus[] = [];
@@ -72,6 +75,7 @@ export async function guardrailStatus(
     statuses.push({
       route,
       ...limit,
+      percentOfEnabledUsers: percentOfEnabledUsers[route] ?? 0,
       executedInWindow: countInWindow(state, limit, now.getTime()),
       ...(state.trip === undefined ? {} : { trip: state.trip }),
       trips: state.trips,

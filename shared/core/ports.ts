@@ -25,6 +25,8 @@ export interface Directory {
   /** Re-enables an account (a reinstatement); the same permission as disableAccount. */
   enableAccount(userId: string): Promise<DirectoryCall>;
   resetPassword(userId: string, password: Secret): Promise<DirectoryCall>;
+  /** Enabled user accounts in the tenant (the guardrail's optional share-of-tenant limit). */
+  countEnabledUsers(): Promise<number>;
 }
 
 export type { ActionName } from './actions';

@@ -453,6 +453,11 @@ export class FakeDirectory implements Directory {
     });
   }
 
+  /** Enabled accounts among the fake users (what Graph's /users/$count answers). */
+  countEnabledUsers(): Promise<number> {
+    return Promise.resolve(this.users.filter((u) => u.accountEnabled).length);
+  }
+
   revokeSignInSessions(userId: string): Promise<DirectoryCall> {
     return this.call('revokeSignInSessions', userId, (user) => {
       const stale = this.staleReads.get(user.id);
