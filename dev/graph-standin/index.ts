@@ -27,7 +27,8 @@ export { MESSAGES, PERMISSIONS, passwordMeetsComplexity, type AppDirectoryRole }
 /**
  * HTTPS stand-in for the slice of Microsoft Graph v1.0 the offboarding app uses:
  *   GET   /v1.0/users/{id | userPrincipalName}[?$select=...]   (and /v1.0/users('{key}'))
- *   GET   /v1.0/users[?$select=...&$filter=prop eq 'value']
+ *   GET   /v1.0/users[?$select=...&$filter=prop eq 'value' | prop eq true]
+ *   GET   /v1.0/users/$count[?$filter=...]   (text/plain; needs ConsistencyLevel: eventual)
  *   POST  /v1.0/users/{key}/revokeSignInSessions
  *   PATCH /v1.0/users/{key}   { accountEnabled, passwordProfile, ... }
  * with Graph's addressing rules, bearer-token checks against tokens from the identity stand-in,
@@ -38,7 +39,8 @@ export { MESSAGES, PERMISSIONS, passwordMeetsComplexity, type AppDirectoryRole }
  */
 
 /** What a request was routed to. */
-export type GraphOperation = 'getUser' | 'listUsers' | 'revoke' | 'patch' | 'unsupported';
+export type GraphOperation =
+  'getUser' | 'listUsers' | 'countUsers' | 'revoke' | 'patch' | 'unsupported';
 
 export interface RecordedRequest {
   method: string;
@@ -66,7 +68,7 @@ export interface RecordedRequest {
   fault?: 'status' | 'reset' | 'delay' | 'throttle';
 }
 
-export type FaultOperation = 'getUser' | 'listUsers' | 'revoke' | 'patch' | 'any';
+export type FaultOperation = 'getUser' | 'listUsers' | 'countUsers' | 'revoke' | 'patch' | 'any';
 
 interface FaultScope {
   /** Which operation to fault; default 'any'. */
@@ -268,6 +270,8 @@ const SELECTABLE = [
   'employeeId',
 ] as const;
 type Selectable = (typeof SELECTABLE)[number];
+/** Edm.Boolean properties: a filter compares them with true/false, never with a quoted string. */
+const BOOLEAN_PROPERTIES = new Set<Selectable>(['accountEnabled', 'onPremisesSyncEnabled']);
 const SELECTABLE_BY_LOWER = new Map<string, Selectable>(
   SELECTABLE.map((p) => [p.toLowerCase(), p]),
 );
@@ -378,6 +382,14 @@ export function routeGraphRequest(method: string, rawPath: string): Route {
     }
     key = rest[0] ?? '';
     remaining = rest.slice(1);
+    if (key.toLowerCase() === '$count') {
+      // The OData raw count of the collection; nothing may follow it.
+      if (remaining.length > 0) {
+        return { operation: 'unsupported', error: badRequest(MESSAGES.mustBeLastSegment(key)) };
+      }
+      if (method === 'GET') return { operation: 'countUsers' };
+      return { operation: 'unsupported', error: methodNotAllowed() };
+    }
     if (key.startsWith('$')) {
       // /users/$x@contoso.com: `$...` parses as an OData system segment applied to the collection.
       return { operation: 'unsupported', error: badRequest(MESSAGES.collectionSegment('users')) };
@@ -558,15 +570,29 @@ export async function startGraphStandIn(options: GraphStandInOptions = {}): Prom
 
   const applyFilter = (users: DirectoryUser[], filter: string | undefined): DirectoryUser[] => {
     if (filter === undefined) return users;
-    const eq = /^\s*(\w+)\s+eq\s+'((?:[^']|'')*)'\s*$/i.exec(filter);
-    const property = eq ? SELECTABLE_BY_LOWER.get((eq[1] ?? '').toLowerCase()) : undefined;
-    if (!eq || !property || property === 'passwordProfile' || property === 'businessPhones') {
+    // One clause, `<property> eq '<text>'` or `<property> eq true|false`: what this app sends.
+    const eq = /^\s*(\w+)\s+eq\s+(?:'((?:[^']|'')*)'|(true|false))\s*$/i.exec(filter);
+    if (!eq) {
       throw badRequest(
-        `Unsupported or invalid query filter clause specified (the stand-in supports "<property> eq '<value>'").`,
+        `Unsupported or invalid query filter clause specified (the stand-in supports "<property> eq '<value>'" and "<property> eq true|false").`,
       );
     }
-    const value = (eq[2] ?? '').replace(/''/g, "'").toLowerCase();
-    return users.filter((u) => String(u[property] ?? '').toLowerCase() === value);
+    const name = eq[1] ?? '';
+    const property = SELECTABLE_BY_LOWER.get(name.toLowerCase());
+    if (!property || property === 'passwordProfile' || property === 'businessPhones') {
+      throw new HttpError(400, 'Request_UnsupportedQuery', MESSAGES.unsupportedFilter(name));
+    }
+    const isBoolean = BOOLEAN_PROPERTIES.has(property);
+    const text = eq[2];
+    if (text !== undefined) {
+      if (isBoolean)
+        throw badRequest(MESSAGES.incompatibleFilterTypes('Edm.Boolean', 'Edm.String'));
+      const value = text.replace(/''/g, "'").toLowerCase();
+      return users.filter((u) => String(u[property] ?? '').toLowerCase() === value);
+    }
+    if (!isBoolean) throw badRequest(MESSAGES.incompatibleFilterTypes('Edm.String', 'Edm.Boolean'));
+    const wanted = (eq[3] ?? '').toLowerCase() === 'true';
+    return users.filter((u) => u[property] === wanted);
   };
 
   /** Validates a PATCH body; returns the changes to apply. Throws Graph's errors. */
@@ -684,18 +710,18 @@ export async function startGraphStandIn(options: GraphStandInOptions = {}): Prom
     };
     requests.push(record);
 
+    const commonHeaders = (): Record<string, string> => ({
+      'request-id': requestId,
+      'client-request-id': record.clientRequestId,
+      'x-ms-ags-diagnostic': JSON.stringify({
+        ServerInfo: { DataCenter: 'Local Stand-in', Slice: 'E', Ring: '0', ScaleUnit: '000' },
+      }),
+      'strict-transport-security': 'max-age=31536000',
+      'cache-control': 'no-cache',
+    });
     const send = (status: number, payload: unknown, extra: Record<string, string> = {}) => {
       record.status = status;
-      const out: Record<string, string | number> = {
-        'request-id': requestId,
-        'client-request-id': record.clientRequestId,
-        'x-ms-ags-diagnostic': JSON.stringify({
-          ServerInfo: { DataCenter: 'Local Stand-in', Slice: 'E', Ring: '0', ScaleUnit: '000' },
-        }),
-        'strict-transport-security': 'max-age=31536000',
-        'cache-control': 'no-cache',
-        ...extra,
-      };
+      const out: Record<string, string | number> = { ...commonHeaders(), ...extra };
       if (payload === undefined) {
         res.writeHead(status, out);
         res.end();
@@ -707,6 +733,16 @@ export async function startGraphStandIn(options: GraphStandInOptions = {}): Prom
       out['content-length'] = Buffer.byteLength(json);
       res.writeHead(status, out);
       res.end(json);
+    };
+    /** A raw value (OData `$count`, `$value`): the number as text/plain, no OData envelope. */
+    const sendText = (status: number, text: string) => {
+      record.status = status;
+      res.writeHead(status, {
+        ...commonHeaders(),
+        'content-type': 'text/plain',
+        'content-length': Buffer.byteLength(text),
+      });
+      res.end(text);
     };
     const sendError = (error: HttpError) =>
       send(
@@ -813,6 +849,15 @@ export async function startGraphStandIn(options: GraphStandInOptions = {}): Prom
             '@odata.context': contextFor(select, false),
             value: users.map((u) => project(u, select)),
           });
+        }
+        case 'countUsers': {
+          // Same permission as listing users; an advanced query, so it needs the header.
+          requirePermission(canReadUser(roles));
+          if ((headers.consistencylevel ?? '').trim().toLowerCase() !== 'eventual') {
+            throw new HttpError(400, 'Request_UnsupportedQuery', MESSAGES.countNeedsEventual);
+          }
+          const users = applyFilter(directory.all(), query.$filter);
+          return sendText(200, String(users.length));
         }
         case 'revoke': {
           requirePermission(canRevokeSessions(roles));

@@ -140,4 +140,15 @@ export const MESSAGES = {
   tokenNotYetValid: 'Lifetime validation failed, the token is not yet valid.',
   tokenAudience: 'Access token validation failure. Invalid audience.',
   throttled: 'Too many requests. Please try again later.',
+  /** GET /users/$count without `ConsistencyLevel: eventual` (seen from Graph in December 2025). */
+  countNeedsEventual:
+    "Raw count (/$count) is not supported because the 'ConsistencyLevel:eventual' header is missing. Refer to https://aka.ms/graph-docs/advanced-queries for more information",
+  /** The OData parser's answer to a segment after $count, $value, an action, ... */
+  mustBeLastSegment: (segment: string) =>
+    `The request URI is not valid. The segment '${segment}' must be the last segment in the URI because it is one of the following: $ref, $batch, $count, $value, $metadata, a named media resource, an action, a noncomposable function, an action import, a noncomposable function import, an operation with void return type, or an operation import with void return type.`,
+  unsupportedFilter: (property: string) =>
+    `Unsupported or invalid query filter clause specified for property '${property}' of resource 'User'.`,
+  /** `accountEnabled eq 'true'`: the OData parser compares types before the directory sees it. */
+  incompatibleFilterTypes: (left: string, right: string) =>
+    `A binary operator with incompatible types was detected. Found operand types '${left}' and '${right}' for operator kind 'Equal'.`,
 } as const;

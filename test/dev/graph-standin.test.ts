@@ -605,3 +605,191 @@ describe('Graph stand-in with the real Graph client and ManagedIdentityCredentia
     }
   });
 });
+
+describe('GET /users/$count (an advanced query: text/plain, ConsistencyLevel: eventual)', () => {
+  const DISABLED_ID = 'd15ab1ed-0000-4000-8000-0000000000c0';
+  const enabledUsers = () => graph.users().filter((u) => u.accountEnabled).length;
+  const countRequest = (filter?: string) => {
+    const request = graphClient().api('/users/$count').header('ConsistencyLevel', 'eventual');
+    return filter === undefined ? request : request.filter(filter);
+  };
+
+  beforeAll(() => {
+    graph.addUser({
+      id: DISABLED_ID,
+      userPrincipalName: 'already.gone@contoso.com',
+      accountEnabled: false,
+    });
+  });
+
+  it('answers the number as text/plain through the real client, filtered by accountEnabled', async () => {
+    const all = graph.users().length;
+    expect(enabledUsers()).toBeLessThan(all); // the directory has a disabled user to tell them apart
+    expect(await countRequest().get()).toBe(String(all));
+    expect(await countRequest('accountEnabled eq true').get()).toBe(String(enabledUsers()));
+    expect(await countRequest('accountEnabled eq false').get()).toBe(String(all - enabledUsers()));
+    // A string filter counts too, like the list.
+    expect(await countRequest(`userType eq 'Guest'`).get()).toBe('1');
+
+    const recorded = graph.requests.find((r) => r.query.$filter === 'accountEnabled eq true');
+    expect(recorded).toMatchObject({ method: 'GET', operation: 'countUsers', status: 200 });
+    expect(recorded?.path).toBe('/v1.0/users/$count');
+    expect(recorded?.headers.consistencylevel).toBe('eventual');
+
+    // The raw response: a bare integer, no OData envelope.
+    const token = mintAccessToken({ roles: ['User.Read.All'] });
+    const response = await fetch(
+      `${graph.url}/v1.0/users/$count?$filter=${encodeURIComponent('accountEnabled eq true')}`,
+      { headers: { authorization: `Bearer ${token}`, consistencylevel: 'Eventual' } },
+    );
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-type')).toBe('text/plain');
+    expect(response.headers.get('request-id')).toMatch(/^[0-9a-f-]{36}$/);
+    expect(await response.text()).toBe(String(enabledUsers()));
+
+    // The count follows the directory: disabling a user takes it out of the enabled count.
+    const before = enabledUsers();
+    await graphClient().api(`/users/${BOB_ID}`).patch({ accountEnabled: false });
+    try {
+      expect(await countRequest('accountEnabled eq true').get()).toBe(String(before - 1));
+    } finally {
+      await graphClient().api(`/users/${BOB_ID}`).patch({ accountEnabled: true });
+    }
+  });
+
+  it('refuses the count without ConsistencyLevel: eventual (400 Request_UnsupportedQuery)', async () => {
+    const missing = await graphError(
+      graphClient().api('/users/$count').filter('accountEnabled eq true').get(),
+    );
+    expect(missing.statusCode).toBe(400);
+    expect(missing.code).toBe('Request_UnsupportedQuery');
+    expect(missing.message).toBe(MESSAGES.countNeedsEventual);
+    const wrong = await graphError(
+      graphClient().api('/users/$count').header('ConsistencyLevel', 'session').get(),
+    );
+    expect(wrong.code).toBe('Request_UnsupportedQuery');
+    expect(graph.requests.map((r) => [r.operation, r.status])).toEqual([
+      ['countUsers', 400],
+      ['countUsers', 400],
+    ]);
+  });
+
+  it('refuses filters it cannot evaluate like Graph: unknown property, wrong type, other operators', async () => {
+    const unknown = await graphError(countRequest(`passwordProfile eq 'x'`).get());
+    expect(unknown.statusCode).toBe(400);
+    expect(unknown.code).toBe('Request_UnsupportedQuery');
+    expect(unknown.message).toBe(MESSAGES.unsupportedFilter('passwordProfile'));
+    const nonsense = await graphError(countRequest(`shoeSize eq '42'`).get());
+    expect(nonsense.message).toBe(MESSAGES.unsupportedFilter('shoeSize'));
+
+    // A quoted boolean is a type error in Graph's OData parser, not a match on the text "true".
+    const quoted = await graphError(countRequest(`accountEnabled eq 'true'`).get());
+    expect(quoted.statusCode).toBe(400);
+    expect(quoted.code).toBe('BadRequest');
+    expect(quoted.message).toBe(MESSAGES.incompatibleFilterTypes('Edm.Boolean', 'Edm.String'));
+    const bare = await graphError(countRequest('displayName eq true').get());
+    expect(bare.message).toBe(MESSAGES.incompatibleFilterTypes('Edm.String', 'Edm.Boolean'));
+
+    const other = await graphError(countRequest('accountEnabled ne true').get());
+    expect(other.statusCode).toBe(400);
+    expect(other.code).toBe('BadRequest');
+  });
+
+  it('needs a read permission (User.Read.All is enough)', async () => {
+    expect(
+      await graphClient(READ_ONLY_CLIENT_ID)
+        .api('/users/$count')
+        .header('ConsistencyLevel', 'eventual')
+        .get(),
+    ).toBe(String(graph.users().length));
+    const token = mintAccessToken({
+      roles: ['User.RevokeSessions.All', 'User.EnableDisableAccount.All'],
+    });
+    const denied = await rawFetch('/v1.0/users/$count', {
+      headers: { authorization: `Bearer ${token}`, consistencylevel: 'eventual' },
+    });
+    expect(denied.status).toBe(403);
+    expect(denied.body?.error?.code).toBe('Authorization_RequestDenied');
+    const anonymous = await rawFetch('/v1.0/users/$count', {
+      headers: { consistencylevel: 'eventual' },
+    });
+    expect(anonymous.status).toBe(401);
+  });
+
+  it('goes through fault injection and latency like other reads, never through the write quota', async () => {
+    const outage = graph.injectFault({ operation: 'countUsers', status: 503, times: 2 });
+    const getOnly = graph.injectFault({ operation: 'getUser', status: 500, times: Infinity });
+    for (let i = 0; i < 2; i += 1) {
+      const error = await graphError(
+        countRequest('accountEnabled eq true').middlewareOptions(retryOptions(0)).get(),
+      );
+      expect(error.statusCode).toBe(503);
+      expect(error.code).toBe('serviceNotAvailable');
+    }
+    expect(outage.hits).toBe(2);
+    expect(await countRequest('accountEnabled eq true').get()).toBe(String(enabledUsers()));
+    expect(getOnly.hits).toBe(0);
+    getOnly.remove();
+    expect(graph.requests.map((r) => [r.status, r.fault])).toEqual([
+      [503, 'status'],
+      [503, 'status'],
+      [200, undefined],
+    ]);
+
+    // The write quota used up: writes get 429, the count is a read and still answers.
+    graph.throttle({ writesPerWindow: 1, windowMs: 3_600_000, retryAfterSeconds: 5 });
+    const revoke = () =>
+      graphClient()
+        .api(`/users/${BOB_ID}/revokeSignInSessions`)
+        .middlewareOptions(retryOptions(0))
+        .post({});
+    await revoke();
+    expect((await graphError(revoke())).statusCode).toBe(429);
+    expect(await countRequest('accountEnabled eq true').get()).toBe(String(enabledUsers()));
+    expect(graph.throttledCount()).toBe(1);
+
+    graph.setLatency({ p50Ms: 150, p99Ms: 150 });
+    try {
+      const started = Date.now();
+      await countRequest('accountEnabled eq true').get();
+      expect(Date.now() - started).toBeGreaterThanOrEqual(140);
+    } finally {
+      graph.setLatency(null);
+    }
+  });
+
+  it('routes $count before the $-segment rule, and only as the last segment of users', () => {
+    expect(routeGraphRequest('GET', '/v1.0/users/$count')).toEqual({ operation: 'countUsers' });
+    expect(routeGraphRequest('GET', '/v1.0/users/%24count/')).toEqual({
+      operation: 'countUsers',
+    });
+    expect(routeGraphRequest('POST', '/v1.0/users/$count').error?.status).toBe(405);
+    const after = routeGraphRequest('GET', '/v1.0/users/$count/x').error;
+    expect(after?.status).toBe(400);
+    expect(after?.message).toBe(MESSAGES.mustBeLastSegment('$count'));
+    // Any other `$...` key is still the collection-segment error of a `$` UPN.
+    expect(routeGraphRequest('GET', `/v1.0/users/${DOLLAR_UPN}`).error?.message).toBe(
+      MESSAGES.collectionSegment('users'),
+    );
+    // A user whose key merely contains $count is a user.
+    expect(routeGraphRequest('GET', '/v1.0/users/a$count@contoso.com')).toEqual({
+      operation: 'getUser',
+      key: 'a$count@contoso.com',
+    });
+  });
+
+  it('lists users by a boolean filter too', async () => {
+    const list = (await graphClient()
+      .api('/users')
+      .select(['id'])
+      .filter('accountEnabled eq false')
+      .get()) as { value: Array<{ id: string }> };
+    expect(list.value.map((u) => u.id)).toEqual(
+      graph
+        .users()
+        .filter((u) => !u.accountEnabled)
+        .map((u) => u.id),
+    );
+    expect(list.value.map((u) => u.id)).toContain(DISABLED_ID);
+  });
+});
