@@ -367,6 +367,34 @@ describe('held events after the trip', () => {
   });
 });
 
+describe('the trip alert', () => {
+  // GAP (reported to the lead): the trip is written to the guardrail table before the tripping
+  // event's audit record. If that record write fails, the event comes back and is held with
+  // trippedNow false, so no result ever carries guardrailTrip and the alert never fires, though
+  // events are being held. Remove `.failing` once a trip is reported until an event's record of
+  // it was written.
+  it.failing(
+    'is raised even when the record of the tripping event could not be written at first',
+    async () => {
+      const core = makeCore({ guardrail: departures(1) });
+      await core.handle('employeeLeaving', message(leaving('alice@contoso.com')));
+      // bob's claim goes through; the record of his held run does not (an audit outage).
+      core.audit.fail('write', 1, 1);
+      const first = await core.handle('employeeLeaving', message(leaving('bob@contoso.com')));
+      expect(first.result.guardrailTrip).toBeUndefined();
+      expect((await stored(core, 'employeeLeaving'))?.state.trip).toBeDefined();
+
+      core.clock.advance(60_000);
+      const again = await core.handle(
+        'employeeLeaving',
+        core.scheduler.take(core.scheduler.last()),
+      );
+      expect(again.result.record.outcome).toBe('held');
+      expect(again.result.guardrailTrip).toBeDefined();
+    },
+  );
+});
+
 describe('counted once per event', () => {
   it('a retried event (transient Graph failure) is counted once', async () => {
     const core = makeCore({ guardrail: departures(1) });
