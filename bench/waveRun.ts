@@ -188,6 +188,13 @@ export async function runWave(options: {
   );
 
   const succeededAt = new Map<string, number>();
+  const otherLogs = new Map<string, number>();
+  const topLogs = () =>
+    [...otherLogs.entries()]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 3)
+      .map(([kind, count]) => `\n    ${count} x ${kind}`)
+      .join('');
   let retriesScheduled = 0;
   let deferrals = 0;
   /** Where a departure's time goes: waiting in the queue, and reserving budget in the handler. */
@@ -251,6 +258,13 @@ export async function runWave(options: {
             }
           } else if (text.startsWith('Event waits')) deferrals += 1;
           else if (text.startsWith('Event failed transiently')) retriesScheduled += 1;
+          // Anything else the instances say, counted by its first words for the progress line.
+          if (!text.startsWith('Event processed')) {
+            const brace = text.indexOf('{');
+            const code = /"errorCode":"(\w+)"/.exec(text)?.[1] ?? '';
+            const kind = `${brace < 0 ? text.slice(0, 80) : text.slice(0, brace).trim()} ${code}${brace < 0 ? '' : text.slice(text.indexOf('}', brace) + 1, text.indexOf('}', brace) + 120)}`;
+            otherLogs.set(kind, (otherLogs.get(kind) ?? 0) + 1);
+          }
         },
       }),
     );
@@ -307,7 +321,7 @@ export async function runWave(options: {
     if (Date.now() - lastReport > 30_000) {
       lastReport = Date.now();
       log(
-        `${variant}: ${((Date.now() - started) / 1000).toFixed(0)} s, ${succeededAt.size}/${total} done, ${graph.throttledCount()} x 429`,
+        `${variant}: ${((Date.now() - started) / 1000).toFixed(0)} s, ${succeededAt.size}/${total} done, ${graph.throttledCount()} x 429${topLogs()}`,
       );
     }
     await new Promise((resolve) => setTimeout(resolve, 200));
