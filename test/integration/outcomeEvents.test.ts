@@ -235,10 +235,12 @@ describe('an outcome event per final outcome', () => {
   });
 
   it('held: the guardrail tripped, with its reason and no Graph write', async () => {
-    // A table of its own: the trip latches for the route, and must not hold the other cases.
+    // Tables of its own: the trip latches for the route, and must not hold the other cases.
+    const fresh = randomUUID().replace(/-/g, '').slice(0, 20);
     const guarded = world.runtimeWith({
       GUARDRAIL_MFA_PER_WINDOW: '1',
-      AUDIT_TABLE_NAME: `Held${randomUUID().replace(/-/g, '').slice(0, 20)}`,
+      AUDIT_TABLE_NAME: `Held${fresh}`,
+      GUARDRAIL_TABLE_NAME: `HeldGuardrail${fresh}`,
     });
     const users = [world.newUser(), world.newUser(), world.newUser()];
     const events = users.map((u) => cloudEvent('mfa.enabled', { user: u.upn }));
