@@ -265,6 +265,8 @@ export async function enqueueCommand(
       rate: options.rate,
       start: new Date(),
     });
+    // Service Bus settings are checked first: a wave that cannot be sent is not approved.
+    const serviceBus = ops.serviceBus();
     // The wave is the operator's approval, its size the ceiling, recorded before anything is sent.
     const now = new Date();
     await approveWave(
@@ -282,7 +284,7 @@ export async function enqueueCommand(
       },
     );
     const sent = await sendPlan(
-      ops.serviceBus(),
+      serviceBus,
       plan,
       schedule,
       progressReporter(io, 'sent', messages.length),

@@ -146,9 +146,27 @@ export class GraphDirectory implements Directory {
   async countEnabledUsers(): Promise<number> {
     // $count on users is an advanced query: Graph needs ConsistencyLevel: eventual (and answers
     // from an index that lags by seconds to minutes, which is fine for a share of the tenant).
-    const response = await this.send('readUser', '/users/$count', 'GET', undefined, (request) =>
-      request.header('ConsistencyLevel', 'eventual').filter('accountEnabled eq true'),
-    );
+    let response: Response;
+    try {
+      response = await this.send('readUser', '/users/$count', 'GET', undefined, (request) =>
+        request.header('ConsistencyLevel', 'eventual').filter('accountEnabled eq true'),
+      );
+    } catch (error) {
+      // Said in the guardrail's terms: the messages of a user read would name a user.
+      const cause = error instanceof OffboardingError ? error : translateThrown(error);
+      throw new OffboardingError(
+        cause.code,
+        `Counting the tenant's enabled users (users/$count, for GUARDRAIL_*_MAX_PERCENT) failed: ${cause.message}`,
+        {
+          retryable: cause.retryable,
+          cause: error,
+          ...(cause.retryAfterSeconds === undefined
+            ? {}
+            : { retryAfterSeconds: cause.retryAfterSeconds }),
+          ...(cause.requestId === undefined ? {} : { requestId: cause.requestId }),
+        },
+      );
+    }
     const text = (await response.text()).trim();
     if (!/^\d+$/.test(text)) {
       throw new OffboardingError(

@@ -53,6 +53,7 @@ async function passGuardrail(ctx: FlowContext, run: Run): Promise<FlowResult | u
   try {
     admission = await guardrail.admit({
       route: routeOfKind(event.kind),
+      event: run.key,
       ...(typeof wave === 'string' && wave !== '' ? { wave } : {}),
     });
   } catch (error) {

@@ -33,6 +33,8 @@ export interface GuardrailTrip {
   limit: number;
   windowMinutes: number;
   basis?: string;
+  /** The event that tripped it (identityKey.contentDigest). */
+  trippedBy?: string;
 }
 
 /** An `offboard enqueue` wave: an operator's approval for up to `size` events carrying its id. */
@@ -112,6 +114,11 @@ export interface AdmissionRequest {
   route: GuardedRoute;
   /** The wave id the event came with (`offboard enqueue`); counts against that approval. */
   wave?: string;
+  /**
+   * The event's record key: the trip remembers which event tripped it, so that event's next
+   * delivery raises the alert again if its record could not be written the first time.
+   */
+  event?: RecordKey;
 }
 
 /** Decisions kept on the guardrail record; each event's own record keeps its own. */
@@ -176,7 +183,8 @@ export function decideAdmission(
     };
   }
   if (state.trip !== undefined) {
-    return { admission: held(state.trip, request.route, false) };
+    const again = request.event !== undefined && state.trip.trippedBy === keyText(request.event);
+    return { admission: held(state.trip, request.route, again) };
   }
   const count = countInWindow(state, limit, now);
   if (count + 1 > limit.maxPerWindow) {
@@ -186,6 +194,7 @@ export function decideAdmission(
       limit: limit.maxPerWindow,
       windowMinutes: limit.windowMinutes,
       ...(limit.basis === undefined ? {} : { basis: limit.basis }),
+      ...(request.event === undefined ? {} : { trippedBy: keyText(request.event) }),
     };
     return {
       next: { ...state, trip, trips: state.trips + 1 },
@@ -199,6 +208,8 @@ export function decideAdmission(
     admission: { admitted: true },
   };
 }
+
+const keyText = (key: RecordKey) => `${key.identityKey}.${key.contentDigest}`;
 
 function held(trip: GuardrailTrip, route: GuardedRoute, trippedNow: boolean): Admission {
   const what = route === 'employeeLeaving' ? 'departures' : 'mfa.enabled events';
@@ -272,10 +283,11 @@ export async function updateGuardrail<T>(
     const written = await store.write(route, next, stored?.etag);
     if (written !== undefined) return result;
     if (conflicts >= MAX_CONFLICTS) {
+      // Contention, not a failure: the event waits (a copy for later) without using an attempt.
       throw new OffboardingError(
-        ErrorCodes.AuditUnavailable,
-        `The guardrail record of ${route} kept changing under ${MAX_CONFLICTS} writes in a row; the event is retried later.`,
-        { retryable: true },
+        ErrorCodes.Deferred,
+        `The guardrail record of ${route} kept changing under ${MAX_CONFLICTS} writes in a row (other instances admitting at the same time); the event waits and comes back.`,
+        { retryable: true, retryAfterSeconds: 2 + random() * 3 },
       );
     }
     await new Promise((resolve) => setTimeout(resolve, 5 + random() * 20 * (conflicts + 1)));
@@ -319,6 +331,12 @@ export function effectiveLimit(
       };
 }
 
+interface PendingAdmission {
+  request: AdmissionRequest;
+  resolve: (admission: Admission) => void;
+  reject: (error: unknown) => void;
+}
+
 export class SharedGuardrail implements Guardrail {
   private enabledUsers: { value: Promise<number>; readAt: number } | undefined;
 
@@ -329,17 +347,73 @@ export class SharedGuardrail implements Guardrail {
     private readonly share?: TenantShareLimit,
   ) {}
 
-  /** Fails closed: when the record cannot be read or written the error is retryable, never "admitted". */
-  async admit(request: AdmissionRequest): Promise<Admission> {
-    const percent = this.share?.percent[request.route];
+  /**
+   * Fails closed: when the record cannot be read or written the error is retryable, never
+   * "admitted". Admissions of one instance that arrive while its last store round-trip is in
+   * flight are decided together in the next one (one read and one conditional write for all of
+   * them), so contention grows with instances, not with concurrent invocations.
+   */
+  admit(request: AdmissionRequest): Promise<Admission> {
+    return new Promise((resolve, reject) => {
+      const queue = this.waiting.get(request.route) ?? [];
+      queue.push({ request, resolve, reject });
+      this.waiting.set(request.route, queue);
+      void this.drain(request.route);
+    });
+  }
+
+  private readonly waiting = new Map<GuardedRoute, PendingAdmission[]>();
+  private readonly draining = new Set<GuardedRoute>();
+
+  private async drain(route: GuardedRoute): Promise<void> {
+    if (this.draining.has(route)) return;
+    this.draining.add(route);
+    try {
+      for (;;) {
+        const batch = this.waiting.get(route)?.splice(0) ?? [];
+        if (batch.length === 0) return;
+        try {
+          const admissions = await this.decideBatch(
+            route,
+            batch.map((p) => p.request),
+          );
+          batch.forEach((pending, i) => {
+            const admission = admissions[i];
+            if (admission === undefined) pending.reject(new Error('Admission missing.'));
+            else pending.resolve(admission);
+          });
+        } catch (error) {
+          for (const pending of batch) pending.reject(error);
+        }
+      }
+    } finally {
+      this.draining.delete(route);
+    }
+  }
+
+  private async decideBatch(
+    route: GuardedRoute,
+    requests: AdmissionRequest[],
+  ): Promise<Admission[]> {
+    const percent = this.share?.percent[route];
     const limit = effectiveLimit(
-      this.limits[request.route],
+      this.limits[route],
       percent,
       percent !== undefined && percent > 0 ? await this.countEnabledUsers() : undefined,
     );
-    return updateGuardrail(this.store, request.route, (current) => {
-      const { next, admission } = decideAdmission(current, request, limit, this.now().getTime());
-      return { ...(next === undefined ? {} : { next }), result: admission };
+    return updateGuardrail(this.store, route, (current) => {
+      const now = this.now().getTime();
+      let state = current;
+      let changed = false;
+      const admissions = requests.map((request) => {
+        const { next, admission } = decideAdmission(state, request, limit, now);
+        if (next !== undefined) {
+          state = next;
+          changed = true;
+        }
+        return admission;
+      });
+      return { ...(changed ? { next: state } : {}), result: admissions };
     });
   }
 

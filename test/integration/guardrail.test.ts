@@ -4,6 +4,9 @@
  * stand-in, audit and guardrail record in Azurite), then an operator's `offboard guardrail`
  * status, release and discard through the CLI as ops run it.
  */
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { latestRecordFor } from '../../shared/core/auditRecords';
 import type { AuditRecord } from '../../shared/core/ports';
 import { runCli } from '../support/cli';
@@ -13,6 +16,7 @@ import { cloudEvent, startWorld, type World } from '../support/world';
 
 const LIMIT = 50;
 const FEED = 200;
+const MFA_LIMIT = 3;
 
 let world: World;
 let pipeline: Pipeline;
@@ -21,7 +25,7 @@ let cliEnv: Record<string, string>;
 beforeAll(async () => {
   world = await startWorld({
     GUARDRAIL_DEPARTURES_PER_WINDOW: String(LIMIT),
-    GUARDRAIL_MFA_PER_WINDOW: '1000',
+    GUARDRAIL_MFA_PER_WINDOW: String(MFA_LIMIT),
   });
   pipeline = startPipeline(world);
   cliEnv = { ...world.env, ...world.identity.envFor(), OFFBOARD_OPERATOR: 'ops-oncall' };
@@ -235,6 +239,50 @@ describe('a feed of 200 departures against a limit of 50', () => {
       'the next departure',
     );
     expect(done?.outcome).toBe('succeeded');
+  }, 90_000);
+});
+
+describe('a wave sent with offboard enqueue is its own approval, its size the ceiling', () => {
+  it('runs all 8 wave events past an MFA limit of 3; events outside the wave still meet the limit', async () => {
+    const waveUsers = Array.from({ length: 8 }, () => world.newUser());
+    const dir = await mkdtemp(join(tmpdir(), 'guardrail-wave-'));
+    const path = join(dir, 'wave.csv');
+    await writeFile(path, ['user', ...waveUsers.map((u) => u.upn)].join('\n') + '\n');
+    const sent = await runCli(
+      ['enqueue', '--type', 'mfa.enabled', '--csv', path, '--rate', '0', '--json'],
+      cliEnv,
+    );
+    expect(sent.code).toBe(0);
+    const wave = JSON.parse(sent.stdout) as { wave: string; eventIds: string[] };
+    const done = await settledAll(wave.eventIds, (r) => r.outcome !== 'in-progress', 'the wave');
+    expect(done.map((r) => r.outcome)).toEqual(Array(8).fill('succeeded'));
+    for (const r of done) expect(r.guardrail?.approval).toBe(wave.wave);
+
+    const status = JSON.parse((await runCli(['guardrail', 'status', '--json'], cliEnv)).stdout) as {
+      routes: Array<{
+        route: string;
+        executedInWindow: number;
+        approvals: Array<{ wave: string; size: number; used: number; by: string }>;
+      }>;
+    };
+    const mfa = status.routes.find((r) => r.route === 'mfaEnabled');
+    expect(mfa?.approvals).toEqual([
+      expect.objectContaining({ wave: wave.wave, size: 8, used: 8, by: 'ops-oncall' }),
+    ]);
+    expect(mfa?.executedInWindow).toBe(0);
+
+    // The same wave id on events the operator did not send gains nothing past its size.
+    const outside = Array.from({ length: MFA_LIMIT + 1 }, () => world.newUser());
+    const events = outside.map((u) => cloudEvent('mfa.enabled', { user: u.upn }));
+    for (const e of events)
+      await pipeline.send('mfa-enabled', e, undefined, { offboardingWave: wave.wave });
+    const after = await settledAll(
+      events.map((e) => e.id as string),
+      (r) => r.outcome === 'succeeded' || r.outcome === 'held',
+      'the events outside the wave',
+    );
+    expect(after.filter((r) => r.outcome === 'succeeded')).toHaveLength(MFA_LIMIT);
+    expect(after.filter((r) => r.outcome === 'held')).toHaveLength(1);
   }, 90_000);
 });
 

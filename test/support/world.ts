@@ -103,6 +103,8 @@ export async function startWorld(
     GRAPH_ENDPOINT: graph.url,
     AUDIT_TABLE_CONNECTION_STRING: connectionString,
     AUDIT_TABLE_NAME: `Audit${randomUUID().replace(/-/g, '').slice(0, 20)}`,
+    // Each world its own guardrail (a trip in one test file must not hold another's events).
+    GUARDRAIL_TABLE_NAME: `Guardrail${randomUUID().replace(/-/g, '').slice(0, 20)}`,
     ServiceBusConnection: serviceBus.connectionString,
     PROTECTED_USERS: BREAKGLASS_UPN,
     GRAPH_MAX_RETRIES: '0',
