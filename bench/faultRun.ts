@@ -247,6 +247,9 @@ export async function runFaultRun(
     } else {
       await pipeline.send(item.queue, item.event, `m-${i}`);
     }
+    if ((i + 1) % 2000 === 0) {
+      log(`fault run: ${i + 1} sent in ${Math.round((Date.now() - started) / 1000)} s`);
+    }
   }
   for (const [n, collision] of collisions.entries())
     await pipeline.send('mfa-enabled', collision.event, `c-${n}`);
@@ -269,7 +272,10 @@ export async function runFaultRun(
       async () => {
         if (Date.now() - lastProgress > 30_000) {
           lastProgress = Date.now();
-          log(`fault run: ${final.size} succeeded, ${dlqCount()} dead-lettered so far`);
+          const completed = pipeline.settled.filter((x) => x.settlement === 'complete').length;
+          log(
+            `fault run: ${Math.round((Date.now() - started) / 1000)} s, ${completed} deliveries completed, ${dlqCount()}/${expectedDeadLetters}+ dead-lettered, ${final.size} confirmed succeeded`,
+          );
         }
         if (dlqCount() < expectedDeadLetters) return false;
         const pending = plan.flatMap((p, i) => (final.has(i) ? [] : [{ p, i }]));
