@@ -216,11 +216,11 @@ export class OffboardingService {
     switch (claim.verdict) {
       case 'duplicate':
         // A final record is given to the sinks again: the first delivery may have failed to.
-        return this.delivered({ disposition: 'done', record: claimed, duplicate: true });
+        return this.delivered(delivery, { disposition: 'done', record: claimed, duplicate: true });
       case 'permanent-again':
         // A redelivery of a message already judged permanently failed: no Graph call, straight on
         // towards the dead-letter queue. A replay (new message id) or a run by hand goes through.
-        return this.delivered({
+        return this.delivered(delivery, {
           disposition: 'reject',
           record: claimed,
           duplicate: false,
@@ -229,7 +229,7 @@ export class OffboardingService {
       case 'busy':
         return this.backOff(claimed, delivery, startedAt);
       case 'discarded':
-        return this.delivered({ disposition: 'done', record: claimed, duplicate: false });
+        return this.delivered(delivery, { disposition: 'done', record: claimed, duplicate: false });
       case 'held':
         throw new Error('A held event is decided once its operator decision was read.');
       case 'claimed':
@@ -498,7 +498,7 @@ export class OffboardingService {
       }
       return { next, verdict: undefined };
     });
-    return this.delivered({
+    return this.delivered(delivery, {
       disposition,
       record: written.record ?? record,
       duplicate: false,
@@ -510,17 +510,28 @@ export class OffboardingService {
 
   /**
    * Gives a final record to the sinks (immutable log, outcome topic). If one fails, the record
-   * stays as written and the delivery is retried (no copy is parked: Service Bus redelivers), so
-   * the next delivery finds it final and gives it again; a failed permanent event is held back
-   * from the dead-letter queue until its record was delivered.
+   * stays as written and a copy of the message is parked for later (about a minute; no attempt used):
+   * it finds the record final and gives it again, however long the sink is down. When no copy can
+   * be parked (a run by hand, Service Bus down), and for a permanent failure, the delivery is
+   * retried as it is.
    */
-  private async delivered(result: ProcessResult): Promise<ProcessResult> {
+  private async delivered(delivery: Delivery, result: ProcessResult): Promise<ProcessResult> {
     try {
       await deliverFinal(this.deps.finalSinks ?? [], result.record);
       return result;
     } catch (thrown) {
       const error = toOffboardingError(thrown);
-      return { ...result, disposition: 'retry', error };
+      // A permanent failure is redelivered as it is: each redelivery gives the record again, and
+      // the last one goes to the dead-letter queue, where it was heading anyway.
+      if (result.disposition === 'reject') return { ...result, disposition: 'retry', error };
+      // The retry policy's second delay (about a minute with the defaults), jittered.
+      const retry = await this.park(delivery, result.record, {
+        kind: 'deferral',
+        waitMs: retryDelayMs(this.deps.retry, 3, error.retryAfterSeconds, this.random),
+      });
+      return retry === undefined
+        ? { ...result, disposition: 'retry', error }
+        : { ...result, disposition: 'done', error, retry };
     }
   }
 
@@ -671,6 +682,6 @@ export class OffboardingService {
       verdict: undefined,
     }));
     const record = written.record ?? invalidMessageRecord(key, fields, error, at, undefined);
-    return this.delivered({ disposition: 'reject', record, duplicate: false, error });
+    return this.delivered(delivery, { disposition: 'reject', record, duplicate: false, error });
   }
 }

@@ -272,38 +272,60 @@ describe('what is not final does not reach the sinks', () => {
 });
 
 describe('a sink that fails', () => {
-  it('the delivery is retried, the record stays as written, the next delivery gives it again', async () => {
+  it('a copy is parked for later (no attempt used), the record stays as written, the copy gives it again', async () => {
     const core = makeSinkCore();
     core.log.failing = 1;
     const body = leaving('alice@contoso.com', {}, { id: 'e1' });
     const first = await core.handle('employeeLeaving', message(body, { messageId: 'm1' }));
 
-    expect(first.result.disposition).toBe('retry');
+    expect(first.result.disposition).toBe('done');
     expect(first.result.error).toMatchObject({
       code: ErrorCodes.FinalRecordUndelivered,
       retryable: true,
     });
     expect(first.result.error?.message).toMatch(/immutable audit log did not take it/);
-    // Service Bus redelivers it: no copy is parked.
-    expect(first.settlement).toBe('abandon');
-    expect(core.scheduler.scheduled).toEqual([]);
+    // However long the sink is down, the message is not redelivered at once until it dead-letters.
+    expect(first.settlement).toBe('complete');
+    expect(core.scheduler.scheduled).toHaveLength(1);
+    const parked = core.scheduler.last();
+    expect(parked.message.messageId).toMatch(/^wait-/);
+    // The retry policy's second delay (RETRY in the harness: 10 s base, so 10-20 s).
+    const waitMs = Date.parse(parked.at.toISOString()) - Date.parse(core.clock.iso());
+    expect(waitMs).toBeGreaterThanOrEqual(10_000);
+    expect(waitMs).toBeLessThanOrEqual(20_000);
     // The record is the truth and stays as written; the sink after the failing one was not told.
     const stored = core.audit.only('e1');
     expect(stored.outcome).toBe('succeeded');
     expect(stored.errorCode).toBeUndefined();
+    expect(stored.attempts).toBe(1);
     expect(first.result.record).toEqual(stored);
     expect(core.topic.accepted).toEqual([]);
     const writes = core.audit.writes.length;
 
-    const redelivery = await core.handle('employeeLeaving', message(body, { messageId: 'm1' }));
-    expect(redelivery.settlement).toBe('complete');
-    expect(redelivery.result.duplicate).toBe(true);
+    core.clock.set(first.result.retry?.at ?? '');
+    const again = await core.handle('employeeLeaving', core.scheduler.take(parked));
+    expect(again.settlement).toBe('complete');
+    expect(again.result.duplicate).toBe(true);
     expect(core.log.seen()).toEqual(['e1 succeeded']);
     expect(core.topic.seen()).toEqual(['e1 succeeded']);
     // Nothing redone: the Graph writes of the first delivery only, and only a duplicate counted.
     expect(core.directory.writes()).toHaveLength(2);
     expect(core.audit.writes.length).toBe(writes + 1);
-    expect(core.audit.only('e1')).toMatchObject({ outcome: 'succeeded', duplicates: 1 });
+    expect(core.audit.only('e1')).toMatchObject({
+      outcome: 'succeeded',
+      duplicates: 1,
+      attempts: 1,
+    });
+  });
+
+  it('without a queue to park on (a run by hand) the delivery is retried as it is', async () => {
+    const core = makeSinkCore();
+    core.log.failing = 1;
+    const body = leaving('alice@contoso.com', {}, { id: 'e1' });
+    const first = await core.process(delivery(body, { messageId: 'm1', route: 'command' }));
+    expect(first.disposition).toBe('retry');
+    expect(first.error?.code).toBe(ErrorCodes.FinalRecordUndelivered);
+    expect(core.scheduler.scheduled).toEqual([]);
   });
 
   it('the second sink failing: the first is given the record again on the next delivery (at least once)', async () => {
@@ -311,7 +333,8 @@ describe('a sink that fails', () => {
     core.topic.failing = 1;
     const body = leaving('alice@contoso.com', {}, { id: 'e1' });
     const first = await core.process(delivery(body, { messageId: 'm1' }));
-    expect(first.disposition).toBe('retry');
+    expect(first.disposition).toBe('done');
+    expect(first.retry).toBeDefined();
     expect(first.error?.message).toMatch(/outcome topic did not take it/);
     await core.process(delivery(body, { messageId: 'm1' }));
     expect(core.log.seen()).toEqual(['e1 succeeded', 'e1 succeeded']);
@@ -332,7 +355,7 @@ describe('a sink that fails', () => {
     expect(core.topic.seen()).toEqual(['refused refused']);
   });
 
-  it('a held event: retried, still held, given on the next delivery', async () => {
+  it('a held event: a copy parked, still held, given on the next delivery', async () => {
     const core = makeSinkCore({
       guardrail: { employeeLeaving: { maxPerWindow: 1, windowMinutes: 60 } },
     });
@@ -340,7 +363,8 @@ describe('a sink that fails', () => {
     core.log.failing = 1;
     const body = leaving('bob@contoso.com', {}, { id: 'held' });
     const first = await core.process(delivery(body, { messageId: 'm-held' }));
-    expect(first.disposition).toBe('retry');
+    expect(first.disposition).toBe('done');
+    expect(first.retry).toBeDefined();
     expect(first.record.outcome).toBe('held');
     await core.process(delivery(body, { messageId: 'm-held' }));
     expect(core.log.seen()).toEqual(['ran succeeded', 'held held']);

@@ -128,6 +128,7 @@ export const EXPECTED_ROLES: [string, string, string, string, string][] = [
   [SERVICE_BUS, 'opsSendEmployeeLeaving', 'serviceBusDataSender', 'employeeLeavingQueue', 'ops.id'],
   [SERVICE_BUS, 'opsReceiveMfaEnabled', 'serviceBusDataReceiver', 'mfaEnabledQueue', 'ops.id'],
   [SERVICE_BUS, 'opsSendMfaEnabled', 'serviceBusDataSender', 'mfaEnabledQueue', 'ops.id'],
+  [SERVICE_BUS, 'functionSendOutcomes', 'serviceBusDataSender', 'outcomeTopic', 'functionPrincipalId'],
   [STORAGE, 'functionBlobDataOwner', 'storageBlobDataOwner', 'storage', 'functionPrincipalId'],
   [STORAGE, 'functionTableDataContributor', 'storageTableDataContributor', 'storage', 'functionPrincipalId'],
   [STORAGE, 'opsAuditReader', 'storageTableDataReader', 'auditTable', 'ops.id'],
