@@ -42,6 +42,16 @@ export interface VerifyFindings {
   goneFromTable: (KeyRef & { loggedOutcome: string; loggedAt: string })[];
   /** In the log as final, in the table as not final (a release or replay still running, or an edit). */
   noLongerFinal: (KeyRef & { outcome: string; loggedOutcome: string; loggedAt: string })[];
+  /**
+   * Two lines of one key, one after the other, that differ although no run came between them
+   * (same outcome, last attempt and attempts): the table was changed and a duplicate delivery
+   * appended the changed record. The earlier line is the evidence.
+   */
+  changedWithoutRun: (KeyRef & {
+    fields: string[];
+    loggedAt: string;
+    previouslyLoggedAt: string;
+  })[];
   /** Lines that are not log lines of a known format. */
   unreadable: { blob: string; line: number; reason: string }[];
 }
@@ -128,7 +138,7 @@ export function compareAuditWithLog(input: {
   /** Blobs read (for the report). */
   blobs?: number;
 }): VerifyReport {
-  const latest = new Map<string, LogLine>();
+  const history = new Map<string, LogLine[]>();
   const unreadable: VerifyFindings['unreadable'] = [];
   let logLines = 0;
   for (const { blob, line, entry } of input.log) {
@@ -138,10 +148,31 @@ export function compareAuditWithLog(input: {
     }
     logLines += 1;
     const key = keyOf(entry);
-    const seen = latest.get(key);
-    // Latest by append time; equal times keep the later line read (blobs in name order).
-    if (seen === undefined || entry.appendedAt >= seen.appendedAt) latest.set(key, entry);
+    history.set(key, [...(history.get(key) ?? []), entry]);
   }
+  // Oldest first by append time; equal times keep the order read (blobs in name order). Stable.
+  for (const lines of history.values())
+    lines.sort((a, b) => a.appendedAt.localeCompare(b.appendedAt));
+  const latest = new Map<string, LogLine>();
+  for (const [key, lines] of history) latest.set(key, lines[lines.length - 1] as LogLine);
+  const changedWithoutRun: VerifyFindings['changedWithoutRun'] = [];
+  for (const lines of history.values())
+    for (let i = 1; i < lines.length; i++) {
+      const before = (lines[i - 1] as LogLine).record;
+      const after = (lines[i] as LogLine).record;
+      const sameRun =
+        before.outcome === after.outcome &&
+        before.lastAttemptAt === after.lastAttemptAt &&
+        before.attempts === after.attempts;
+      const fields = sameRun ? differingFields(after, before) : [];
+      if (fields.length > 0)
+        changedWithoutRun.push({
+          ...refOf(after),
+          fields,
+          loggedAt: (lines[i] as LogLine).appendedAt,
+          previouslyLoggedAt: (lines[i - 1] as LogLine).appendedAt,
+        });
+    }
 
   const table = new Map<string, AuditRecord>();
   for (const record of input.tableRecords) table.set(keyOf(record), record);
@@ -156,6 +187,7 @@ export function compareAuditWithLog(input: {
     missingFromLog: [],
     goneFromTable: [],
     noLongerFinal: [],
+    changedWithoutRun,
     unreadable,
     pending: [],
     clean: true,
@@ -205,12 +237,14 @@ export function compareAuditWithLog(input: {
   const byKey = (a: KeyRef, b: KeyRef) => keyOf(a).localeCompare(keyOf(b));
   for (const list of [report.differs, report.missingFromLog, report.goneFromTable])
     list.sort(byKey);
+  report.changedWithoutRun.sort(byKey);
   report.noLongerFinal.sort(byKey);
   report.clean =
     report.differs.length === 0 &&
     report.missingFromLog.length === 0 &&
     report.goneFromTable.length === 0 &&
     report.noLongerFinal.length === 0 &&
+    report.changedWithoutRun.length === 0 &&
     report.unreadable.length === 0;
   return report;
 }
@@ -320,6 +354,16 @@ export function formatVerifyReport(report: VerifyReport): string {
     'In the log as final, no longer final in the table',
     ['event', 'outcome', 'logged outcome', 'logged at'],
     report.noLongerFinal.map((n) => [n.eventId, n.outcome, n.loggedOutcome, n.loggedAt]),
+  );
+  section(
+    'Changed in the log without a run between (the table was edited, then re-logged)',
+    ['event', 'fields', 'logged at', 'before, logged at'],
+    report.changedWithoutRun.map((c) => [
+      c.eventId,
+      c.fields.join(','),
+      c.loggedAt,
+      c.previouslyLoggedAt,
+    ]),
   );
   section(
     'Unreadable log lines',

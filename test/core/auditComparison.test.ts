@@ -113,6 +113,36 @@ describe('compareAuditWithLog', () => {
     expect(compare([succeeded], log).clean).toBe(true);
   });
 
+  it('catches an edit that a later duplicate delivery re-logged: the lines changed without a run', () => {
+    const edited = record(1, { ticket: 'T-rewritten', duplicates: 1 });
+    const log = [logged(record(1), AN_HOUR_AGO), logged(edited, '2026-11-30T11:30:00.000Z')];
+    const report = compare([edited], log);
+    expect(report.differs).toEqual([]);
+    expect(report.changedWithoutRun).toEqual([
+      expect.objectContaining({
+        eventId: 'evt-1',
+        fields: ['ticket'],
+        loggedAt: '2026-11-30T11:30:00.000Z',
+        previouslyLoggedAt: AN_HOUR_AGO,
+      }),
+    ]);
+    expect(report.clean).toBe(false);
+    // A duplicate delivery's copy, and a new run's record, are no such change.
+    const duplicate = record(1, { duplicates: 2, lastDuplicateAt: '2026-11-30T11:40:00.000Z' });
+    const rerun = record(1, {
+      attempts: 2,
+      lastAttemptAt: '2026-11-30T11:50:00.000Z',
+      ticket: 'T-2',
+    });
+    const history = [
+      logged(record(1, { outcome: 'held' }), '2026-11-30T10:00:00.000Z'),
+      logged(record(1), AN_HOUR_AGO),
+      logged(duplicate, '2026-11-30T11:40:00.000Z'),
+      logged(rerun, '2026-11-30T11:50:00.000Z'),
+    ];
+    expect(compare([rerun], history)).toMatchObject({ clean: true, changedWithoutRun: [] });
+  });
+
   it('reports a final record missing from the log, and not a record that is not final', () => {
     const report = compare(
       [
