@@ -27,6 +27,11 @@ const ENV_FILE = process.env.SANDBOX_ENV_FILE ?? join(ROOT, '.local', 'sandbox.e
 const QUEUES = { employeeLeaving: 'employee-leaving', mfaEnabled: 'mfa-enabled' };
 /** Seconds ahead the demonstration departure is scheduled. */
 const DEMO_LEAVE_DELAY_SECONDS = 60;
+/** The sandbox's MFA guardrail limit, and the runaway feed that trips it. */
+const DEMO_MFA_LIMIT = 3;
+const RUNAWAY_FEED = 4;
+const OUTCOME_TOPIC = 'offboarding-outcomes';
+const OUTCOME_SUBSCRIPTION = 'hr-itsm';
 
 const out = (line = '') => process.stdout.write(line + '\n');
 
@@ -49,6 +54,14 @@ async function main(): Promise<void> {
       lockDurationMs: QUEUE_POLICY.lockDurationMs,
       duplicateDetectionWindowMs: QUEUE_POLICY.duplicateDetectionWindowMs,
     })),
+    // The outcome topic with the sample subscription infra deploys.
+    topics: [
+      {
+        name: OUTCOME_TOPIC,
+        duplicateDetectionWindowMs: QUEUE_POLICY.duplicateDetectionWindowMs,
+        subscriptions: [{ name: OUTCOME_SUBSCRIPTION }],
+      },
+    ],
   });
   const graphPort = await freePort();
   const graph = await startGraphStandIn({
@@ -69,6 +82,9 @@ async function main(): Promise<void> {
     DRY_RUN: 'false',
     RETRY_BASE_DELAY_SECONDS: '5',
     RETRY_MAX_DELAY_SECONDS: '60',
+    // Low enough to watch the blast-radius guardrail trip on a small runaway MFA feed.
+    GUARDRAIL_MFA_PER_WINDOW: String(DEMO_MFA_LIMIT),
+    OUTCOME_TOPIC,
   };
   Object.assign(process.env, env);
   await mkdir(dirname(ENV_FILE), { recursive: true });
@@ -177,6 +193,9 @@ async function main(): Promise<void> {
       `- ${id} (${record.user ?? 'invalid'}): ${record.outcome}${when} | ${actions}${verified}${error}`,
     );
   }
+  await showGuardrail(graph, client, runtime);
+  await showOutcomes(client);
+
   for (const queue of Object.values(QUEUES)) {
     const stats = serviceBus.stats(queue);
     out(
@@ -197,8 +216,74 @@ The sandbox keeps running. In another terminal (settings are in .local/sandbox.e
   npm run --silent offboard:sandbox -- dlq list --queue employee-leaving
   npm run --silent offboard:sandbox -- dlq replay --queue employee-leaving --dry-run
   npm run --silent offboard:sandbox -- enqueue --type mfa.enabled --csv samples/mfa-wave.csv
+  npm run --silent offboard:sandbox -- guardrail status
+  npm run --silent offboard:sandbox -- guardrail release --kind mfa --reason "checked the feed"
+  npm run --silent offboard:sandbox -- report --since 1h
+  npm run --silent offboard:sandbox -- audit verify --since 1h
 The departure scheduled for ${leaveAt} fires on its own; watch it with: audit --event ${demo.id}
 Press Ctrl-C to stop.`);
+}
+
+/**
+ * A runaway MFA feed after the samples: the first events run up to the sandbox's limit, the rest
+ * are held (nothing written to Graph) and the GuardrailTripped alert line is logged.
+ */
+async function showGuardrail(
+  graph: Awaited<ReturnType<typeof startGraphStandIn>>,
+  client: ServiceBusClient,
+  runtime: ReturnType<typeof createRuntime>,
+): Promise<void> {
+  const sender = client.createSender(QUEUES.mfaEnabled);
+  const ids: string[] = [];
+  for (let i = 1; i <= RUNAWAY_FEED; i++) {
+    const user = graph.addUser({
+      id: `7a7a0000-0000-4000-8000-${String(i).padStart(12, '0')}`,
+      userPrincipalName: `runaway${i}@contoso.com`,
+    });
+    const id = `sample-runaway-mfa-${i}`;
+    ids.push(id);
+    await sender.sendMessages({
+      body: {
+        specversion: '1.0',
+        id,
+        source: '/hr/mis-configured-feed',
+        type: 'mfa.enabled',
+        datacontenttype: 'application/json',
+        data: { user: user.userPrincipalName },
+      },
+      messageId: id,
+      contentType: 'application/json',
+    });
+  }
+  await sender.close();
+  const deadline = Date.now() + 30_000;
+  let records: Array<AuditRecord | undefined> = [];
+  while (Date.now() < deadline) {
+    records = await Promise.all(ids.map((id) => latestRecordFor(runtime.audit, id)));
+    if (records.every(isFinal)) break;
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  const ran = records.filter((r) => r?.outcome === 'succeeded').length;
+  const held = records.filter((r) => r?.outcome === 'held');
+  out(
+    `\nGuardrail: a runaway feed of ${RUNAWAY_FEED} more mfa.enabled events against the sandbox's limit of ${DEMO_MFA_LIMIT} per 60 min: ${ran} ran, ${held.length} held (nothing written to Graph for them).`,
+  );
+  if (held[0] !== undefined) out(`  ${held[0].eventId}: ${held[0].guardrail?.heldReason ?? ''}`);
+}
+
+/** What an HR or ITSM subscriber of the outcome topic receives (peeked, left for them). */
+async function showOutcomes(client: ServiceBusClient): Promise<void> {
+  const receiver = client.createReceiver(OUTCOME_TOPIC, OUTCOME_SUBSCRIPTION);
+  const published = (await receiver.peekMessages(100)).map(
+    (m) => m.body as { type: string; subject?: string; data: { outcome: string } },
+  );
+  await receiver.close();
+  const counts = new Map<string, number>();
+  for (const e of published) counts.set(e.data.outcome, (counts.get(e.data.outcome) ?? 0) + 1);
+  out(
+    `\nOutcome events on topic ${OUTCOME_TOPIC} (subscription ${OUTCOME_SUBSCRIPTION}): ${published.length} (${[...counts].map(([o, n]) => `${n} ${o}`).join(', ')}). The first one:`,
+  );
+  if (published[0] !== undefined) out(JSON.stringify(published[0], null, 2));
 }
 
 main().catch((error: unknown) => {

@@ -53,6 +53,25 @@ describe('the local sandbox (npm start)', () => {
       /sample-leaver-with-leave-date \(bob@contoso\.com\): scheduled \| leave date /,
     );
     expect(output).toMatch(/Queue employee-leaving: 0 waiting, 1 scheduled, 3 dead-lettered\./);
+    // A guardrail trip on a runaway MFA feed (limit 3, bob's sample counted first).
+    expect(output).toMatch(
+      /Guardrail: a runaway feed of 4 more mfa\.enabled events against the sandbox's limit of 3 per 60 min: 2 ran, 2 held/,
+    );
+    expect(output).toMatch(
+      /sample-runaway-mfa-\d: The blast-radius guardrail for mfa\.enabled events tripped/,
+    );
+    // Outcome events as a subscriber of the topic sees them: one per final record.
+    const outcomes =
+      /Outcome events on topic offboarding-outcomes \(subscription hr-itsm\): 10 \(([^)]*)\)/.exec(
+        output,
+      );
+    expect(outcomes?.[1]?.split(', ').sort()).toEqual([
+      '1 refused',
+      '2 failed',
+      '2 held',
+      '5 succeeded',
+    ]);
+    expect(output).toMatch(/"type": "offboarding\.outcome\.succeeded"/);
     expect(output).not.toMatch(/sandbox failed/);
   }, 90_000);
 
