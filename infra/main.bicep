@@ -70,6 +70,11 @@ param noEventsAlertHours int = 0
 @maxValue(730)
 param logRetentionDays int = 90
 
+@description('Days each blob of the immutable audit log stays unchangeable and undeletable. Lock the policy once this is right (docs/audit.md).')
+@minValue(1)
+@maxValue(146000)
+param auditLogRetentionDays int = 365
+
 @description('Upper bound of Flex Consumption instances. Lower it to stay further below the Graph write quota.')
 @minValue(1)
 @maxValue(1000)
@@ -152,6 +157,9 @@ module storage 'modules/storage.bicep' = {
     deploymentContainerName: deploymentContainerName
     auditTableName: auditTableName
     auditLogContainerName: auditLogContainerName
+    auditLogAccountName: 'stlog${resourceToken}'
+    auditLogRetentionDays: auditLogRetentionDays
+    guardrailTableName: guardrailTableName
     functionPrincipalId: identity.outputs.principalId
     opsPrincipals: opsPrincipals
     logAnalyticsWorkspaceId: monitoring.outputs.workspaceId
@@ -189,6 +197,7 @@ module functionApp 'modules/functionapp.bicep' = {
     identityClientId: identity.outputs.clientId
     storageBlobEndpoint: storage.outputs.blobEndpoint
     storageTableEndpoint: storage.outputs.tableEndpoint
+    auditLogBlobEndpoint: storage.outputs.auditLogBlobEndpoint
     deploymentContainerName: deploymentContainerName
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     serviceBusFullyQualifiedNamespace: serviceBus.outputs.fullyQualifiedNamespace

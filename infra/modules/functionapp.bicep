@@ -17,6 +17,8 @@ param storageBlobEndpoint string
 
 @description('Table endpoint of the storage account (with trailing slash).')
 param storageTableEndpoint string
+@description('Blob endpoint of the immutable audit log\'s own account (AUDIT_BLOB_ENDPOINT).')
+param auditLogBlobEndpoint string
 
 param deploymentContainerName string
 param applicationInsightsName string
@@ -138,7 +140,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     AUDIT_TABLE_NAME: auditTableName
     GUARDRAIL_TABLE_NAME: guardrailTableName
     // The immutable audit log (append blobs) and the outcome topic.
-    AUDIT_BLOB_ENDPOINT: storageBlobEndpoint
+    AUDIT_BLOB_ENDPOINT: auditLogBlobEndpoint
     AUDIT_LOG_CONTAINER: auditLogContainerName
     OUTCOME_TOPIC: outcomeTopicName
     // Policy.

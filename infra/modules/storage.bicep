@@ -1,7 +1,17 @@
-// One storage account with shared-key access disabled: Functions host storage, the Flex
-// deployment container, the audit table and the immutable audit log. Every client uses Entra ID.
+// Two storage accounts with shared-key access disabled, every client on Entra ID:
+// - the app's: Functions host storage, the Flex deployment container, the audit table and the
+//   guardrail table;
+// - the immutable audit log's, where the function identity may only create and append to blobs
+//   (on the app's account the Functions host needs Storage Blob Data Owner, which could rewrite
+//   anything there).
 @description('Storage account name (3-24 lower-case letters and digits).')
 param name string
+
+@description('Storage account of the immutable audit log (3-24 lower-case letters and digits).')
+param auditLogAccountName string
+
+@description('The guardrail table (GUARDRAIL_TABLE_NAME): operators write their decisions there.')
+param guardrailTableName string
 
 param location string
 param tags object
@@ -82,9 +92,39 @@ resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/con
   }
 }
 
+// The immutable audit log's own account: the function identity's only right here is the
+// appender role on the container below.
+resource auditLogStorage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  name: auditLogAccountName
+  location: location
+  tags: tags
+  kind: 'StorageV2'
+  sku: {
+    name: 'Standard_LRS'
+  }
+  properties: {
+    allowSharedKeyAccess: false
+    defaultToOAuthAuthentication: true
+    allowBlobPublicAccess: false
+    allowCrossTenantReplication: false
+    minimumTlsVersion: 'TLS1_2'
+    supportsHttpsTrafficOnly: true
+    publicNetworkAccess: 'Enabled'
+    networkAcls: {
+      defaultAction: 'Allow'
+      bypass: 'AzureServices'
+    }
+  }
+}
+
+resource auditLogBlobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
+  parent: auditLogStorage
+  name: 'default'
+}
+
 // The immutable audit log: append blobs of every final record (shared/adapters/immutableAuditLog.ts).
 resource auditLogContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
-  parent: blobService
+  parent: auditLogBlobService
   name: auditLogContainerName
   properties: {
     publicAccess: 'None'
@@ -94,9 +134,8 @@ resource auditLogContainer 'Microsoft.Storage/storageAccounts/blobServices/conta
 // WORM: for auditLogRetentionDays after a blob is created nobody (the app, an operator, an account
 // owner) can overwrite or delete it; protected append writes let new records be appended. The
 // policy is created UNLOCKED, on purpose: while unlocked, a principal allowed to manage the
-// container (Owner, Storage Account Contributor, and Storage Blob Data Owner, whose actions cover
-// containers/*, which the function identity holds on this account for the Functions host) can
-// shorten or delete the policy. Locking is irreversible (a locked policy can only be extended; the
+// container (Owner, Storage Account Contributor, Storage Blob Data Owner on this account; the
+// function identity holds none of them here) can shorten or delete the policy. Locking is irreversible (a locked policy can only be extended; the
 // container and the account cannot be deleted while a blob is retained), so an owner takes it
 // deliberately once the retention period is right (docs/audit.md):
 //   az storage container immutability-policy lock --resource-group RG --account-name ACCOUNT \
@@ -189,6 +228,11 @@ resource auditTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023
   name: auditTableName
 }
 
+resource guardrailTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
+  parent: tableService
+  name: guardrailTableName
+}
+
 resource functionBlobDataOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(storage.id, functionPrincipalId, storageBlobDataOwner)
   scope: storage
@@ -221,6 +265,20 @@ resource opsAuditReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
   }
 ]
 
+// Operators record their guardrail decisions and wave approvals (offboard guardrail, enqueue) in
+// the guardrail table only; the audit table they only read.
+resource opsGuardrailWriter 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
+  for ops in opsPrincipals: {
+    name: guid(guardrailTable.id, ops.id, storageTableDataContributor)
+    scope: guardrailTable
+    properties: {
+      roleDefinitionId: storageTableDataContributor
+      principalId: ops.id
+      principalType: ops.type
+    }
+  }
+]
+
 // Who wrote or deleted audit records, kept in Log Analytics (query: OffboardingAuditAccess).
 resource auditTableDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
   name: 'audit-table-access'
@@ -244,3 +302,4 @@ output name string = storage.name
 output id string = storage.id
 output blobEndpoint string = storage.properties.primaryEndpoints.blob
 output tableEndpoint string = storage.properties.primaryEndpoints.table
+output auditLogBlobEndpoint string = auditLogStorage.properties.primaryEndpoints.blob

@@ -148,10 +148,43 @@ function checkAuditLog(f: InfraFiles): string[] {
   const app = stripComments(f[FUNCTION_APP] ?? '');
   if (!/^\s*AUDIT_LOG_CONTAINER: auditLogContainerName$/m.test(app))
     findings.push('the app setting AUDIT_LOG_CONTAINER must be auditLogContainerName');
-  if (!/^\s*AUDIT_BLOB_ENDPOINT: storageBlobEndpoint$/m.test(app))
+  if (!/^\s*AUDIT_BLOB_ENDPOINT: auditLogBlobEndpoint$/m.test(app))
     findings.push(
-      "the app setting AUDIT_BLOB_ENDPOINT must be the storage account's blob endpoint",
+      "the app setting AUDIT_BLOB_ENDPOINT must be the audit log account's blob endpoint",
     );
+  const functionApp = declarations(f).find((x) => x.file === MAIN && x.symbol === 'functionApp');
+  if (
+    !/\bauditLogBlobEndpoint: storage\.outputs\.auditLogBlobEndpoint\b/.test(
+      functionApp?.body ?? '',
+    )
+  )
+    findings.push("main.bicep must pass the audit log account's blob endpoint to the function app");
+  if (
+    !/^output auditLogBlobEndpoint string = auditLogStorage\.properties\.primaryEndpoints\.blob$/m.test(
+      text,
+    )
+  )
+    findings.push("storage.bicep must output the audit log account's blob endpoint");
+
+  // Its own account: there the function identity holds nothing but the appender role (on the
+  // app's account the Functions host needs Storage Blob Data Owner, which can rewrite any blob).
+  const blobService = all.find((d) => d.symbol === properties(container.body).parent);
+  const account = blobService === undefined ? undefined : properties(blobService.body).parent;
+  if (account === undefined || account === 'storage')
+    findings.push("the audit log container must be in an account of its own, not the app's");
+  else {
+    const onAccount = all.filter(
+      (d) =>
+        d.type === ROLE &&
+        [account, blobService?.symbol].includes(properties(d.body).scope) &&
+        /principalId: functionPrincipalId\b/.test(d.body),
+    );
+    for (const role of onAccount)
+      findings.push(`the function must hold no role on the audit log account (${role.symbol})`);
+    const accountDecl = all.find((d) => d.symbol === account);
+    if (!/allowSharedKeyAccess: false/.test(accountDecl?.body ?? ''))
+      findings.push('the audit log account must disable shared keys');
+  }
   return findings;
 }
 
@@ -182,6 +215,10 @@ describe('the immutable audit log in infra', () => {
     ['operators given the appender', STORAGE, /(resource opsAuditLogReader[^]*?roleDefinitions', )auditLogReaderRole/, '$1auditLogAppenderRole', "operators' role"],
     ['the appender on the account', STORAGE, /(resource functionAuditLogAppender[^]*?scope: )auditLogContainer/, '$1storage', 'exactly one role'],
     ['a container named by hand', STORAGE, /(resource auditLogContainer [^]*?name: )auditLogContainerName/, "$1'audit-log'", 'no container named'],
+    ['the log back in the app\'s account', STORAGE, 'parent: auditLogBlobService\n  name: auditLogContainerName', 'parent: blobService\n  name: auditLogContainerName', 'an account of its own'],
+    ['the host\'s owner role on the log account', STORAGE, /(resource functionBlobDataOwner[^]*?scope: )storage\n/, '$1auditLogStorage\n', 'no role on the audit log account'],
+    ['shared keys on the log account', STORAGE, /(resource auditLogStorage [^]*?)allowSharedKeyAccess: false/, '$1allowSharedKeyAccess: true', 'disable shared keys'],
+    ['the app pointed at the app\'s account', FUNCTION_APP, 'AUDIT_BLOB_ENDPOINT: auditLogBlobEndpoint', 'AUDIT_BLOB_ENDPOINT: storageBlobEndpoint', "audit log account's blob endpoint"],
     ['the app setting not the container', FUNCTION_APP, 'AUDIT_LOG_CONTAINER: auditLogContainerName', "AUDIT_LOG_CONTAINER: 'audit'", 'AUDIT_LOG_CONTAINER must be auditLogContainerName'],
   ];
 

@@ -132,6 +132,7 @@ export const EXPECTED_ROLES: [string, string, string, string, string][] = [
   [STORAGE, 'functionBlobDataOwner', 'storageBlobDataOwner', 'storage', 'functionPrincipalId'],
   [STORAGE, 'functionTableDataContributor', 'storageTableDataContributor', 'storage', 'functionPrincipalId'],
   [STORAGE, 'opsAuditReader', 'storageTableDataReader', 'auditTable', 'ops.id'],
+  [STORAGE, 'opsGuardrailWriter', 'storageTableDataContributor', 'guardrailTable', 'ops.id'],
   [MONITORING, 'functionMetricsPublisher', 'monitoringMetricsPublisher', 'applicationInsights', 'functionPrincipalId'],
 ];
 
@@ -169,8 +170,13 @@ export function checkRoles(files: InfraFiles): string[] {
       findings.push(`${symbol} must go to ${principal}, goes to ${inner.principalId}`);
     if (inner.principalType === undefined) findings.push(`${symbol}: principalType is not set`);
   }
+  // The audit log's custom-role assignments (storage.bicep) are checked by auditLog.test.ts.
+  const auditLogRoles = new Set(['functionAuditLogAppender', 'opsAuditLogReader']);
   for (const d of assignments)
-    if (!EXPECTED_ROLES.some(([f, s]) => f === d.file && s === d.symbol))
+    if (
+      !EXPECTED_ROLES.some(([f, s]) => f === d.file && s === d.symbol) &&
+      !(d.file === STORAGE && auditLogRoles.has(d.symbol))
+    )
       findings.push(`unexpected role assignment ${d.symbol} in ${d.file}`);
   return findings;
 }
@@ -278,11 +284,16 @@ export function checkNoKeys(files: InfraFiles): string[] {
       });
   for (const [path, flag] of [
     [SERVICE_BUS, 'disableLocalAuth: true'],
-    [STORAGE, 'allowSharedKeyAccess: false'],
     [MONITORING, 'DisableLocalAuth: true'],
   ])
     if (!code(files, path as string).includes(flag as string))
       findings.push(`${path} must set ${flag}`);
+  // Every storage account (the app's and the audit log's) without shared keys.
+  for (const account of declarations(files).filter(
+    (d) => d.file === STORAGE && d.type === 'Microsoft.Storage/storageAccounts',
+  ))
+    if (!account.body.includes('allowSharedKeyAccess: false'))
+      findings.push(`${STORAGE} must set allowSharedKeyAccess: false on ${account.symbol}`);
   return findings;
 }
 

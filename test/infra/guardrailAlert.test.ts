@@ -31,3 +31,22 @@ test('a log alert fires on that line, from the contract, into the action group',
   expect(body).toContain('actionGroup.id');
   expect(body).toMatch(/severity: 1/);
 });
+
+test('the guardrail table infra creates is the one the app and operators use', () => {
+  const main = readFileSync(join(ROOT, 'infra/main.bicep'), 'utf8');
+  const storage = readFileSync(join(ROOT, 'infra/modules/storage.bicep'), 'utf8');
+  const app = readFileSync(join(ROOT, 'infra/modules/functionapp.bicep'), 'utf8');
+  expect(main).toContain(
+    'var guardrailTableName = contract.appSettings.defaults.GUARDRAIL_TABLE_NAME',
+  );
+  expect(main.match(/guardrailTableName: guardrailTableName/g)).toHaveLength(2);
+  expect(storage).toMatch(
+    /resource guardrailTable 'Microsoft\.Storage\/storageAccounts\/tableServices\/tables@[^']+' = \{\s*parent: tableService\s*name: guardrailTableName/,
+  );
+  expect(app).toMatch(/^\s*GUARDRAIL_TABLE_NAME: guardrailTableName$/m);
+  // Operators write the guardrail table, and only read the audit table.
+  expect(storage).toMatch(/resource opsGuardrailWriter [^]*?scope: guardrailTable/);
+  expect(storage).toMatch(
+    /resource opsAuditReader [^]*?scope: auditTable\s*properties: \{\s*roleDefinitionId: storageTableDataReader\b/,
+  );
+});

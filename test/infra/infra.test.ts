@@ -86,7 +86,7 @@ describe('infra matches the code', () => {
 
   test('the checks see what they reason about (no vacuous pass)', () => {
     expect(contract.appSettings.requiredInAzure.length).toBeGreaterThanOrEqual(10);
-    expect(EXPECTED_ROLES.length).toBe(14);
+    expect(EXPECTED_ROLES.length).toBe(15);
     expect(files[MAIN]).toContain("loadJsonContent('contract.json')");
   });
 });
@@ -131,7 +131,8 @@ const DRIFTS: [string, string, string | RegExp, string, string][] = [
   ['a required parameter not passed by azd', PARAMETERS, '"environmentName": { "value": "${AZURE_ENV_NAME}" },', '', 'does not set required parameter environmentName'],
   // Keys.
   ['Service Bus local auth on', SERVICE_BUS, 'disableLocalAuth: true', 'disableLocalAuth: false', 'must set disableLocalAuth: true'],
-  ['storage shared keys on', STORAGE, 'allowSharedKeyAccess: false', 'allowSharedKeyAccess: true', 'must set allowSharedKeyAccess: false'],
+  ['storage shared keys on', STORAGE, /allowSharedKeyAccess: false(?=[^]*resource auditLogStorage )/, 'allowSharedKeyAccess: true', 'must set allowSharedKeyAccess: false on storage'],
+  ['audit log storage shared keys on', STORAGE, /(resource auditLogStorage [^]*?)allowSharedKeyAccess: false/, '$1allowSharedKeyAccess: true', 'must set allowSharedKeyAccess: false on auditLogStorage'],
   ['listKeys()', STORAGE, 'output name string = storage.name', 'output key string = storage.listKeys().keys[0].value\noutput name string = storage.name', 'list*() call returns keys'],
   ['an instrumentation key', FUNCTION_APP, 'APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsights.properties.ConnectionString', "APPLICATIONINSIGHTS_CONNECTION_STRING: 'InstrumentationKey=0'", 'a key'],
   // Alerts (item 6).
