@@ -280,6 +280,11 @@ output EMPLOYEE_LEAVING_QUEUE string = queueNames.employeeLeaving
 output MFA_ENABLED_QUEUE string = queueNames.mfaEnabled
 output AUDIT_TABLE_ENDPOINT string = functionApp.outputs.auditTableEndpoint
 output AUDIT_TABLE_NAME string = auditTableName
+// What the ops commands read from `azd env get-values` (guardrail, audit verify).
+output GUARDRAIL_TABLE_NAME string = guardrailTableName
+output AUDIT_BLOB_ENDPOINT string = storage.outputs.auditLogBlobEndpoint
+output AUDIT_LOG_CONTAINER string = auditLogContainerName
+output OUTCOME_TOPIC string = outcomeTopicName
 output LOG_ANALYTICS_WORKSPACE_ID string = monitoring.outputs.workspaceId
 // Read by the postprovision hook to say whether an administrator still has to grant Graph permissions.
 output GRAPH_PERMISSIONS_GRANTED_BY_DEPLOYMENT bool = grantGraphInDeployment
