@@ -328,6 +328,59 @@ export async function runFaultRun(
       },
       timeoutMs,
     );
+  } catch (error) {
+    // Say which events did not end, and where they stand, before giving up.
+    const dead = new Set(
+      [
+        ...world.serviceBus.deadLetters('employee-leaving'),
+        ...world.serviceBus.deadLetters('mfa-enabled'),
+      ].map((d) => (d.body as { id?: string } | null)?.id),
+    );
+    const open = plan.filter(
+      (p, i) => !final.has(i) && (p.kind === 'valid' || !dead.has(p.event.id as string)),
+    );
+    for (const p of open.slice(0, 20)) {
+      const records = await audit.findByEventId(p.event.id as string).catch(() => []);
+      for (const line of pipeline.logs.filter((l) => l.text.includes(`"${String(p.event.id)}"`)))
+        log(`fault run:   ${line.level}: ${line.text.slice(0, 400)}`);
+      const everywhere = [
+        ...world.serviceBus.deadLetters('employee-leaving'),
+        ...world.serviceBus.deadLetters('mfa-enabled'),
+      ].filter((d) => JSON.stringify(d).includes(String(p.event.id)));
+      log(
+        `fault run:   in a dead-letter queue by text: ${everywhere.length} ${JSON.stringify(everywhere).slice(0, 300)}`,
+      );
+      log(
+        `fault run:   settled: ${JSON.stringify(pipeline.settled.filter((x) => x.messageId.endsWith(`-${String(p.event.id).replace('fault-', '')}`)))}`,
+      );
+      log(
+        `fault run: not ended: ${p.kind} ${String(p.event.id)}: ${JSON.stringify(
+          records.map((r) => ({
+            outcome: r.outcome,
+            errorCode: r.errorCode,
+            attempts: r.attempts,
+            duplicates: r.duplicates,
+            messageId: r.messageId,
+            claimedBy: r.claimedBy,
+            nextAttemptAt: r.nextAttemptAt,
+          })),
+        )}`,
+      );
+    }
+    const receiverErrors = pipeline.logs.filter((l) => l.text.startsWith('receiver error'));
+    log(
+      `fault run: ${receiverErrors.length} receiver errors: ${receiverErrors
+        .slice(0, 8)
+        .map((l) => l.text.slice(0, 300))
+        .join(' | ')}`,
+    );
+    for (const p of open.slice(0, 5))
+      for (const line of pipeline.logs.filter((l) => l.text.includes(`"${String(p.event.id)}"`)))
+        log(`fault run:   ${String(p.event.id)} ${line.level}: ${line.text.slice(0, 300)}`);
+    log(
+      `fault run: ${open.length} not ended; queue stats ${JSON.stringify([world.serviceBus.stats('employee-leaving'), world.serviceBus.stats('mfa-enabled')])}`,
+    );
+    throw error;
   } finally {
     outages.forEach(clearTimeout);
     cancellations.forEach(clearTimeout);
