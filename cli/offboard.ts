@@ -89,6 +89,12 @@ function waveId(raw: string): string {
 }
 
 const jsonOption = () => new Option('--json', 'print JSON only on stdout');
+/** The window of `report` and `audit verify`. */
+const sinceOption = () =>
+  new Option(
+    '--since <when>',
+    `records last attempted since: 30m, 24h, 7d, or a date/time (default: ${DEFAULT_SINCE})`,
+  ).argParser((raw) => parseSince(raw));
 /** Default: spread to the app's Graph write budget (PACING_WRITES_PER_SECOND). */
 const pacedRateOption = () =>
   new Option(
@@ -175,12 +181,7 @@ function buildProgram(
     .description(
       'compare the audit table with the immutable audit log: records that differ or are missing',
     )
-    .addOption(
-      new Option(
-        '--since <when>',
-        `records last attempted since: 30m, 24h, 7d, or a date/time (default: ${DEFAULT_SINCE})`,
-      ).argParser((raw) => parseSince(raw)),
-    )
+    .addOption(sinceOption())
     .addOption(jsonOption())
     // The operator's identity reads the log (Storage Blob Data Reader); the app's can only append.
     .action(run((options: AuditVerifyOptions) => auditVerifyCommand(options, io, ops)));
@@ -190,12 +191,7 @@ function buildProgram(
     .description(
       'figures from the audit: outcomes, error codes, time to revocation, open failures, held events',
     )
-    .addOption(
-      new Option(
-        '--since <when>',
-        `records last attempted since: 30m, 24h, 7d, or a date/time (default: ${DEFAULT_SINCE})`,
-      ).argParser((raw) => parseSince(raw)),
-    )
+    .addOption(sinceOption())
     .addOption(jsonOption())
     .action(run((options: ReportOptions) => reportCommand(options, io, app)));
 
