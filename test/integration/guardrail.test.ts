@@ -11,7 +11,7 @@ import { latestRecordFor } from '../../shared/core/auditRecords';
 import type { AuditRecord } from '../../shared/core/ports';
 import { runCli } from '../support/cli';
 import { startPipeline, type Pipeline } from '../support/runner';
-import { waitFor } from '../support/wait';
+import { recordsSettled, waitFor } from '../support/wait';
 import { cloudEvent, startWorld, type World } from '../support/world';
 
 const LIMIT = 50;
@@ -47,18 +47,8 @@ async function outcomesOf(ids: string[]): Promise<AuditRecord[]> {
   );
 }
 
-function settledAll(ids: string[], done: (r: AuditRecord) => boolean, what: string) {
-  return waitFor(
-    what,
-    async () => {
-      const records = await Promise.all(ids.map((id) => record(id)));
-      return records.every((r) => r !== undefined && r.claimedBy === undefined && done(r))
-        ? (records as AuditRecord[])
-        : undefined;
-    },
-    60_000,
-  );
-}
+const settledAll = (ids: string[], done: (r: AuditRecord) => boolean, what: string) =>
+  recordsSettled(world.runtime.audit, ids, done, what);
 
 const writesTo = (userId: string) =>
   world.graph.writes().filter((w) => w.decodedPath.includes(userId));

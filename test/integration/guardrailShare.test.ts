@@ -9,7 +9,7 @@ import { randomUUID } from 'node:crypto';
 import { latestRecordFor } from '../../shared/core/auditRecords';
 import type { AuditRecord } from '../../shared/core/ports';
 import { startPipeline, type Pipeline } from '../support/runner';
-import { waitFor } from '../support/wait';
+import { recordsSettled } from '../support/wait';
 import { cloudEvent, startWorld, type World } from '../support/world';
 
 /** The count limit: above the whole feed, so without the share every departure would run. */
@@ -35,18 +35,8 @@ afterAll(async () => {
 
 const record = (id: string) => latestRecordFor(world.runtime.audit, id);
 
-function settledAll(ids: string[], done: (r: AuditRecord) => boolean, what: string) {
-  return waitFor(
-    what,
-    async () => {
-      const records = await Promise.all(ids.map((id) => record(id)));
-      return records.every((r) => r !== undefined && r.claimedBy === undefined && done(r))
-        ? (records as AuditRecord[])
-        : undefined;
-    },
-    60_000,
-  );
-}
+const settledAll = (ids: string[], done: (r: AuditRecord) => boolean, what: string) =>
+  recordsSettled(world.runtime.audit, ids, done, what);
 
 const writesTo = (userId: string) =>
   world.graph.writes().filter((w) => w.decodedPath.includes(userId));
