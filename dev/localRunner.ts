@@ -55,6 +55,7 @@ export function startLocalRunner(options: LocalRunnerOptions): LocalRunner {
       maxAutoLockRenewalDurationInMs: options.maxAutoLockRenewalDurationInMs ?? 5 * 60_000,
     });
     receivers.push(receiver);
+    const settle = settlingInTurn(receiver);
     receiver.subscribe(
       {
         processMessage: async (message: ServiceBusReceivedMessage) => {
@@ -63,7 +64,7 @@ export function startLocalRunner(options: LocalRunnerOptions): LocalRunner {
           try {
             await binding.handler(message.body, context);
           } catch (error) {
-            await receiver.abandonMessage(message);
+            await settle.abandon(message);
             options.onSettled?.({
               functionName: binding.functionName,
               messageId,
@@ -72,7 +73,7 @@ export function startLocalRunner(options: LocalRunnerOptions): LocalRunner {
             });
             return;
           }
-          await receiver.completeMessage(message);
+          await settle.complete(message);
           options.onSettled?.({
             functionName: binding.functionName,
             messageId,
@@ -96,6 +97,34 @@ export function startLocalRunner(options: LocalRunnerOptions): LocalRunner {
       await Promise.all(receivers.map((receiver) => receiver.close()));
       await client.close();
     },
+  };
+}
+
+/**
+ * Settles one message at a time on a receiver, each after the broker answered the previous one.
+ *
+ * rhea 3.0.5 (under @azure/service-bus 7.9.5) merges the dispositions of consecutive deliveries
+ * settled in the same tick into one frame, and when the range so far holds one delivery it does
+ * not compare their outcomes (lib/session.js, write_dispositions): an abandon settled right after
+ * a complete goes out as a complete, and Service Bus deletes a message that was to be retried or
+ * dead-lettered. With maxConcurrentCalls > 1 that happens (1 to 3 events in a 1,000-event fault
+ * run). The Functions host settles with the .NET SDK and is not affected.
+ */
+export function settlingInTurn(
+  receiver: Pick<ServiceBusReceiver, 'completeMessage' | 'abandonMessage'>,
+): {
+  complete(message: ServiceBusReceivedMessage): Promise<void>;
+  abandon(message: ServiceBusReceivedMessage): Promise<void>;
+} {
+  let previous: Promise<unknown> = Promise.resolve();
+  const inTurn = (settle: () => Promise<void>): Promise<void> => {
+    const next = previous.then(settle, settle);
+    previous = next.catch(() => undefined);
+    return next;
+  };
+  return {
+    complete: (message) => inTurn(() => receiver.completeMessage(message)),
+    abandon: (message) => inTurn(() => receiver.abandonMessage(message)),
   };
 }
 
