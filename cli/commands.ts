@@ -210,6 +210,10 @@ export async function dlqReplayCommand(
     io.stdout(
       `${verb} ${result.replayed.length}, skipped ${result.skipped} (not matching, or over --max), ${result.failed.length} failed\n`,
     );
+    if (result.pacing)
+      io.stdout(
+        `copies spread at ${result.pacing.eventsPerSecond} events/s: the last will have been processed by about ${result.pacing.finishesAt}\n`,
+      );
     if (result.replayed.length > 0) io.stdout(deadLetterTable(result.replayed) + '\n');
     for (const failure of result.failed)
       io.stdout(`failed ${failure.sequenceNumber}: ${escapeUnsafe(failure.error)}\n`);

@@ -8,7 +8,8 @@ import { AppMessageIdPrefixes, MessageProperties } from '../shared/core/messagin
 import type { AuditLog } from '../shared/core/ports';
 import { translateServiceBusError } from '../shared/adapters/serviceBusScheduler';
 import { lastAuditedError } from './auditLookup';
-import { operator, sleep } from './io';
+import { pacedFinish, pacedSlot } from '../shared/pacing/waveSchedule';
+import { operator } from './io';
 
 /** What the dead-letter commands need of a Service Bus client (a test can wrap one). */
 export type DeadLetterClient = Pick<ServiceBusClient, 'createReceiver' | 'createSender'>;
@@ -118,6 +119,8 @@ export interface ReplayResult {
   skipped: number;
   failed: Array<{ sequenceNumber: string; error: string }>;
   dryRun: boolean;
+  /** Paced replays: the copies' rate, and when the last of them can have been processed. */
+  pacing?: { eventsPerSecond: number; finishesAt: string };
 }
 
 function matches(message: ServiceBusReceivedMessage, filter: ReplayFilter): boolean {
@@ -194,6 +197,8 @@ async function dryRunReplay(
  * Moves matching dead-lettered messages back onto their queue. Each copy is sent before the
  * dead-lettered original is completed, so a crash in between never loses an event; the copy's
  * deterministic MessageId (replayMessageId) makes the re-run's second send a dropped duplicate.
+ * A paced replay (`ratePerSecond` > 0) schedules the copies on Service Bus at that rate, as
+ * `offboard enqueue` does a wave, so the command finishes in seconds however many there are.
  */
 export async function replayDeadLetters(
   client: DeadLetterClient,
@@ -212,7 +217,10 @@ export async function replayDeadLetters(
   const sender = client.createSender(queue);
   const held: ServiceBusReceivedMessage[] = [];
   const seen = new Set<string>();
-  const interval = filter.ratePerSecond > 0 ? 1000 / filter.ratePerSecond : 0;
+  const pace =
+    filter.ratePerSecond > 0
+      ? { eventsPerSecond: filter.ratePerSecond, start: new Date() }
+      : undefined;
   try {
     while (result.replayed.length < filter.max) {
       const batch = await receiver.receiveMessages(
@@ -231,9 +239,12 @@ export async function replayDeadLetters(
           held.push(message);
           continue;
         }
-        const started = Date.now();
         try {
-          await sender.sendMessages(replayCopy(message, by, new Date()));
+          const copy = replayCopy(message, by, new Date());
+          const due = pace && pacedSlot(result.replayed.length, pace);
+          if (due === undefined || due.getTime() <= Date.now() + 1000)
+            await sender.sendMessages(copy);
+          else await sender.scheduleMessages(copy, due);
           await receiver.completeMessage(message);
           result.replayed.push(await summarize(message, audit));
           progress(result.replayed.length);
@@ -244,8 +255,6 @@ export async function replayDeadLetters(
           });
           held.push(message);
         }
-        const wait = interval - (Date.now() - started);
-        if (wait > 0) await sleep(wait);
       }
     }
   } finally {
@@ -255,5 +264,10 @@ export async function replayDeadLetters(
     await sender.close();
     await receiver.close();
   }
+  if (pace && result.replayed.length > 0)
+    result.pacing = {
+      eventsPerSecond: Math.round(pace.eventsPerSecond * 100) / 100,
+      finishesAt: pacedFinish(result.replayed.length, pace).toISOString(),
+    };
   return result;
 }

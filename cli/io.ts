@@ -31,5 +31,3 @@ export function operator(): string {
     return 'unknown';
   }
 }
-
-export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));

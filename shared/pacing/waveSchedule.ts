@@ -37,17 +37,31 @@ export function planWaveSchedule(input: WavePlanInput): WavePlan {
   }
   if (!(batchMs > 0)) throw new RangeError('batchMs must be positive');
   const eventsPerSecond = (writesPerSecond * (1 - departureShare)) / writesPerEvent;
-  const msPerEvent = 1000 / eventsPerSecond;
-  const origin = start.getTime();
-  const enqueueAt = Array.from({ length: events }, (_, i) => {
-    // Event i may start once i events' worth of budget has passed; batches round that down
-    // (after rounding away floating-point dust, so a batch never gets one event too many).
-    const due = Math.round(i * msPerEvent * 1000) / 1000;
-    return new Date(origin + Math.floor(due / batchMs) * batchMs);
-  });
   return {
-    enqueueAt,
-    finishesAt: new Date(origin + Math.ceil(events * msPerEvent)),
+    enqueueAt: Array.from({ length: events }, (_, i) =>
+      pacedSlot(i, { eventsPerSecond, start, batchMs }),
+    ),
+    finishesAt: pacedFinish(events, { eventsPerSecond, start }),
     eventsPerSecond,
   };
+}
+
+/**
+ * When event `index` (from 0) of a send paced at `eventsPerSecond` is due: once `index` events'
+ * worth of time has passed, rounded down to its batch (after rounding away floating-point dust, so
+ * a batch never gets one event too many). For sends that learn their size as they go (dlq replay).
+ */
+export function pacedSlot(
+  index: number,
+  pace: { eventsPerSecond: number; start: Date; batchMs?: number },
+): Date {
+  const batchMs = pace.batchMs ?? 1000;
+  if (!(pace.eventsPerSecond > 0)) throw new RangeError('eventsPerSecond must be positive');
+  const due = Math.round(((index * 1000) / pace.eventsPerSecond) * 1000) / 1000;
+  return new Date(pace.start.getTime() + Math.floor(due / batchMs) * batchMs);
+}
+
+/** When `events` events paced at `eventsPerSecond` from `start` can have been processed. */
+export function pacedFinish(events: number, pace: { eventsPerSecond: number; start: Date }): Date {
+  return new Date(pace.start.getTime() + Math.ceil((events * 1000) / pace.eventsPerSecond));
 }

@@ -145,3 +145,74 @@ describe('dlq replay after a crash between "send the copy" and "complete the dea
     expect(copy?.applicationProperties).toMatchObject({ offboardingReplayOf: 'hr-crash-1' });
   });
 });
+
+describe('a paced dlq replay', () => {
+  const queue = 'mfa-enabled';
+
+  it('schedules the copies at its rate instead of waiting, and says when they will have been processed', async () => {
+    const ids = Array.from({ length: 8 }, (_, i) => `paced-${i}`);
+    for (const id of ids)
+      await deadLetter(
+        queue,
+        cloudEvent('mfa.enabled', { user: `${id}@contoso.com` }),
+        id,
+        'PacedTest',
+        'test',
+      );
+
+    const run = await runCli(
+      ['dlq', 'replay', '--queue', queue, '--reason', 'PacedTest', '--rate', '0.25', '--json'],
+      cliEnv,
+    );
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    const result = JSON.parse(run.stdout) as {
+      replayed: unknown[];
+      pacing: { eventsPerSecond: number; finishesAt: string };
+    };
+    expect(result.replayed).toHaveLength(8);
+    expect(result.pacing.eventsPerSecond).toBe(0.25);
+    const start = Date.parse(result.pacing.finishesAt) - 8 * 4000;
+
+    // What is on the queue the moment the command returned: the copies due later are scheduled
+    // there (a replay that waited between sends would have left none scheduled), each in its
+    // 4-second slot from the start.
+    const receiver = client.createReceiver(queue);
+    const copies = (await receiver.peekMessages(50)).filter((m) =>
+      ids.includes(String(m.applicationProperties?.offboardingReplayOf)),
+    );
+    await receiver.close();
+    expect(copies).toHaveLength(8);
+    const scheduled = copies
+      .filter((m) => m.state === 'scheduled')
+      .map((m) => (m.scheduledEnqueueTimeUtc?.getTime() ?? NaN) - start)
+      .sort((a, b) => a - b);
+    expect(scheduled.length).toBeGreaterThanOrEqual(4);
+    expect(scheduled).toEqual(
+      Array.from({ length: scheduled.length }, (_, i) => (8 - scheduled.length + i) * 4000),
+    );
+
+    const again = await runCli(
+      ['dlq', 'replay', '--queue', queue, '--reason', 'PacedTest'],
+      cliEnv,
+    );
+    expect(again.stdout).toMatch(/^replayed 0, /m);
+    expect(again.stdout).not.toMatch(/copies spread at/);
+
+    await deadLetter(
+      queue,
+      cloudEvent('mfa.enabled', { user: 'paced-text@contoso.com' }),
+      'paced-text',
+      'PacedText',
+      'test',
+    );
+    const text = await runCli(
+      ['dlq', 'replay', '--queue', queue, '--reason', 'PacedText', '--rate', '0.5'],
+      cliEnv,
+    );
+    expect(text.stdout).toMatch(/^replayed 1, skipped \d+ /m);
+    expect(text.stdout).toMatch(
+      /^copies spread at 0\.5 events\/s: the last will have been processed by about \d{4}-\d\d-\d\dT/m,
+    );
+  });
+});
