@@ -14,7 +14,7 @@
  * Options: --events 5000 --departures 50 --instances 16 --retry-after 5-30 --latency 80-400
  *          --variants shared,baseline (add `static` for design b) --static-instances 40
  *          --parallel (variants at once) --cold-runs 7 --fault-events 10000 --skip-wave
- *          --skip-cold --skip-fault --json
+ *          --skip-cold --skip-fault --instance-processes 4 --json
  */
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
@@ -61,7 +61,7 @@ function printWaves(results: WaveResult[]): void {
   const first = results[0];
   if (!first) return;
   console.log(
-    `\nWave: ${first.waveEvents} mfa.enabled + ${first.departures} departures in the middle, ${first.instances} instances x maxConcurrentCalls ${first.maxConcurrentCalls}`,
+    `\nWave: ${first.waveEvents} mfa.enabled + ${first.departures} departures in the middle, ${first.instances} instances x maxConcurrentCalls ${first.maxConcurrentCalls} in ${first.instanceProcesses} processes`,
   );
   console.log(
     `Graph writes ${first.graphWrites} at 20/s: ideal ${first.idealSeconds} s to drain\n`,
@@ -159,6 +159,7 @@ async function main(): Promise<void> {
       'retry-after': { type: 'string', default: '5-30' },
       latency: { type: 'string', default: '80-400' },
       'timeout-seconds': { type: 'string', default: '900' },
+      'instance-processes': { type: 'string', default: '4' },
       variants: { type: 'string', default: 'shared,baseline' },
       'cold-runs': { type: 'string', default: '7' },
       'skip-wave': { type: 'boolean', default: false },
@@ -184,6 +185,8 @@ async function main(): Promise<void> {
     values.latency,
     '--timeout-seconds',
     values['timeout-seconds'],
+    '--instance-processes',
+    values['instance-processes'],
   ];
   const variants = values.variants.split(',').map((v) => v.trim()) as Variant[];
   const started = Date.now();

@@ -11,36 +11,33 @@
  */
 import { OUTCOME_TOPIC } from './outcomeTopic';
 import { ServiceBusClient, type ServiceBusMessage } from '@azure/service-bus';
+import { fork } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { freePort, startAzuriteTable } from '../dev/azurite';
 import { DEFAULT_SESSIONS_VALID_FROM, startGraphStandIn } from '../dev/graph-standin/index';
 import { startManagedIdentityStandIn } from '../dev/identity-standin/index';
-import { startLocalRunner, type LocalRunner } from '../dev/localRunner';
 import { startServiceBusStandIn } from '../dev/servicebus-standin/index';
-import { loadConfig } from '../shared/app/config';
-import { queueBindings } from '../shared/adapters/functionHandler';
 import { GraphPermissions } from '../shared/adapters/graphPermissions';
-import {
-  DEFAULT_PACING,
-  createWritePacer,
-  reportingThrottles,
-  type Lane,
-  type PacerStats,
-  type PacerWithFeedback,
-  type WritePacer,
-} from '../shared/pacing/index';
-import { OffboardingService } from '../shared/core/offboard';
-import { QueueProcessor } from '../shared/core/queueProcessing';
-import { createRuntime, type Runtime } from '../shared/app/runtime';
+import type { PacerStats } from '../shared/pacing/index';
 import { percentile, round } from './stats';
+import {
+  startInstances,
+  type FromInstances,
+  type InstanceSignal,
+  type InstancesOptions,
+  type ToInstances,
+  type Variant,
+} from './waveInstances';
 
-export type Variant = 'baseline' | 'shared' | 'static';
+export type { Variant };
 
 export interface WaveResult {
   variant: Variant;
   instances: number;
+  /** Processes the instances ran in (besides the one with the stand-ins); 0: that one. */
+  instanceProcesses: number;
   maxConcurrentCalls: number;
   waveEvents: number;
   departures: number;
@@ -87,43 +84,67 @@ function range(text: string): { min: number; max: number } {
   return { min, max: max !== undefined && Number.isFinite(max) ? max : min };
 }
 
+/** Sums the static design's pacer counters over the instance hosts. */
+function sumPacerStats(all: Array<PacerStats | undefined>): PacerStats | undefined {
+  return all
+    .filter((stats): stats is PacerStats => stats !== undefined)
+    .reduce<PacerStats | undefined>((sum, stats) => {
+      if (!sum) return { ...stats };
+      for (const key of Object.keys(sum) as (keyof PacerStats)[]) sum[key] += stats[key];
+      return sum;
+    }, undefined);
+}
+
+interface InstanceHost {
+  stop(): Promise<PacerStats | undefined>;
+}
+
 /**
- * A runtime whose use case reserves through the given pacer (design b, not what ships), wired as
- * createRuntime wires the shipped one: OffboardingDeps.pacer, and a Directory that reports Graph's
- * 429s to the same pacer.
+ * Starts `instances` instances: in this process (processes <= 1), or spread over child processes
+ * (bench/waveInstances.js, with this process's environment: the dev CA and the managed identity
+ * endpoint) whose signals arrive over IPC.
  */
-function pacedRuntime(
-  runtime: Runtime,
-  pacer: PacerWithFeedback,
-  onReserved: (lane: Lane, ms: number) => void,
-): Runtime {
-  const { config } = runtime;
-  const timed: WritePacer = {
-    reserve: async (lane, writes) => {
-      const started = performance.now();
-      try {
-        await pacer.reserve(lane, writes);
-      } finally {
-        onReserved(lane, performance.now() - started);
-      }
-    },
-  };
-  const offboarding = new OffboardingService({
-    directory: reportingThrottles(runtime.directory, pacer),
-    audit: runtime.audit,
-    policy: config.policy,
-    scheduler: runtime.scheduler,
-    queues: config.queues,
-    retry: config.retry,
-    pacer: timed,
-  });
-  const queueProcessor = new QueueProcessor({
-    offboarding,
-    scheduler: runtime.scheduler,
-    queues: config.queues,
-    retry: config.retry,
-  });
-  return { ...runtime, offboarding, queueProcessor };
+async function startInstanceHosts(
+  instances: number,
+  processes: number,
+  options: Omit<InstancesOptions, 'count'>,
+  onSignal: (signal: InstanceSignal) => void,
+): Promise<InstanceHost[]> {
+  if (processes <= 1) return [startInstances({ ...options, count: instances }, onSignal)];
+  const hosts: InstanceHost[] = [];
+  for (let p = 0; p < processes; p++) {
+    const count = Math.floor(instances / processes) + (p < instances % processes ? 1 : 0);
+    const child = fork(join(__dirname, 'waveInstances.js'), [], {
+      env: process.env,
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    let stopped: ((pacer: PacerStats | undefined) => void) | undefined;
+    child.on('message', (message: FromInstances) => {
+      if (message.kind === 'signals') message.signals.forEach(onSignal);
+      else stopped?.(message.pacer);
+    });
+    const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+    await new Promise<void>((resolve, reject) => {
+      child.once('spawn', resolve);
+      child.once('error', reject);
+    });
+    const start: ToInstances = { kind: 'start', options: { ...options, count } };
+    child.send(start);
+    hosts.push({
+      stop: async () => {
+        const pacer = new Promise<PacerStats | undefined>((resolve) => {
+          stopped = resolve;
+          void exited.then(() => resolve(undefined));
+        });
+        const stop: ToInstances = { kind: 'stop' };
+        child.send(stop);
+        const result = await pacer;
+        await exited;
+        return result;
+      },
+    });
+  }
+  return hosts;
 }
 
 export async function runWave(options: {
@@ -137,6 +158,8 @@ export async function runWave(options: {
   quotaWrites: number;
   quotaWindowMs: number;
   timeoutSeconds: number;
+  /** Child processes the instances run in; 0 or 1: all in this process (with the stand-ins). */
+  instanceProcesses: number;
   log: (line: string) => void;
 }): Promise<WaveResult> {
   const { variant, events, departures, instances, log } = options;
@@ -200,75 +223,50 @@ export async function runWave(options: {
   /** Where a departure's time goes: waiting in the queue, and reserving budget in the handler. */
   const departureReserveMs: number[] = [];
   const handlerStartedAt = new Map<string, number>();
-  const runtimes: Runtime[] = [];
-  const runners: LocalRunner[] = [];
-  const pacers: PacerWithFeedback[] = [];
-  const graphCapacity = options.quotaWrites;
-  // baseline: pacing off. shared: createRuntime as it ships (PACING_* defaults, one budget in the
-  // audit table for all instances). static: pacing off in createRuntime, and each instance's use
-  // case given its own in-memory pacer at 1/N of the budget.
-  const settings = variant === 'shared' ? env : { ...env, PACING_WRITES_PER_SECOND: '0' };
-  for (let i = 0; i < instances; i++) {
-    const base = createRuntime(loadConfig(settings), { requireServiceBus: true });
-    runtimes.push(base);
-    let runtime = base;
-    if (variant === 'static') {
-      const pacer = createWritePacer({
-        settings: DEFAULT_PACING,
-        store: { kind: 'staticShare', instances: options.staticInstances },
-        graphCapacity,
-      });
-      pacers.push(pacer);
-      runtime = pacedRuntime(base, pacer, (lane, ms) => {
-        if (lane === 'departure') departureReserveMs.push(ms);
-      });
+  const onSignal = (signal: InstanceSignal): void => {
+    switch (signal.kind) {
+      case 'verified':
+        if (!succeededAt.has(signal.eventId)) succeededAt.set(signal.eventId, signal.at);
+        break;
+      case 'departureStarted':
+        if (!handlerStartedAt.has(signal.eventId)) handlerStartedAt.set(signal.eventId, signal.at);
+        break;
+      case 'departureReserved':
+        departureReserveMs.push(signal.ms);
+        break;
+      case 'deferred':
+        deferrals += 1;
+        break;
+      case 'retryScheduled':
+        retriesScheduled += 1;
+        break;
+      case 'other':
+        break;
     }
-    const bindings = queueBindings(() => runtime, queues).map((binding) => {
-      const lane: Lane = binding.queueName === queues.employeeLeaving ? 'departure' : 'wave';
-      return {
-        ...binding,
-        handler: (message: unknown, context: Parameters<typeof binding.handler>[1]) => {
-          const id = (message as { id?: unknown } | undefined)?.id;
-          if (lane === 'departure' && typeof id === 'string' && !handlerStartedAt.has(id)) {
-            handlerStartedAt.set(id, Date.now());
-          }
-          return binding.handler(message, context);
-        },
-      };
-    });
-    runners.push(
-      startLocalRunner({
-        connectionString: serviceBus.connectionString,
-        bindings,
-        maxConcurrentCalls,
-        onLog: ({ text }) => {
-          if (text.startsWith('Event processed')) {
-            const summary = JSON.parse(text.slice(text.indexOf('{'))) as {
-              eventId?: string;
-              outcome?: string;
-              verified?: boolean;
-            };
-            if (
-              summary.eventId !== undefined &&
-              summary.outcome === 'succeeded' &&
-              summary.verified === true &&
-              !succeededAt.has(summary.eventId)
-            ) {
-              succeededAt.set(summary.eventId, Date.now());
-            }
-          } else if (text.startsWith('Event waits')) deferrals += 1;
-          else if (text.startsWith('Event failed transiently')) retriesScheduled += 1;
-          // Anything else the instances say, counted by its first words for the progress line.
-          if (!text.startsWith('Event processed')) {
-            const brace = text.indexOf('{');
-            const code = /"errorCode":"(\w+)"/.exec(text)?.[1] ?? '';
-            const kind = `${brace < 0 ? text.slice(0, 80) : text.slice(0, brace).trim()} ${code}${brace < 0 ? '' : text.slice(text.indexOf('}', brace) + 1, text.indexOf('}', brace) + 120)}`;
-            otherLogs.set(kind, (otherLogs.get(kind) ?? 0) + 1);
-          }
-        },
-      }),
-    );
-  }
+    if (signal.kind !== 'verified' && signal.kind !== 'departureStarted') {
+      const summary =
+        signal.kind === 'other'
+          ? signal.summary
+          : signal.kind === 'deferred'
+            ? 'Event waits'
+            : signal.kind === 'retryScheduled'
+              ? 'Event failed transiently'
+              : '';
+      if (summary) otherLogs.set(summary, (otherLogs.get(summary) ?? 0) + 1);
+    }
+  };
+  const instancesOptions: Omit<InstancesOptions, 'count'> = {
+    variant,
+    settings: env,
+    staticInstances: options.staticInstances,
+    graphCapacity: options.quotaWrites,
+    maxConcurrentCalls,
+    queues,
+    serviceBusConnectionString: serviceBus.connectionString,
+  };
+  const instanceProcesses =
+    options.instanceProcesses <= 1 ? 0 : Math.min(options.instanceProcesses, instances);
+  const hosts = await startInstanceHosts(instances, instanceProcesses, instancesOptions, onSignal);
 
   const client = new ServiceBusClient(serviceBus.connectionString);
   const waveSender = client.createSender(queues.mfaEnabled);
@@ -355,24 +353,16 @@ export async function runWave(options: {
   await waveSender.close();
   await leavingSender.close();
   await client.close();
-  await Promise.all(runners.map((r) => r.stop()));
-  await Promise.all(runtimes.map((r) => r.close()));
+  const pacerStats = sumPacerStats(await Promise.all(hosts.map((host) => host.stop())));
   await Promise.all([serviceBus.stop(), graph.stop(), identity.stop(), azurite.stop()]);
 
   const graphWrites = events + 2 * departures;
   const idealSeconds = graphWrites / ((options.quotaWrites * 1000) / options.quotaWindowMs);
   const drainSeconds = (finishedAt - started) / 1000;
-  const pacerStats = pacers
-    .map((p) => p.stats?.())
-    .filter((stats): stats is PacerStats => stats !== undefined)
-    .reduce<PacerStats | undefined>((sum, stats) => {
-      if (!sum) return { ...stats };
-      for (const key of Object.keys(sum) as (keyof PacerStats)[]) sum[key] += stats[key];
-      return sum;
-    }, undefined);
   return {
     variant,
     instances,
+    instanceProcesses,
     maxConcurrentCalls,
     waveEvents: events,
     departures,
@@ -419,6 +409,7 @@ async function main(): Promise<void> {
       'quota-writes': { type: 'string', default: '600' },
       'quota-window-ms': { type: 'string', default: '30000' },
       'timeout-seconds': { type: 'string', default: '900' },
+      'instance-processes': { type: 'string', default: '4' },
     },
   });
   const variant = values.variant as Variant;
@@ -436,6 +427,7 @@ async function main(): Promise<void> {
     quotaWrites: Number(values['quota-writes']),
     quotaWindowMs: Number(values['quota-window-ms']),
     timeoutSeconds: Number(values['timeout-seconds']),
+    instanceProcesses: Number(values['instance-processes']),
     log: (line) => process.stderr.write(`${line}\n`),
   });
   process.stdout.write(`${JSON.stringify(result)}\n`);
