@@ -54,6 +54,7 @@ function runVariant(variant: Variant, args: string[]): Promise<WaveResult> {
 const LABELS: Record<Variant, string> = {
   baseline: 'today (no pacing)',
   shared: 'paced (a: as shipped)',
+  nohold: 'paced (a, no wave hold)',
   static: 'paced (b: static share)',
 };
 

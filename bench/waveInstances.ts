@@ -21,7 +21,11 @@ import {
   type WritePacer,
 } from '../shared/pacing/index';
 
-export type Variant = 'baseline' | 'shared' | 'static';
+/**
+ * baseline: no pacing (today). shared: design (a) as shipped. nohold: (a) with the wave hold off
+ * (PacingSettings.holdWave; on by default). static: design (b).
+ */
+export type Variant = 'baseline' | 'shared' | 'nohold' | 'static';
 
 export interface InstancesOptions {
   count: number;
@@ -38,8 +42,8 @@ export interface InstancesOptions {
 /** What an instance says that the wave counts. */
 export type InstanceSignal =
   | { kind: 'verified'; eventId: string; at: number }
-  | { kind: 'deferred' }
-  | { kind: 'retryScheduled' }
+  | { kind: 'deferred'; summary: string }
+  | { kind: 'retryScheduled'; summary: string }
   | { kind: 'other'; summary: string }
   | { kind: 'departureStarted'; eventId: string; at: number }
   | { kind: 'departureReserved'; ms: number };
@@ -102,12 +106,12 @@ function signalOf(text: string): InstanceSignal | undefined {
       ? { kind: 'verified', eventId: summary.eventId, at: Date.now() }
       : undefined;
   }
-  if (text.startsWith('Event waits')) return { kind: 'deferred' };
-  if (text.startsWith('Event failed transiently')) return { kind: 'retryScheduled' };
-  // Anything else the instances say, by its first words (the progress line shows the commonest).
+  // By its first words and what follows the JSON (the reason), for the progress line.
   const brace = text.indexOf('{');
   const code = /"errorCode":"(\w+)"/.exec(text)?.[1] ?? '';
   const summary = `${brace < 0 ? text.slice(0, 80) : text.slice(0, brace).trim()} ${code}${brace < 0 ? '' : text.slice(text.indexOf('}', brace) + 1, text.indexOf('}', brace) + 120)}`;
+  if (text.startsWith('Event waits')) return { kind: 'deferred', summary };
+  if (text.startsWith('Event failed transiently')) return { kind: 'retryScheduled', summary };
   return { kind: 'other', summary };
 }
 
@@ -120,14 +124,16 @@ export function startInstances(
   const runners: LocalRunner[] = [];
   const pacers: PacerWithFeedback[] = [];
   // baseline: pacing off. shared: createRuntime as it ships (PACING_* defaults, one budget in the
-  // audit table for all instances). static: pacing off in createRuntime, and each instance's use
-  // case given its own in-memory pacer at 1/N of the budget.
-  const settings =
-    variant === 'shared'
-      ? options.settings
-      : { ...options.settings, PACING_WRITES_PER_SECOND: '0' };
+  // audit table for all instances); nohold: the same without the wave hold. static: pacing off in
+  // createRuntime, and each instance's use case given its own in-memory pacer at 1/N of the budget.
+  const paced = variant === 'shared' || variant === 'nohold';
+  const settings = paced
+    ? options.settings
+    : { ...options.settings, PACING_WRITES_PER_SECOND: '0' };
   for (let i = 0; i < options.count; i++) {
-    const base = createRuntime(loadConfig(settings), { requireServiceBus: true });
+    const config = loadConfig(settings);
+    if (variant === 'nohold') config.pacing = { ...config.pacing, holdWave: false };
+    const base = createRuntime(config, { requireServiceBus: true });
     runtimes.push(base);
     let runtime = base;
     if (variant === 'static') {

@@ -66,6 +66,8 @@ export interface WaveResult {
     reserveP99Ms: number;
   };
   pacer?: PacerStats;
+  /** The instances' commonest log lines other than successes (by first words and reason). */
+  said: Array<{ line: string; count: number }>;
   timedOut: boolean;
 }
 
@@ -243,17 +245,8 @@ export async function runWave(options: {
       case 'other':
         break;
     }
-    if (signal.kind !== 'verified' && signal.kind !== 'departureStarted') {
-      const summary =
-        signal.kind === 'other'
-          ? signal.summary
-          : signal.kind === 'deferred'
-            ? 'Event waits'
-            : signal.kind === 'retryScheduled'
-              ? 'Event failed transiently'
-              : '';
-      if (summary) otherLogs.set(summary, (otherLogs.get(summary) ?? 0) + 1);
-    }
+    if ('summary' in signal)
+      otherLogs.set(signal.summary, (otherLogs.get(signal.summary) ?? 0) + 1);
   };
   const instancesOptions: Omit<InstancesOptions, 'count'> = {
     variant,
@@ -392,6 +385,10 @@ export async function runWave(options: {
       reserveP99Ms: round(percentile(departureReserveMs, 99), 0),
     },
     ...(pacerStats ? { pacer: pacerStats } : {}),
+    said: [...otherLogs.entries()]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 5)
+      .map(([line, count]) => ({ line: line.trim(), count })),
     timedOut,
   };
 }
@@ -413,7 +410,7 @@ async function main(): Promise<void> {
     },
   });
   const variant = values.variant as Variant;
-  if (!['baseline', 'shared', 'static'].includes(variant))
+  if (!['baseline', 'shared', 'nohold', 'static'].includes(variant))
     throw new Error(`unknown variant ${variant}`);
   const latency = range(values.latency);
   const result = await runWave({
