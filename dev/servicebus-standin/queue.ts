@@ -58,6 +58,8 @@ export type SettleResult = 'ok' | 'lock-lost';
 export const DEAD_LETTER_REASON = 'DeadLetterReason';
 export const DEAD_LETTER_DESCRIPTION = 'DeadLetterErrorDescription';
 export const MAX_DELIVERY_COUNT_EXCEEDED = 'MaxDeliveryCountExceeded';
+/** The longest delay a Node timer keeps. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** One receivable entity: a queue or its dead-letter sub-queue. */
 export class Entity {
@@ -84,7 +86,19 @@ export class Entity {
     message.state = 'scheduled';
     message.scheduledEnqueueTime = at;
     this.messages.push(message);
-    message.timer = setTimeout(() => this.activateScheduled(message), Math.max(0, at - Date.now()));
+    this.armSchedule(message, at);
+  }
+
+  /**
+   * Node's timers hold at most 2^31 - 1 ms (about 24.8 days) and fire after 1 ms beyond that: a
+   * leave date a month ahead would arrive at once. A later time re-arms on the way.
+   */
+  private armSchedule(message: StoredMessage, at: number): void {
+    const wait = Math.max(0, at - Date.now());
+    message.timer = setTimeout(
+      () => (wait > MAX_TIMER_MS ? this.armSchedule(message, at) : this.activateScheduled(message)),
+      Math.min(wait, MAX_TIMER_MS),
+    );
   }
 
   /**

@@ -317,6 +317,26 @@ test('scheduled messages arrive at their time; cancelled ones never do', async (
   }
 });
 
+test('a message scheduled a month ahead stays scheduled (beyond what one Node timer holds)', async () => {
+  const queue = await target.queue();
+  const sender = client.createSender(queue);
+  const receiver = client.createReceiver(queue);
+  try {
+    const at = new Date(Date.now() + 30 * 24 * 3_600_000);
+    const [sequenceNumber] = await sender.scheduleMessages({ body: 'leave date' }, at);
+    expect(await receiver.receiveMessages(1, { maxWaitTimeInMs: 1000 })).toHaveLength(0);
+    const [peeked] = await receiver.peekMessages(1);
+    expect(peeked?.state).toBe('scheduled');
+    expect(peeked?.scheduledEnqueueTimeUtc?.getTime()).toBe(at.getTime());
+    if (standInOnly())
+      expect(target.standIn?.stats(queue)).toMatchObject({ scheduled: 1, active: 0 });
+    await sender.cancelScheduledMessages(sequenceNumber!);
+  } finally {
+    await receiver.close();
+    await sender.close();
+  }
+});
+
 test('an expired lock redelivers the message and late settlement fails with MessageLockLost', async () => {
   const queue = await target.queue();
   const sender = client.createSender(queue);
