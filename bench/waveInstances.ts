@@ -175,16 +175,20 @@ export function startInstances(
     stop: async () => {
       await Promise.all(runners.map((r) => r.stop()));
       await Promise.all(runtimes.map((r) => r.close()));
-      return pacers
-        .map((p) => p.stats?.())
-        .filter((stats): stats is PacerStats => stats !== undefined)
-        .reduce<PacerStats | undefined>((sum, stats) => {
-          if (!sum) return { ...stats };
-          for (const key of Object.keys(sum) as (keyof PacerStats)[]) sum[key] += stats[key];
-          return sum;
-        }, undefined);
+      return sumPacerStats(pacers.map((p) => p.stats?.()));
     },
   };
+}
+
+/** Sums the static design's pacer counters (of instances, or of instance processes). */
+export function sumPacerStats(all: Array<PacerStats | undefined>): PacerStats | undefined {
+  return all
+    .filter((stats): stats is PacerStats => stats !== undefined)
+    .reduce<PacerStats | undefined>((sum, stats) => {
+      if (!sum) return { ...stats };
+      for (const key of Object.keys(sum) as (keyof PacerStats)[]) sum[key] += stats[key];
+      return sum;
+    }, undefined);
 }
 
 /** Messages between the wave and a child process of instances. */

@@ -24,6 +24,7 @@ import type { PacerStats } from '../shared/pacing/index';
 import { percentile, round } from './stats';
 import {
   startInstances,
+  sumPacerStats,
   type FromInstances,
   type InstanceSignal,
   type InstancesOptions,
@@ -84,17 +85,6 @@ function range(text: string): { min: number; max: number } {
   const [min, max] = text.split('-').map(Number);
   if (min === undefined || !Number.isFinite(min)) throw new Error(`bad range ${text}`);
   return { min, max: max !== undefined && Number.isFinite(max) ? max : min };
-}
-
-/** Sums the static design's pacer counters over the instance hosts. */
-function sumPacerStats(all: Array<PacerStats | undefined>): PacerStats | undefined {
-  return all
-    .filter((stats): stats is PacerStats => stats !== undefined)
-    .reduce<PacerStats | undefined>((sum, stats) => {
-      if (!sum) return { ...stats };
-      for (const key of Object.keys(sum) as (keyof PacerStats)[]) sum[key] += stats[key];
-      return sum;
-    }, undefined);
 }
 
 interface InstanceHost {
