@@ -5,11 +5,19 @@
  *   node dev/package-app.mjs --out DIR    write the package to DIR instead (tests)
  *
  * dist/deploy/ holds app.js (every functions/*.ts in one esbuild bundle, its npm dependencies
- * included), main.js (a few lines that turn on Node's compile cache and load app.js), host.json and
- * a package.json whose "main" is main.js and which has no dependencies, so the package needs no
- * node_modules and no remote build. One bundle rather than one per function: the functions share
- * one runtime (clients, token cache, Graph pacing) as they do unbundled. @azure/functions-core
- * stays external: the Functions host supplies it.
+ * included), lazy/ (one bundle per SDK the app loads on first use), main.js (a few lines that turn
+ * on Node's compile cache and load app.js), host.json and a package.json whose "main" is main.js
+ * and which has no dependencies, so the package needs no node_modules and no remote build. One
+ * bundle rather than one per function: the functions share one runtime (clients, token cache, Graph
+ * pacing) as they do unbundled. @azure/functions-core stays external: the Functions host supplies
+ * it.
+ *
+ * What loads lazily is decided by the code, not by a list here: our sources import packages, and a
+ * `require('package')` in them is a deliberate load on first use (the Service Bus and Blob SDKs,
+ * see their adapters). Each such package becomes lazy/<name>.js and app.js requires that file when
+ * the code first asks for it, so a start never reads or compiles bytes it does not run (about a
+ * third of the code, 85 ms of every first start: docs/benchmarks.md). Each lazy bundle holds its
+ * own copy of what it shares with the rest, as the CommonJS builds those requires pick did already.
  *
  * Cold start (measured by `npm run bench`, see docs/benchmarks.md): the bundle is minified (V8
  * parses less than half the bytes). Node 22's compile cache lives in the temp
@@ -33,7 +41,40 @@ if (entries.length === 0) throw new Error('no functions/*.ts to package');
 rmSync(out, { recursive: true, force: true });
 mkdirSync(out, { recursive: true });
 
+const common = {
+  bundle: true,
+  platform: 'node',
+  format: 'cjs',
+  // Azure runs Node 22; the package test loads the bundle on the machines' Node 20.
+  target: 'node20',
+  external: ['@azure/functions-core'],
+  minify: true,
+  // The SDKs' error classes keep their names (code compares error.name).
+  keepNames: true,
+  legalComments: 'eof',
+  logLevel: 'warning',
+  metafile: true,
+};
+
+/** `@azure/service-bus` -> `lazy/azure-service-bus.js`, relative to app.js. */
+const lazyFile = (name) => `lazy/${name.replace(/^@/, '').replace(/\//g, '-')}.js`;
+const lazyPackages = new Set();
+const splitLazyRequires = {
+  name: 'split-lazy-requires',
+  setup(builder) {
+    builder.onResolve({ filter: /^[^./]/ }, (args) => {
+      const ours = !args.importer.includes('node_modules') && args.importer.startsWith(root);
+      if (args.kind !== 'require-call' || !ours || args.path === '@azure/functions-core') {
+        return undefined;
+      }
+      lazyPackages.add(args.path);
+      return { path: `./${lazyFile(args.path)}`, external: true };
+    });
+  },
+};
+
 const result = await build({
+  ...common,
   stdin: {
     contents: entries
       .map((file) => `require('./functions/${file.replace(/\.ts$/, '')}');`)
@@ -42,24 +83,22 @@ const result = await build({
     sourcefile: 'functions.ts',
     loader: 'ts',
   },
-  bundle: true,
-  platform: 'node',
-  format: 'cjs',
-  // Azure runs Node 22; the package test loads the bundle on the machines' Node 20.
-  target: 'node20',
-  external: ['@azure/functions-core'],
   outfile: join(out, 'app.js'),
+  plugins: [splitLazyRequires],
   // esbuild's default module choice, on purpose: forcing the packages' ES module builds (the
   // "import" condition for require() too) saved bytes but broke @azure/storage-common, whose ES
   // build calls createRequire(import.meta.url), empty in a CommonJS bundle (seen in the bench's
   // cold event: the immutable log's first append failed).
-  minify: true,
-  // The SDKs' error classes keep their names (code compares error.name).
-  keepNames: true,
-  legalComments: 'eof',
-  logLevel: 'warning',
-  metafile: true,
 });
+const lazyResults = await Promise.all(
+  [...lazyPackages].sort().map((name) =>
+    build({
+      ...common,
+      stdin: { contents: `module.exports = require(${JSON.stringify(name)});`, resolveDir: root },
+      outfile: join(out, lazyFile(name)),
+    }),
+  ),
+);
 
 // The entry the host loads. enableCompileCache exists from Node 22.1. It gets a directory it can
 // write, or nothing: the app then loads uncached. The directory is made here without `recursive`:
@@ -104,7 +143,12 @@ const manifest = {
 writeFileSync(join(out, 'package.json'), JSON.stringify(manifest, null, 2) + '\n');
 copyFileSync(join(root, 'host.json'), join(out, 'host.json'));
 
-const bytes = Object.values(result.metafile.outputs).reduce((sum, o) => sum + o.bytes, 0);
+const kib = (built) =>
+  `${(Object.values(built.metafile.outputs).reduce((sum, o) => sum + o.bytes, 0) / 1024).toFixed(0)} KiB`;
+const lazyNote = [...lazyPackages]
+  .sort()
+  .map((name, i) => `${lazyFile(name)} (${kib(lazyResults[i])})`)
+  .join(', ');
 process.stdout.write(
-  `Packaged ${entries.length} function file(s) into ${out}: app.js (${(bytes / 1024).toFixed(0)} KiB), main.js, host.json, package.json\n`,
+  `Packaged ${entries.length} function file(s) into ${out}: app.js (${kib(result)}), ${lazyNote}, main.js, host.json, package.json\n`,
 );

@@ -35,8 +35,19 @@ test('azd deploys the folder `npm run package` writes', () => {
   expect(readFileSync(join(ROOT, 'azure.yaml'), 'utf8')).toMatch(/^ {4}dist: dist\/deploy$/m);
 });
 
-test('the package holds the bundle, its entry, host.json and package.json only', () => {
-  expect(readdirSync(out).sort()).toEqual(['app.js', 'host.json', 'main.js', 'package.json']);
+test('the package holds the bundle, its lazy parts, its entry, host.json and package.json only', () => {
+  expect(readdirSync(out).sort()).toEqual([
+    'app.js',
+    'host.json',
+    'lazy',
+    'main.js',
+    'package.json',
+  ]);
+  // One file per SDK our code loads on first use (a require() in shared/, not an import).
+  expect(readdirSync(join(out, 'lazy')).sort()).toEqual([
+    'azure-service-bus.js',
+    'azure-storage-blob.js',
+  ]);
   expect(readFileSync(join(out, 'host.json'), 'utf8')).toBe(
     readFileSync(join(ROOT, 'host.json'), 'utf8'),
   );
@@ -56,11 +67,26 @@ const requiredBy = (file: string) =>
     ),
   );
 
-test('the bundle requires nothing but Node built-ins and the host-supplied functions-core', () => {
+test('the bundle requires nothing but Node built-ins, the host-supplied functions-core and its lazy parts', () => {
   const required = requiredBy('app.js');
   expect(required).toContain('@azure/functions-core');
-  expect([...required].filter((id) => !isBuiltin(id) && id !== '@azure/functions-core')).toEqual(
-    [],
+  expect(
+    [...required].filter((id) => !isBuiltin(id) && id !== '@azure/functions-core').sort(),
+  ).toEqual(['./lazy/azure-service-bus.js', './lazy/azure-storage-blob.js']);
+  for (const lazy of readdirSync(join(out, 'lazy'))) {
+    expect([...requiredBy(join('lazy', lazy))].filter((id) => !isBuiltin(id))).toEqual([]);
+  }
+});
+
+test('the SDKs loaded on first use are not in the bundle every start reads', () => {
+  const app = readFileSync(join(out, 'app.js'), 'utf8');
+  // Marker strings of each SDK's own code (class names survive minification: keepNames).
+  expect(app).not.toMatch(/ServiceBusReceiverImpl|BlockBlobClient/);
+  expect(readFileSync(join(out, 'lazy', 'azure-service-bus.js'), 'utf8')).toMatch(
+    /ServiceBusReceiverImpl/,
+  );
+  expect(readFileSync(join(out, 'lazy', 'azure-storage-blob.js'), 'utf8')).toMatch(
+    /BlockBlobClient/,
   );
 });
 
