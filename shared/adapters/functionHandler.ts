@@ -26,6 +26,20 @@ export function redactUser(text: string, identifiers: (string | undefined)[]): s
   return redacted;
 }
 
+/**
+ * True inside the Functions host's Node worker: only there does `@azure/functions-core` answer
+ * (the worker provides it; nothing installs it). Tests and `node -e "require(...)"` are not.
+ */
+export function underFunctionsHost(): boolean {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- the host's own module
+    require('@azure/functions-core');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function messageIdOf(context: InvocationContext): string {
   const id = context.triggerMetadata?.messageId;
   return typeof id === 'string' && id !== '' ? id : `invocation:${context.invocationId}`;

@@ -67,6 +67,13 @@ export class OutcomeTopicSink implements FinalRecordSink {
     }
   }
 
+  /** Loads the Service Bus SDK and opens the sender's link (a batch needs it), sending nothing. */
+  async warmUp(): Promise<void> {
+    await bounded(`open a sender to topic ${this.topic}`, (abortSignal) =>
+      this.topicSender().createMessageBatch({ abortSignal }),
+    );
+  }
+
   async close(): Promise<void> {
     const sender = this.sender;
     this.sender = undefined;

@@ -14,9 +14,10 @@ type ServiceBusSdk = typeof import('@azure/service-bus');
 let loadedSdk: ServiceBusSdk | undefined;
 
 /**
- * The Service Bus SDK, loaded on first use: it costs about 100 ms of every cold start, and a
- * departure that succeeds never schedules anything. A plain require (not import()) so that esbuild
- * still bundles it and the first use stays synchronous.
+ * The Service Bus SDK, loaded on first use: it costs about 100 ms of every cold start, and
+ * `offboard audit` never needs it. A plain require (not import()) so that the first use stays
+ * synchronous: the deployment package makes it a file of its own, read only when this runs
+ * (dev/package-app.mjs), and the function app warms it up after start-up (Runtime.warmUp).
  */
 function serviceBusSdk(): ServiceBusSdk {
   // eslint-disable-next-line @typescript-eslint/no-require-imports -- lazy on purpose (see above)

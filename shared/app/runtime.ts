@@ -38,6 +38,11 @@ export interface Runtime {
   pacer: PacerWithFeedback;
   /** The Service Bus client, once something needed it. */
   serviceBus(): ServiceBusClient;
+  /**
+   * Readies what the first final record needs (the sinks' SDKs and connections) in the
+   * background; the first call starts it, later ones return the same promise. Never rejects.
+   */
+  warmUp(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -141,6 +146,12 @@ export function createRuntime(
     queues: config.queues,
     retry: config.retry,
   });
+  // A sink that cannot warm up says so when a record reaches it; the warm-up only saves time.
+  let warming: Promise<void> | undefined;
+  const warmUp = () =>
+    (warming ??= Promise.allSettled(
+      finalSinks.map((sink) => Promise.resolve().then(() => sink.warmUp?.())),
+    ).then(() => undefined));
   return {
     config,
     directory,
@@ -152,6 +163,7 @@ export function createRuntime(
     finalSinks,
     pacer,
     serviceBus,
+    warmUp,
     close: async () => {
       await serviceBusScheduler?.close();
       await client?.close();

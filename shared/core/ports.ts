@@ -162,6 +162,12 @@ export interface FinalRecordSink {
   /** What it is, for errors and logs ("immutable audit log", "outcome topic"). */
   readonly name: string;
   accept(record: AuditRecord): Promise<void>;
+  /**
+   * Gets ready for the first record without writing anything: loads what it needs and opens its
+   * connection, so a cold start does that while it waits for other answers. May fail; the record
+   * itself is what counts (`accept` reports its own failures).
+   */
+  warmUp?(): Promise<void>;
 }
 
 /** A record with the version it was read at (the table's ETag). */

@@ -234,6 +234,30 @@ describe('ImmutableAuditSink', () => {
     }
   });
 
+  it('warming up builds the container client once and sends no request', async () => {
+    const fake = fakeContainer();
+    let built = 0;
+    const sink = new ImmutableAuditSink(
+      () => {
+        built += 1;
+        return fake.container;
+      },
+      'w',
+      () => AT,
+    );
+    await sink.warmUp();
+    expect(built).toBe(1);
+    expect(fake.calls).toEqual([]);
+  });
+
+  it('a warm-up that cannot build the client rejects (never throws)', async () => {
+    const sink = new ImmutableAuditSink(() => {
+      throw new Error('AUDIT_BLOB_ENDPOINT is required');
+    });
+    const warming = sink.warmUp();
+    await expect(warming).rejects.toThrow(/AUDIT_BLOB_ENDPOINT/);
+  });
+
   it('loads the Blob SDK when the first record arrives, not when the app starts', () => {
     const dist = join(__dirname, '..', '..', 'dist', 'shared', 'adapters', 'immutableAuditLog.js');
     const script = `
@@ -252,5 +276,24 @@ describe('ImmutableAuditSink', () => {
     `;
     const out = execFileSync(process.execPath, ['-e', script], { encoding: 'utf8' });
     expect(JSON.parse(out)).toEqual([false, false, true]);
+  });
+
+  it('or when the app warms up, before any record', () => {
+    const dist = join(__dirname, '..', '..', 'dist', 'shared', 'adapters', 'immutableAuditLog.js');
+    const script = `
+      const { createImmutableAuditSink } = require(${JSON.stringify(dist)});
+      const loaded = () => Object.keys(require.cache).some((p) => p.includes('storage-blob'));
+      const sink = createImmutableAuditSink(
+        { immutableLog: { container: 'audit-log', connectionString: 'UseDevelopmentStorage=true' } },
+        undefined,
+      );
+      const before = loaded();
+      sink.warmUp().then(() => {
+        console.log(JSON.stringify([before, loaded()]));
+        process.exit(0);
+      });
+    `;
+    const out = execFileSync(process.execPath, ['-e', script], { encoding: 'utf8' });
+    expect(JSON.parse(out)).toEqual([false, true]);
   });
 });

@@ -38,9 +38,13 @@ interface Sent {
   signal: AbortSignal | undefined;
 }
 
-function fakeClient(send: (sent: Sent) => Promise<void> = () => Promise.resolve()) {
+function fakeClient(
+  send: (sent: Sent) => Promise<void> = () => Promise.resolve(),
+  openLink: (signal: AbortSignal | undefined) => Promise<unknown> = () => Promise.resolve({}),
+) {
   const sent: Sent[] = [];
   const senders: string[] = [];
+  const linksOpened: (AbortSignal | undefined)[] = [];
   let connected = 0;
   const client = {
     createSender(topic: string) {
@@ -51,6 +55,11 @@ function fakeClient(send: (sent: Sent) => Promise<void> = () => Promise.resolve(
           sent.push(entry);
           return send(entry);
         },
+        // The SDK opens the sender's link to learn the largest message it takes.
+        createMessageBatch(options?: { abortSignal?: AbortSignal }) {
+          linksOpened.push(options?.abortSignal);
+          return openLink(options?.abortSignal);
+        },
         close: () => Promise.resolve(),
       };
     },
@@ -59,7 +68,7 @@ function fakeClient(send: (sent: Sent) => Promise<void> = () => Promise.resolve(
     connected += 1;
     return client;
   };
-  return { lazy, sent, senders, connections: () => connected };
+  return { lazy, sent, senders, linksOpened, connections: () => connected };
 }
 
 describe('the outcome topic sink', () => {
@@ -107,6 +116,27 @@ describe('the outcome topic sink', () => {
     expect(fake.sent.map((s) => s.topic)).toEqual(['outcomes', 'outcomes', 'outcomes']);
   });
 
+  it("warming up opens the sender's link and sends nothing; records then use that sender", async () => {
+    const fake = fakeClient();
+    const sink = new OutcomeTopicSink('outcomes', fake.lazy);
+    await sink.warmUp();
+    expect(fake.senders).toEqual(['outcomes']);
+    expect(fake.linksOpened).toHaveLength(1);
+    expect(fake.linksOpened[0]).toBeInstanceOf(AbortSignal);
+    expect(fake.sent).toHaveLength(0);
+    await sink.accept(record);
+    expect(fake.senders).toEqual(['outcomes']);
+    expect(fake.sent).toHaveLength(1);
+  });
+
+  it('a warm-up that fails rejects, and the next record still tries on its own', async () => {
+    const fake = fakeClient(undefined, () => Promise.reject(new Error('entity not found')));
+    const sink = new OutcomeTopicSink('outcomes', fake.lazy);
+    await expect(sink.warmUp()).rejects.toThrow(/entity not found/);
+    await sink.accept(record);
+    expect(fake.sent).toHaveLength(1);
+  });
+
   it('a failure is a retryable MessagingUnavailable naming the topic and the event', async () => {
     const fake = fakeClient(() => Promise.reject(new Error('connection reset')));
     const sink = new OutcomeTopicSink('offboarding-outcomes', fake.lazy);
@@ -132,6 +162,15 @@ describe('the outcome topic sink', () => {
       expect(await failure).toMatchObject({ code: 'MessagingUnavailable', retryable: true });
       expect(String(await failure)).toMatch(/did not answer within 30 s/);
       expect(fake.sent[0]?.signal?.aborted).toBe(true);
+    });
+
+    it('a warm-up ends after the same budget, and aborts the link it was opening', async () => {
+      const fake = fakeClient(undefined, () => new Promise(() => undefined));
+      const sink = new OutcomeTopicSink('t', fake.lazy);
+      const failure = sink.warmUp().catch((e: unknown) => e);
+      await jest.advanceTimersByTimeAsync(Budgets.serviceBusCallMs);
+      expect(String(await failure)).toMatch(/open a sender to topic t.*did not answer within 30 s/);
+      expect(fake.linksOpened[0]?.aborted).toBe(true);
     });
   });
 });
