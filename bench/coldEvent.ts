@@ -87,6 +87,7 @@ async function runDeparture(upn: string): Promise<void> {
     data: { user: upn },
   };
   let verified = false;
+  let summary = 'no "Event processed" line';
   const coreCtx: CoreInvocationContext = {
     invocationId: randomUUID(),
     state: 'invocation',
@@ -103,15 +104,16 @@ async function runDeparture(upn: string): Promise<void> {
     log: (_level, category, message) => {
       if (category !== 'user') return;
       // util.format of the handler's summary object, as the worker writes it.
-      if (message.startsWith('Event processed') && /outcome: 'succeeded'/.test(message)) {
-        verified = /verified: true/.test(message);
+      if (message.startsWith('Event processed')) {
+        summary = message;
+        verified = /outcome: 'succeeded'/.test(message) && /verified: true/.test(message);
       }
     },
   };
   const invocation = programmingModel.getInvocationModel(coreCtx);
   const { context, inputs } = await invocation.getArguments();
   await invocation.invokeFunction(context, inputs, target.handler);
-  if (!verified) throw new Error(`the departure of ${upn} did not end verified`);
+  if (!verified) throw new Error(`the departure of ${upn} did not end verified: ${summary}`);
 }
 
 async function main(): Promise<void> {
