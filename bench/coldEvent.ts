@@ -13,6 +13,9 @@
  * uses: setProgrammingModel, registerFunction, registerHook and log. The invocation then goes
  * through the app's own copy of @azure/functions (its InvocationModel builds the real
  * InvocationContext from RPC-shaped trigger data), so the bundle's handler is reached unchanged.
+ * As under the host, the module finds `@azure/functions-core` and so starts its warm-up
+ * (Runtime.warmUp) after registering; the departure follows at once, so the warm-up's work counts
+ * in the cold event here, where the host would give it the time it takes to start its listeners.
  */
 import Module from 'node:module';
 import { randomUUID } from 'node:crypto';

@@ -3,8 +3,10 @@
  * deployment bundle that ships (its first start on an instance, compile cache empty, and a later
  * start, cache written): module load, and cold event latency (process start to the first verified
  * revocation, through the function the module registered) against warm event latency, all in the
- * same run, interleaved.
+ * same run, interleaved. Also the module load of two floors (bench/floor/): the required SDKs
+ * alone, bundled like the app, what no code of ours can go below.
  */
+import { buildSync } from 'esbuild';
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -37,10 +39,20 @@ export interface ColdForm {
   warmEventMs: number;
 }
 
+/** Module load of a floor (bench/floor/): the required SDKs alone, bundled as the app is. */
+export interface FloorForm {
+  loadMs: number;
+  ratio: number;
+}
+
 export interface ColdStartResult {
   node: string;
   runs: number;
   bareNodeMs: number;
+  /** The design card's packages (identity, Graph client, @azure/functions) and nothing of ours. */
+  designCardFloor: FloorForm;
+  /** The same plus the audit table's client. */
+  auditTableFloor: FloorForm;
   /** dist/ as tsc writes it (node_modules resolved at run time). */
   dist: ColdForm;
   /** The shipped bundle on an instance's first start: Node's compile cache still empty. */
@@ -68,6 +80,27 @@ function timeProcess(node: string, args: string[], env: NodeJS.ProcessEnv): numb
   const result = spawnSync(node, args, { cwd: ROOT, env, stdio: 'ignore' });
   if (result.status !== 0) throw new Error(`${args.join(' ')} exited with ${result.status}`);
   return Number(process.hrtime.bigint() - started) / 1e6;
+}
+
+/**
+ * Bundles a floor module the way dev/package-app.mjs bundles the app (minified, @azure/functions-core
+ * left to the host), so the two loads compare like for like.
+ */
+function bundleFloor(entry: string, outDir: string): string {
+  const outfile = join(outDir, `${entry}.js`);
+  buildSync({
+    entryPoints: [join(ROOT, 'bench', 'floor', `${entry}.ts`)],
+    bundle: true,
+    platform: 'node',
+    format: 'cjs',
+    target: 'node20',
+    external: ['@azure/functions-core'],
+    minify: true,
+    keepNames: true,
+    logLevel: 'warning',
+    outfile,
+  });
+  return outfile;
 }
 
 /** Spawn to the child's `cold-done` line, and the warm latency it reports afterwards. */
@@ -170,10 +203,16 @@ export async function measureColdStart(options: {
     ...env,
     TMPDIR: form === 'bundleCached' ? cachedTmp : freshTmp(),
   });
+  const floors = {
+    designCardFloor: bundleFloor('designCard', scratch),
+    auditTableFloor: bundleFloor('withAuditTable', scratch),
+  } as const;
+  type Floor = keyof typeof floors;
   try {
     // Writes the shared cache, as the first start on an instance does.
     timeProcess(node, ['-e', `require('./${BUNDLE}')`], envOf('bundleCached'));
     const bare: number[] = [];
+    const floorLoads: Record<Floor, number[]> = { designCardFloor: [], auditTableFloor: [] };
     const samples = Object.fromEntries(
       Object.keys(forms).map((f) => [
         f,
@@ -183,6 +222,9 @@ export async function measureColdStart(options: {
     for (let i = 0; i < runs; i++) {
       // Interleaved, so drifting machine load hits every measure alike.
       bare.push(timeProcess(node, ['-e', '0'], env));
+      for (const [floor, path] of Object.entries(floors) as [Floor, string][]) {
+        floorLoads[floor].push(timeProcess(node, [path], env));
+      }
       for (const [form, path] of Object.entries(forms) as [Form, string][]) {
         const sample = samples[form];
         sample.load.push(timeProcess(node, ['-e', `require('./${path}')`], envOf(form)));
@@ -202,10 +244,16 @@ export async function measureColdStart(options: {
         warmEventMs: round(median(sample.warm), 0),
       };
     };
+    const floorOf = (floor: Floor): FloorForm => {
+      const loadMs = median(floorLoads[floor]);
+      return { loadMs: round(loadMs, 0), ratio: round(loadMs / bareNodeMs) };
+    };
     return {
       node: version,
       runs,
       bareNodeMs: round(bareNodeMs, 0),
+      designCardFloor: floorOf('designCardFloor'),
+      auditTableFloor: floorOf('auditTableFloor'),
       dist: figures('dist'),
       bundleFirstStart: figures('bundleFirstStart'),
       bundleCached: figures('bundleCached'),

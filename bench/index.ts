@@ -7,7 +7,8 @@
  *    range and a per-request latency distribution, 16 local runners as function instances with
  *    host.json's maxConcurrentCalls, and 50 departures arriving in the middle of the wave.
  * 2. Cold start on Node 22: bare node; dist/ and the deployment bundle (first start and a later
- *    one): module load, cold event (process start to verified revocation) and warm event latency.
+ *    one): module load, cold event (process start to verified revocation) and warm event latency;
+ *    and the floors, the required SDKs alone bundled the same way (bench/floor/).
  * 3. The adversarial fault run (bench/faultRun.ts, the driver of test/integration/faultRun.test.ts)
  *    at 10,000 events: lost events and records per event.
  *
@@ -19,7 +20,7 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { measureColdStart, type ColdForm, type ColdStartResult } from './coldStart';
+import { measureColdStart, type ColdForm, type ColdStartResult, type FloorForm } from './coldStart';
 import { measureFaultRun, type FaultRunFigures } from './faultRun';
 import type { Variant, WaveResult } from './waveRun';
 
@@ -119,6 +120,11 @@ function printCold(cold: ColdStartResult): void {
   console.log(
     '  (cold event: process start to the first verified revocation, through the registered function)',
   );
+  const floor = (name: string, form: FloorForm) =>
+    console.log(`  ${name.padEnd(38)}${form.loadMs} ms (${form.ratio} x)`);
+  console.log('  floors: the required SDKs alone, bundled, first start (bench/floor/):');
+  floor('identity, Graph client, functions', cold.designCardFloor);
+  floor('the same + the audit table client', cold.auditTableFloor);
 }
 
 function printFault(fault: FaultRunFigures): void {
@@ -245,6 +251,10 @@ async function main(): Promise<void> {
               distAppMs: cold.dist.loadMs,
               distRatio: cold.dist.ratio,
               distColdEventMs: cold.dist.coldEventMs,
+              designCardFloorMs: cold.designCardFloor.loadMs,
+              designCardFloorRatio: cold.designCardFloor.ratio,
+              auditTableFloorMs: cold.auditTableFloor.loadMs,
+              auditTableFloorRatio: cold.auditTableFloor.ratio,
             }
           : null,
         faultRun: fault ?? null,
