@@ -6,7 +6,6 @@
  * same run, interleaved. Also the module load of two floors (bench/floor/): the required SDKs
  * alone, bundled like the app, what no code of ours can go below.
  */
-import { buildSync } from 'esbuild';
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -83,24 +82,18 @@ function timeProcess(node: string, args: string[], env: NodeJS.ProcessEnv): numb
 }
 
 /**
- * Bundles a floor module the way dev/package-app.mjs bundles the app (minified, @azure/functions-core
- * left to the host), so the two loads compare like for like.
+ * Packages a floor module with dev/package-app.mjs itself (`--entry`), so it is bundled and
+ * started exactly as the app is; the path of its main.js.
  */
-function bundleFloor(entry: string, outDir: string): string {
-  const outfile = join(outDir, `${entry}.js`);
-  buildSync({
-    entryPoints: [join(ROOT, 'bench', 'floor', `${entry}.ts`)],
-    bundle: true,
-    platform: 'node',
-    format: 'cjs',
-    target: 'node20',
-    external: ['@azure/functions-core'],
-    minify: true,
-    keepNames: true,
-    logLevel: 'warning',
-    outfile,
-  });
-  return outfile;
+function packageFloor(entry: string, outDir: string): string {
+  const out = join(outDir, entry);
+  const result = spawnSync(
+    process.execPath,
+    ['dev/package-app.mjs', '--out', out, '--entry', `bench/floor/${entry}.ts`],
+    { cwd: ROOT, encoding: 'utf8' },
+  );
+  if (result.status !== 0) throw new Error(`packaging the ${entry} floor failed: ${result.stderr}`);
+  return join(out, 'main.js');
 }
 
 /** Spawn to the child's `cold-done` line, and the warm latency it reports afterwards. */
@@ -203,12 +196,12 @@ export async function measureColdStart(options: {
     ...env,
     TMPDIR: form === 'bundleCached' ? cachedTmp : freshTmp(),
   });
-  const floors = {
-    designCardFloor: bundleFloor('designCard', scratch),
-    auditTableFloor: bundleFloor('withAuditTable', scratch),
-  } as const;
-  type Floor = keyof typeof floors;
+  type Floor = 'designCardFloor' | 'auditTableFloor';
   try {
+    const floors: Record<Floor, string> = {
+      designCardFloor: packageFloor('designCard', scratch),
+      auditTableFloor: packageFloor('withAuditTable', scratch),
+    };
     // Writes the shared cache, as the first start on an instance does.
     timeProcess(node, ['-e', `require('./${BUNDLE}')`], envOf('bundleCached'));
     const bare: number[] = [];
@@ -223,7 +216,12 @@ export async function measureColdStart(options: {
       // Interleaved, so drifting machine load hits every measure alike.
       bare.push(timeProcess(node, ['-e', '0'], env));
       for (const [floor, path] of Object.entries(floors) as [Floor, string][]) {
-        floorLoads[floor].push(timeProcess(node, [path], env));
+        // A first start, as the bundle's: an empty compile cache.
+        const load = timeProcess(node, ['-e', `require(${JSON.stringify(path)})`], {
+          ...env,
+          TMPDIR: freshTmp(),
+        });
+        floorLoads[floor].push(load);
       }
       for (const [form, path] of Object.entries(forms) as [Form, string][]) {
         const sample = samples[form];

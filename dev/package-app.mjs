@@ -3,6 +3,8 @@
  *
  *   npm run package                       write dist/deploy/ (azd runs this script itself)
  *   node dev/package-app.mjs --out DIR    write the package to DIR instead (tests)
+ *   ... --entry FILE.ts                   package that module instead of functions/*.ts (the
+ *                                         bench's floors: the required SDKs alone, bundled alike)
  *
  * dist/deploy/ holds app.js (every functions/*.ts in one esbuild bundle, its npm dependencies
  * included), lazy/ (one bundle per SDK the app loads on first use), main.js (a few lines that turn
@@ -33,10 +35,16 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const outIndex = process.argv.indexOf('--out');
 const out = outIndex > 0 ? resolve(process.argv[outIndex + 1] ?? '') : join(root, 'dist', 'deploy');
 
-const entries = readdirSync(join(root, 'functions'))
-  .filter((file) => file.endsWith('.ts') && !file.endsWith('.test.ts'))
-  .sort();
-if (entries.length === 0) throw new Error('no functions/*.ts to package');
+const entryIndex = process.argv.indexOf('--entry');
+/** Module paths relative to the root, without .ts: what app.js requires, in this order. */
+const entries =
+  entryIndex > 0
+    ? [(process.argv[entryIndex + 1] ?? '').replace(/\.ts$/, '')]
+    : readdirSync(join(root, 'functions'))
+        .filter((file) => file.endsWith('.ts') && !file.endsWith('.test.ts'))
+        .sort()
+        .map((file) => `functions/${file.replace(/\.ts$/, '')}`);
+if (entries.length === 0 || entries[0] === '') throw new Error('nothing to package');
 
 rmSync(out, { recursive: true, force: true });
 mkdirSync(out, { recursive: true });
@@ -76,9 +84,7 @@ const splitLazyRequires = {
 const result = await build({
   ...common,
   stdin: {
-    contents: entries
-      .map((file) => `require('./functions/${file.replace(/\.ts$/, '')}');`)
-      .join('\n'),
+    contents: entries.map((entry) => `require('./${entry}');`).join('\n'),
     resolveDir: root,
     sourcefile: 'functions.ts',
     loader: 'ts',
@@ -145,10 +151,11 @@ copyFileSync(join(root, 'host.json'), join(out, 'host.json'));
 
 const kib = (built) =>
   `${(Object.values(built.metafile.outputs).reduce((sum, o) => sum + o.bytes, 0) / 1024).toFixed(0)} KiB`;
-const lazyNote = [...lazyPackages]
-  .sort()
-  .map((name, i) => `${lazyFile(name)} (${kib(lazyResults[i])})`)
-  .join(', ');
-process.stdout.write(
-  `Packaged ${entries.length} function file(s) into ${out}: app.js (${kib(result)}), ${lazyNote}, main.js, host.json, package.json\n`,
-);
+const parts = [
+  `app.js (${kib(result)})`,
+  ...[...lazyPackages].sort().map((name, i) => `${lazyFile(name)} (${kib(lazyResults[i])})`),
+  'main.js',
+  'host.json',
+  'package.json',
+];
+process.stdout.write(`Packaged ${entries.join(', ')} into ${out}: ${parts.join(', ')}\n`);

@@ -168,3 +168,35 @@ test('the bundle runs a departure end to end through the function it registers',
     await world.stop();
   }
 }, 60_000);
+
+test('--entry packages one module alone, bundled and started as the app (the bench floors)', () => {
+  const floorOut = mkdtempSync(join(tmpdir(), 'floor-package-'));
+  try {
+    const packaged = spawnSync(
+      process.execPath,
+      ['dev/package-app.mjs', '--out', floorOut, '--entry', 'bench/floor/withAuditTable.ts'],
+      { cwd: ROOT, encoding: 'utf8' },
+    );
+    expect(packaged.stderr).toBe('');
+    expect(readdirSync(floorOut).sort()).toEqual([
+      'app.js',
+      'host.json',
+      'main.js',
+      'package.json',
+    ]);
+    const app = readFileSync(join(floorOut, 'app.js'), 'utf8');
+    // The required SDKs and nothing of ours.
+    expect(app).toMatch(/ManagedIdentityCredential/);
+    expect(app).toMatch(/TableClient/);
+    expect(app).not.toMatch(/OffboardingService|GraphDirectory/);
+    const started = spawnSync(process.execPath, ['-e', "require('./main.js')"], {
+      cwd: floorOut,
+      encoding: 'utf8',
+      env: { PATH: process.env.PATH ?? '', TMPDIR: mkdtempSync(join(tmpdir(), 'cc-')) },
+    });
+    expect(started.status).toBe(0);
+    expect(started.stderr).toMatch(/Skipping call to register function "floor"/);
+  } finally {
+    rmSync(floorOut, { recursive: true, force: true });
+  }
+});
