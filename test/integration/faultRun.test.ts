@@ -69,16 +69,28 @@ it('ends 1,000 events under injected faults and an adversarial mix succeeded or 
 
   // Every event ended succeeded, or in the dead-letter queue with a reason and an audited error.
   const deadLetteredIds = new Set(deadLetters.map((d) => (d.body as { id?: string }).id));
+  // A valid event that did not succeed is shown with its code, message and attempts.
+  const validNotSucceeded = [];
   for (const [i, item] of plan.entries()) {
     const record = records[i];
     if (item.kind === 'valid') {
-      expect(record?.outcome).toBe('succeeded');
+      if (record?.outcome !== 'succeeded') {
+        validNotSucceeded.push({
+          eventId: item.event.id,
+          outcome: record?.outcome,
+          errorCode: record?.errorCode,
+          errorMessage: record?.errorMessage,
+          attempts: record?.attempts,
+          actions: record?.actions,
+        });
+      }
     } else {
       expect(deadLetteredIds.has(item.event.id as string)).toBe(true);
       expect(record?.errorCode).toBeDefined();
       expect(record?.outcome).toBe(item.kind === 'protected' ? 'refused' : 'failed');
     }
   }
+  expect(validNotSucceeded).toEqual([]);
   // A reused id never hid the departure it was reused from, nor the event that reused it.
   for (const collision of collisions) {
     const ofUser = await world.runtime.audit.findByUser(collision.user.id);
