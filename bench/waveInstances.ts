@@ -77,6 +77,7 @@ function pacedRuntime(
   const offboarding = new OffboardingService({
     directory: reportingThrottles(runtime.directory, pacer),
     audit: runtime.audit,
+    timelines: runtime.timelines,
     policy: config.policy,
     scheduler: runtime.scheduler,
     queues: config.queues,

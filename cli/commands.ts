@@ -77,7 +77,7 @@ export async function reinstateCommand(
 /** Runs one event through the use case by hand, prints its record, and maps it to an exit code. */
 async function runByHand(
   body: unknown,
-  options: { json?: boolean; force?: boolean },
+  options: { json?: boolean; force?: boolean; reason?: string },
   io: Io,
   runtime: RuntimeFactory,
 ): Promise<number> {
@@ -87,7 +87,10 @@ async function runByHand(
       body,
       route: 'command',
       messageId: `${AppMessageIdPrefixes.command}${randomUUID()}`,
-      ...(options.force === true ? { force: true } : {}),
+      // The operator who forces it is named on the record, in the log and the outcome event.
+      ...(options.force === true
+        ? { force: { by: operator(), reason: options.reason ?? '', at: new Date().toISOString() } }
+        : {}),
     }),
   );
   const { record } = result;

@@ -23,6 +23,7 @@ const USER_SELECT = [
   'userType',
   'onPremisesSyncEnabled',
   'signInSessionsValidFromDateTime',
+  'accountEnabled',
 ].join(',');
 
 /** Upper bound for one Graph call including its in-invocation retries. */
@@ -107,6 +108,7 @@ export class GraphDirectory implements Directory {
         userType: body.userType ?? null,
         onPremisesSyncEnabled: body.onPremisesSyncEnabled ?? null,
         signInSessionsValidFromDateTime: body.signInSessionsValidFromDateTime ?? null,
+        accountEnabled: typeof body.accountEnabled === 'boolean' ? body.accountEnabled : null,
       },
     };
   }

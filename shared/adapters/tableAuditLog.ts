@@ -3,7 +3,16 @@ import type { TokenCredential } from '@azure/identity';
 import type { AuditConfig } from '../app/config';
 import { Budgets, withDeadline } from './deadline';
 import { ErrorCodes, OffboardingError } from '../core/errors';
-import type { AuditLog, AuditRecord, Outcome, RecordKey, StoredRecord } from '../core/ports';
+import type {
+  AuditLog,
+  AuditRecord,
+  Outcome,
+  RecordKey,
+  StoredRecord,
+  StoredTimeline,
+  TimelineStore,
+} from '../core/ports';
+import type { Timeline } from '../core/timeline';
 
 /** Properties stored as JSON text (Table Storage has no arrays or objects). */
 const JSON_FIELDS = [
@@ -162,21 +171,99 @@ export class TableAuditLog implements AuditLog {
     }
   }
 
-  /** One table operation within its budget; a hung store ends as AuditUnavailable. */
   private call<T>(
     what: 'read' | 'write' | 'create',
     work: (signal: AbortSignal) => Promise<T>,
   ): Promise<T> {
-    return withDeadline(
-      Budgets.auditCallMs,
-      () =>
-        unavailable(
-          what,
-          new Error(`the audit store did not answer within ${Budgets.auditCallMs / 1000} s`),
-        ),
-      work,
-    );
+    return bounded(what, work);
   }
+}
+
+/** The partition of the person timelines in the audit table (no audit record has this key). */
+export const TIMELINE_PARTITION = 'person-timeline';
+
+interface TimelineEntity {
+  partitionKey: string;
+  rowKey: string;
+  /** The timeline as JSON (a Table string property holds 32K characters: 50 intents fit). */
+  timeline: string;
+}
+
+/**
+ * The person timelines in the audit table: partition TIMELINE_PARTITION, row key the lower-cased
+ * object id, written conditionally like the records. The entity has none of the properties the
+ * record queries filter on, so audit reads never see it.
+ */
+export class TableTimelineStore implements TimelineStore {
+  constructor(private readonly table: TableClient) {}
+
+  async read(personId: string): Promise<StoredTimeline | undefined> {
+    try {
+      const entity = await bounded('read', (abortSignal) =>
+        this.table.getEntity<TimelineEntity>(TIMELINE_PARTITION, personId.toLowerCase(), {
+          abortSignal,
+        }),
+      );
+      return { timeline: JSON.parse(entity.timeline) as Timeline, etag: entity.etag };
+    } catch (error) {
+      if (statusOf(error) === 404) return undefined;
+      throw unavailable('read', error);
+    }
+  }
+
+  async create(timeline: Timeline): Promise<StoredTimeline | undefined> {
+    const attempt = () =>
+      bounded('write', (abortSignal) =>
+        this.table.createEntity(entityOf(timeline), { abortSignal }),
+      );
+    try {
+      const response = await attempt().catch(async (error: unknown) => {
+        if (!isTableNotFound(error)) throw error;
+        await bounded('create', (abortSignal) => this.table.createTable({ abortSignal }));
+        return attempt();
+      });
+      return { timeline, etag: etagOf(response) };
+    } catch (error) {
+      if (statusOf(error) === 409) return undefined;
+      throw unavailable('write', error);
+    }
+  }
+
+  async replace(timeline: Timeline, etag: string): Promise<StoredTimeline | undefined> {
+    try {
+      const response = await bounded('write', (abortSignal) =>
+        this.table.updateEntity(entityOf(timeline), 'Replace', { etag, abortSignal }),
+      );
+      return { timeline, etag: etagOf(response) };
+    } catch (error) {
+      if (statusOf(error) === 412 || statusOf(error) === 404) return undefined;
+      throw unavailable('write', error);
+    }
+  }
+}
+
+function entityOf(timeline: Timeline): TimelineEntity {
+  return {
+    partitionKey: TIMELINE_PARTITION,
+    rowKey: timeline.personId.toLowerCase(),
+    timeline: JSON.stringify(timeline),
+  };
+}
+
+/** One table operation within its budget; a hung store ends as AuditUnavailable. */
+function bounded<T>(
+  what: 'read' | 'write' | 'create',
+  work: (signal: AbortSignal) => Promise<T>,
+): Promise<T> {
+  return withDeadline(
+    Budgets.auditCallMs,
+    () =>
+      unavailable(
+        what,
+        new Error(`the audit store did not answer within ${Budgets.auditCallMs / 1000} s`),
+      ),
+    work,
+  );
 }
 
 function etagOf(response: { etag?: string }): string {

@@ -122,8 +122,22 @@ export const SETTINGS = [
   {
     name: 'RETRY_MAX_ATTEMPTS',
     description:
-      'Processing attempts per event for transient failures (Graph 429/5xx, token endpoint, audit store) before it is dead-lettered, 1-50.',
+      'Processing attempts per MFA event for transient failures (Graph 5xx, token endpoint, audit store) before it is dead-lettered, 1-50. Waits Graph asked for (429, Retry-After) and waits for the write budget use no attempt. Departures have no attempt limit (DEPARTURE_GIVE_UP_AFTER_MINUTES).',
     default: '8',
+    requiredInAzure: false,
+  },
+  {
+    name: 'DEPARTURE_GIVE_UP_AFTER_MINUTES',
+    description:
+      'A departure (or cancellation, reinstatement) that keeps failing transiently is given up and dead-lettered only this long after it was due (its leave date, else when it arrived), 60-10080. Every event, MFA included, is given up after this long.',
+    default: '1440',
+    requiredInAzure: false,
+  },
+  {
+    name: 'DEPARTURE_OVERDUE_MINUTES',
+    description:
+      'A departure still not done this long after it was due is audited and published as `delayed` and the delayed alert fires; it keeps being retried, 1-1440.',
+    default: '15',
     requiredInAzure: false,
   },
   {
@@ -504,6 +518,8 @@ export function loadConfig(env: Env = process.env): AppConfig {
       maxAttempts: readInteger(env, 'RETRY_MAX_ATTEMPTS', 1, 50),
       baseDelaySeconds: readInteger(env, 'RETRY_BASE_DELAY_SECONDS', 0, 86_400),
       maxDelaySeconds: readInteger(env, 'RETRY_MAX_DELAY_SECONDS', 0, 86_400),
+      giveUpAfterMinutes: readInteger(env, 'DEPARTURE_GIVE_UP_AFTER_MINUTES', 60, 10_080),
+      overdueAfterMinutes: readInteger(env, 'DEPARTURE_OVERDUE_MINUTES', 1, 1_440),
     },
     pacing: readPacing(env),
     guardrail: {

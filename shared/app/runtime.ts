@@ -6,14 +6,14 @@ import {
   type TokenCredential,
 } from '@azure/identity';
 import type { ServiceBusClient } from '@azure/service-bus';
-import { TableAuditLog, createTableClient } from '../adapters/tableAuditLog';
+import { TableAuditLog, TableTimelineStore, createTableClient } from '../adapters/tableAuditLog';
 import { loadConfig, type AppConfig } from './config';
 import { boundedCredential } from '../adapters/deadline';
 import { ErrorCodes, OffboardingError } from '../core/errors';
 import { GraphDirectory } from '../adapters/graphDirectory';
 import type { Scheduler } from '../core/messaging';
 import { OffboardingService } from '../core/offboard';
-import type { AuditLog, Directory, FinalRecordSink } from '../core/ports';
+import type { AuditLog, Directory, FinalRecordSink, TimelineStore } from '../core/ports';
 import { createImmutableAuditSink } from '../adapters/immutableAuditLog';
 import { createOutcomeTopicSink } from '../adapters/outcomeTopic';
 import { TableGuardrailStore } from '../adapters/tableGuardrailStore';
@@ -27,6 +27,8 @@ export interface Runtime {
   config: AppConfig;
   directory: Directory;
   audit: AuditLog;
+  /** The person timelines (in the audit table). */
+  timelines: TimelineStore;
   scheduler: Scheduler;
   offboarding: OffboardingService;
   queueProcessor: QueueProcessor;
@@ -90,6 +92,7 @@ export function createRuntime(
   );
   const auditTable = createTableClient(config.audit, credential);
   const audit = new TableAuditLog(auditTable);
+  const timelines = new TableTimelineStore(auditTable);
   // One Graph write budget for every instance, kept in the audit storage account; 429s and the
   // throttle percentage Graph reports slow every instance down.
   const pacer = createWritePacer({
@@ -129,6 +132,7 @@ export function createRuntime(
   const offboarding = new OffboardingService({
     directory,
     audit,
+    timelines,
     scheduler,
     queues: config.queues,
     policy: config.policy,
@@ -156,6 +160,7 @@ export function createRuntime(
     config,
     directory,
     audit,
+    timelines,
     scheduler,
     offboarding,
     queueProcessor,

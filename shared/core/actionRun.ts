@@ -1,15 +1,9 @@
 import { accessCutoff } from './accessCutoff';
 import { actionSpec, type ActionName } from './actions';
 import { ErrorCodes, OffboardingError, toOffboardingError } from './errors';
-import {
-  combinedError,
-  fail,
-  failureOf,
-  onPremisesMastered,
-  type FlowContext,
-  type FlowResult,
-  type Run,
-} from './flow';
+import { combinedError, fail, failureOf, onPremisesMastered } from './flow';
+import { noteApplied } from './personTimeline';
+import type { FlowContext, FlowResult, Run } from './run';
 import { decodeBody } from './events';
 import { decidedBy, type Admission } from './guardrail';
 import { MessageProperties } from './messaging';
@@ -121,17 +115,23 @@ export async function perform(ctx: FlowContext, run: Run): Promise<FlowResult> {
   }
 
   // Progress of an earlier attempt counts only for the same directory object (resolve() refuses
-  // an event whose UPN has moved to another object since an earlier attempt).
+  // an event whose UPN has moved to another object since an earlier attempt), and only while the
+  // account as read now still shows it: anything may have changed the account since.
   const earlierProgress = prior?.objectId === user.id ? prior.actions : [];
   const toRun: ActionName[] = [];
   for (const action of record.requestedActions) {
     const earlier = earlierProgress.find((a) => a.action === action && a.status === 'succeeded');
-    if (earlier && !actionSpec(action).repeatEachAttempt) {
+    const undone = earlier !== undefined && undoneSince(action, user);
+    if (earlier && !undone && !actionSpec(action).repeatEachAttempt) {
       // Done by an earlier attempt of this event; do not reset a password twice.
       record.actions.push({ ...earlier, message: 'Done in an earlier attempt.' });
     } else if (synced && actionSpec(action).masteredOnPremises) {
       record.actions.push(failureOf(action, onPremisesMastered(action)));
     } else {
+      if (undone)
+        record.notes.push(
+          `An earlier attempt of this event made ${action}, but the account as read now does not show it: it is done again.`,
+        );
       toRun.push(action);
     }
   }
@@ -168,6 +168,7 @@ export async function perform(ctx: FlowContext, run: Run): Promise<FlowResult> {
   record.actions.sort(
     (a, b) => record.requestedActions.indexOf(a.action) - record.requestedActions.indexOf(b.action),
   );
+  await noteChanges(ctx, run, user, toRun);
 
   const revoked = record.actions.find((a) => a.action === 'revokeSignInSessions');
   if (revoked?.status === 'succeeded') {
@@ -206,9 +207,43 @@ export async function perform(ctx: FlowContext, run: Run): Promise<FlowResult> {
   return fail(record, combinedError(failures, errors));
 }
 
+/** Whether the account as read now no longer shows an earlier attempt's change. */
+function undoneSince(action: ActionName, user: DirectoryUser): boolean {
+  if (action === 'disableAccount') return user.accountEnabled === true;
+  if (action === 'enableAccount') return user.accountEnabled === false;
+  return false;
+}
+
+/**
+ * Notes on the person's timeline what this run changed (a departure's or reinstatement's writes;
+ * MFA events are no HR intent). If the timeline cannot be written the record says so: the writes
+ * happened and the audit must show them.
+ */
+async function noteChanges(
+  ctx: FlowContext,
+  run: Run,
+  user: DirectoryUser,
+  ran: readonly ActionName[],
+): Promise<void> {
+  if (run.event.kind === 'mfa.enabled') return;
+  const made = run.record.actions.filter((a) => ran.includes(a.action));
+  try {
+    await noteApplied(
+      ctx.deps.timelines,
+      user.id,
+      { ref: `${run.key.identityKey}/${run.key.contentDigest}`, eventId: run.event.id },
+      made,
+      ctx.now().toISOString(),
+    );
+  } catch (error) {
+    run.record.notes.push(
+      `The person's timeline could not be updated with this run's changes (${toOffboardingError(error).code}); the record above is what was done.`,
+    );
+  }
+}
+
 export async function write(
   ctx: FlowContext,
-
   action: ActionName,
   userId: string,
   record: AuditRecord,
@@ -234,7 +269,6 @@ export async function write(
 /** Reads signInSessionsValidFromDateTime back: the proof that the revocation took effect. */
 export async function verify(
   ctx: FlowContext,
-
   ref: UserRef,
   before: DirectoryUser,
   record: AuditRecord,
@@ -277,6 +311,20 @@ export async function verify(
     ...(validFrom === undefined ? {} : { signInSessionsValidFrom: validFrom }),
     ...(previous === undefined ? {} : { previousSignInSessionsValidFrom: previous }),
   };
+  const disabled = record.actions.some(
+    (a) => a.action === 'disableAccount' && a.status === 'succeeded',
+  );
+  if (result.verified && disabled && after.accountEnabled === true) {
+    // The record must agree with the account as read at the end.
+    return {
+      result,
+      error: new OffboardingError(
+        ErrorCodes.VerificationFailed,
+        `The account of ${describeUserRef(ref)} was disabled, but reads enabled again; retrying.`,
+        { retryable: true },
+      ),
+    };
+  }
   if (result.verified) return { result };
   return {
     result,

@@ -1,6 +1,6 @@
 import { ErrorCodes, OffboardingError } from './errors';
 import { kindOfType, type EventKind } from './events';
-import type { AuditLog, AuditRecord, RecordKey, StoredRecord } from './ports';
+import type { AuditLog, AuditRecord, RecordKey } from './ports';
 
 /** How often a conditional write is retried after losing a race before giving up (retryably). */
 const MAX_WRITE_RACES = 20;
@@ -25,26 +25,61 @@ export async function updateRecord<V>(
   key: RecordKey,
   decide: (current: AuditRecord | undefined) => RecordDecision<V>,
 ): Promise<{ record: AuditRecord | undefined; verdict: V }> {
+  const { value, verdict } = await readDecideWrite(
+    {
+      read: async () => {
+        const stored = await audit.read(key);
+        return stored && { value: stored.record, etag: stored.etag };
+      },
+      create: async (record) => {
+        const stored = await audit.create(record);
+        return stored && { value: stored.record, etag: stored.etag };
+      },
+      replace: async (record, etag) => {
+        const stored = await audit.replace(record, etag);
+        return stored && { value: stored.record, etag: stored.etag };
+      },
+    },
+    decide,
+    'audit record',
+  );
+  return { record: value, verdict };
+}
+
+/** A versioned value as a conditional store keeps it. */
+export interface Versioned<T> {
+  value: T;
+  etag: string;
+}
+
+/**
+ * Read, decide, write conditionally; a lost race re-reads and decides again. Shared by the audit
+ * records and the person timelines (both Table entities with ETags).
+ */
+export async function readDecideWrite<T, V>(
+  store: {
+    read(): Promise<Versioned<T> | undefined>;
+    create(value: T): Promise<Versioned<T> | undefined>;
+    replace(value: T, etag: string): Promise<Versioned<T> | undefined>;
+  },
+  decide: (current: T | undefined) => { next?: T; verdict: V },
+  what: string,
+): Promise<{ value: T | undefined; verdict: V }> {
   for (let race = 0; race < MAX_WRITE_RACES; race++) {
-    const stored = await audit.read(key);
-    const decision = decide(stored === undefined ? undefined : structuredClone(stored.record));
-    if (decision.next === undefined) return { record: stored?.record, verdict: decision.verdict };
-    const written = await write(audit, decision.next, stored);
-    if (written !== undefined) return { record: written.record, verdict: decision.verdict };
+    const stored = await store.read();
+    const decision = decide(stored === undefined ? undefined : structuredClone(stored.value));
+    if (decision.next === undefined) return { value: stored?.value, verdict: decision.verdict };
+    const written =
+      stored === undefined
+        ? await store.create(decision.next)
+        : await store.replace(decision.next, stored.etag);
+    if (written !== undefined) return { value: written.value, verdict: decision.verdict };
   }
   throw new OffboardingError(
     ErrorCodes.AuditUnavailable,
-    `The audit record kept changing under this run (${MAX_WRITE_RACES} lost races); retrying later.`,
+    `The ${what} kept changing under this run (${MAX_WRITE_RACES} lost races); retrying later.`,
     { retryable: true },
   );
-}
-
-function write(
-  audit: AuditLog,
-  next: AuditRecord,
-  stored: StoredRecord | undefined,
-): Promise<StoredRecord | undefined> {
-  return stored === undefined ? audit.create(next) : audit.replace(next, stored.etag);
 }
 
 /** Counts a delivery that found the event already finished (or already waiting for its date). */
@@ -98,27 +133,7 @@ export function isPermanent(record: AuditRecord): boolean {
   );
 }
 
-/**
- * A record no later delivery changes by itself: what the immutable log keeps and the outcome topic
- * announces. A transient failure waiting for its retry, a departure waiting for its date and a run
- * in progress are not final.
- */
-export function isFinal(record: AuditRecord): boolean {
-  switch (record.outcome) {
-    case 'succeeded':
-    case 'refused':
-    case 'cancelled':
-    case 'dry-run':
-    case 'held':
-    case 'discarded':
-      return true;
-    case 'failed':
-      return record.retryable === false;
-    case 'in-progress':
-    case 'scheduled':
-      return false;
-  }
-}
+export { isFinal } from './lifecycle';
 
 /** The error a permanent record stands for. */
 export function errorOf(record: AuditRecord): OffboardingError {

@@ -2,7 +2,8 @@ import { historyOf, isClaimedByOther, isKind, updateRecord } from './auditRecord
 import { ErrorCodes, OffboardingError, toOffboardingError } from './errors';
 import { stableId } from './eventIdentity';
 import type { LeavingEvent } from './events';
-import { deliverFinal, fail, type FlowContext, type FlowResult, type Run } from './flow';
+import { deliverFinal, fail } from './flow';
+import type { FlowContext, FlowResult, Run } from './run';
 import { AppMessageIdPrefixes, MessageProperties } from './messaging';
 import type { AuditRecord } from './ports';
 import { MAX_SCHEDULE_AHEAD_DAYS } from './queuePolicy';
@@ -65,7 +66,8 @@ export async function scheduleDeparture(
 }
 
 /**
- * employee.leaving.cancelled: cancels every departure still waiting for this user. A departure
+ * employee.leaving.cancelled: the person's timeline already holds it (resolve), so every earlier
+ * departure that comes back later is superseded; here it also ends what is waiting now. A departure
  * is marked cancelled only while it is still waiting and unclaimed (a conditional write), so a
  * cancellation that loses the race to the leave-date copy says so instead of claiming success.
  */
@@ -159,7 +161,9 @@ export async function cancelDeparture(ctx: FlowContext, run: Run): Promise<FlowR
         ),
       );
     }
-    record.notes.push('No pending departure was found for this user; nothing to cancel.');
+    record.notes.push(
+      'No departure of this person was waiting. Any earlier departure of this person that arrives, is retried or is replayed later is superseded by this cancellation and writes nothing.',
+    );
   }
   record.outcome = 'succeeded';
   return { disposition: 'done' };

@@ -1,63 +1,14 @@
 import { actionSpec, type ActionName } from './actions';
-import { isFinal } from './auditRecords';
-import type { EventDecision, GuardrailTrip } from './guardrail';
 import { ErrorCodes, OffboardingError, toOffboardingError } from './errors';
-import type { OffboardingEvent } from './events';
-import type { OutgoingMessage } from './messaging';
-import type { Delivery, Disposition, OffboardingDeps } from './offboard';
-import type { WritePacer } from '../pacing/pacer';
-import type { Secret } from './password';
-import type {
-  ActionResult,
-  AuditRecord,
-  DirectoryUser,
-  FinalRecordSink,
-  PolicyConfig,
-  RecordKey,
-} from './ports';
+import { isAnnounced } from './lifecycle';
+import type { ActionResult, AuditRecord, FinalRecordSink, PolicyConfig } from './ports';
+import type { FlowResult } from './run';
+import { supersedingOf, type Intent } from './timeline';
 import { describeUserRef, type UserRef } from './userRef';
 
-/**
- * What the flows of one run share (the use case builds it; departures.ts and actionRun.ts use it):
- * the ports, the clock, and the steps every flow starts from.
+/*
+ * The small steps every flow ends with: refuse, fail, supersede, and telling the sinks.
  */
-export interface FlowContext {
-  deps: OffboardingDeps;
-  now(): Date;
-  pacer: WritePacer;
-  makePassword(): Secret;
-  /** Resolves the user (an unknown or protected user ends the flow now). */
-  resolve(run: Run): Promise<{ user: DirectoryUser } | { flow: FlowResult }>;
-  /** A copy of the delivered event for the same queue, keeping its scalar properties. */
-  copyOf(
-    delivery: Delivery,
-    messageId: string,
-    properties: Record<string, string | number>,
-  ): OutgoingMessage;
-}
-
-/** The state of one run after its claim: everything the flows need. */
-export interface Run {
-  id: string;
-  event: OffboardingEvent;
-  key: RecordKey;
-  delivery: Delivery;
-  startedAt: Date;
-  /** The record as it stood before this run (undefined for a new event). */
-  prior: AuditRecord | undefined;
-  /** The record this run will write at the end. */
-  record: AuditRecord;
-  /** An operator released this held event (`offboard guardrail release`). */
-  release?: EventDecision;
-}
-
-/** What a flow decided, before settlement (delayed retry) and the one final write. */
-export interface FlowResult {
-  disposition: Disposition;
-  error?: OffboardingError;
-  /** The run tripped the blast-radius guardrail. */
-  trip?: GuardrailTrip;
-}
 
 export function isProtected(policy: PolicyConfig, ...identifiers: (string | undefined)[]): boolean {
   return identifiers.some((id) => id !== undefined && policy.protectedUsers.has(id.toLowerCase()));
@@ -103,7 +54,38 @@ export function fail(record: AuditRecord, error: OffboardingError): FlowResult {
 }
 
 /**
- * Gives a final record to every sink (the immutable log first: it is the evidence; then the
+ * A later HR intent for this person came first: the event ends without a Graph write, whatever
+ * path brought it (redelivery, replay, a run by hand, a guardrail release).
+ */
+export function supersede(
+  record: AuditRecord,
+  by: Intent,
+  prior: AuditRecord | undefined,
+): FlowResult {
+  const kind = { leave: 'a departure', cancel: 'a cancellation', reinstate: 'a reinstatement' }[
+    by.kind
+  ];
+  record.outcome = 'superseded';
+  record.supersededBy = supersedingOf(by);
+  // What earlier attempts did stays on the record (the audit keeps the whole story); this run
+  // wrote nothing.
+  record.actions = record.requestedActions.map((action) => {
+    const earlier = prior?.actions.find((a) => a.action === action && a.status === 'succeeded');
+    return earlier === undefined
+      ? { action, status: 'not-attempted' as const }
+      : { ...earlier, message: 'Done in an earlier attempt, before this event was superseded.' };
+  });
+  delete record.errorCode;
+  delete record.errorMessage;
+  delete record.retryable;
+  record.notes.push(
+    `Superseded by ${kind} of the same person, event ${by.eventId} (${by.source}) at ${by.at}: the person's latest HR intent stands, so nothing was written.`,
+  );
+  return { disposition: 'done' };
+}
+
+/**
+ * Gives an announced record to every sink (the immutable log first: it is the evidence; then the
  * outcome topic). When one fails it throws FinalRecordUndelivered (retryable): the record stays as
  * written, and the delivery comes back to give it again.
  */
@@ -111,7 +93,7 @@ export async function deliverFinal(
   sinks: readonly FinalRecordSink[],
   record: AuditRecord,
 ): Promise<void> {
-  if (!isFinal(record)) return;
+  if (!isAnnounced(record)) return;
   for (const sink of sinks) {
     try {
       await sink.accept(record);

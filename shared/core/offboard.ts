@@ -1,173 +1,61 @@
 import { randomUUID } from 'node:crypto';
-import { plannedActions, type ActionName } from './actions';
-import {
-  countDuplicate,
-  errorOf,
-  invalidMessageRecord,
-  isClaimedByOther,
-  isPermanent,
-  updateRecord,
-} from './auditRecords';
+import { perform } from './actionRun';
+import { errorOf, invalidMessageRecord, updateRecord } from './auditRecords';
+import { actionsOf, decideClaim, freshAttempt, isForLater, type ClaimVerdict } from './claim';
+import { cancelDeparture, scheduleDeparture } from './departures';
 import { ErrorCodes, OffboardingError, toOffboardingError } from './errors';
-import { eventKey, invalidMessageKey, stableId } from './eventIdentity';
+import { eventKey, invalidMessageKey } from './eventIdentity';
 import {
   EventKinds,
-  decodeBody,
   parseEvent,
   salvageEventId,
   type EventKind,
-  type LeavingEvent,
   type OffboardingEvent,
 } from './events';
-import {
-  AppMessageIdPrefixes,
-  MessageProperties,
-  scalarProperties,
-  type OutgoingMessage,
-  type Scheduler,
-} from './messaging';
-import { unpaced, type WritePacer } from '../pacing/pacer';
-import { describeUserRef } from './userRef';
-import { perform } from './actionRun';
-export { RUN_BUDGET_MS } from './actionRun';
-import { cancelDeparture, scheduleDeparture } from './departures';
-import { reinstate } from './reinstate';
-import {
-  deliverFinal,
-  fail,
-  isProtected,
-  refuse,
-  setError,
-  type FlowContext,
-  type FlowResult,
-  type Run,
-} from './flow';
-import { decidedBy, type EventDecision, type Guardrail, type GuardrailTrip } from './guardrail';
+import { fail, isProtected, refuse, supersede } from './flow';
+import type { EventDecision } from './guardrail';
 import { generatePassword } from './password';
+import { admitIntent, noteSeen } from './personTimeline';
+import type { AuditRecord, DirectoryUser } from './ports';
+import { reinstate } from './reinstate';
+import { Routes, routeOfKind } from './routes';
 import type {
-  AuditLog,
-  AuditRecord,
-  Directory,
-  PolicyConfig,
-  DirectoryUser,
-  FinalRecordSink,
-  RecordKey,
-} from './ports';
-import { retryDelayMs, type RetryPolicy } from './retryPolicy';
-import { Routes, routeOfKind, type RouteName } from './routes';
+  Delivery,
+  FlowContext,
+  FlowResult,
+  OffboardingDeps,
+  ProcessResult,
+  Resolved,
+  Run,
+} from './run';
+import { backOff, copyOf, delivered, finish, type SettleContext } from './settle';
+import { intentKindOf, type Intent } from './timeline';
+import { describeUserRef } from './userRef';
+import { unpaced } from '../pacing/pacer';
 
-/** One delivery of one message, from a Service Bus queue or from the command line. */
-export interface Delivery {
-  body: unknown;
-  /** The route (queue) it came from, or `command` for a run by hand (every kind, no delayed retry). */
-  route: RouteName | 'command';
-  /** Service Bus MessageId, or a fresh id for a run by hand. */
-  messageId: string;
-  /** Application properties as sent. Hints only: the audit record decides. */
-  properties?: Readonly<Record<string, unknown>>;
-  /**
-   * The id this run claims the event under: a fresh one, or the one handed over by a run that
-   * failed before it could record anything (see QueueProcessor).
-   */
-  runId?: string;
-  /**
-   * `offboard reinstate --force`: reinstate an account the audit does not show this app disabled.
-   * Only a run by hand (route `command`) sets it; a queue message never can.
-   */
-  force?: boolean;
-}
+export { RUN_BUDGET_MS } from './actionRun';
+export { CLAIM_LEASE_MS } from './claim';
+export type { Delivery, Disposition, OffboardingDeps, ProcessResult } from './run';
 
-/**
- * - done: finished (succeeded, dry run, duplicate, scheduled, or a later attempt is parked).
- * - retry: a transient failure with no later attempt parked: deliver it again.
- * - reject: a permanent failure (invalid, refused, forbidden, retries exhausted): dead-letter it.
+/*
+ * The use case, one delivery at a time: parse, claim the event's record, resolve the person and ask
+ * their timeline whether the event may still write, run the flow of its kind, settle and write the
+ * record once. Each step lives in its own module; this file only puts them in order.
  */
-export type Disposition = 'done' | 'retry' | 'reject';
-
-export interface ProcessResult {
-  disposition: Disposition;
-  record: AuditRecord;
-  /** The event had already finished (or was already waiting for its leave date); nothing was done. */
-  duplicate: boolean;
-  error?: OffboardingError;
-  /** A copy parked for a later attempt (transient failure, or waiting for budget or a claim). */
-  retry?: { at: string; messageId: string; sequenceNumber: string };
-  /** This event tripped the blast-radius guardrail (the alert fires on it). */
-  guardrailTrip?: GuardrailTrip;
-}
-
-export interface OffboardingDeps {
-  directory: Directory;
-  audit: AuditLog;
-  policy: PolicyConfig;
-  /** Parks copies: leave dates, delayed retries, deferrals. */
-  scheduler: Scheduler;
-  /** Queue name of each route (leave dates and retries go back to the event's own queue). */
-  queues: Readonly<Record<RouteName, string>>;
-  retry: RetryPolicy;
-  /** The app-wide Graph write budget; unpaced when absent. */
-  pacer?: WritePacer;
-  /** Told of every final record after it is written (immutable log, outcome topic). */
-  finalSinks?: readonly FinalRecordSink[];
-  /** The blast-radius guardrail (shared by every instance); none when absent. */
-  guardrail?: Guardrail;
-  now?: () => Date;
-  random?: () => number;
-  generatePassword?: typeof generatePassword;
-}
-
-/**
- * How long a claim holds an event. Longer than a run can take: the host stops an invocation at
- * host.json's functionTimeout (5 min), and a run starts no Graph write after RUN_BUDGET_MS.
- */
-export const CLAIM_LEASE_MS = 6 * 60_000;
-/** A delivery that finds the event claimed by another run comes back after about this long. */
-const CLAIM_BACKOFF_MS = 15_000;
-/** A leave date this close is "now". */
-const SCHEDULE_TOLERANCE_MS = 5_000;
-/**
- * The copy scheduled for a leave date may arrive this much before it by our clock (Service Bus
- * enqueues it by its own clock). A copy that early or earlier is treated as an HR resend.
- */
-const SCHEDULED_COPY_SKEW_MS = 5 * 60_000;
-
-/** What the event asks for, from the action table. */
-function actionsOf(event: OffboardingEvent): ActionName[] {
-  return plannedActions(
-    event.kind === 'employee.leaving' ? { kind: event.kind, flags: event } : event,
-  );
-}
-
-/** What a claim found. */
-type ClaimVerdict =
-  | 'claimed'
-  | 'duplicate'
-  | 'busy'
-  | 'permanent-again'
-  /** Held by the guardrail: whether an operator decided about it is read next. */
-  | 'held'
-  /** Held, and an operator discarded it: now final. */
-  | 'discarded';
-
 export class OffboardingService {
-  private readonly now: () => Date;
-  private readonly random: () => number;
-  private readonly makePassword: typeof generatePassword;
-  private readonly pacer: WritePacer;
   private readonly ctx: FlowContext;
+  private readonly settle: SettleContext;
 
   constructor(private readonly deps: OffboardingDeps) {
-    this.now = deps.now ?? (() => new Date());
-    this.random = deps.random ?? Math.random;
-    this.makePassword = deps.generatePassword ?? generatePassword;
-    this.pacer = deps.pacer ?? unpaced;
+    const now = deps.now ?? (() => new Date());
+    this.settle = { deps, now, random: deps.random ?? Math.random };
     this.ctx = {
       deps,
-      now: this.now,
-      pacer: this.pacer,
-      makePassword: this.makePassword,
+      now,
+      pacer: deps.pacer ?? unpaced,
+      makePassword: deps.generatePassword ?? generatePassword,
       resolve: (run) => this.resolve(run),
-      copyOf: (delivery, messageId, properties) => this.copyOf(delivery, messageId, properties),
+      copyOf,
     };
   }
 
@@ -176,7 +64,7 @@ export class OffboardingService {
    * (AuditUnavailable, retryable): the delivery must then be retried.
    */
   async process(delivery: Delivery): Promise<ProcessResult> {
-    const startedAt = this.now();
+    const startedAt = this.ctx.now();
     const accepts: readonly EventKind[] =
       delivery.route === 'command' ? EventKinds : Routes[delivery.route].accepts;
     let event: OffboardingEvent;
@@ -186,28 +74,29 @@ export class OffboardingService {
       return this.recordInvalid(delivery, toOffboardingError(error), startedAt);
     }
 
-    const runId = delivery.runId ?? randomUUID();
-    const actions = actionsOf(event);
-    const key = eventKey(event, actions);
+    const request = {
+      event,
+      key: eventKey(event, actionsOf(event)),
+      actions: actionsOf(event),
+      delivery,
+      runId: delivery.runId ?? randomUUID(),
+      startedAt,
+      dryRun: this.deps.policy.dryRun,
+      decision: 'unknown' as EventDecision | 'unknown' | undefined,
+    };
     let prior: AuditRecord | undefined;
-    let decision: EventDecision | 'unknown' | undefined = 'unknown';
     const claimIt = () =>
-      updateRecord<ClaimVerdict>(this.deps.audit, key, (current) => {
+      updateRecord<ClaimVerdict>(this.deps.audit, request.key, (current) => {
         prior = current;
-        return this.decideClaim(current, {
-          event,
-          key,
-          actions,
-          delivery,
-          runId,
-          startedAt,
-          decision,
-        });
+        return decideClaim(current, request);
       });
     let claim = await claimIt();
     if (claim.verdict === 'held') {
       // Held for an operator: only held events pay this read (the guardrail's own table).
-      decision = await this.deps.guardrail?.decisionFor(routeOfKind(event.kind), key);
+      request.decision = await this.deps.guardrail?.decisionFor(
+        routeOfKind(event.kind),
+        request.key,
+      );
       claim = await claimIt();
     }
     const claimed = claim.record;
@@ -216,38 +105,47 @@ export class OffboardingService {
     switch (claim.verdict) {
       case 'duplicate':
         // A final record is given to the sinks again: the first delivery may have failed to.
-        return this.delivered(delivery, { disposition: 'done', record: claimed, duplicate: true });
+        return delivered(this.settle, delivery, {
+          disposition: 'done',
+          record: claimed,
+          duplicate: true,
+        });
       case 'permanent-again':
         // A redelivery of a message already judged permanently failed: no Graph call, straight on
         // towards the dead-letter queue. A replay (new message id) or a run by hand goes through.
-        return this.delivered(delivery, {
+        return delivered(this.settle, delivery, {
           disposition: 'reject',
           record: claimed,
           duplicate: false,
           error: errorOf(claimed),
         });
       case 'busy':
-        return this.backOff(claimed, delivery, startedAt);
+        return backOff(this.settle, claimed, delivery, startedAt);
       case 'discarded':
-        return this.delivered(delivery, { disposition: 'done', record: claimed, duplicate: false });
+        return delivered(this.settle, delivery, {
+          disposition: 'done',
+          record: claimed,
+          duplicate: false,
+        });
       case 'held':
         throw new Error('A held event is decided once its operator decision was read.');
       case 'claimed':
         break;
     }
 
+    const { decision } = request;
     const run: Run = {
-      id: runId,
+      id: request.runId,
       event,
-      key,
+      key: request.key,
       delivery,
       startedAt,
       prior,
-      record: this.freshAttempt(claimed, event, actions, delivery, startedAt, prior),
+      record: freshAttempt(claimed, request, prior),
       ...(decision !== 'unknown' && decision?.kind === 'release' ? { release: decision } : {}),
     };
     if (prior === undefined) await this.noteReusedId(run);
-    if (prior?.claimedBy === runId) {
+    if (prior?.claimedBy === run.id) {
       // Handed over by a run that claimed the event and then could not record its end.
       run.record.attempts += 1;
       run.record.notes.push(
@@ -257,133 +155,11 @@ export class OffboardingService {
 
     let flow: FlowResult;
     if (event.kind === 'employee.leaving.cancelled') flow = await cancelDeparture(this.ctx, run);
-    else if (event.kind === 'employee.leaving' && this.isForLater(event, run))
+    else if (event.kind === 'employee.leaving' && isForLater(event, run, this.ctx.now()))
       flow = await scheduleDeparture(this.ctx, event, run);
     else if (event.kind === 'employee.reinstated') flow = await reinstate(this.ctx, event, run);
     else flow = await perform(this.ctx, run);
-    return this.finish(run, flow);
-  }
-
-  /** Decides, from the stored record, whether this delivery may run the event now. */
-  private decideClaim(
-    current: AuditRecord | undefined,
-    ctx: {
-      event: OffboardingEvent;
-      key: RecordKey;
-      actions: ActionName[];
-      delivery: Delivery;
-      runId: string;
-      startedAt: Date;
-      /** An operator's decision about a held event ('unknown': not read yet). */
-      decision: EventDecision | 'unknown' | undefined;
-    },
-  ): { next?: AuditRecord; verdict: ClaimVerdict } {
-    const { event, delivery, runId, startedAt } = ctx;
-    const at = startedAt.toISOString();
-    const lease = {
-      claimedBy: runId,
-      claimExpiresAt: new Date(startedAt.getTime() + CLAIM_LEASE_MS).toISOString(),
-    };
-    if (current === undefined) {
-      return {
-        next: { ...this.newRecord(event, ctx.key, ctx.actions, delivery, at), ...lease },
-        verdict: 'claimed',
-      };
-    }
-    if (
-      current.outcome === 'succeeded' ||
-      current.outcome === 'cancelled' ||
-      current.outcome === 'discarded'
-    ) {
-      return { next: countDuplicate(current, at), verdict: 'duplicate' };
-    }
-    if (current.outcome === 'held' && !isClaimedByOther(current, runId, startedAt)) {
-      // Held for an operator: it runs once released, ends once discarded; until then a delivery
-      // (a resend, the operator's copy before the decision is readable) changes nothing.
-      const { decision } = ctx;
-      if (decision === 'unknown') return { verdict: 'held' };
-      if (decision?.kind === 'release')
-        return { next: { ...current, ...lease, lastAttemptAt: at }, verdict: 'claimed' };
-      if (decision?.kind === 'discard') {
-        const discard = decidedBy(decision);
-        return {
-          next: {
-            ...current,
-            outcome: 'discarded',
-            guardrail: { ...current.guardrail, discard },
-            notes: [
-              ...current.notes,
-              `Discarded by ${decision.by} at ${decision.at}: ${decision.reason}`,
-            ],
-            lastAttemptAt: at,
-          },
-          verdict: 'discarded',
-        };
-      }
-      return { next: countDuplicate(current, at), verdict: 'duplicate' };
-    }
-    if (isClaimedByOther(current, runId, startedAt)) return { verdict: 'busy' };
-    if (
-      current.outcome === 'scheduled' &&
-      event.kind === 'employee.leaving' &&
-      this.isForLater(event, { prior: current, delivery })
-    ) {
-      // The same departure again before its date (HR resent it): it is already waiting.
-      return { next: countDuplicate(current, at), verdict: 'duplicate' };
-    }
-    if (isPermanent(current) && current.messageId === delivery.messageId) {
-      return {
-        next: { ...current, attempts: current.attempts + 1, lastAttemptAt: at },
-        verdict: 'permanent-again',
-      };
-    }
-    return { next: { ...current, ...lease, lastAttemptAt: at }, verdict: 'claimed' };
-  }
-
-  /**
-   * Whether a departure's leave date is still ahead. The copy the app scheduled for the date is
-   * recognised by the audit record (scheduled, same date) plus its property, and may arrive a few
-   * minutes early by our clock; a property on any other message changes nothing.
-   */
-  private isForLater(
-    event: LeavingEvent,
-    run: { prior: AuditRecord | undefined; delivery: Delivery },
-  ): boolean {
-    if (event.effectiveAt === undefined) return false;
-    const due = Date.parse(event.effectiveAt);
-    const now = this.now().getTime();
-    if (due <= now + SCHEDULE_TOLERANCE_MS) return false;
-    const scheduledCopy =
-      run.prior?.outcome === 'scheduled' &&
-      run.delivery.properties?.[MessageProperties.scheduledFor] !== undefined &&
-      now >= due - SCHEDULED_COPY_SKEW_MS;
-    return !scheduledCopy;
-  }
-
-  /** Another run holds the event: come back later, without using up an attempt. */
-  private async backOff(
-    claimed: AuditRecord,
-    delivery: Delivery,
-    startedAt: Date,
-  ): Promise<ProcessResult> {
-    const until = Date.parse(claimed.claimExpiresAt ?? startedAt.toISOString());
-    const waitMs = Math.max(1_000, Math.min(until - startedAt.getTime(), CLAIM_BACKOFF_MS));
-    const error = new OffboardingError(
-      ErrorCodes.Deferred,
-      `Another delivery of this event is running it (claimed until ${claimed.claimExpiresAt ?? 'unknown'}); this one waits.`,
-      { retryable: true, retryAfterSeconds: waitMs / 1000 },
-    );
-    const retry = await this.park(delivery, claimed, {
-      kind: 'deferral',
-      waitMs: waitMs * (0.75 + this.random() * 0.5),
-    });
-    return {
-      disposition: retry === undefined ? 'retry' : 'done',
-      record: claimed,
-      duplicate: false,
-      error,
-      ...(retry === undefined ? {} : { retry }),
-    };
+    return finish(this.settle, run, flow);
   }
 
   /** Notes on a new record that its event id was used before for other content. */
@@ -398,8 +174,11 @@ export class OffboardingService {
     );
   }
 
-  /** Resolves the user (an unknown or protected user fails now, not on the leave date). */
-  private async resolve(run: Run): Promise<{ user: DirectoryUser } | { flow: FlowResult }> {
+  /**
+   * Resolves the user (an unknown or protected user fails now, not on the leave date), then puts
+   * the event on the person's timeline: an event a later HR intent superseded ends here.
+   */
+  private async resolve(run: Run): Promise<Resolved | { flow: FlowResult }> {
     const { policy, directory } = this.deps;
     const { event, record } = run;
     if (isProtected(policy, event.user.value)) return { flow: refuse(record, event.user) };
@@ -420,7 +199,7 @@ export class OffboardingService {
           record,
           new OffboardingError(
             ErrorCodes.UserChanged,
-            `${describeUserRef(event.user)} now names object ${user.id}, but an earlier attempt of this event resolved it to ${earlierObject}: nothing was written. Check who is leaving and resend the event with the object id.`,
+            `${describeUserRef(event.user)} now names another directory object than an earlier attempt of this event resolved (${earlierObject}): nothing was written. Check who is leaving and resend the event with the object id.`,
             { retryable: false },
           ),
         ),
@@ -430,246 +209,33 @@ export class OffboardingService {
     record.userPrincipalName = user.userPrincipalName;
     if (isProtected(policy, user.id, user.userPrincipalName))
       return { flow: refuse(record, event.user) };
+
+    const seenAt = this.ctx.now().toISOString();
+    const kind = intentKindOf(event.kind);
+    if (kind === undefined) {
+      await noteSeen(this.deps.timelines, user, seenAt);
+      return { user };
+    }
+    const intent: Intent = {
+      ref: `${run.key.identityKey}/${run.key.contentDigest}`,
+      eventId: event.id,
+      source: event.source,
+      kind,
+      at: intentTime(run),
+    };
+    const { verdict } = await admitIntent(this.deps.timelines, user, intent, seenAt);
+    if (verdict.kind === 'superseded') return { flow: supersede(record, verdict.by, run.prior) };
     return { user };
   }
 
-  /**
-   * Settlement and the one final write. A transient failure from a queue parks a copy for the next
-   * attempt (or, after RETRY_MAX_ATTEMPTS, becomes permanent); a deferral parks one without using
-   * up an attempt. Then the record is written once, over whatever duplicates were counted
-   * meanwhile, and the claim is released.
-   */
-  private async finish(run: Run, flow: FlowResult): Promise<ProcessResult> {
-    const { record, delivery } = run;
-    let { disposition, error } = flow;
-    const deferred = error?.code === ErrorCodes.Deferred;
-    if (deferred) {
-      // Nothing was written: keep the previous outcome and attempt count, only note the wait.
-      record.outcome = run.prior?.outcome ?? 'in-progress';
-      record.attempts = run.prior?.attempts ?? 0;
-      record.actions = run.prior?.actions ?? [];
-    }
-    let retry: ProcessResult['retry'];
-    if (disposition === 'retry' && error !== undefined) {
-      if (!deferred && record.attempts >= this.deps.retry.maxAttempts) {
-        error = new OffboardingError(
-          ErrorCodes.RetriesExhausted,
-          `Gave up after ${record.attempts} attempts; last error ${error.code}: ${error.message}`,
-          { retryable: false },
-        );
-        setError(record, error);
-        disposition = 'reject';
-      } else if (delivery.route !== 'command') {
-        const waitMs = deferred
-          ? (error.retryAfterSeconds ?? 1) * 1000 * (1 + this.random() * 0.25)
-          : retryDelayMs(
-              this.deps.retry,
-              record.attempts + 1,
-              error.retryAfterSeconds,
-              this.random,
-            );
-        retry = await this.park(delivery, record, {
-          kind: deferred ? 'deferral' : 'retry',
-          waitMs,
-        });
-        if (retry !== undefined) {
-          record.nextAttemptAt = retry.at;
-          disposition = 'done';
-        }
-      }
-    }
-    if (retry === undefined) delete record.nextAttemptAt;
-
-    const written = await updateRecord(this.deps.audit, run.key, (current) => {
-      const next: AuditRecord = {
-        ...record,
-        duplicates: current?.duplicates ?? record.duplicates,
-        ...(current?.lastDuplicateAt === undefined
-          ? {}
-          : { lastDuplicateAt: current.lastDuplicateAt }),
-      };
-      delete next.claimedBy;
-      delete next.claimExpiresAt;
-      if (current?.claimedBy !== undefined && current.claimedBy !== run.id) {
-        // Our lease ran out and another run took the event over: keep its claim, say what we did.
-        next.claimedBy = current.claimedBy;
-        if (current.claimExpiresAt !== undefined) next.claimExpiresAt = current.claimExpiresAt;
-        next.notes = [...next.notes, 'This run outlived its claim; a later run holds the event.'];
-      }
-      return { next, verdict: undefined };
-    });
-    return this.delivered(delivery, {
-      disposition,
-      record: written.record ?? record,
-      duplicate: false,
-      ...(error === undefined ? {} : { error }),
-      ...(retry === undefined ? {} : { retry }),
-      ...(flow.trip === undefined ? {} : { guardrailTrip: flow.trip }),
-    });
-  }
-
-  /**
-   * Gives a final record to the sinks (immutable log, outcome topic). If one fails, the record
-   * stays as written and a copy of the message is parked for later (about a minute; no attempt used):
-   * it finds the record final and gives it again, however long the sink is down. When no copy can
-   * be parked (a run by hand, Service Bus down), and for a permanent failure, the delivery is
-   * retried as it is.
-   */
-  private async delivered(delivery: Delivery, result: ProcessResult): Promise<ProcessResult> {
-    try {
-      await deliverFinal(this.deps.finalSinks ?? [], result.record);
-      return result;
-    } catch (thrown) {
-      const error = toOffboardingError(thrown);
-      // A permanent failure is redelivered as it is: each redelivery gives the record again, and
-      // the last one goes to the dead-letter queue, where it was heading anyway.
-      if (result.disposition === 'reject') return { ...result, disposition: 'retry', error };
-      // The retry policy's second delay (about a minute with the defaults), jittered.
-      const retry = await this.park(delivery, result.record, {
-        kind: 'deferral',
-        waitMs: retryDelayMs(this.deps.retry, 3, error.retryAfterSeconds, this.random),
-      });
-      return retry === undefined
-        ? { ...result, disposition: 'retry', error }
-        : { ...result, disposition: 'done', error, retry };
-    }
-  }
-
-  /**
-   * Parks a copy of the message on its queue for later; undefined when Service Bus would not take
-   * it (the caller then lets Service Bus redeliver). Retry copies have deterministic ids (a crash
-   * before completion does not park two); deferrals do not use up an attempt.
-   */
-  private async park(
-    delivery: Delivery,
-    record: AuditRecord,
-    plan: { kind: 'retry' | 'deferral'; waitMs: number },
-  ): Promise<ProcessResult['retry']> {
-    if (delivery.route === 'command' || record.route === undefined) return undefined;
-    const route = record.route as RouteName;
-    const at = new Date(this.now().getTime() + plan.waitMs);
-    // One retry copy per received message, whatever happens: a redelivery of the same message
-    // (a crash before completion) parks the same id, which duplicate detection drops.
-    const messageId =
-      plan.kind === 'retry'
-        ? `${AppMessageIdPrefixes.retry}${stableId(record.identityKey, record.contentDigest, delivery.messageId)}`
-        : `${AppMessageIdPrefixes.wait}${stableId(record.identityKey, record.contentDigest, randomUUID())}`;
-    try {
-      const sequenceNumber = await this.deps.scheduler.schedule(
-        this.deps.queues[route],
-        this.copyOf(delivery, messageId, {
-          [MessageProperties.attempt]: record.attempts + (plan.kind === 'retry' ? 1 : 0),
-        }),
-        at,
-      );
-      return { at: at.toISOString(), messageId, sequenceNumber };
-    } catch {
-      return undefined;
-    }
-  }
-
-  /** A copy of the delivered event for the same queue, keeping its scalar properties. */
-  private copyOf(
-    delivery: Delivery,
-    messageId: string,
-    properties: Record<string, string | number>,
-  ): OutgoingMessage {
-    const carried = delivery.properties?.[MessageProperties.originalMessageId];
-    // A claim handed over after an audit outage belongs to that one copy, never to later ones.
-    const kept = scalarProperties(delivery.properties ?? {});
-    delete kept[MessageProperties.claimHandover];
-    return {
-      body: decodeBody(delivery.body),
-      messageId,
-      contentType: 'application/json',
-      applicationProperties: {
-        ...kept,
-        [MessageProperties.originalMessageId]:
-          typeof carried === 'string' ? carried : delivery.messageId,
-        ...properties,
-      },
-    };
-  }
-
-  /** The record this run starts from: the stored one with a fresh attempt, or a new one. */
-  private freshAttempt(
-    claimed: AuditRecord,
-    event: OffboardingEvent,
-    actions: ActionName[],
-    delivery: Delivery,
-    startedAt: Date,
-    prior: AuditRecord | undefined,
-  ): AuditRecord {
-    const at = startedAt.toISOString();
-    const fresh = this.newRecord(event, claimed, actions, delivery, at);
-    return {
-      ...fresh,
-      attempts: (prior?.attempts ?? 0) + 1,
-      duplicates: claimed.duplicates,
-      ...(claimed.lastDuplicateAt === undefined
-        ? {}
-        : { lastDuplicateAt: claimed.lastDuplicateAt }),
-      ...(prior?.idReused ? { idReused: true } : {}),
-      // What the guardrail counted, held or released stays with the event.
-      ...(prior?.guardrail === undefined ? {} : { guardrail: prior.guardrail }),
-      // A departure keeps its leave date and the message holding it through later attempts.
-      ...(prior?.effectiveAt === undefined ? {} : { effectiveAt: prior.effectiveAt }),
-      ...(prior?.scheduledSequenceNumber === undefined
-        ? {}
-        : { scheduledSequenceNumber: prior.scheduledSequenceNumber }),
-      firstAttemptAt: claimed.firstAttemptAt,
-    };
-  }
-
-  private newRecord(
-    event: OffboardingEvent,
-    key: RecordKey,
-    actions: ActionName[],
-    delivery: Delivery,
-    at: string,
-  ): AuditRecord {
-    return {
-      identityKey: key.identityKey,
-      contentDigest: key.contentDigest,
-      eventId: event.id,
-      eventType: event.type,
-      source: event.source,
-      ...(event.time === undefined ? {} : { eventTime: event.time }),
-      route: routeOfKind(event.kind),
-      user: event.userAsGiven,
-      requestedActions: actions,
-      actions: [],
-      graphRequestIds: [],
-      outcome: 'in-progress',
-      notes: [],
-      // The leave date is on the record from the claim on: a cancellation can tell a run that is
-      // only scheduling the departure from one carrying it out.
-      ...(event.kind === 'employee.leaving' && event.effectiveAt !== undefined
-        ? { effectiveAt: event.effectiveAt }
-        : {}),
-      ...(event.reason === undefined ? {} : { reason: event.reason }),
-      ...(event.ticket === undefined ? {} : { ticket: event.ticket }),
-      dryRun: this.deps.policy.dryRun,
-      attempts: 0,
-      duplicates: 0,
-      messageId: delivery.messageId,
-      firstAttemptAt: at,
-      lastAttemptAt: at,
-    };
-  }
-
-  /** An invalid message gets a record of its own (keyed by message id), never another event's. */
+  /** An invalid message gets a record of its own, keyed by its own message id only. */
   private async recordInvalid(
     delivery: Delivery,
     error: OffboardingError,
     startedAt: Date,
   ): Promise<ProcessResult> {
-    // Keyed by the first message's id: the copies the app parked for it share its record.
-    const original = delivery.properties?.[MessageProperties.originalMessageId];
-    const key = invalidMessageKey(
-      delivery.route,
-      typeof original === 'string' ? original : delivery.messageId,
-    );
+    // Never by a property: a sender could name another message's id and overwrite its record.
+    const key = invalidMessageKey(delivery.route, delivery.messageId);
     const at = startedAt.toISOString();
     const fields = {
       eventId: salvageEventId(delivery.body) ?? `message:${delivery.messageId}`,
@@ -682,6 +248,24 @@ export class OffboardingService {
       verdict: undefined,
     }));
     const record = written.record ?? invalidMessageRecord(key, fields, error, at, undefined);
-    return this.delivered(delivery, { disposition: 'reject', record, duplicate: false, error });
+    return delivered(this.settle, delivery, {
+      disposition: 'reject',
+      record,
+      duplicate: false,
+      error,
+    });
   }
+}
+
+/**
+ * Where an event stands on the person's timeline: its own `time`; without one, when it was first
+ * seen (the record's first attempt, or when Service Bus enqueued it if earlier), so a replay or a
+ * run by hand of an old event never counts as new.
+ */
+function intentTime(run: Run): string {
+  if (run.event.time !== undefined) return new Date(run.event.time).toISOString();
+  const seen = [run.record.firstAttemptAt, run.delivery.enqueuedAt]
+    .filter((t): t is string => t !== undefined && !Number.isNaN(Date.parse(t)))
+    .map((t) => new Date(t).toISOString());
+  return seen.sort()[0] ?? run.startedAt.toISOString();
 }

@@ -1,6 +1,7 @@
 import type { AccessCutoff } from './accessCutoff';
 import type { ActionName } from './actions';
 import type { Secret } from './password';
+import type { Timeline } from './timeline';
 import type { UserRef } from './userRef';
 
 /** The user as the directory knows it (the properties the adapter $selects). */
@@ -10,6 +11,8 @@ export interface DirectoryUser {
   userType: string | null;
   onPremisesSyncEnabled: boolean | null;
   signInSessionsValidFromDateTime: string | null;
+  /** Read on every resolve: the person's timeline notes what it saw (see timeline.ts). */
+  accountEnabled: boolean | null;
 }
 
 export interface DirectoryCall {
@@ -56,7 +59,17 @@ export type Outcome =
   /** The blast-radius guardrail tripped: nothing was written; an operator releases or discards it. */
   | 'held'
   /** An operator discarded a held event (`offboard guardrail discard`): it will never run. */
-  | 'discarded';
+  | 'discarded'
+  /**
+   * A later HR intent for the same person (a cancellation, a reinstatement, a newer departure)
+   * came first: nothing was written, whatever path brings the event back (see timeline.ts).
+   */
+  | 'superseded'
+  /**
+   * A departure past its due time that is still being retried (Graph throttling or down): announced
+   * once, so the alert fires; it still completes when Graph recovers.
+   */
+  | 'delayed';
 
 export interface Verification {
   verified: boolean;
@@ -107,6 +120,8 @@ export interface AuditRecord extends RecordKey {
   dryRun: boolean;
   /** Runs that reached Graph or a decision (claims that were deferred do not count). */
   attempts: number;
+  /** Of those, runs that ended in a wait Graph asked for (429, Retry-After): they use no attempt. */
+  waits?: number;
   /** Deliveries of this event that found it already finished (or already scheduled). */
   duplicates: number;
   lastDuplicateAt?: string;
@@ -124,8 +139,23 @@ export interface AuditRecord extends RecordKey {
   claimExpiresAt?: string;
   /** The blast-radius guardrail's marks on this event (see guardrail.ts). */
   guardrail?: GuardrailMark;
+  /** The later HR intent that superseded this event (outcome `superseded`). */
+  supersededBy?: SupersedingIntent;
+  /** When this departure was first announced as delayed (past its due time, still retrying). */
+  delayedAt?: string;
+  /** An operator who forced this run (`offboard reinstate --force`): who, why, when. */
+  forcedBy?: OperatorDecision;
   firstAttemptAt: string;
   lastAttemptAt: string;
+}
+
+/** The HR intent that superseded an event, as its record names it. */
+export interface SupersedingIntent {
+  eventId: string;
+  source: string;
+  kind: 'leave' | 'cancel' | 'reinstate';
+  /** The superseding event's time (its own `time`, else when the app first saw it). */
+  at: string;
 }
 
 /** An operator's decision, as the audit keeps it: who, why, when. */
@@ -203,4 +233,20 @@ export interface PolicyConfig {
   protectedUsers: ReadonlySet<string>;
   /** Evaluate and audit, write nothing to Graph. */
   dryRun: boolean;
+}
+
+/** A person's timeline with the version it was read at (the table's ETag). */
+export interface StoredTimeline {
+  timeline: Timeline;
+  etag: string;
+}
+
+/**
+ * Durable store of the person timelines (see timeline.ts), written like the audit: `create` only if
+ * absent, `replace` only at the version read; both return undefined when the condition fails.
+ */
+export interface TimelineStore {
+  read(personId: string): Promise<StoredTimeline | undefined>;
+  create(timeline: Timeline): Promise<StoredTimeline | undefined>;
+  replace(timeline: Timeline, etag: string): Promise<StoredTimeline | undefined>;
 }

@@ -2,16 +2,20 @@ import { perform } from './actionRun';
 import { historyOf, isClaimedByOther, isKind } from './auditRecords';
 import { ErrorCodes, OffboardingError } from './errors';
 import type { ReinstatedEvent } from './events';
-import { fail, type FlowContext, type FlowResult, type Run } from './flow';
+import { fail } from './flow';
 import type { AuditRecord, DirectoryUser, RecordKey } from './ports';
+import type { FlowContext, FlowResult, Run } from './run';
+import { changedOutsideSince, lastAccountChange } from './timeline';
 import { describeUserRef } from './userRef';
 
 /*
- * employee.reinstated (HR) and `offboard reinstate` (an operator): re-enables an account this app
- * disabled. The audit is the proof of "this app disabled it"; an account disabled by anyone else
- * is left alone unless an operator forces it. A protected account is refused like any event
- * (resolve). A departure still running would disable the account again behind a reinstatement,
- * so a reinstatement waits for it; a departure still scheduled is not cancelled by it.
+ * employee.reinstated (HR) and `offboard reinstate` (an operator): undoes this app's own last
+ * change, re-enabling an account this app disabled. The audit is the proof of "this app disabled
+ * it", the person's timeline of "nobody changed it since"; an account disabled by anyone else, or
+ * re-enabled by anyone since this app disabled it, is left alone unless an operator forces it. A
+ * protected account is refused like any event (resolve). Earlier departures are superseded by it
+ * (the timeline), but one being carried out right now could still disable the account behind it,
+ * so a reinstatement waits for that run.
  */
 
 export async function reinstate(
@@ -25,14 +29,19 @@ export async function reinstate(
   const { user } = resolved;
   const now = ctx.now();
   // Only a run by hand can force; a queue message cannot carry it.
-  const forced = run.delivery.route === 'command' && run.delivery.force === true;
+  const forcedBy = run.delivery.route === 'command' ? run.delivery.force : undefined;
+  const forced = forcedBy !== undefined;
+  if (forcedBy !== undefined) record.forcedBy = forcedBy;
+  const timeline = (await ctx.deps.timelines.read(user.id.toLowerCase()))?.timeline;
 
   const history = (await historyOf(ctx.deps.audit, user)).filter(
     (r) => !sameKey(r, run.key) && isThisUser(r, user),
   );
   const departures = history.filter((r) => isKind(r, 'employee.leaving'));
 
-  const underway = departures.find((d) => isBeingCarriedOut(d, run.id, now));
+  // Earlier departures that come back are superseded (the timeline); only one running now could
+  // still write behind this reinstatement.
+  const underway = departures.find((d) => isClaimedByOther(d, run.id, now));
   if (underway !== undefined) return fail(record, departureUnderway(underway, run.id, now));
 
   if (event.departureEvent !== undefined) {
@@ -47,7 +56,7 @@ export async function reinstate(
   const pending = departures.filter((d) => d.outcome === 'scheduled');
   const pendingText = pending.map(
     (d) =>
-      `Departure ${d.eventId} is still scheduled for ${d.effectiveAt ?? 'a later date'}: a reinstatement does not cancel it, and the account is disabled again on that date unless employee.leaving.cancelled is sent for this user.`,
+      `Departure ${d.eventId} scheduled for ${d.effectiveAt ?? 'a later date'} is superseded by this reinstatement: when its date comes it writes nothing.`,
   );
 
   const disabledBy = latest(departures.filter((d) => succeeded(d, 'disableAccount')));
@@ -58,12 +67,16 @@ export async function reinstate(
     disabledBy !== undefined &&
     enabledAgainBy !== undefined &&
     enabledAgainBy.lastAttemptAt >= disabledBy.lastAttemptAt;
+  // Someone else changed the account after this app's last change to it (a read showed it).
+  const outside = timeline === undefined ? undefined : changedOutsideSince(timeline);
 
-  if (disabledBy === undefined || undone) {
+  if (disabledBy === undefined || undone || outside !== undefined) {
     const why =
       disabledBy === undefined
         ? `the audit shows no departure by this app that disabled ${describeUserRef(event.user)} (object ${user.id})`
-        : `departure ${disabledBy.eventId} disabled ${describeUserRef(event.user)}, but reinstatement ${enabledAgainBy?.eventId ?? ''} re-enabled it at ${enabledAgainBy?.lastAttemptAt ?? ''}, and the audit shows no disabling by this app since`;
+        : undone
+          ? `departure ${disabledBy.eventId} disabled ${describeUserRef(event.user)}, but reinstatement ${enabledAgainBy?.eventId ?? ''} re-enabled it at ${enabledAgainBy?.lastAttemptAt ?? ''}, and the audit shows no disabling by this app since`
+          : `this app disabled ${describeUserRef(event.user)} (departure ${disabledBy.eventId}), but the account was read ${outside?.accountEnabled ? 'enabled' : 'disabled'} at ${outside?.at ?? ''}, after that: someone else has changed it since, so the account's state is no longer this app's to undo`;
     if (!forced) {
       return fail(
         record,
@@ -78,11 +91,13 @@ export async function reinstate(
       );
     }
     record.notes.push(
-      `Forced by the operator (--force): ${why}; the account is re-enabled on the operator's word.`,
+      `Forced by ${forcedBy?.by ?? 'the operator'} (--force) at ${forcedBy?.at ?? now.toISOString()}: ${forcedBy?.reason ?? ''}. ${why}; the account is re-enabled on the operator's word.`,
     );
   } else {
+    const last = timeline === undefined ? undefined : lastAccountChange(timeline);
     record.notes.push(
       `Undoes departure ${disabledBy.eventId}, which disabled the account (last attempt ${disabledBy.lastAttemptAt}).`,
+      `What cannot be known: this app sees a change made by someone else only when one of its runs reads the account afterwards; an account re-enabled and disabled again by someone else since this app's change${last === undefined ? '' : ` at ${last.at}`} looks as this app left it.`,
     );
   }
   record.notes.push(...pendingText);
@@ -133,15 +148,6 @@ function succeeded(record: AuditRecord, action: AuditRecord['actions'][number]['
 
 function latest(records: AuditRecord[]): AuditRecord | undefined {
   return [...records].sort((a, b) => a.lastAttemptAt.localeCompare(b.lastAttemptAt)).at(-1);
-}
-
-/** Claimed by a run now, or not finished yet (a retry due, or a run that ended unrecorded). */
-function isBeingCarriedOut(record: AuditRecord, runId: string, now: Date): boolean {
-  return (
-    isClaimedByOther(record, runId, now) ||
-    record.outcome === 'in-progress' ||
-    (record.outcome === 'failed' && record.retryable === true)
-  );
 }
 
 function departureUnderway(departure: AuditRecord, runId: string, now: Date): OffboardingError {

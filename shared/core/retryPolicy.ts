@@ -1,8 +1,35 @@
+import { ErrorCodes, type OffboardingError } from './errors';
+
 export interface RetryPolicy {
-  /** Attempts in all, the first included; the last failure dead-letters the event. */
+  /**
+   * Attempts in all for an MFA event, the first included; the last failure dead-letters it. Waits
+   * Graph asked for (429, 5xx with Retry-After) and waits for the write budget use no attempt.
+   */
   maxAttempts: number;
   baseDelaySeconds: number;
   maxDelaySeconds: number;
+  /**
+   * A departure (anything on the departures route) is never given up for a count of attempts: only
+   * on a permanent error or once it is still failing this long after its due time.
+   */
+  giveUpAfterMinutes?: number;
+  /** A departure still retrying this long after its due time is announced as `delayed`. */
+  overdueAfterMinutes?: number;
+}
+
+export const DEFAULT_GIVE_UP_AFTER_MINUTES = 24 * 60;
+export const DEFAULT_OVERDUE_AFTER_MINUTES = 15;
+
+/**
+ * A wait the service asked for (throttling, or an outage that said when to come back) or the app's
+ * own write budget: the event was not at fault, so the wait uses no attempt.
+ */
+export function isServiceWait(error: OffboardingError): boolean {
+  return (
+    error.code === ErrorCodes.Throttled ||
+    error.code === ErrorCodes.Deferred ||
+    (error.code === ErrorCodes.GraphUnavailable && error.retryAfterSeconds !== undefined)
+  );
 }
 
 /**

@@ -20,6 +20,7 @@ import {
   FakeScheduler,
   MemoryAuditLog,
   MemoryGuardrailStore,
+  MemoryTimelineStore,
   TestClock,
   fixedRandom,
   type FakeUser,
@@ -41,6 +42,8 @@ export interface Core {
   directory: FakeDirectory;
   scheduler: FakeScheduler;
   pacer: FakePacer;
+  /** The person timelines. */
+  timelines: MemoryTimelineStore;
   /** The guardrail's records (used only when the `guardrail` option turns the guardrail on). */
   guardrailStore: MemoryGuardrailStore;
   service: OffboardingService;
@@ -90,6 +93,7 @@ export function makeCore(options: CoreOptions = {}): Core {
   const scheduler = new FakeScheduler();
   const pacer = new FakePacer();
   const guardrailStore = new MemoryGuardrailStore();
+  const timelines = new MemoryTimelineStore();
   const retry = options.retry ?? RETRY;
   const users = {
     alice: directory.addUser({ userPrincipalName: 'alice@contoso.com' }),
@@ -112,6 +116,7 @@ export function makeCore(options: CoreOptions = {}): Core {
   const service = new OffboardingService({
     directory,
     audit,
+    timelines,
     policy: {
       protectedUsers: new Set([PROTECTED_UPN.toLowerCase(), PROTECTED_ID]),
       dryRun: options.dryRun ?? false,
@@ -148,6 +153,7 @@ export function makeCore(options: CoreOptions = {}): Core {
     directory,
     scheduler,
     pacer,
+    timelines,
     guardrailStore,
     service,
     processor,
@@ -163,7 +169,11 @@ interface Envelope {
   id?: string;
   source?: string;
   type?: string;
+  /** The event's `time`; by default one second after the previous event built (HR order). */
+  time?: string;
 }
+
+const FIRST_EVENT_TIME = Date.parse('2026-11-30T08:00:00Z');
 
 function cloudEvent(type: string, data: Record<string, unknown>, envelope: Envelope) {
   eventCounter += 1;
@@ -172,7 +182,7 @@ function cloudEvent(type: string, data: Record<string, unknown>, envelope: Envel
     id: envelope.id ?? `evt-${eventCounter}`,
     source: envelope.source ?? SOURCE,
     type: envelope.type ?? type,
-    time: '2026-11-30T08:59:00Z',
+    time: envelope.time ?? new Date(FIRST_EVENT_TIME + eventCounter * 1000).toISOString(),
     datacontenttype: 'application/json',
     data,
   };
@@ -184,6 +194,14 @@ export function leaving(
   envelope: Envelope = {},
 ) {
   return cloudEvent('com.contoso.hr.employee.leaving', { user, ...data }, envelope);
+}
+
+export function reinstatedEvent(
+  user: string,
+  data: { reason?: string; departureEvent?: string } = {},
+  envelope: Envelope = {},
+) {
+  return cloudEvent('com.contoso.hr.employee.reinstated', { user, ...data }, envelope);
 }
 
 export function leavingCancelled(user: string, envelope: Envelope = {}) {

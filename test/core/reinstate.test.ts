@@ -13,11 +13,10 @@ import {
   leaving,
   makeCore,
   message,
+  reinstatedEvent,
   statuses,
   type Core,
 } from './harness';
-
-let counter = 0;
 
 /** An employee.reinstated event as HR sends it (or the CLI builds it). */
 function reinstated(
@@ -25,16 +24,7 @@ function reinstated(
   data: { reason?: string; departureEvent?: string } = {},
   envelope: { id?: string; type?: string } = {},
 ) {
-  counter += 1;
-  return {
-    specversion: '1.0',
-    id: envelope.id ?? `reinstate-${counter}`,
-    source: SOURCE,
-    type: envelope.type ?? 'com.contoso.hr.employee.reinstated',
-    time: '2026-11-30T09:30:00Z',
-    datacontenttype: 'application/json',
-    data: { user, ...data },
-  };
+  return reinstatedEvent(user, data, envelope);
 }
 
 /** Alice's departure, run now: her account disabled by this app. */
@@ -47,6 +37,13 @@ async function departed(core: Core, data: { resetPassword?: boolean } = {}, id =
 }
 
 const writes = (core: Core) => core.directory.writes().map((c) => `${c.operation} ${c.target}`);
+
+/** The operator a run by hand names when it forces (`offboard reinstate --force`). */
+const OPERATOR = {
+  by: 'ops.oncall',
+  reason: 'rehire confirmed by HR',
+  at: '2026-12-05T03:00:00.000Z',
+};
 
 describe('the plan', () => {
   it('employee.reinstated asks to re-enable the account and nothing else; no other kind ever does', () => {
@@ -176,7 +173,7 @@ describe('what is refused', () => {
     // Force is a property of a run by hand only: a delivery from the queue cannot carry it.
     const forcedFromQueue = await core.process({
       ...delivery(reinstated('bob@contoso.com')),
-      force: true,
+      force: OPERATOR,
     });
     expect(forcedFromQueue.record.errorCode).toBe(ErrorCodes.NotDisabledByThisApp);
     expect(core.users.bob.accountEnabled).toBe(false);
@@ -223,13 +220,15 @@ describe('what is refused', () => {
 
     const result = await core.process({
       ...delivery(reinstated('bob@contoso.com'), { route: 'command' }),
-      force: true,
+      force: OPERATOR,
     });
 
     expect(result.record.outcome).toBe('succeeded');
     expect(core.users.bob.accountEnabled).toBe(true);
     const notes = result.record.notes.join(' ');
-    expect(notes).toMatch(/Forced by the operator \(--force\): the audit shows no departure/);
+    expect(notes).toMatch(
+      /Forced by ops\.oncall \(--force\) at .*: rehire confirmed by HR\. the audit shows no departure/,
+    );
     expect(notes).toMatch(/issue a Temporary Access Pass or a new password/);
   });
 
@@ -240,7 +239,7 @@ describe('what is refused', () => {
     for (const force of [false, true]) {
       const result = await core.process({
         ...delivery(reinstated(PROTECTED_UPN), { route: 'command' }),
-        force,
+        ...(force ? { force: OPERATOR } : {}),
       });
       expect(result.record.outcome).toBe('refused');
       expect(result.record.errorCode).toBe(ErrorCodes.ProtectedAccount);

@@ -113,7 +113,9 @@ describe('reinstatement by hand (offboard reinstate)', () => {
       },
       route: 'command',
       messageId: `${AppMessageIdPrefixes.command}${randomUUID()}`,
-      force,
+      ...(force
+        ? { force: { by: 'ops.oncall', reason: 'rehire', at: new Date().toISOString() } }
+        : {}),
     });
 
   it('--force re-enables an account this app did not disable, and never a protected one', async () => {
@@ -127,7 +129,7 @@ describe('reinstatement by hand (offboard reinstate)', () => {
 
     const forced = await byHand(dan.upn, true);
     expect(forced.record.outcome).toBe('succeeded');
-    expect(forced.record.notes.join(' ')).toMatch(/Forced by the operator/);
+    expect(forced.record.notes.join(' ')).toMatch(/Forced by ops\.oncall/);
     expect(world.graph.getUser(dan.id)?.accountEnabled).toBe(true);
     expect(world.graph.writes().map((w) => w.decodedPath)).toEqual([`/v1.0/users/${dan.id}`]);
 

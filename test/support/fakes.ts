@@ -17,7 +17,10 @@ import type {
   Outcome,
   RecordKey,
   StoredRecord,
+  StoredTimeline,
+  TimelineStore,
 } from '../../shared/core/ports';
+import type { Timeline } from '../../shared/core/timeline';
 import type { UserRef } from '../../shared/core/userRef';
 import type {
   EventDecision,
@@ -339,6 +342,57 @@ export function graphDateTime(date: Date): string {
   return date.toISOString().replace(/\.\d{3}Z$/, 'Z');
 }
 
+/**
+ * The person timelines in memory, with the Table adapter's semantics: conditional create and
+ * replace (each write a new ETag), values stored as JSON (reads are copies), ids lower-cased.
+ */
+export class MemoryTimelineStore implements TimelineStore {
+  private readonly rows = new Map<string, StoredTimeline>();
+  private etagCounter = 0;
+  /** Calls still to fail (a store outage), counted down on each call. */
+  failNext = 0;
+
+  read(personId: string): Promise<StoredTimeline | undefined> {
+    this.gate();
+    const row = this.rows.get(personId.toLowerCase());
+    return Promise.resolve(row === undefined ? undefined : structuredClone(row));
+  }
+
+  create(timeline: Timeline): Promise<StoredTimeline | undefined> {
+    this.gate();
+    if (this.rows.has(timeline.personId)) return Promise.resolve(undefined);
+    return Promise.resolve(this.store(timeline));
+  }
+
+  replace(timeline: Timeline, etag: string): Promise<StoredTimeline | undefined> {
+    this.gate();
+    if (this.rows.get(timeline.personId)?.etag !== etag) return Promise.resolve(undefined);
+    return Promise.resolve(this.store(timeline));
+  }
+
+  /** The stored timeline of a person (a copy), for assertions. */
+  of(personId: string): Timeline | undefined {
+    const row = this.rows.get(personId.toLowerCase());
+    return row === undefined ? undefined : structuredClone(row.timeline);
+  }
+
+  private store(timeline: Timeline): StoredTimeline {
+    this.etagCounter += 1;
+    const stored = {
+      timeline: JSON.parse(JSON.stringify(timeline)) as Timeline,
+      etag: `W/"${this.etagCounter}"`,
+    };
+    this.rows.set(timeline.personId, stored);
+    return structuredClone(stored);
+  }
+
+  private gate(): void {
+    if (this.failNext <= 0) return;
+    this.failNext -= 1;
+    throw auditUnavailable();
+  }
+}
+
 export const DEFAULT_SESSIONS_VALID_FROM = '2026-01-01T00:00:00Z';
 
 interface ProgrammedFailure {
@@ -448,6 +502,7 @@ export class FakeDirectory implements Directory {
         userType: seen.userType,
         onPremisesSyncEnabled: seen.onPremisesSyncEnabled,
         signInSessionsValidFromDateTime: seen.signInSessionsValidFromDateTime,
+        accountEnabled: seen.accountEnabled,
       };
       return { user: selected };
     });
