@@ -53,10 +53,12 @@ export async function reinstate(
     );
   }
 
-  const pending = departures.filter((d) => d.outcome === 'scheduled');
-  const pendingText = pending.map(
-    (d) =>
-      `Departure ${d.eventId} scheduled for ${d.effectiveAt ?? 'a later date'} is superseded by this reinstatement: when its date comes it writes nothing.`,
+  // Every earlier departure that has not ended in success comes back superseded, whatever brings it.
+  const pending = departures.filter((d) => d.outcome !== 'succeeded' && d.outcome !== 'superseded');
+  const pendingText = pending.map((d) =>
+    d.outcome === 'scheduled'
+      ? `Departure ${d.eventId} scheduled for ${d.effectiveAt ?? 'a later date'} is superseded by this reinstatement: when its date comes it writes nothing.`
+      : `Departure ${d.eventId} (${d.outcome}, last attempt ${d.lastAttemptAt}) is superseded by this reinstatement: a retry or replay of it writes nothing.`,
   );
 
   const disabledBy = latest(departures.filter((d) => succeeded(d, 'disableAccount')));

@@ -11,6 +11,7 @@ import {
   RETRY,
   delivery,
   leaving,
+  mfaEnabled,
   leavingCancelled,
   makeCore,
   message,
@@ -117,11 +118,9 @@ describe('every final outcome reaches the sinks once per delivery, in order', ()
       outcome: 'retries exhausted',
       options: { retry: { ...RETRY, maxAttempts: 1 } },
       run: (core) => {
+        // An MFA event keeps an attempt limit (a departure gives up only on its time limit).
         core.directory.failNext('revokeSignInSessions', () => graphErrors.unavailable());
-        return core.handle(
-          'employeeLeaving',
-          message(leaving('alice@contoso.com', {}, { id: 'e1' })),
-        );
+        return core.handle('mfaEnabled', message(mfaEnabled('alice@contoso.com', { id: 'e1' })));
       },
       expected: 'e1 failed',
     },

@@ -311,7 +311,7 @@ describe('never racing a departure', () => {
     expect(core.users.alice.accountEnabled).toBe(true);
   });
 
-  it('waits for a departure that failed and is due for a retry (it would disable the account again)', async () => {
+  it('supersedes a departure that failed and is due for a retry: its retry disables nothing', async () => {
     const core = makeCore();
     core.directory.failNext('disableAccount', graphErrors.unavailable);
     const first = await core.handle(
@@ -321,30 +321,28 @@ describe('never racing a departure', () => {
     expect(first.result.record).toMatchObject({ outcome: 'failed', retryable: true });
     const departureRetry = core.scheduler.last();
 
-    const early = await core.handle('employeeLeaving', message(reinstated('alice@contoso.com')));
-    expect(early.result.error?.code).toBe(ErrorCodes.DepartureUnderway);
-    expect(early.result.error?.message).toContain(
-      `next attempt at ${departureRetry.at.toISOString()}`,
-    );
-    const reinstatementRetry = core.scheduler.last();
-    expect(reinstatementRetry.at.getTime()).toBeGreaterThanOrEqual(departureRetry.at.getTime());
-    expect(core.directory.callsOf('enableAccount')).toEqual([]);
-
-    core.clock.set(departureRetry.at);
-    const departure = await core.handle('employeeLeaving', core.scheduler.take(departureRetry));
-    expect(departure.result.record.outcome).toBe('succeeded');
-    expect(core.users.alice.accountEnabled).toBe(false);
-
-    core.clock.set(reinstatementRetry.at);
     const reinstatement = await core.handle(
       'employeeLeaving',
-      core.scheduler.take(reinstatementRetry),
+      message(reinstated('alice@contoso.com')),
     );
-    expect(reinstatement.result.record.outcome).toBe('succeeded');
+    // Nothing was disabled yet, so there is nothing to undo; the departure's retry is superseded.
+    expect(reinstatement.result.record).toMatchObject({
+      outcome: 'failed',
+      errorCode: ErrorCodes.NotDisabledByThisApp,
+    });
+    expect(reinstatement.result.record.errorMessage).toContain(
+      'Departure dep-retrying (failed, last attempt',
+    );
+
+    core.clock.set(departureRetry.at);
+    const retry = await core.handle('employeeLeaving', core.scheduler.take(departureRetry));
+    expect(retry.result.record.outcome).toBe('superseded');
+    expect(retry.result.record.supersededBy?.eventId).toBe(reinstatement.result.record.eventId);
+    expect(core.directory.callsOf('disableAccount')).toHaveLength(1);
     expect(core.users.alice.accountEnabled).toBe(true);
   });
 
-  it('does not cancel a scheduled departure, and says how to', async () => {
+  it('supersedes a departure still scheduled: on its date it writes nothing', async () => {
     const core = makeCore();
     await departed(core);
     const effectiveAt = core.clock.iso(7 * 86_400_000);
@@ -357,23 +355,25 @@ describe('never racing a departure', () => {
 
     expect(result.record.outcome).toBe('succeeded');
     expect(result.record.notes.join(' ')).toContain(
-      `Departure dep-later is still scheduled for ${effectiveAt}: a reinstatement does not cancel it`,
+      `Departure dep-later scheduled for ${effectiveAt} is superseded by this reinstatement`,
     );
-    expect(result.record.notes.join(' ')).toMatch(/unless employee.leaving.cancelled is sent/);
-    expect(core.audit.only('dep-later').outcome).toBe('scheduled');
-    expect(core.scheduler.pending()).toContainEqual(copy);
+    const writes = core.directory.writes().length;
+    core.clock.set(effectiveAt);
+    const onTheDate = await core.handle('employeeLeaving', core.scheduler.take(copy));
+    expect(onTheDate.result.record.outcome).toBe('superseded');
+    expect(onTheDate.result.record.supersededBy?.eventId).toBe(result.record.eventId);
+    expect(core.directory.writes()).toHaveLength(writes);
+    expect(core.users.alice.accountEnabled).toBe(true);
   });
 
-  it('with only a scheduled departure, nothing was disabled yet: refused, naming the cancellation', async () => {
+  it('with only a scheduled departure, nothing was disabled yet: refused, and the departure is superseded', async () => {
     const core = makeCore();
     await core.process(
       delivery(leaving('alice@contoso.com', { effectiveAt: core.clock.iso(86_400_000) })),
     );
     const result = await core.process(delivery(reinstated('alice@contoso.com')));
     expect(result.record.errorCode).toBe(ErrorCodes.NotDisabledByThisApp);
-    expect(result.record.errorMessage).toMatch(
-      /is still scheduled for .*employee.leaving.cancelled/,
-    );
+    expect(result.record.errorMessage).toMatch(/is superseded by this reinstatement/);
     expect(core.directory.writes()).toEqual([]);
   });
 });

@@ -182,7 +182,9 @@ describe('permanent failures, redeliveries and replays', () => {
     expect(again.result.disposition).toBe('reject');
     expect(again.result.error?.code).toBe(ErrorCodes.UserNotFound);
     expect(again.result.record.errorCode).toBe(ErrorCodes.UserNotFound);
-    expect(again.result.record.attempts).toBe(2);
+    // A redelivery of a final failure is a duplicate, not another attempt.
+    expect(again.result.record.attempts).toBe(1);
+    expect(again.result.record.duplicates).toBe(1);
   });
 
   it('a refused event redelivered stays refused without reading the directory', async () => {
