@@ -22,21 +22,24 @@ const ago = (ms: number) => new Date(NOW - ms).toISOString();
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
 
-/** A record last attempted `lastAgoMs` ago; with `latencySeconds`, a verified revocation that long after the event. */
+/**
+ * A record last attempted `lastAgoMs` ago; with `latencySeconds`, a verified revocation that long
+ * after its first attempt. Its event `time` is eight days older (like a sample with a fixed time):
+ * the report must not measure from it.
+ */
 function record(
   overrides: Partial<AuditRecord> & { lastAgoMs?: number; latencySeconds?: number } = {},
 ): AuditRecord {
   const { lastAgoMs = HOUR, latencySeconds, ...fields } = overrides;
-  const eventTime = ago(lastAgoMs + 60_000);
+  const firstAttemptAt = ago(lastAgoMs);
   const latency =
     latencySeconds === undefined
       ? {}
       : {
-          eventTime,
           verification: {
             verified: true,
             signInSessionsValidFrom: new Date(
-              Date.parse(eventTime) + latencySeconds * 1000,
+              Date.parse(firstAttemptAt) + latencySeconds * 1000,
             ).toISOString(),
           },
         };
@@ -55,7 +58,8 @@ function record(
     dryRun: false,
     attempts: 1,
     duplicates: 0,
-    firstAttemptAt: ago(lastAgoMs),
+    eventTime: ago(lastAgoMs + 8 * DAY),
+    firstAttemptAt,
     lastAttemptAt: ago(lastAgoMs),
     ...latency,
     ...fields,
@@ -84,7 +88,7 @@ const FIXTURES: AuditRecord[] = [
   record({ latencySeconds: 30 }),
   record({ latencySeconds: 40 }),
   record({ latencySeconds: 100, lastAgoMs: 2 * DAY }),
-  record({}), // no event time: no latency
+  record({}), // no verified revocation: no latency
   retryable('Throttled'),
   retryable('GraphUnavailable'),
   record({ outcome: 'failed', errorCode: 'Forbidden', retryable: false }),
