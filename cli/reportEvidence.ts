@@ -153,10 +153,9 @@ function latencyBuckets(records: AuditRecord[]): LatencyBucket[] {
   for (const record of records) {
     const ms = revocationLatencyMs(record);
     if (ms === undefined) continue;
-    const bucket =
-      buckets.find((b) => b.upToSeconds === undefined || ms <= b.upToSeconds * 1000) ??
-      buckets.at(-1);
-    bucket.count += 1;
+    // The last bar has no bound: every measured record finds one.
+    const bucket = buckets.find((b) => b.upToSeconds === undefined || ms <= b.upToSeconds * 1000);
+    if (bucket !== undefined) bucket.count += 1;
   }
   return buckets;
 }

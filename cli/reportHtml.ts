@@ -271,6 +271,12 @@ function when(iso: string | undefined): string {
   return Number.isNaN(at) ? iso : new Date(at).toISOString().replace('T', ' ').slice(0, 19) + 'Z';
 }
 
+/** A time cell that breaks between the date and the time, never inside either. */
+function timeCell(iso: string | undefined): Markup {
+  const [date, time] = when(iso).split(' ');
+  return markup`<td class="time"><span>${date}</span> <span>${time}</span></td>`;
+}
+
 function duration(seconds: number | undefined): string {
   if (seconds === undefined) return '';
   if (seconds < 120) return `${seconds} s`;
@@ -315,20 +321,20 @@ function departuresTable(rows: DepartureRow[]): Markup {
       ${rows.map(
         (r) =>
           markup`<tr data-event="${r.eventId}">
-            <td class="mono">${r.eventId}</td>
-            <td>${r.user}</td>
+            <td class="mono event">${r.eventId}</td>
+            <td class="user">${r.user}</td>
             <td>
               <span class="pill" style="background:${OUTCOME_COLOURS[r.outcome] ?? '#9e9e9e'}"
                 >${r.outcome}</span
               >${r.errorCode === undefined ? undefined : markup`<br />${r.errorCode}`}
             </td>
-            <td>${when(r.eventTime)}</td>
-            <td>${when(r.firstAttemptAt)}</td>
-            <td>${when(r.leaveDate)}</td>
-            <td>${when(r.revokedAt)}</td>
+            ${timeCell(r.eventTime)}
+            ${timeCell(r.firstAttemptAt)}
+            ${timeCell(r.leaveDate)}
+            ${timeCell(r.revokedAt)}
             <td class="num">${duration(r.secondsToRevocation)}</td>
-            <td>${when(r.caeAppsBy)}</td>
-            <td>${when(r.otherAppsBy)}</td>
+            ${timeCell(r.caeAppsBy)}
+            ${timeCell(r.otherAppsBy)}
             ${logCell(r)}
           </tr> `,
       )}
@@ -347,11 +353,11 @@ p.meta{color:#555;margin:0 0 12px}.note{color:#555;font-size:13px;max-width:860p
 .figures{display:flex;flex-wrap:wrap;gap:10px;margin:14px 0}
 .figure{border:1px solid #ddd;border-radius:6px;padding:8px 12px;min-width:120px;background:#fafafa}
 .figure b{display:block;font-size:20px}.figure span{color:#555;font-size:12px}
-svg.chart{display:block;max-width:100%;height:auto}svg .grid{stroke:#e3e3e3}svg text{font-size:11px;fill:#555}
+svg.chart{display:block;width:100%;max-width:760px;height:auto}svg .grid{stroke:#e3e3e3}svg text{font-size:11px;fill:#555}
 .legend span{margin-right:12px;font-size:12px;white-space:nowrap}.legend i{display:inline-block;width:10px;height:10px;margin-right:4px;border-radius:2px}
 .grid2{display:grid;grid-template-columns:1fr 1fr;gap:16px}
 table{border-collapse:collapse;font-size:12px;width:100%}th,td{border:1px solid #ddd;padding:4px 6px;text-align:left;vertical-align:top}
-th{background:#f3f3f3}td.num{text-align:right;white-space:nowrap}.mono{font-family:ui-monospace,"DejaVu Sans Mono",monospace;word-break:break-all}
+th{background:#f3f3f3}td.time span{white-space:nowrap}td.user{overflow-wrap:anywhere;min-width:11em;max-width:18em}td.event{min-width:8em}td.log{min-width:15em}td.num{text-align:right;white-space:nowrap}.mono{font-family:ui-monospace,"DejaVu Sans Mono",monospace;word-break:break-all}
 .pill{color:#fff;border-radius:3px;padding:0 5px}
 td.log.matches b{color:#2e7d32}td.log.differs b,td.log.missing b{color:#c62828}td.log.not-final b{color:#555}
 `;
@@ -422,10 +428,7 @@ export function renderEvidenceHtml(evidence: Evidence, generatedAt: Date): strin
           <div>
             <h2>Guardrail trips</h2>
             <p class="note">
-              ${report.guardrail.trips} trips; ${report.guardrail.held} events still held,
-              ${report.guardrail.released} released, ${report.guardrail.discarded} discarded by an
-              operator.
-            </p>
+              Trips: ${report.guardrail.trips}. Held events: ${report.guardrail.held} still held, ${report.guardrail.released} released and ${report.guardrail.discarded} discarded by an operator.</p>
             ${seriesPerDay('Guardrail trips per day', days, ['guardrailTrips'], { guardrailTrips: 'trips' })}
             ${
               guardrailTrips.length === 0
@@ -443,7 +446,7 @@ export function renderEvidenceHtml(evidence: Evidence, generatedAt: Date): strin
                       ${guardrailTrips.map(
                         (t) =>
                           markup`<tr>
-                            <td>${when(t.heldAt)}</td>
+                            ${timeCell(t.heldAt)}
                             <td>${t.route}</td>
                             <td class="mono">${t.eventId}</td>
                             <td>${t.user}</td>
