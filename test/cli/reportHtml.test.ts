@@ -14,14 +14,12 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { launch } from 'puppeteer-core';
 import { ImmutableAuditSink, logContainer } from '../../shared/adapters/immutableAuditLog';
-import { accessCutoff } from '../../shared/core/accessCutoff';
 import type { AuditRecord } from '../../shared/core/ports';
+import { DAY, fixtureRecord, HOUR, type FixtureOverrides } from '../support/auditFixtures';
 import { runCli } from '../support/cli';
 import { startWorld, type World } from '../support/world';
 
 const NOW = Date.now();
-const HOUR = 3_600_000;
-const DAY = 24 * HOUR;
 const ago = (ms: number) => new Date(NOW - ms).toISOString();
 const dayOf = (ms: number) => ago(ms).slice(0, 10);
 
@@ -32,49 +30,9 @@ const CHROMIUM = [process.env.CHROMIUM_PATH, '/usr/bin/chromium'].find(
 const IN_CI = process.env.CI === 'true';
 const SCREENSHOT = join(__dirname, '..', '..', '.local', 'artifacts', 'report.png');
 
-/** A departure unless `eventType` says otherwise; verified `latencySeconds` after it was due. */
-function record(
-  overrides: Partial<AuditRecord> & { lastAgoMs?: number; latencySeconds?: number } = {},
-): AuditRecord {
-  const { lastAgoMs = HOUR, latencySeconds, ...fields } = overrides;
-  const firstAttemptAt = overrides.firstAttemptAt ?? ago(lastAgoMs);
-  const due = Math.max(Date.parse(firstAttemptAt), Date.parse(overrides.effectiveAt ?? '') || 0);
-  const revokedAt = new Date(due + (latencySeconds ?? 0) * 1000).toISOString();
-  const verified =
-    latencySeconds === undefined
-      ? {}
-      : {
-          verification: { verified: true, signInSessionsValidFrom: revokedAt },
-          ...(fields.eventType === 'mfa.enabled'
-            ? {}
-            : { accessCutoff: accessCutoff({ revokedAt, guest: false, disabled: true }) }),
-        };
-  return {
-    identityKey: randomUUID(),
-    contentDigest: 'digest',
-    eventId: `evt-${randomUUID().slice(0, 8)}`,
-    eventType: 'employee.leaving',
-    route: 'employeeLeaving',
-    source: '/hr/workday',
-    user: `leaver.${randomUUID().slice(0, 4)}@contoso.com`,
-    requestedActions: ['disableAccount', 'revokeSignInSessions'],
-    actions: [],
-    graphRequestIds: [],
-    outcome: 'succeeded',
-    notes: [],
-    dryRun: false,
-    attempts: 1,
-    duplicates: 0,
-    // Like a sample event with a fixed time: eight days before it was sent. Never measured from.
-    eventTime: ago(lastAgoMs + 8 * DAY),
-    firstAttemptAt,
-    lastAttemptAt: ago(lastAgoMs),
-    ...verified,
-    ...fields,
-  };
-}
+const record = (overrides: FixtureOverrides = {}) => fixtureRecord(NOW, overrides);
 
-const mfa = (overrides: Partial<AuditRecord> & { lastAgoMs?: number; latencySeconds?: number }) =>
+const mfa = (overrides: FixtureOverrides) =>
   record({
     eventType: 'mfa.enabled',
     route: 'mfaEnabled',
