@@ -250,7 +250,7 @@ export function compareAuditWithLog(input: {
 }
 
 /** Read the log from an hour before `since`: an append may be stamped by another clock. */
-const CLOCK_SLACK_MS = 3_600_000;
+export const CLOCK_SLACK_MS = 3_600_000;
 
 /** Reads both sides of the period and compares them. */
 export async function verifyAudit(
@@ -297,7 +297,7 @@ export type LogOpener = (
   config: ImmutableLogConfig,
 ) => Pick<ImmutableAuditLogReader, 'readBetween'>;
 
-const asOperator: LogOpener = (config) =>
+export const asOperator: LogOpener = (config) =>
   openImmutableAuditLog(
     config,
     config.connectionString === undefined

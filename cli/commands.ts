@@ -1,10 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { AppMessageIdPrefixes } from '../shared/core/messaging';
-import { readFile } from 'node:fs/promises';
-import { basename } from 'node:path';
+import { constants } from 'node:fs';
+import { access, readFile, writeFile } from 'node:fs/promises';
+import { basename, dirname, resolve } from 'node:path';
 import { approveWave } from '../shared/core/guardrailOps';
 import type { Runtime } from '../shared/app/runtime';
 import { recordsOfEvent, recordsOfUser } from './auditLookup';
+import { asOperator, CLOCK_SLACK_MS, type LogOpener } from './auditVerify';
 import { parseCsv } from './csv';
 import { listDeadLetters, replayDeadLetters } from './deadLetters';
 import { WAVE_DEPARTURE_SHARE, newWaveId, paceWave, planEnqueue, sendPlan } from './enqueue';
@@ -12,6 +14,8 @@ import { ExitCodes, UsageError } from './exitCodes';
 import { operator, progressReporter, type Io } from './io';
 import { reinstatementEvent, type ReinstateRequest } from './reinstate';
 import { DEFAULT_SINCE, formatReport, parseSince, readReport } from './report';
+import { buildEvidence } from './reportEvidence';
+import { renderEvidenceHtml } from './reportHtml';
 import {
   auditTable,
   deadLetterTable,
@@ -133,17 +137,58 @@ export async function auditCommand(
 export interface ReportOptions {
   since?: Date;
   json?: boolean;
+  /** Write the evidence page here instead of printing the figures. */
+  html?: string;
 }
 
 export async function reportCommand(
   options: ReportOptions,
   io: Io,
   runtime: RuntimeFactory,
+  openLog: LogOpener = asOperator,
 ): Promise<number> {
   const now = new Date();
   const since = options.since ?? parseSince(DEFAULT_SINCE, now);
+  if (options.html !== undefined)
+    return writeEvidencePage(options.html, since, now, io, runtime, openLog);
   const report = await withRuntime(runtime, ({ audit }) => readReport(audit, since, now));
   io.stdout((options.json ? toJson(report) : formatReport(report)) + '\n');
+  return ExitCodes.ok;
+}
+
+/** `report --html FILE`: the audit table and the immutable log of the window, as one page. */
+async function writeEvidencePage(
+  file: string,
+  since: Date,
+  now: Date,
+  io: Io,
+  runtime: RuntimeFactory,
+  openLog: LogOpener,
+): Promise<number> {
+  // A file that cannot be written is found before anything is read.
+  try {
+    await access(dirname(resolve(file)), constants.W_OK);
+  } catch (error) {
+    throw new UsageError(`Cannot write --html ${file}: ${(error as Error).message}`);
+  }
+  const evidence = await withRuntime(runtime, async ({ audit, config }) => {
+    const [records, log] = await Promise.all([
+      audit.listSince(since),
+      openLog(config.immutableLog).readBetween(new Date(since.getTime() - CLOCK_SLACK_MS), now),
+    ]);
+    return buildEvidence(records, log.lines, log.blobs.length, since, now);
+  });
+  try {
+    // It names people: readable by its owner only, until they choose to share it.
+    await writeFile(file, renderEvidenceHtml(evidence, now), { mode: 0o600 });
+  } catch (error) {
+    throw new UsageError(`Cannot write --html ${file}: ${(error as Error).message}`);
+  }
+  io.stdout(
+    escapeUnsafe(
+      `Wrote ${file}: ${evidence.report.records} audit record(s), ${evidence.departures.length} departure(s), ${evidence.log.lines} immutable log line(s), ${evidence.report.since} to ${evidence.report.until}.`,
+    ) + '\n',
+  );
   return ExitCodes.ok;
 }
 

@@ -193,6 +193,12 @@ function buildProgram(
     )
     .addOption(sinceOption())
     .addOption(jsonOption())
+    .addOption(
+      new Option(
+        '--html <file>',
+        'write the evidence page (charts, every departure) to this file',
+      ).conflicts('json'),
+    )
     .action(run((options: ReportOptions) => reportCommand(options, io, app)));
 
   const guardrail = program

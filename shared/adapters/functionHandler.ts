@@ -86,7 +86,7 @@ export function createQueueHandler(runtime: () => Runtime, route: RouteName) {
       idReused: record.idReused,
       errorCode: result.error?.code,
       nextAttemptAt: result.retry?.at,
-      // Event time to verified revocation, for the workbook's latency chart.
+      // Due time (first taken, or the leave date) to verified revocation, for the workbook's chart.
       revocationLatencySeconds: result.duplicate
         ? undefined
         : secondsOf(revocationLatencyMs(record)),

@@ -67,18 +67,33 @@ export function accessCutoff({
 }
 
 /**
- * From the event's own `time` to the verified revocation, in ms: what the HR system waited for.
- * undefined without both times (no event time, no verified revocation).
+ * From when the revocation was due to the verified revocation, in ms: due is the later of when
+ * this app first took the event (`firstAttemptAt`, its own clock) and the leave date. Not from the
+ * event's `time`: that is the producer's word, and a backfilled, replayed, sample or forged event
+ * carries any time it likes (one sample's fixed date made a p95 of eight days). undefined without
+ * a verified revocation.
  */
 export function revocationLatencyMs(record: {
-  eventTime?: string;
+  firstAttemptAt?: string;
+  effectiveAt?: string;
   verification?: { verified: boolean; signInSessionsValidFrom?: string };
 }): number | undefined {
-  const { eventTime, verification } = record;
-  if (eventTime === undefined || verification?.verified !== true) return undefined;
+  const due = revocationDueAt(record);
+  const { verification } = record;
+  if (due === undefined || verification?.verified !== true) return undefined;
   const revoked = Date.parse(verification.signInSessionsValidFrom ?? '');
-  const sent = Date.parse(eventTime);
-  if (Number.isNaN(revoked) || Number.isNaN(sent)) return undefined;
-  // Graph keeps whole seconds: a revocation in the event's own second may read as slightly earlier.
-  return Math.max(0, revoked - sent);
+  if (Number.isNaN(revoked)) return undefined;
+  // Graph keeps whole seconds: a revocation in the first second may read as slightly earlier.
+  return Math.max(0, revoked - due);
+}
+
+/** When the revocation was due (ms since the epoch): see revocationLatencyMs. */
+export function revocationDueAt(record: {
+  firstAttemptAt?: string;
+  effectiveAt?: string;
+}): number | undefined {
+  const taken = Date.parse(record.firstAttemptAt ?? '');
+  if (Number.isNaN(taken)) return undefined;
+  const leaveDate = Date.parse(record.effectiveAt ?? '');
+  return Number.isNaN(leaveDate) ? taken : Math.max(taken, leaveDate);
 }

@@ -96,7 +96,7 @@ export interface AuditRecord extends RecordKey {
   eventId: string;
   eventType?: string;
   source?: string;
-  /** The event's own `time` (when HR says it happened): reports measure latency from it. */
+  /** The event's own `time` (when HR says it happened): the producer's word, shown, never measured from. */
   eventTime?: string;
   /** The route (function) the event belongs to: employeeLeaving or mfaEnabled. */
   route?: string;

@@ -3,7 +3,12 @@
  * account (member, guest disabled, guest still enabled), and the record of a run carrying it only
  * when the run succeeded with a verified revocation.
  */
-import { accessCutoff, CAE_APPS, revocationLatencyMs } from '../../shared/core/accessCutoff';
+import {
+  accessCutoff,
+  CAE_APPS,
+  revocationDueAt,
+  revocationLatencyMs,
+} from '../../shared/core/accessCutoff';
 import { delivery, leaving, makeCore, mfaEnabled } from './harness';
 
 const REVOKED = '2026-11-30T09:00:00Z';
@@ -46,19 +51,39 @@ describe('accessCutoff', () => {
 });
 
 describe('revocationLatencyMs', () => {
-  it('is the event time to the verified revocation', () => {
-    const verification = { verified: true, signInSessionsValidFrom: '2026-11-30T09:00:42Z' };
-    expect(revocationLatencyMs({ eventTime: '2026-11-30T09:00:00Z', verification })).toBe(42_000);
+  const verification = { verified: true, signInSessionsValidFrom: '2026-11-30T09:00:42Z' };
+
+  it('is from when the app first took the event to the verified revocation', () => {
+    expect(revocationLatencyMs({ firstAttemptAt: '2026-11-30T09:00:00Z', verification })).toBe(
+      42_000,
+    );
   });
 
-  it('is undefined without an event time or a verified revocation', () => {
-    const unverified = { verified: false, signInSessionsValidFrom: '2026-11-30T09:00:42Z' };
+  it("ignores the event's own time: an old or forged time does not move it", () => {
+    const record = { firstAttemptAt: '2026-11-30T09:00:00Z', verification };
+    for (const eventTime of ['2026-11-22T10:00:00Z', '2099-01-01T00:00:00Z'])
+      expect(revocationLatencyMs({ ...record, eventTime } as typeof record)).toBe(42_000);
+  });
+
+  it('a departure with a leave date is due on the leave date, not when it was scheduled', () => {
     expect(
-      revocationLatencyMs({ eventTime: '2026-11-30T09:00:00Z', verification: unverified }),
-    ).toBeUndefined();
+      revocationLatencyMs({
+        firstAttemptAt: '2026-11-20T09:00:00Z',
+        effectiveAt: '2026-11-30T09:00:30Z',
+        verification,
+      }),
+    ).toBe(12_000);
     expect(
-      revocationLatencyMs({ verification: { ...unverified, verified: true } }),
+      revocationDueAt({ firstAttemptAt: '2026-11-30T09:00:00Z', effectiveAt: '2026-11-01' }),
+    ).toBe(Date.parse('2026-11-30T09:00:00Z'));
+  });
+
+  it('is undefined without a verified revocation or a first attempt', () => {
+    const unverified = { ...verification, verified: false };
+    expect(
+      revocationLatencyMs({ firstAttemptAt: '2026-11-30T09:00:00Z', verification: unverified }),
     ).toBeUndefined();
+    expect(revocationLatencyMs({ verification })).toBeUndefined();
   });
 });
 
