@@ -266,7 +266,6 @@ export async function runWave(options: {
     variant,
     settings: env,
     staticInstances: options.staticInstances,
-    graphCapacity: options.quotaWrites,
     maxConcurrentCalls,
     queues,
     serviceBusConnectionString: serviceBus.connectionString,

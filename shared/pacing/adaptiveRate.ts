@@ -13,8 +13,12 @@ import type { BudgetState } from './budgetStore';
 export interface RateRule {
   /** PACING_WRITES_PER_SECOND: the rate never goes above it. */
   maxPerSecond: number;
-  /** Rise per second, as a share of the maximum, while Graph takes the writes. */
+  /**
+   * Rise per second, as a share of the maximum, right after a lowering; it doubles every
+   * `riseDoublingMs` that Graph keeps taking the writes, so a quota that came back is found fast.
+   */
   risePerSecond: number;
+  riseDoublingMs: number;
   /** Graph's usage (x-ms-throttle-limit-percentage) from which the rate is lowered. */
   usageThreshold: number;
   /** Factor applied when Graph reports usage at or over the threshold. */
@@ -28,14 +32,16 @@ export interface RateRule {
 }
 
 /**
- * Measured in the benchmark (docs/benchmarks.md): at 2.5 % a second the rate climbs from half the
- * quota back to all of it in 20 s, while one lowering of 10 % is undone in 4 s; the bucket then
- * hovers where Graph first sends the header, leaving a fifth of Graph's quota free for departures.
+ * Measured in the benchmark (docs/benchmarks.md): one lowering of 10 % is undone in about 4 s, so
+ * Graph's bucket hovers where it first sends the header, leaving a fifth of its quota free for
+ * departures; the rise's pace grows the longer Graph takes the writes, so the climb from half the
+ * quota back to all of it takes about 14 s.
  */
 export function defaultRateRule(maxPerSecond: number): RateRule {
   return {
     maxPerSecond,
     risePerSecond: 0.025,
+    riseDoublingMs: 20_000,
     usageThreshold: 0.8,
     usageFactor: 0.9,
     throttleFactor: 0.7,
@@ -48,7 +54,10 @@ export function defaultRateRule(maxPerSecond: number): RateRule {
 export function currentRate(state: BudgetState | undefined, now: number, rule: RateRule): number {
   if (state?.rate === undefined) return rule.maxPerSecond;
   const risingSince = Math.max(state.loweredAt ?? 0, state.pausedUntil ?? 0);
-  const rise = (Math.max(0, now - risingSince) / 1000) * rule.risePerSecond * rule.maxPerSecond;
+  const rising = Math.max(0, now - risingSince);
+  // The rise's own pace grows linearly: rate + r t (1 + t / doubling).
+  const rise =
+    (rising / 1000) * (1 + rising / rule.riseDoublingMs) * rule.risePerSecond * rule.maxPerSecond;
   return Math.min(rule.maxPerSecond, state.rate + rise);
 }
 

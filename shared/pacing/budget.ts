@@ -80,24 +80,3 @@ export function bookWrites(
   }
   return { tat: Math.max(tat, next), results };
 }
-
-/**
- * Graph's x-ms-throttle-limit-percentage (0.8 and up: the share of its quota this app used). When
- * Graph counts more use than the bucket expects (another client of the same app, or clocks apart),
- * the bucket drains by the difference, so the next writes wait for it.
- */
-export function drainToUsage(
-  params: BudgetParams,
-  tat: number,
-  now: number,
-  usedFraction: number,
-  graphCapacity: number,
-): number {
-  if (!(usedFraction > 0)) return tat;
-  const graphLeft = Math.max(0, (1 - usedFraction) * graphCapacity);
-  const msPerWrite = 1000 / params.ratePerSecond;
-  const ourLeft = params.capacity - Math.max(0, tat - now) / msPerWrite;
-  if (graphLeft >= ourLeft) return tat;
-  // Fewer writes left at Graph than in the bucket: book the difference as used.
-  return Math.max(tat, now) + (ourLeft - graphLeft) * msPerWrite;
-}

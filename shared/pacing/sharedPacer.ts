@@ -1,12 +1,6 @@
 import { ErrorCodes, OffboardingError } from '../core/errors';
 import { currentRate, defaultRateRule, onThrottled, onUsage, type RateRule } from './adaptiveRate';
-import {
-  bookWrites,
-  drainToUsage,
-  validateBudgetParams,
-  type BudgetParams,
-  type BookingResult,
-} from './budget';
+import { bookWrites, validateBudgetParams, type BudgetParams, type BookingResult } from './budget';
 import type { BudgetState, BudgetStore, StoredBudget } from './budgetStore';
 import type { Lane, WritePacer } from './pacer';
 
@@ -42,8 +36,6 @@ export interface SharedPacerOptions {
    * reaches further ahead and departures keep their reserve.
    */
   waveHoldMs?: number;
-  /** Graph's own burst (3,000 writes per 150 s window), to read x-ms-throttle-limit-percentage. */
-  graphCapacity?: number;
   /**
    * Wave slots booked per store round-trip at least (default 1): the spare ones serve this
    * instance's next reservations without a storage call. Fewer calls and ETag conflicts; a slot
@@ -116,7 +108,6 @@ const LATE_SLOT_GRACE_MS = 1_000;
  */
 const DEPARTURE_BOOKING_TIMEOUT_MS = 2_000;
 
-const GRAPH_CAPACITY = 3_000;
 /**
  * A held wave reservation tries to book again after at least this long: by then a second of
  * slots has come within reach, and an instance's held reservations book together, so holding
@@ -275,12 +266,7 @@ export class SharedWritePacer implements WritePacer, ThrottleFeedback {
   }
 
   reportUsage(usedFraction: number): void {
-    const graphCapacity = this.options.graphCapacity ?? GRAPH_CAPACITY;
-    void this.update((state, now) => {
-      const params = this.paramsAt(state, now);
-      const tat = drainToUsage(params, state.tat, now, usedFraction, graphCapacity);
-      return onUsage({ ...state, tat }, now, usedFraction, this.params, this.rateRule);
-    });
+    void this.update((state, now) => onUsage(state, now, usedFraction, this.params, this.rateRule));
   }
 
   /** The bucket at the rate the shared budget paces at now. */
@@ -396,19 +382,25 @@ export class SharedWritePacer implements WritePacer, ThrottleFeedback {
     }));
     let results: BookingResult[];
     let bookedAt: number;
+    let rising: boolean;
     try {
       const committed = await this.commit((state, at) => {
+        const params = this.paramsAt(state, at);
         const booked = bookWrites(
-          this.paramsAt(state, at),
+          params,
           state.tat,
           at,
           slotRequests,
           this.maxWait[lane],
           state.pausedUntil,
         );
-        return { state: { ...state, tat: booked.tat }, result: booked.results };
+        return {
+          state: { ...state, tat: booked.tat },
+          result: { results: booked.results, rate: params.ratePerSecond },
+        };
       });
-      results = committed.result;
+      results = committed.result.results;
+      rising = committed.result.rate < this.rateRule.maxPerSecond;
       bookedAt = committed.now;
     } catch {
       this.statistics.storeFailures += 1;
@@ -437,7 +429,11 @@ export class SharedWritePacer implements WritePacer, ThrottleFeedback {
       const estimate = results[next + request.writes - 1]?.startAt ?? bookedAt;
       if (lane === 'wave' && this.hold(request, estimate, bookedAt)) continue;
       this.statistics.deferred += 1;
-      request.reject(deferred(estimate, bookedAt, 'no room within the wait bound'));
+      // The estimate is at today's rate; while that rate is rising room comes sooner, so the
+      // event comes back within the wave's bound rather than after a slot the rate overtook.
+      const comeBack =
+        lane === 'wave' && rising ? Math.min(estimate, bookedAt + this.maxWait.wave) : estimate;
+      request.reject(deferred(comeBack, bookedAt, 'no room within the wait bound'));
     }
     // Spare slots wait here for the next reservations of this lane.
     slots.push(...granted.slice(next));

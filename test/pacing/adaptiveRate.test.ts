@@ -27,13 +27,17 @@ describe('the rate Graph gives (the rule)', () => {
     expect(lowered).toMatchObject({ rate: 18, loweredAt: T0 });
     // Every instance sees the header on its own writes: within a second it is the same episode.
     expect(onUsage(lowered, T0 + 500, 0.9, PARAMS, RULE)).toBe(lowered);
-    expect(onUsage(lowered, T0 + 1_000, 0.9, PARAMS, RULE).rate).toBeCloseTo((18 + 0.5) * 0.9);
+    expect(onUsage(lowered, T0 + 1_000, 0.9, PARAMS, RULE).rate).toBeCloseTo(
+      (18 + 0.5 * 1.05) * 0.9,
+    );
   });
 
-  it('rises again by 2.5 % of the maximum a second while Graph takes the writes, never above it', () => {
+  it('rises again while Graph takes the writes, faster the longer it does, never above the maximum', () => {
     const state = { tat: T0, rate: 10, loweredAt: T0 };
-    expect(currentRate(state, T0 + 4_000, RULE)).toBe(12);
-    expect(currentRate(state, T0 + 20_000, RULE)).toBe(20);
+    // 2.5 % of the maximum a second at first, twice that after 20 s.
+    expect(currentRate(state, T0 + 4_000, RULE)).toBeCloseTo(10 + 4 * 0.5 * 1.2);
+    expect(currentRate(state, T0 + 10_000, RULE)).toBeCloseTo(10 + 10 * 0.5 * 1.5);
+    expect(currentRate(state, T0 + 14_000, RULE)).toBe(20);
     expect(currentRate(state, T0 + 600_000, RULE)).toBe(20);
   });
 
@@ -44,7 +48,7 @@ describe('the rate Graph gives (the rule)', () => {
     expect(again).toMatchObject({ rate: 14, loweredAt: T0, pausedUntil: T0 + 9_000 });
     // It rises only once the pause is over.
     expect(currentRate(again, T0 + 9_000, RULE)).toBe(14);
-    expect(currentRate(again, T0 + 11_000, RULE)).toBe(15);
+    expect(currentRate(again, T0 + 11_000, RULE)).toBeCloseTo(15.1);
   });
 
   it('never goes below a twentieth of the maximum', () => {

@@ -1,5 +1,5 @@
 import { ErrorCodes, OffboardingError } from '../../shared/core/errors';
-import { bookWrites, drainToUsage, type BudgetParams } from '../../shared/pacing/budget';
+import { bookWrites, type BudgetParams } from '../../shared/pacing/budget';
 import {
   MemoryBudgetStore,
   SharedWritePacer,
@@ -120,13 +120,6 @@ describe('the write budget (GCRA bucket)', () => {
     expect(
       worstOverGrant([...starts, { at: last?.at ?? 0, writes: params.capacity }], params),
     ).toBeGreaterThan(0);
-  });
-
-  it('drains the bucket to what Graph says is left of its quota', () => {
-    // Graph reports 95 % of 3,000 used: 150 left, fewer than the bucket's 240.
-    expect(drainToUsage(PARAMS, 0, T0, 0.95, 3_000)).toBe(T0 + 90 * 50);
-    // 85 % used leaves 450 at Graph: more than the bucket holds, nothing changes.
-    expect(drainToUsage(PARAMS, T0 + 1_000, T0, 0.85, 3_000)).toBe(T0 + 1_000);
   });
 });
 
