@@ -132,8 +132,8 @@ export function waveMaxWaitMs(params: BudgetParams, maxWaitMs: number, configure
 
 function withoutEtag(stored: StoredBudget | undefined): BudgetState | undefined {
   if (stored === undefined) return undefined;
-  const { etag: _etag, ...state } = stored;
-  return state;
+  const { tat, rate, loweredAt, pausedUntil } = stored;
+  return { tat, rate, loweredAt, pausedUntil };
 }
 
 function sameBudget(a: BudgetState, b: BudgetState): boolean {
