@@ -8,6 +8,7 @@ import {
 } from '../../shared/pacing/adaptiveRate';
 import type { BudgetParams } from '../../shared/pacing/budget';
 import { MemoryBudgetStore, SharedWritePacer, type Lane } from '../../shared/pacing/index';
+import { virtualPacer } from './support';
 
 const PARAMS: BudgetParams = { ratePerSecond: 20, capacity: 440, departureReserve: 400 };
 const RULE = defaultRateRule(20);
@@ -211,16 +212,9 @@ describe('the shared budget finds the rate Graph gives (simulated Graph, in-memo
   });
 
   it('lets a departure start at once after the rate was lowered: the reserve is kept', async () => {
-    const store = new MemoryBudgetStore();
-    const clock = { now: T0 };
-    const starts: number[] = [];
-    const pacer = new SharedWritePacer({
+    const { pacer, starts, clock } = virtualPacer(new MemoryBudgetStore(), {
       params: PARAMS,
-      store,
-      maxWaitMs: 30_000,
-      now: () => clock.now,
-      sleep: () => Promise.resolve(),
-      onGranted: ({ startAt }) => starts.push(startAt),
+      clock: { now: T0 },
     });
     // The wave books as far ahead as it may, then Graph reports 90 % used.
     await Promise.allSettled(Array.from({ length: 400 }, () => pacer.reserve('wave', 1)));
@@ -229,7 +223,7 @@ describe('the shared budget finds the rate Graph gives (simulated Graph, in-memo
     expect(pacer.currentRate()).toBe(18);
     clock.now += 100;
     await pacer.reserve('departure', 2);
-    expect(starts.at(-1)).toBe(clock.now);
+    expect(starts.at(-1)).toMatchObject({ lane: 'departure', at: clock.now });
   });
 
   it('shares the lowered rate: another instance learns it from the store and re-books its wave', async () => {

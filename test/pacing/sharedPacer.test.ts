@@ -6,39 +6,19 @@ import {
   createWritePacer,
   reportingThrottles,
   type BudgetStore,
-  type Lane,
 } from '../../shared/pacing/index';
 import type { Directory } from '../../shared/core/ports';
-import { worstOverGrant, type StartedWrites } from './support';
+import { virtualPacer as virtualPacerOn, worstOverGrant, type StartedWrites } from './support';
 
 const PARAMS: BudgetParams = { ratePerSecond: 20, capacity: 240, departureReserve: 200 };
 const T0 = 1_700_000_000_000;
 
-/** A pacer on a virtual clock: sleeping records the wait and moves nothing. */
+/** A pacer on a virtual clock (support.ts) with this file's bucket, from T0. */
 function virtualPacer(
   store: BudgetStore,
-  options: {
-    params?: BudgetParams;
-    maxWaitMs?: number;
-    waveMaxWaitMs?: number;
-    clock?: { now: number };
-  } = {},
+  options: Partial<Parameters<typeof virtualPacerOn>[1]> = {},
 ) {
-  const clock = options.clock ?? { now: T0 };
-  /** When each granted reservation's writes may start. */
-  const starts: Array<StartedWrites & { lane: Lane }> = [];
-  const pacer = new SharedWritePacer({
-    params: options.params ?? PARAMS,
-    store,
-    maxWaitMs: options.maxWaitMs ?? 30_000,
-    ...(options.waveMaxWaitMs === undefined ? {} : { waveMaxWaitMs: options.waveMaxWaitMs }),
-    onGranted: ({ lane, writes, startAt }) => starts.push({ at: startAt, writes, lane }),
-    now: () => clock.now,
-    sleep: () => Promise.resolve(),
-    random: () => 0.5,
-  });
-  const reserve = (lane: Lane, writes: number) => pacer.reserve(lane, writes);
-  return { pacer, reserve, starts, clock };
+  return virtualPacerOn(store, { params: PARAMS, clock: { now: T0 }, ...options });
 }
 
 async function settleAll(promises: Promise<unknown>[]) {
