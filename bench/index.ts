@@ -256,7 +256,7 @@ async function main(): Promise<void> {
     ...waves.map((result) => ({ label: LABELS[result.variant], result })),
     ...phases.flatMap((phase) => {
       const result = quota[phase];
-      return result ? [{ label: `${LABELS.shared}, ${phase}`, result }] : [];
+      return result ? [{ label: `${phase} (paced)`, result }] : [];
     }),
   ];
   if (printed.length) printWaves(printed);
