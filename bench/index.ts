@@ -6,6 +6,10 @@
  *    side by side: a Graph stand-in enforcing 20 writes/s (scaled window) with Retry-After from a
  *    range and a per-request latency distribution, 16 local runners as function instances with
  *    host.json's maxConcurrentCalls, and 50 departures arriving in the middle of the wave.
+ *    Then the quota Graph actually gives, with the paced app as shipped: `sharedQuota` (another app
+ *    in the tenant takes half of it: 10 writes/s against the app's 20) and `quotaDrop` (the full
+ *    quota halves for the middle half of the wave's writes, then comes back), smaller waves with
+ *    20 departures, printed beside the full-quota wave, each against the quota Graph gave.
  * 2. Cold start on Node 22: bare node; dist/ and the deployment bundle (first start and a later
  *    one): module load, cold event (process start to verified revocation) and warm event latency;
  *    and the floors, the required SDKs alone bundled the same way (bench/floor/).
@@ -14,6 +18,7 @@
  *
  * Options: --events 5000 --departures 50 --instances 16 --retry-after 5-30 --latency 80-400
  *          --variants shared,baseline (add `static` for design b) --static-instances 40
+ *          --quota-events 2000 --quota-departures 20 --skip-quota
  *          --parallel (variants at once) --cold-runs 7 --fault-events 10000 --skip-wave
  *          --skip-cold --skip-fault --instance-processes 4 --json
  */
@@ -28,6 +33,28 @@ const ROOT = join(__dirname, '..', '..');
 
 function log(line: string): void {
   process.stderr.write(`${line}\n`);
+}
+
+/** The paced wave against a quota other than Graph's whole one (see the header). */
+type QuotaPhase = 'sharedQuota' | 'quotaDrop';
+
+/** The full quota of the scaled window: 600 writes per 30 s (20/s, Graph's rate). */
+const FULL_QUOTA_WRITES = 600;
+
+/**
+ * The phase's options for waveRun. quotaDrop: the quota halves once a quarter of the writes are
+ * done at the full rate, for as long as half of them take at half the rate, so the departures
+ * (sent when half the wave is done) arrive while it is low.
+ */
+function quotaPhaseArgs(phase: QuotaPhase, events: number, departures: number): string[] {
+  const common = ['--events', String(events), '--departures', String(departures)];
+  if (phase === 'sharedQuota') {
+    return [...common, '--quota-writes', String(FULL_QUOTA_WRITES / 2)];
+  }
+  const writes = events + 2 * departures;
+  const from = Math.round((writes / 4 / 20) * 10) / 10;
+  const to = Math.round((from + writes / 2 / 10) * 10) / 10;
+  return [...common, '--quota-writes', String(FULL_QUOTA_WRITES), '--quota-drop', `${from}-${to}`];
 }
 
 function runVariant(variant: Variant, args: string[]): Promise<WaveResult> {
@@ -59,16 +86,24 @@ const LABELS: Record<Variant, string> = {
   static: 'paced (b: static share)',
 };
 
-function printWaves(results: WaveResult[]): void {
-  const first = results[0];
+function quotaLabel(result: WaveResult): string {
+  const { quota } = result;
+  if (quota.drop) {
+    return `${quota.writesPerSecond}/s, half from ${quota.drop.fromSeconds} s to ${quota.drop.toSeconds} s`;
+  }
+  return `${quota.writesPerSecond}/s`;
+}
+
+function printWaves(results: Array<{ label: string; result: WaveResult }>): void {
+  const first = results[0]?.result;
   if (!first) return;
   console.log(
-    `\nWave: ${first.waveEvents} mfa.enabled + ${first.departures} departures in the middle, ${first.instances} instances x maxConcurrentCalls ${first.maxConcurrentCalls} in ${first.instanceProcesses} processes`,
-  );
-  console.log(
-    `Graph writes ${first.graphWrites} at 20/s: ideal ${first.idealSeconds} s to drain\n`,
+    `\nWave: mfa.enabled events + departures in the middle, ${first.instances} instances x maxConcurrentCalls ${first.maxConcurrentCalls} in ${first.instanceProcesses} processes; the app budgets 20 writes/s`,
   );
   const rows: Array<[string, (r: WaveResult) => string]> = [
+    ['events + departures', (r) => `${r.waveEvents} + ${r.departures}`],
+    ["Graph's write quota", quotaLabel],
+    ['ideal at that quota', (r) => `${r.idealSeconds} s (${r.graphWrites} writes)`],
     ['time to drain', (r) => `${r.drainSeconds} s${r.timedOut ? ' (time limit)' : ''}`],
     ['ratio to ideal', (r) => r.ratioToIdeal.toFixed(2)],
     [
@@ -94,10 +129,10 @@ function printWaves(results: WaveResult[]): void {
     ],
   ];
   const width = Math.max(...rows.map(([label]) => label.length)) + 2;
-  const column = 28;
-  console.log(''.padEnd(width) + results.map((r) => LABELS[r.variant].padEnd(column)).join(''));
+  const column = 34;
+  console.log('\n' + ''.padEnd(width) + results.map((r) => r.label.padEnd(column)).join(''));
   for (const [label, value] of rows) {
-    console.log(label.padEnd(width) + results.map((r) => value(r).padEnd(column)).join(''));
+    console.log(label.padEnd(width) + results.map((r) => value(r.result).padEnd(column)).join(''));
   }
 }
 
@@ -173,15 +208,15 @@ async function main(): Promise<void> {
       parallel: { type: 'boolean', default: false },
       'skip-cold': { type: 'boolean', default: false },
       'fault-events': { type: 'string', default: '10000' },
+      'quota-events': { type: 'string', default: '2000' },
+      'quota-departures': { type: 'string', default: '20' },
+      'skip-quota': { type: 'boolean', default: false },
       'skip-fault': { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
     },
   });
-  const passOn = [
-    '--events',
-    values.events,
-    '--departures',
-    values.departures,
+  const shape = ['--events', values.events, '--departures', values.departures];
+  const runOptions = [
     '--instances',
     values.instances,
     '--static-instances',
@@ -195,6 +230,7 @@ async function main(): Promise<void> {
     '--instance-processes',
     values['instance-processes'],
   ];
+  const passOn = [...shape, ...runOptions];
   const variants = values.variants.split(',').map((v) => v.trim()) as Variant[];
   const started = Date.now();
   // One after the other by default: on a 2-core machine two variants at once starve each other
@@ -205,7 +241,25 @@ async function main(): Promise<void> {
       waves.push(...(await Promise.all(variants.map((v) => runVariant(v, passOn)))));
     else for (const variant of variants) waves.push(await runVariant(variant, passOn));
   }
-  if (waves.length) printWaves(waves);
+  // The quota phases, each after the full-quota wave of the same run (same machine, same load).
+  const phases: QuotaPhase[] = values['skip-quota'] ? [] : ['sharedQuota', 'quotaDrop'];
+  const quota: Partial<Record<QuotaPhase, WaveResult>> = {};
+  for (const phase of phases) {
+    const args = quotaPhaseArgs(
+      phase,
+      Number(values['quota-events']),
+      Number(values['quota-departures']),
+    );
+    quota[phase] = await runVariant('shared', [...runOptions, ...args]);
+  }
+  const printed = [
+    ...waves.map((result) => ({ label: LABELS[result.variant], result })),
+    ...phases.flatMap((phase) => {
+      const result = quota[phase];
+      return result ? [{ label: `${phase} (paced)`, result }] : [];
+    }),
+  ];
+  if (printed.length) printWaves(printed);
   const cold = values['skip-cold']
     ? undefined
     : await measureColdStart({ runs: Number(values['cold-runs']), log });
@@ -224,6 +278,19 @@ async function main(): Promise<void> {
         deadLettered: r.deadLettered,
         lost: r.lost,
       };
+    /** A quota phase: against the quota Graph gave, with its departures during the wave. */
+    const pickQuota = (r: WaveResult | undefined) =>
+      r && {
+        ...pick(r),
+        writesPerSecond: r.quota.writesPerSecond,
+        ...(r.quota.drop ? { drop: r.quota.drop } : {}),
+        idealSeconds: r.idealSeconds,
+        drainSeconds: r.drainSeconds,
+        departures: {
+          p50Seconds: r.departureLatency.p50Seconds,
+          p99Seconds: r.departureLatency.p99Seconds,
+        },
+      };
     const paced = waves.find((r) => r.variant === 'shared');
     const baseline = waves.find((r) => r.variant === 'baseline');
     console.log(
@@ -236,6 +303,8 @@ async function main(): Promise<void> {
               p99Seconds: paced.departureLatency.p99Seconds,
             }
           : null,
+        sharedQuota: pickQuota(quota.sharedQuota) ?? null,
+        quotaDrop: pickQuota(quota.quotaDrop) ?? null,
         // What ships (dist/deploy, azd deploy) on an instance's first start; dist/ and a later
         // start of the bundle beside it.
         coldLoad: cold
@@ -258,7 +327,7 @@ async function main(): Promise<void> {
             }
           : null,
         faultRun: fault ?? null,
-        runs: waves,
+        runs: [...waves, ...Object.values(quota)],
       }),
     );
   }

@@ -33,7 +33,6 @@ export interface InstancesOptions {
   /** App settings of every instance (as the Functions host passes them). */
   settings: Record<string, string>;
   staticInstances: number;
-  graphCapacity: number;
   maxConcurrentCalls: number;
   queues: { employeeLeaving: string; mfaEnabled: string };
   serviceBusConnectionString: string;
@@ -141,7 +140,6 @@ export function startInstances(
       const pacer = createWritePacer({
         settings: DEFAULT_PACING,
         store: { kind: 'staticShare', instances: options.staticInstances },
-        graphCapacity: options.graphCapacity,
       });
       pacers.push(pacer);
       runtime = pacedRuntime(base, pacer, (lane, ms) => {

@@ -8,6 +8,10 @@
  * Variants: `baseline` (today: no pacing), `shared` (design a, what ships: createRuntime with the
  * PACING_* defaults, one budget in Table Storage), `static` (design b: each instance paces to 1/N
  * of the budget in memory).
+ *
+ * The quota Graph gives: `--quota-writes` per `--quota-window-ms` (600 per 30 s: 20 writes/s, what
+ * the app budgets; 300: another app takes half), and `--quota-drop FROM-TO` halves it from FROM to
+ * TO seconds after the wave starts, the writes used so far staying used.
  */
 import { OUTCOME_TOPIC } from './outcomeTopic';
 import { ServiceBusClient, type ServiceBusMessage } from '@azure/service-bus';
@@ -43,6 +47,9 @@ export interface WaveResult {
   waveEvents: number;
   departures: number;
   graphWrites: number;
+  /** Graph's quota: writes per second, and when it was halved (seconds after the start). */
+  quota: { writesPerSecond: number; drop?: { fromSeconds: number; toSeconds: number } };
+  /** Time the writes take at the quota Graph gave (its initial burst not counted). */
   idealSeconds: number;
   drainSeconds: number;
   ratioToIdeal: number;
@@ -79,6 +86,20 @@ function hostConcurrency(): number {
     extensions?: { serviceBus?: { maxConcurrentCalls?: number } };
   };
   return host.extensions?.serviceBus?.maxConcurrentCalls ?? 16;
+}
+
+/** Seconds `writes` take at `rate` writes/s, halved between drop.fromSeconds and drop.toSeconds. */
+export function idealUnderQuota(
+  writes: number,
+  rate: number,
+  drop?: { fromSeconds: number; toSeconds: number },
+): number {
+  if (!drop) return writes / rate;
+  const before = Math.min(writes, drop.fromSeconds * rate);
+  if (before >= writes) return writes / rate;
+  const during = Math.min(writes - before, ((drop.toSeconds - drop.fromSeconds) * rate) / 2);
+  const after = writes - before - during;
+  return drop.fromSeconds + during / (rate / 2) + after / rate;
 }
 
 function range(text: string): { min: number; max: number } {
@@ -149,6 +170,8 @@ export async function runWave(options: {
   latency: { p50Ms: number; p99Ms: number };
   quotaWrites: number;
   quotaWindowMs: number;
+  /** Halves Graph's quota between these two times (seconds after the wave starts). */
+  quotaDrop?: { fromSeconds: number; toSeconds: number };
   timeoutSeconds: number;
   /** Child processes the instances run in; 0 or 1: all in this process (with the stand-ins). */
   instanceProcesses: number;
@@ -176,11 +199,12 @@ export async function runWave(options: {
     users: [],
     latency: options.latency,
   });
-  graph.throttle({
+  const quota = {
     writesPerWindow: options.quotaWrites,
     windowMs: options.quotaWindowMs,
     retryAfterSeconds: options.retryAfter,
-  });
+  };
+  graph.throttle(quota);
   const identity = await startManagedIdentityStandIn({ roles: Object.values(GraphPermissions) });
   Object.assign(process.env, identity.envFor());
   const env = {
@@ -242,7 +266,6 @@ export async function runWave(options: {
     variant,
     settings: env,
     staticInstances: options.staticInstances,
-    graphCapacity: options.quotaWrites,
     maxConcurrentCalls,
     queues,
     serviceBusConnectionString: serviceBus.connectionString,
@@ -264,6 +287,19 @@ export async function runWave(options: {
   const enqueuedAt = new Map<string, number>();
 
   const started = Date.now();
+  const quotaTimers: NodeJS.Timeout[] = [];
+  const { quotaDrop } = options;
+  if (quotaDrop) {
+    const setQuota = (writesPerWindow: number, at: number) =>
+      quotaTimers.push(
+        setTimeout(() => {
+          graph.throttle({ ...quota, writesPerWindow }, { keepUsed: true });
+          log(`${variant}: Graph's quota now ${writesPerWindow} writes per window`);
+        }, at * 1000),
+      );
+    setQuota(Math.round(options.quotaWrites / 2), quotaDrop.fromSeconds);
+    setQuota(options.quotaWrites, quotaDrop.toSeconds);
+  }
   log(`${variant}: sending ${events} mfa.enabled events to ${instances} instances`);
   for (let i = 0; i < events; i += 100) {
     await waveSender.sendMessages(
@@ -307,6 +343,7 @@ export async function runWave(options: {
     }
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
+  quotaTimers.forEach(clearTimeout);
   const finishedAt = Math.max(...succeededAt.values());
   const stats = Object.values(queues).map((q) => serviceBus.stats(q));
   const deadLettered = stats.reduce((sum, s) => sum + s.deadLettered, 0);
@@ -340,7 +377,8 @@ export async function runWave(options: {
   await Promise.all([serviceBus.stop(), graph.stop(), identity.stop(), azurite.stop()]);
 
   const graphWrites = events + 2 * departures;
-  const idealSeconds = graphWrites / ((options.quotaWrites * 1000) / options.quotaWindowMs);
+  const writesPerSecond = (options.quotaWrites * 1000) / options.quotaWindowMs;
+  const idealSeconds = idealUnderQuota(graphWrites, writesPerSecond, quotaDrop);
   const drainSeconds = (finishedAt - started) / 1000;
   return {
     variant,
@@ -350,6 +388,7 @@ export async function runWave(options: {
     waveEvents: events,
     departures,
     graphWrites,
+    quota: { writesPerSecond, ...(quotaDrop ? { drop: quotaDrop } : {}) },
     idealSeconds: round(idealSeconds, 1),
     drainSeconds: round(drainSeconds, 1),
     ratioToIdeal: round(drainSeconds / idealSeconds),
@@ -395,6 +434,7 @@ async function main(): Promise<void> {
       latency: { type: 'string', default: '80-400' },
       'quota-writes': { type: 'string', default: '600' },
       'quota-window-ms': { type: 'string', default: '30000' },
+      'quota-drop': { type: 'string' },
       'timeout-seconds': { type: 'string', default: '900' },
       'instance-processes': { type: 'string', default: '4' },
     },
@@ -403,6 +443,7 @@ async function main(): Promise<void> {
   if (!['baseline', 'shared', 'nohold', 'static'].includes(variant))
     throw new Error(`unknown variant ${variant}`);
   const latency = range(values.latency);
+  const drop = values['quota-drop'] === undefined ? undefined : range(values['quota-drop']);
   const result = await runWave({
     variant,
     events: Number(values.events),
@@ -413,6 +454,7 @@ async function main(): Promise<void> {
     latency: { p50Ms: latency.min, p99Ms: latency.max },
     quotaWrites: Number(values['quota-writes']),
     quotaWindowMs: Number(values['quota-window-ms']),
+    ...(drop ? { quotaDrop: { fromSeconds: drop.min, toSeconds: drop.max } } : {}),
     timeoutSeconds: Number(values['timeout-seconds']),
     instanceProcesses: Number(values['instance-processes']),
     log: (line) => process.stderr.write(`${line}\n`),

@@ -218,9 +218,10 @@ export interface GraphStandIn {
   /**
    * Graph-like write quota: a token bucket over revoke/PATCH (full at first), answering writes over
    * it with 429 + Retry-After and sending x-ms-throttle-limit-percentage from 80 % use; null
-   * removes it. Off by default.
+   * removes it. Off by default. With `keepUsed`, a quota already set changes in place: the writes
+   * used so far stay used (a quota that drops mid-wave), instead of starting full.
    */
-  throttle(options: ThrottleOptions | null): void;
+  throttle(options: ThrottleOptions | null, change?: { keepUsed: boolean }): void;
   /** Per-request latency (see {@link LatencyOptions}); null removes it. */
   setLatency(latency: LatencyOptions | null): void;
   /** Requests answered 429 by the write quota (not by injected faults) so far. */
@@ -484,8 +485,8 @@ export async function startGraphStandIn(options: GraphStandInOptions = {}): Prom
     });
   };
 
-  /** Takes a write token; returns the usage fraction after taking it, or undefined when empty. */
-  const takeWriteToken = (): number | undefined => {
+  /** Takes `writes` tokens (0: only refills); returns the usage fraction after, or undefined when short. */
+  const takeWriteToken = (writes = 1): number | undefined => {
     if (!bucket) return 0;
     const now = Date.now();
     bucket.tokens = Math.min(
@@ -493,8 +494,8 @@ export async function startGraphStandIn(options: GraphStandInOptions = {}): Prom
       bucket.tokens + ((now - bucket.last) * bucket.writesPerWindow) / bucket.windowMs,
     );
     bucket.last = now;
-    if (bucket.tokens < 1) return undefined;
-    bucket.tokens -= 1;
+    if (bucket.tokens < writes) return undefined;
+    bucket.tokens -= writes;
     return 1 - bucket.tokens / bucket.writesPerWindow;
   };
 
@@ -1013,9 +1014,15 @@ export async function startGraphStandIn(options: GraphStandInOptions = {}): Prom
       faults = [];
       bucket = undefined;
     },
-    throttle(throttleOptions) {
+    throttle(throttleOptions, change) {
+      if (change?.keepUsed && bucket && throttleOptions) takeWriteToken(0);
+      const used = change?.keepUsed && bucket ? bucket.writesPerWindow - bucket.tokens : 0;
       bucket = throttleOptions
-        ? { ...throttleOptions, tokens: throttleOptions.writesPerWindow, last: Date.now() }
+        ? {
+            ...throttleOptions,
+            tokens: Math.max(0, throttleOptions.writesPerWindow - used),
+            last: Date.now(),
+          }
         : undefined;
     },
     setLatency(options) {

@@ -49,7 +49,8 @@ function allowanceMs(params: BudgetParams, lane: Lane): number {
  * Books a batch of requests, in order, against the bucket. Each granted request may start its
  * writes at `startAt` (never before `now`); a request whose start would be more than `maxWaitMs`
  * away is not booked (the caller defers it), and nor is any later one of the same batch, so the
- * order within a lane is kept. Returns the new `tat` and one result per request.
+ * order within a lane is kept. No request starts before `notBefore` (Graph's Retry-After), and
+ * the bucket refills from then. Returns the new `tat` and one result per request.
  */
 export function bookWrites(
   params: BudgetParams,
@@ -57,16 +58,18 @@ export function bookWrites(
   now: number,
   requests: readonly Booking[],
   maxWaitMs: number,
+  notBefore = now,
 ): { tat: number; results: BookingResult[] } {
   const msPerWrite = 1000 / params.ratePerSecond;
-  let next = Math.max(tat, now);
+  const from = Math.max(now, notBefore);
+  let next = Math.max(tat, from);
   let refusing = false;
   const results: BookingResult[] = [];
   for (const request of requests) {
     // A request larger than the bucket could never conform; it is booked as a full bucket.
     const writes = Math.min(Math.max(0, request.writes), params.capacity);
     const booked = next + writes * msPerWrite;
-    const startAt = Math.max(now, booked - allowanceMs(params, request.lane));
+    const startAt = Math.max(from, booked - allowanceMs(params, request.lane));
     if (refusing || startAt - now > maxWaitMs) {
       refusing = true;
       results.push({ granted: false, startAt });
@@ -76,33 +79,4 @@ export function bookWrites(
     results.push({ granted: true, startAt });
   }
   return { tat: Math.max(tat, next), results };
-}
-
-/**
- * Graph said stop (429 Retry-After): no lane starts a write before `until`, and the bucket is
- * empty then (Graph's own budget is spent too), refilling at the rate from there.
- */
-export function pauseUntil(params: BudgetParams, tat: number, until: number): number {
-  return Math.max(tat, until + (params.capacity * 1000) / params.ratePerSecond);
-}
-
-/**
- * Graph's x-ms-throttle-limit-percentage (0.8 and up: the share of its quota this app used). When
- * Graph counts more use than the bucket expects (another client of the same app, or clocks apart),
- * the bucket drains by the difference, so the next writes wait for it.
- */
-export function drainToUsage(
-  params: BudgetParams,
-  tat: number,
-  now: number,
-  usedFraction: number,
-  graphCapacity: number,
-): number {
-  if (!(usedFraction > 0)) return tat;
-  const graphLeft = Math.max(0, (1 - usedFraction) * graphCapacity);
-  const msPerWrite = 1000 / params.ratePerSecond;
-  const ourLeft = params.capacity - Math.max(0, tat - now) / msPerWrite;
-  if (graphLeft >= ourLeft) return tat;
-  // Fewer writes left at Graph than in the bucket: book the difference as used.
-  return Math.max(tat, now) + (ourLeft - graphLeft) * msPerWrite;
 }

@@ -1,21 +1,32 @@
 /**
- * Where the shared budget lives: one number (`tat`, epoch milliseconds) with an ETag. Every
- * instance reads it, computes, and writes it back only if nobody else wrote in between.
+ * The shared budget: the bucket (`tat`, epoch milliseconds) and the rate Graph gives
+ * (adaptiveRate.ts). A budget written before the rate was adaptive has only `tat`.
  */
-export interface StoredBudget {
+export interface BudgetState {
   tat: number;
-  etag: string;
+  /** Writes per second as last lowered; absent: the configured maximum. */
+  rate?: number;
+  /** When the rate was last lowered (epoch ms); it rises again from then. */
+  loweredAt?: number;
+  /** Graph's Retry-After (epoch ms): no write starts before it. */
+  pausedUntil?: number;
 }
+
+/**
+ * Where the shared budget lives, with an ETag. Every instance reads it, computes, and writes it
+ * back only if nobody else wrote in between.
+ */
+export type StoredBudget = BudgetState & { etag: string };
 
 export interface BudgetStore {
   /** The stored budget; undefined when none was written yet. */
   read(): Promise<StoredBudget | undefined>;
   /**
-   * Writes `tat` if the stored ETag is still `etag` (or, with `etag` undefined, if nothing is
+   * Writes `budget` if the stored ETag is still `etag` (or, with `etag` undefined, if nothing is
    * stored yet). Resolves to the new ETag, or undefined when another writer won the race; rejects
    * when the store fails.
    */
-  write(tat: number, etag: string | undefined): Promise<string | undefined>;
+  write(budget: BudgetState, etag: string | undefined): Promise<string | undefined>;
 }
 
 /**
@@ -33,14 +44,14 @@ export class MemoryBudgetStore implements BudgetStore {
     return Promise.resolve(this.stored && { ...this.stored });
   }
 
-  write(tat: number, etag: string | undefined): Promise<string | undefined> {
+  write(budget: BudgetState, etag: string | undefined): Promise<string | undefined> {
     if (etag !== this.stored?.etag) {
       this.conflicts += 1;
       return Promise.resolve(undefined);
     }
     this.version += 1;
     this.writes += 1;
-    this.stored = { tat, etag: `v${this.version}` };
+    this.stored = { ...budget, etag: `v${this.version}` };
     return Promise.resolve(this.stored.etag);
   }
 }

@@ -67,8 +67,6 @@ export type PacingStoreOption =
 export interface WritePacerOptions {
   settings: PacingSettings;
   store: PacingStoreOption;
-  /** Graph's write burst for reading x-ms-throttle-limit-percentage; default 3,000. */
-  graphCapacity?: number;
 }
 
 export type PacerWithFeedback = WritePacer &
@@ -114,6 +112,5 @@ export function createWritePacer(options: WritePacerOptions): PacerWithFeedback 
         ? Math.max(0, maxWaitMs - waveMaxWaitMs(params, maxWaitMs))
         : 0,
     waveLeaseWrites: settings.waveLeaseWrites ?? DEFAULT_PACING.waveLeaseWrites ?? 1,
-    ...(options.graphCapacity === undefined ? {} : { graphCapacity: options.graphCapacity }),
   });
 }

@@ -1,13 +1,7 @@
 import { ErrorCodes, OffboardingError } from '../core/errors';
-import {
-  bookWrites,
-  drainToUsage,
-  pauseUntil,
-  validateBudgetParams,
-  type BudgetParams,
-  type BookingResult,
-} from './budget';
-import type { BudgetStore, StoredBudget } from './budgetStore';
+import { currentRate, defaultRateRule, onThrottled, onUsage, type RateRule } from './adaptiveRate';
+import { bookWrites, validateBudgetParams, type BudgetParams, type BookingResult } from './budget';
+import type { BudgetState, BudgetStore, StoredBudget } from './budgetStore';
 import type { Lane, WritePacer } from './pacer';
 
 /** What Graph tells us about the budget, reported by the Directory decorator. */
@@ -19,7 +13,10 @@ export interface ThrottleFeedback {
 }
 
 export interface SharedPacerOptions {
+  /** The bucket at the configured (highest) rate. */
   params: BudgetParams;
+  /** How the rate follows what Graph gives (default: defaultRateRule at params' rate). */
+  rateRule?: RateRule;
   store: BudgetStore;
   /** Longest in-process wait for a slot (departures); past it the event is deferred. */
   maxWaitMs: number;
@@ -39,8 +36,6 @@ export interface SharedPacerOptions {
    * reaches further ahead and departures keep their reserve.
    */
   waveHoldMs?: number;
-  /** Graph's own burst (3,000 writes per 150 s window), to read x-ms-throttle-limit-percentage. */
-  graphCapacity?: number;
   /**
    * Wave slots booked per store round-trip at least (default 1): the spare ones serve this
    * instance's next reservations without a storage call. Fewer calls and ETag conflicts; a slot
@@ -76,6 +71,8 @@ export interface PacerStats {
   grantedUnbooked: number;
   /** Times a wave reservation with no slot in reach waited in process for one (waveHoldMs). */
   held: number;
+  /** Wave writes booked before a lowering of the rate this instance learned of, booked again. */
+  rebooked: number;
 }
 
 interface Pending {
@@ -111,7 +108,6 @@ const LATE_SLOT_GRACE_MS = 1_000;
  */
 const DEPARTURE_BOOKING_TIMEOUT_MS = 2_000;
 
-const GRAPH_CAPACITY = 3_000;
 /**
  * A held wave reservation tries to book again after at least this long: by then a second of
  * slots has come within reach, and an instance's held reservations book together, so holding
@@ -134,6 +130,21 @@ export function waveMaxWaitMs(params: BudgetParams, maxWaitMs: number, configure
   return Math.min(maxWaitMs, configured ?? (reserveMs * 3) / 4);
 }
 
+function withoutEtag(stored: StoredBudget | undefined): BudgetState | undefined {
+  if (stored === undefined) return undefined;
+  const { tat, rate, loweredAt, pausedUntil } = stored;
+  return { tat, rate, loweredAt, pausedUntil };
+}
+
+function sameBudget(a: BudgetState, b: BudgetState): boolean {
+  return (
+    a.tat === b.tat &&
+    a.rate === b.rate &&
+    a.loweredAt === b.loweredAt &&
+    a.pausedUntil === b.pausedUntil
+  );
+}
+
 const realSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /**
@@ -154,12 +165,15 @@ export class SharedWritePacer implements WritePacer, ThrottleFeedback {
   private readonly pending: Record<Lane, Pending[]> = { departure: [], wave: [] };
   private readonly flushing: Record<Lane, boolean> = { departure: false, wave: false };
   /** Start times of slots booked ahead and not yet given to a reservation (ascending). */
-  private readonly leased: Record<Lane, number[]> = { departure: [], wave: [] };
+  private leased: Record<Lane, number[]> = { departure: [], wave: [] };
   /** The last budget this instance read or wrote: tried first, re-read after a lost race. */
   private cached: StoredBudget | undefined;
   private cachedAt = 0;
   /** Graph's Retry-After as seen by this instance (applies even before the store knows). */
   private pausedUntil = 0;
+  /** The latest lowering of the rate this instance knows of: wave slots booked before it go back. */
+  private loweredAt = 0;
+  private readonly rateRule: RateRule;
   private readonly statistics: PacerStats = {
     reservations: 0,
     granted: 0,
@@ -173,11 +187,13 @@ export class SharedWritePacer implements WritePacer, ThrottleFeedback {
     grantedAtOnce: 0,
     grantedUnbooked: 0,
     held: 0,
+    rebooked: 0,
   };
 
   constructor(private readonly options: SharedPacerOptions) {
     validateBudgetParams(options.params);
     this.params = options.params;
+    this.rateRule = options.rateRule ?? defaultRateRule(options.params.ratePerSecond);
     this.store = options.store;
     this.now = options.now ?? Date.now;
     this.sleep = options.sleep ?? realSleep;
@@ -238,17 +254,24 @@ export class SharedWritePacer implements WritePacer, ThrottleFeedback {
     });
   }
 
+  /** The rate the budget paces at now, as this instance last saw it (diagnostics, benchmark). */
+  currentRate(): number {
+    return currentRate(this.cached, this.now(), this.rateRule);
+  }
+
   reportThrottled(retryAfterSeconds: number): void {
     const until = this.now() + Math.max(0, retryAfterSeconds) * 1000;
     this.pausedUntil = Math.max(this.pausedUntil, until);
-    void this.update((tat) => pauseUntil(this.params, tat, until));
+    void this.update((state, now) => onThrottled(state, now, until, this.params, this.rateRule));
   }
 
   reportUsage(usedFraction: number): void {
-    const graphCapacity = this.options.graphCapacity ?? GRAPH_CAPACITY;
-    void this.update((tat, now) =>
-      drainToUsage(this.params, tat, now, usedFraction, graphCapacity),
-    );
+    void this.update((state, now) => onUsage(state, now, usedFraction, this.params, this.rateRule));
+  }
+
+  /** The bucket at the rate the shared budget paces at now. */
+  private paramsAt(state: BudgetState, now: number): BudgetParams {
+    return { ...this.params, ratePerSecond: currentRate(state, now, this.rateRule) };
   }
 
   private async flush(lane: Lane): Promise<void> {
@@ -265,7 +288,9 @@ export class SharedWritePacer implements WritePacer, ThrottleFeedback {
   }
 
   /** One optimistic read-compute-write of the stored budget, retried on lost races. */
-  private async commit<T>(compute: (tat: number, now: number) => { tat: number; result: T }) {
+  private async commit<T>(
+    compute: (state: BudgetState, now: number) => { state: BudgetState; result: T },
+  ) {
     const maxConflicts = this.options.maxConflicts ?? 50;
     for (let conflicts = 0; ;) {
       let current = this.cached;
@@ -275,12 +300,13 @@ export class SharedWritePacer implements WritePacer, ThrottleFeedback {
         if (current !== undefined) this.remember(current);
       }
       const now = this.now();
-      const { tat, result } = compute(current?.tat ?? 0, now);
-      if (tat === current?.tat) return { result, now };
+      const before: BudgetState = withoutEtag(current) ?? { tat: 0 };
+      const { state, result } = compute(before, now);
+      if (current !== undefined && sameBudget(state, before)) return { result, now };
       this.statistics.storeWrites += 1;
-      const etag = await this.store.write(tat, current?.etag);
+      const etag = await this.store.write(state, current?.etag);
       if (etag !== undefined) {
-        this.remember({ tat, etag });
+        this.remember({ ...state, etag });
         return { result, now };
       }
       this.statistics.storeConflicts += 1;
@@ -295,6 +321,13 @@ export class SharedWritePacer implements WritePacer, ThrottleFeedback {
   private remember(budget: StoredBudget): void {
     this.cached = budget;
     this.cachedAt = this.now();
+    this.pausedUntil = Math.max(this.pausedUntil, budget.pausedUntil ?? 0);
+    if ((budget.loweredAt ?? 0) > this.loweredAt) {
+      // The rate was lowered: the wave's slots leased at the old rate are given back.
+      this.loweredAt = budget.loweredAt ?? 0;
+      this.statistics.wastedSlots += this.leased.wave.length;
+      this.leased.wave = [];
+    }
   }
 
   /**
@@ -312,7 +345,7 @@ export class SharedWritePacer implements WritePacer, ThrottleFeedback {
     ) {
       return false;
     }
-    const { capacity, departureReserve, ratePerSecond } = this.params;
+    const { capacity, departureReserve, ratePerSecond } = this.paramsAt(this.cached, now);
     const msPerWrite = 1000 / ratePerSecond;
     const waveReach = now + this.maxWait.wave + (capacity - departureReserve) * msPerWrite;
     const otherDepartures = departureReserve / 8;
@@ -349,12 +382,25 @@ export class SharedWritePacer implements WritePacer, ThrottleFeedback {
     }));
     let results: BookingResult[];
     let bookedAt: number;
+    let rising: boolean;
     try {
-      const committed = await this.commit((tat, at) => {
-        const booked = bookWrites(this.params, tat, at, slotRequests, this.maxWait[lane]);
-        return { tat: booked.tat, result: booked.results };
+      const committed = await this.commit((state, at) => {
+        const params = this.paramsAt(state, at);
+        const booked = bookWrites(
+          params,
+          state.tat,
+          at,
+          slotRequests,
+          this.maxWait[lane],
+          state.pausedUntil,
+        );
+        return {
+          state: { ...state, tat: booked.tat },
+          result: { results: booked.results, rate: params.ratePerSecond },
+        };
       });
-      results = committed.result;
+      results = committed.result.results;
+      rising = committed.result.rate < this.rateRule.maxPerSecond;
       bookedAt = committed.now;
     } catch {
       this.statistics.storeFailures += 1;
@@ -383,7 +429,11 @@ export class SharedWritePacer implements WritePacer, ThrottleFeedback {
       const estimate = results[next + request.writes - 1]?.startAt ?? bookedAt;
       if (lane === 'wave' && this.hold(request, estimate, bookedAt)) continue;
       this.statistics.deferred += 1;
-      request.reject(deferred(estimate, bookedAt, 'no room within the wait bound'));
+      // The estimate is at today's rate; while that rate is rising room comes sooner, so the
+      // event comes back within the wave's bound rather than after a slot the rate overtook.
+      const comeBack =
+        lane === 'wave' && rising ? Math.min(estimate, bookedAt + this.maxWait.wave) : estimate;
+      request.reject(deferred(comeBack, bookedAt, 'no room within the wait bound'));
     }
     // Spare slots wait here for the next reservations of this lane.
     slots.push(...granted.slice(next));
@@ -416,10 +466,21 @@ export class SharedWritePacer implements WritePacer, ThrottleFeedback {
       this.statistics.deferred += 1;
       return request.reject(deferred(until, begun, 'Graph asked us to wait'));
     }
-    this.options.onGranted?.({ lane: request.lane, writes: request.writes, startAt: until });
+    const loweredAt = this.loweredAt;
     if (until > begun) await this.sleep(until - begun);
     // A departure may have gone ahead meanwhile (booking timeout); it is counted there.
     if (request.granted) return;
+    if (
+      request.lane === 'wave' &&
+      (this.loweredAt > loweredAt || this.now() < this.pausedUntil - LATE_SLOT_GRACE_MS)
+    ) {
+      // Booked at a rate Graph has since refused: book again at the new one, from now.
+      this.statistics.rebooked += 1;
+      this.pending.wave.push(request);
+      void this.flush('wave');
+      return;
+    }
+    this.options.onGranted?.({ lane: request.lane, writes: request.writes, startAt: until });
     this.statistics.granted += 1;
     this.statistics.waitedMs += Math.max(0, until - begun);
     request.resolve();
@@ -446,9 +507,9 @@ export class SharedWritePacer implements WritePacer, ThrottleFeedback {
     );
   }
 
-  private async update(change: (tat: number, now: number) => number): Promise<void> {
+  private async update(change: (state: BudgetState, now: number) => BudgetState): Promise<void> {
     try {
-      await this.commit((tat, now) => ({ tat: change(tat, now), result: undefined }));
+      await this.commit((state, now) => ({ state: change(state, now), result: undefined }));
     } catch {
       // Feedback is advisory: the local pause already applies; other instances learn from Graph.
       this.statistics.storeFailures += 1;

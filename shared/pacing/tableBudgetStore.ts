@@ -1,16 +1,14 @@
 import { RestError, type TableClient } from '@azure/data-tables';
-import type { BudgetStore, StoredBudget } from './budgetStore';
+import type { BudgetState, BudgetStore, StoredBudget } from './budgetStore';
 
 const PARTITION_KEY = 'graph-identity-writes';
 const ROW_KEY = 'budget';
 /** One storage call may not hold a reservation (and the event) for longer than this. */
 const CALL_TIMEOUT_MS = 3_000;
 
-interface BudgetEntity {
-  partitionKey: string;
-  rowKey: string;
-  tat: number;
-}
+type BudgetEntity = BudgetState & { partitionKey: string; rowKey: string };
+
+const RATE_FIELDS = ['rate', 'loweredAt', 'pausedUntil'] as const;
 
 function isTableNotFound(error: unknown): boolean {
   if (!(error instanceof RestError) || error.statusCode !== 404) return false;
@@ -32,7 +30,13 @@ export class TableBudgetStore implements BudgetStore {
         abortSignal: AbortSignal.timeout(CALL_TIMEOUT_MS),
       });
       const tat = Number(entity.tat);
-      return { tat: Number.isFinite(tat) ? tat : 0, etag: entity.etag };
+      const budget: StoredBudget = { tat: Number.isFinite(tat) ? tat : 0, etag: entity.etag };
+      // Absent in a budget written before the rate was adaptive: the configured rate applies.
+      for (const field of RATE_FIELDS) {
+        const value = Number(entity[field] ?? NaN);
+        if (Number.isFinite(value)) budget[field] = value;
+      }
+      return budget;
     } catch (error) {
       if (error instanceof RestError && error.statusCode === 404) return undefined;
       throw error;
@@ -40,17 +44,17 @@ export class TableBudgetStore implements BudgetStore {
   }
 
   async write(
-    tat: number,
+    budget: BudgetState,
     etag: string | undefined,
     mayCreateTable = true,
   ): Promise<string | undefined> {
     try {
-      return await this.attempt(tat, etag);
+      return await this.attempt(budget, etag);
     } catch (error) {
       // Infra may not have created the table (Azurite starts empty): create it once, then retry.
       if (mayCreateTable && isTableNotFound(error)) {
         await this.createTable();
-        return this.write(tat, etag, false);
+        return this.write(budget, etag, false);
       }
       // 409: created by someone else first; 412: changed since read; 404: removed since read.
       if (error instanceof RestError && [404, 409, 412].includes(error.statusCode ?? 0)) {
@@ -60,8 +64,12 @@ export class TableBudgetStore implements BudgetStore {
     }
   }
 
-  private async attempt(tat: number, etag: string | undefined): Promise<string> {
-    const entity: BudgetEntity = { partitionKey: PARTITION_KEY, rowKey: ROW_KEY, tat };
+  private async attempt(budget: BudgetState, etag: string | undefined): Promise<string> {
+    const entity: BudgetEntity = { partitionKey: PARTITION_KEY, rowKey: ROW_KEY, tat: budget.tat };
+    for (const field of RATE_FIELDS) {
+      const value = budget[field];
+      if (value !== undefined) entity[field] = value;
+    }
     const abortSignal = AbortSignal.timeout(CALL_TIMEOUT_MS);
     const response =
       etag === undefined

@@ -1,4 +1,5 @@
 import type { BudgetParams } from '../../shared/pacing/budget';
+import { SharedWritePacer, type BudgetStore, type Lane } from '../../shared/pacing/index';
 
 export interface StartedWrites {
   at: number;
@@ -24,4 +25,31 @@ export function worstOverGrant(starts: StartedWrites[], params: BudgetParams): n
     }
   }
   return worst;
+}
+
+/** A pacer on a virtual clock: sleeping records the wait and moves nothing. */
+export function virtualPacer(
+  store: BudgetStore,
+  options: {
+    params: BudgetParams;
+    clock: { now: number };
+    maxWaitMs?: number;
+    waveMaxWaitMs?: number;
+  },
+) {
+  const { clock } = options;
+  /** When each granted reservation's writes may start. */
+  const starts: Array<StartedWrites & { lane: Lane }> = [];
+  const pacer = new SharedWritePacer({
+    params: options.params,
+    store,
+    maxWaitMs: options.maxWaitMs ?? 30_000,
+    ...(options.waveMaxWaitMs === undefined ? {} : { waveMaxWaitMs: options.waveMaxWaitMs }),
+    onGranted: ({ lane, writes, startAt }) => starts.push({ at: startAt, writes, lane }),
+    now: () => clock.now,
+    sleep: () => Promise.resolve(),
+    random: () => 0.5,
+  });
+  const reserve = (lane: Lane, writes: number) => pacer.reserve(lane, writes);
+  return { pacer, reserve, starts, clock };
 }

@@ -17,14 +17,26 @@ describe('TableBudgetStore on Azurite', () => {
     const name = `Pacing${randomUUID().replace(/-/g, '').slice(0, 20)}`;
     const store = new TableBudgetStore(azuriteTable(name));
     expect(await store.read()).toBeUndefined();
-    const first = await store.write(1_000, undefined);
+    const first = await store.write({ tat: 1_000 }, undefined);
     expect(first).toEqual(expect.any(String));
     // A second creator loses (409), a writer with a stale ETag loses (412).
-    expect(await new TableBudgetStore(azuriteTable(name)).write(5, undefined)).toBeUndefined();
-    const second = await store.write(2_000, first);
+    expect(
+      await new TableBudgetStore(azuriteTable(name)).write({ tat: 5 }, undefined),
+    ).toBeUndefined();
+    const second = await store.write(
+      { tat: 2_000, rate: 12.5, loweredAt: 1_500, pausedUntil: 1_800 },
+      first,
+    );
     expect(second).toEqual(expect.any(String));
-    expect(await store.write(3_000, first)).toBeUndefined();
-    expect(await store.read()).toEqual({ tat: 2_000, etag: second });
+    expect(await store.write({ tat: 3_000 }, first)).toBeUndefined();
+    // The rate Graph gives travels with the bucket.
+    expect(await store.read()).toEqual({
+      tat: 2_000,
+      rate: 12.5,
+      loweredAt: 1_500,
+      pausedUntil: 1_800,
+      etag: second,
+    });
   });
 
   it('lets concurrent instances share one budget without over-granting', async () => {
