@@ -18,7 +18,7 @@ export const FUNCTION_APP = 'infra/modules/functionapp.bicep';
 export const SERVICE_BUS = 'infra/modules/servicebus.bicep';
 export const STORAGE = 'infra/modules/storage.bicep';
 export const MONITORING = 'infra/modules/monitoring.bicep';
-export const GRAPH = 'infra/modules/graph-permissions.bicep';
+export const GRAPH = 'infra/graph/grant-graph-permissions.bicep';
 export const ALERTS = 'infra/modules/alerts.bicep';
 export const WORKBOOK = 'infra/modules/workbook.bicep';
 export const PARAMETERS = 'infra/main.parameters.json';
@@ -220,11 +220,11 @@ export function checkDefaults(files: InfraFiles): string[] {
   const main = code(files, MAIN);
   const findings: string[] = [];
   const expect: Record<string, string> = {
-    grantGraphPermissions: 'false',
     dryRun: 'true',
     grantDeployerOpsAccess: 'false',
     graphEndpoint: "''",
-    enablePasswordReset: 'false',
+    opsQueueAccess: "'sendOnly'",
+    auditLogPolicyLocked: 'false',
   };
   for (const [name, value] of Object.entries(expect))
     if (paramDefault(main, name) !== value)
@@ -232,11 +232,9 @@ export function checkDefaults(files: InfraFiles): string[] {
   // shared/app/config.ts requires PROTECTED_USERS with no default: an empty value must stop the deploy.
   if (!/@minLength\(1\)\nparam protectedUsers string$/m.test(main))
     findings.push('param protectedUsers must be required and non-empty (no default)');
-  if (
-    !/module graphPermissions [^\n]*= if \(grantGraphInDeployment\)/.test(main) ||
-    !/var grantGraphInDeployment = grantGraphPermissions && publicCloud/.test(main)
-  )
-    findings.push('the Graph grant must depend on grantGraphPermissions and the public cloud');
+  // The privileged Graph grant is a step of its own, never part of what `azd provision` deploys.
+  if (/graph-permissions|microsoftGraph|grant-graph/i.test(main))
+    findings.push('main.bicep must not grant Graph permissions: that is a separate, privileged step');
   const parameters = (
     JSON.parse(files[PARAMETERS] ?? '{}') as { parameters: Record<string, { value: string }> }
   ).parameters;
