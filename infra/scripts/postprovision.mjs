@@ -39,7 +39,7 @@ if (passwordReset) {
 }
 if (!locked) {
   lines.push(
-    'The immutable audit log\'s policy is not locked yet: an owner locks it within 24 hours once the',
+    "The immutable audit log's policy is not locked yet: an owner locks it within 24 hours once the",
     'retention is right (docs/deploy.md, "Lock the audit log"), then: azd env set AUDIT_LOG_POLICY_LOCKED true',
     '',
   );

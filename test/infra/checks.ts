@@ -234,7 +234,9 @@ export function checkDefaults(files: InfraFiles): string[] {
     findings.push('param protectedUsers must be required and non-empty (no default)');
   // The privileged Graph grant is a step of its own, never part of what `azd provision` deploys.
   if (/graph-permissions|microsoftGraph|grant-graph/i.test(main))
-    findings.push('main.bicep must not grant Graph permissions: that is a separate, privileged step');
+    findings.push(
+      'main.bicep must not grant Graph permissions: that is a separate, privileged step',
+    );
   const parameters = (
     JSON.parse(files[PARAMETERS] ?? '{}') as { parameters: Record<string, { value: string }> }
   ).parameters;
