@@ -22,7 +22,8 @@ if [[ ! -x "$bicep" ]]; then
   <ItemGroup><PackageDownload Include="Azure.Bicep.CommandLine.linux-x64" Version="[$BICEP_VERSION]" /></ItemGroup>
 </Project>
 XML
-    dotnet restore "$project/fetch-bicep.csproj" --nologo --verbosity quiet >&2
+    DOTNET_NOLOGO=1 DOTNET_CLI_TELEMETRY_OPTOUT=1 \
+      dotnet restore "$project/fetch-bicep.csproj" --nologo --verbosity quiet >&2
   fi
   chmod +x "$bicep"
 fi
