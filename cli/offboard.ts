@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { DefaultAzureCredential } from '@azure/identity';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { loadConfig } from '../shared/app/config';
+import { loadConfig, requireServiceBus } from '../shared/app/config';
 import { toOffboardingError } from '../shared/core/errors';
 import { createRuntime } from '../shared/app/runtime';
 import {
@@ -112,6 +112,18 @@ function buildProgram(
   ops: RuntimeFactory,
   exitWith: (code: number) => void,
 ): Command {
+  // Commands that run, replay or send events need Service Bus (retries, outcomes, sends): its
+  // settings are checked when the command builds its runtime, before it acts, so a missing one
+  // stops it with exit 78 before any Graph write, never after.
+  const sending =
+    (factory: RuntimeFactory): RuntimeFactory =>
+    () => {
+      const runtime = factory();
+      requireServiceBus(runtime.config);
+      return runtime;
+    };
+  const appSending = sending(app);
+  const opsSending = sending(ops);
   // Usage errors found while running (a missing file, an invalid CSV) show the command's usage too.
   const run =
     <T>(handler: (options: T) => Promise<number>) =>
@@ -148,7 +160,7 @@ function buildProgram(
     .description('run one event (stdin without --file) through the same use case as the functions')
     .option('--file <path>', 'read the event from this file')
     .addOption(jsonOption())
-    .action(run((options: ProcessOptions) => processCommand(options, io, app)));
+    .action(run((options: ProcessOptions) => processCommand(options, io, appSending)));
 
   program
     .command('reinstate')
@@ -164,7 +176,7 @@ function buildProgram(
     )
     .addOption(jsonOption())
     .addHelpText('after', REINSTATE_HELP)
-    .action(run((options: ReinstateOptions) => reinstateCommand(options, io, app)));
+    .action(run((options: ReinstateOptions) => reinstateCommand(options, io, appSending)));
 
   const audit = program
     .command('audit')
@@ -222,7 +234,7 @@ function buildProgram(
     .addOption(reasonOption())
     .addOption(new Option('--max <n>', 'release at most n events').argParser(positiveInteger))
     .addOption(jsonOption())
-    .action(run((options: ReleaseOptions) => guardrailReleaseCommand(options, io, ops)));
+    .action(run((options: ReleaseOptions) => guardrailReleaseCommand(options, io, opsSending)));
   guardrail
     .command('discard')
     .description('never run the held events of a kind; each is audited as discarded')
@@ -231,7 +243,7 @@ function buildProgram(
     .addOption(jsonOption())
     .action(
       run((options: { kind: string; reason: string; json?: boolean }) =>
-        guardrailDiscardCommand(options, io, ops),
+        guardrailDiscardCommand(options, io, opsSending),
       ),
     );
 
@@ -243,7 +255,7 @@ function buildProgram(
     .description('dead-lettered messages (peeked) with reason and the last audited error')
     .requiredOption('--queue <name>', 'the queue whose dead letters to list')
     .addOption(jsonOption())
-    .action(run((options: DlqListOptions) => dlqListCommand(options, io, ops)));
+    .action(run((options: DlqListOptions) => dlqListCommand(options, io, opsSending)));
   dlq
     .command('replay')
     .description(
@@ -265,7 +277,7 @@ function buildProgram(
     .addOption(pacedRateOption())
     .option('--dry-run', 'show what would be replayed, change nothing')
     .addOption(jsonOption())
-    .action(run((options: DlqReplayOptions) => dlqReplayCommand(options, io, ops)));
+    .action(run((options: DlqReplayOptions) => dlqReplayCommand(options, io, opsSending)));
 
   program
     .command('enqueue')
@@ -281,7 +293,7 @@ function buildProgram(
     .addOption(pacedRateOption())
     .option('--dry-run', 'validate the file and show what would be sent')
     .addOption(jsonOption())
-    .action(run((options: EnqueueOptions) => enqueueCommand(options, io, ops)));
+    .action(run((options: EnqueueOptions) => enqueueCommand(options, io, opsSending)));
 
   return program;
 }

@@ -1,7 +1,7 @@
 /**
  * Builds the deployment package: what `azd deploy` ships to the function app, and nothing else.
  *
- *   npm run package                       write dist/deploy/ (azd runs this script itself)
+ *   npm run build                         tsc, then this: write dist/deploy/ (azd runs `build` only)
  *   node dev/package-app.mjs --out DIR    write the package to DIR instead (tests)
  *   ... --entry FILE.ts                   package that module instead of functions/*.ts (the
  *                                         bench's floors: the required SDKs alone, bundled alike)

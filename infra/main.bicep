@@ -1,7 +1,7 @@
 // Entra offboarding: everything `azd up` creates, with least privilege and no keys.
 // Queue names and policy, app settings, Graph permissions and role ids come from contract.json,
 // generated from the code by dev/infra-contract.ts (`npm run contract`); test/infra checks it.
-// Deploying this needs Bicep 0.38.5 or later (0.38.3 breaks `existing` Graph resources).
+// CI builds and lints it with the official Bicep compiler (dev/bicep.sh check).
 targetScope = 'subscription'
 
 @minLength(1)
@@ -10,7 +10,40 @@ targetScope = 'subscription'
 param environmentName string
 
 @minLength(1)
-@description('Region for every resource. It must offer the Flex Consumption plan.')
+@description('Region for every resource. It must offer the Flex Consumption plan: the list is the one of the Azure-Samples Flex Consumption azd templates; `az functionapp list-flexconsumption-locations` gives the current one.')
+@allowed([
+  'australiaeast'
+  'australiasoutheast'
+  'brazilsouth'
+  'canadacentral'
+  'centralindia'
+  'centralus'
+  'eastasia'
+  'eastus'
+  'eastus2'
+  'francecentral'
+  'germanywestcentral'
+  'italynorth'
+  'japaneast'
+  'koreacentral'
+  'northcentralus'
+  'northeurope'
+  'norwayeast'
+  'southafricanorth'
+  'southcentralus'
+  'southeastasia'
+  'southindia'
+  'spaincentral'
+  'swedencentral'
+  'uaenorth'
+  'uksouth'
+  'ukwest'
+  'westcentralus'
+  'westeurope'
+  'westus'
+  'westus2'
+  'westus3'
+])
 @metadata({ azd: { type: 'location' } })
 param location string
 
@@ -31,12 +64,6 @@ param dryRun bool = true
 @minLength(1)
 param protectedUsers string
 
-@description('Grant User-PasswordProfile.ReadWrite.All so events may reset passwords. The identity also needs the User Administrator Entra role (see docs/deploy.md, "Password resets").')
-param enablePasswordReset bool = false
-
-@description('Grant the Graph application permissions in this deployment (Microsoft Graph Bicep extension, public cloud only). Needs Privileged Role Administrator. false (default): an administrator runs infra/scripts/grant-graph-permissions.sh after provisioning.')
-param grantGraphPermissions bool = false
-
 @description('GRAPH_ENDPOINT app setting: Microsoft Graph root of the cloud in use. Empty: the code\'s default (contract.json).')
 param graphEndpoint string = ''
 
@@ -54,9 +81,9 @@ param opsGroupPrincipalId string = ''
 @allowed(['Group', 'User', 'ServicePrincipal'])
 param opsGroupPrincipalType string = 'Group'
 
-@description('Service Bus access of the ops principals. receiveAndSend: `offboard dlq list/replay` and `offboard enqueue` (Azure RBAC cannot scope to a dead-letter queue, so this can also receive live events). sendOnly: `offboard enqueue` only. none: audit reading only.')
+@description('Service Bus access of the ops principals. sendOnly (default): `offboard enqueue` only. receiveAndSend: also `offboard dlq list/replay`; Azure RBAC cannot scope to a dead-letter queue, so this can also take live events off the queues: grant it for the time of a replay (docs/deploy-reference.md, "Operators"). none: audit reading only.')
 @allowed(['receiveAndSend', 'sendOnly', 'none'])
-param opsQueueAccess string = 'receiveAndSend'
+param opsQueueAccess string = 'sendOnly'
 
 @description('E-mail address that receives the alerts. Empty: the action group has no receiver yet.')
 param alertEmail string = ''
@@ -75,8 +102,11 @@ param logRetentionDays int = 90
 @maxValue(146000)
 param auditLogRetentionDays int = 365
 
-@description('Upper bound of Flex Consumption instances. Lower it to stay further below the Graph write quota.')
-@minValue(1)
+@description('true once an owner has locked the audit log\'s immutability policy (docs/deploy.md, "Lock the audit log"): a locked policy cannot be updated, so provisioning then leaves it alone.')
+param auditLogPolicyLocked bool = false
+
+@description('Upper bound of Flex Consumption instances (40-1000: below 40 is a preview in some regions only). The Graph write budget is shared by every instance (PACING_WRITES_PER_SECOND), so more instances never mean more Graph writes.')
+@minValue(40)
 @maxValue(1000)
 param maximumInstanceCount int = 40
 
@@ -101,9 +131,6 @@ var auditLogContainerName = contract.appSettings.defaults.AUDIT_LOG_CONTAINER
 var graphEndpointSetting = empty(graphEndpoint) ? contract.appSettings.defaults.GRAPH_ENDPOINT : graphEndpoint
 var deploymentContainerName = 'app-package'
 var functionAppName = 'func-${resourceToken}'
-// The Microsoft Graph Bicep extension works in the public cloud only.
-var publicCloud = environment().name == 'AzureCloud'
-var grantGraphInDeployment = grantGraphPermissions && publicCloud
 
 // Principals that get the ops role set: the ops group and, if asked, the deploying user. Role
 // assignment names are guid(scope, principal, role), so one object id given twice would declare the
@@ -159,6 +186,7 @@ module storage 'modules/storage.bicep' = {
     auditLogContainerName: auditLogContainerName
     auditLogAccountName: 'stlog${resourceToken}'
     auditLogRetentionDays: auditLogRetentionDays
+    auditLogPolicyLocked: auditLogPolicyLocked
     guardrailTableName: guardrailTableName
     functionPrincipalId: identity.outputs.principalId
     opsPrincipals: opsPrincipals
@@ -216,23 +244,6 @@ module functionApp 'modules/functionapp.bicep' = {
   }
 }
 
-// Declared to run last: a brand-new identity's service principal may not have replicated in Entra
-// ID yet ("does not exist", microsoftgraph/msgraph-bicep-types issue 193); the plan, app, storage and
-// Service Bus deployments before it give it minutes. If it still fails, `azd provision` again is safe.
-module graphPermissions 'modules/graph-permissions.bicep' = if (grantGraphInDeployment) {
-  name: 'graph-permissions'
-  scope: rg
-  params: {
-    principalId: identity.outputs.principalId
-    enablePasswordReset: enablePasswordReset
-  }
-  dependsOn: [
-    functionApp
-    serviceBus
-    storage
-  ]
-}
-
 module alerts 'modules/alerts.bicep' = {
   name: 'alerts'
   scope: rg
@@ -248,6 +259,7 @@ module alerts 'modules/alerts.bicep' = {
     noEventsQueueName: queueNames.employeeLeaving
     noEventsFunctionName: contract.functions.employeeLeaving
     noEventsAlertHours: noEventsAlertHours
+    outcomeTopicName: outcomeTopicName
     location: location
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     workspaceId: monitoring.outputs.workspaceId
@@ -286,5 +298,5 @@ output AUDIT_BLOB_ENDPOINT string = storage.outputs.auditLogBlobEndpoint
 output AUDIT_LOG_CONTAINER string = auditLogContainerName
 output OUTCOME_TOPIC string = outcomeTopicName
 output LOG_ANALYTICS_WORKSPACE_ID string = monitoring.outputs.workspaceId
-// Read by the postprovision hook to say whether an administrator still has to grant Graph permissions.
-output GRAPH_PERMISSIONS_GRANTED_BY_DEPLOYMENT bool = grantGraphInDeployment
+// The lock step and tear-down name them (docs/deploy.md).
+output AUDIT_LOG_ACCOUNT_NAME string = storage.outputs.auditLogAccountName

@@ -21,6 +21,9 @@ param noEventsFunctionName string
 @allowed([0, 1, 6, 12, 24])
 param noEventsAlertHours int
 
+@description('The outcome topic: alert before it fills up (publishing outcomes then fails).')
+param outcomeTopicName string
+
 param applicationInsightsName string
 
 @description('Log Analytics workspace of Application Insights: the "no events" log alert queries it.')
@@ -102,6 +105,56 @@ resource deadLetterAlerts 'Microsoft.Insights/metricAlerts@2018-03-01' = [
   }
 ]
 
+// The outcome topic counts every subscription's messages (their dead-letter queues included)
+// against its 1 GB: a subscriber that stopped reading fills it, and then publishing outcomes fails
+// for every event (departures are still carried out: the record is written first, docs/outcomes.md).
+// Fires at 80 % of the topic's size.
+resource outcomeTopicSizeAlert 'Microsoft.Insights/metricAlerts@2018-03-01' = {
+  name: 'outcome-topic-filling'
+  location: 'global'
+  tags: tags
+  properties: {
+    description: 'The outcome topic ${outcomeTopicName} is over 80 % full: a subscriber stopped reading. Drain or delete its subscription.'
+    severity: 2
+    enabled: true
+    scopes: [
+      namespace.id
+    ]
+    evaluationFrequency: 'PT15M'
+    windowSize: 'PT15M'
+    autoMitigate: true
+    criteria: {
+      'odata.type': 'Microsoft.Azure.Monitor.SingleResourceMultipleMetricCriteria'
+      allOf: [
+        {
+          criterionType: 'StaticThresholdCriterion'
+          name: 'OutcomeTopicSize'
+          metricNamespace: 'Microsoft.ServiceBus/namespaces'
+          metricName: 'Size'
+          dimensions: [
+            {
+              name: 'EntityName'
+              operator: 'Include'
+              values: [
+                outcomeTopicName
+              ]
+            }
+          ]
+          operator: 'GreaterThan'
+          // 80 % of maxSizeInMegabytes (1024) in servicebus.bicep, in bytes.
+          threshold: 858993459
+          timeAggregation: 'Maximum'
+        }
+      ]
+    }
+    actions: [
+      {
+        actionGroupId: actionGroup.id
+      }
+    ]
+  }
+}
+
 // A failed invocation is a permanent failure on its way to the dead-letter queue, or a host or
 // configuration problem (transient failures are rescheduled and complete successfully).
 resource functionFailuresAlert 'Microsoft.Insights/metricAlerts@2018-03-01' = {
@@ -169,6 +222,9 @@ resource noEventsAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = if 
     scopes: [
       workspaceId
     ]
+    // A new workspace has no AppTraces table until the first trace arrives: without this the rule
+    // fails to create ("Failed to resolve table"). The query is still checked when it runs.
+    skipQueryValidation: true
     evaluationFrequency: 'PT1H'
     windowSize: 'PT${noEventsAlertHours}H'
     autoMitigate: true
@@ -217,6 +273,9 @@ resource guardrailAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
     scopes: [
       workspaceId
     ]
+    // A new workspace has no AppTraces table until the first trace arrives: without this the rule
+    // fails to create ("Failed to resolve table"). The query is still checked when it runs.
+    skipQueryValidation: true
     evaluationFrequency: 'PT5M'
     windowSize: 'PT5M'
     autoMitigate: false

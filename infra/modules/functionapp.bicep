@@ -36,7 +36,7 @@ param graphEndpoint string
 param protectedUsers string
 param dryRun bool
 
-@minValue(1)
+@minValue(40)
 @maxValue(1000)
 param maximumInstanceCount int
 
@@ -48,7 +48,7 @@ param instanceMemoryMB int
 param departureAlwaysReadyInstances int
 
 // AUDIT_TABLE_ENDPOINT is documented without a trailing slash.
-var auditTableEndpoint = endsWith(storageTableEndpoint, '/') ? substring(storageTableEndpoint, 0, length(storageTableEndpoint) - 1) : storageTableEndpoint
+var auditTableEndpoint = endsWith(storageTableEndpoint, '/') ? substring(storageTableEndpoint, 0, max(length(storageTableEndpoint) - 1, 0)) : storageTableEndpoint
 
 resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing = {
   name: applicationInsightsName
@@ -112,6 +112,24 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         version: '22'
       }
     }
+  }
+}
+
+// No basic (user name and password) publishing credentials: azd deploys with Entra ID, and nothing
+// else should be able to push code to an app that holds Graph write permissions.
+resource scmBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: site
+  name: 'scm'
+  properties: {
+    allow: false
+  }
+}
+
+resource ftpBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: site
+  name: 'ftp'
+  properties: {
+    allow: false
   }
 }
 

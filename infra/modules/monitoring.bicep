@@ -33,6 +33,10 @@ resource workspace 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
       name: 'PerGB2018'
     }
     retentionInDays: retentionInDays
+    // Queries and ingestion with Entra ID only: no workspace keys.
+    features: {
+      disableLocalAuth: true
+    }
   }
 }
 

@@ -115,6 +115,10 @@ resource outcomeSampleSubscription 'Microsoft.ServiceBus/namespaces/topics/subsc
     deadLetteringOnMessageExpiration: true
     deadLetteringOnFilterEvaluationExceptions: true
     enableBatchedOperations: true
+    // Nobody reads the sample: left idle it would fill the topic (its dead-letter queue keeps
+    // expired outcomes) until publishing fails for every event. Deleted after a week unread; a
+    // real subscriber's own subscription is watched by the topic-size alert (alerts.bicep).
+    autoDeleteOnIdle: 'P7D'
   }
 }
 

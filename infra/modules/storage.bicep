@@ -30,6 +30,9 @@ param auditLogContainerName string
 @maxValue(146000)
 param auditLogRetentionDays int = 365
 
+@description('true once an owner has locked the immutability policy: a locked policy accepts no update (only extend), so the template leaves it alone.')
+param auditLogPolicyLocked bool = false
+
 @description('Principal id of the function identity.')
 param functionPrincipalId string
 
@@ -141,12 +144,25 @@ resource auditLogContainer 'Microsoft.Storage/storageAccounts/blobServices/conta
 //   az storage container immutability-policy lock --resource-group RG --account-name ACCOUNT \
 //     --container-name CONTAINER --if-match "$(az storage container immutability-policy show \
 //     --resource-group RG --account-name ACCOUNT --container-name CONTAINER --query etag -o tsv)"
-resource auditLogImmutability 'Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies@2023-05-01' = {
+// Create/update applies to an unlocked policy only: once locked, set AUDIT_LOG_POLICY_LOCKED=true so
+// every later provision (going live included) skips it instead of failing on it.
+resource auditLogImmutability 'Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies@2023-05-01' = if (!auditLogPolicyLocked) {
   parent: auditLogContainer
   name: 'default'
   properties: {
     immutabilityPeriodSinceCreationInDays: auditLogRetentionDays
     allowProtectedAppendWrites: true
+  }
+}
+
+// Nobody deletes the audit log's account by accident or with Contributor rights (`azd down` included):
+// deleting it takes removing this lock first, which needs Owner (Microsoft.Authorization/locks/delete).
+resource auditLogDeleteLock 'Microsoft.Authorization/locks@2020-05-01' = {
+  name: 'audit-log-do-not-delete'
+  scope: auditLogStorage
+  properties: {
+    level: 'CanNotDelete'
+    notes: 'The immutable audit log of the offboarding app. See docs/deploy.md, "Tear down".'
   }
 }
 
@@ -302,4 +318,5 @@ output name string = storage.name
 output id string = storage.id
 output blobEndpoint string = storage.properties.primaryEndpoints.blob
 output tableEndpoint string = storage.properties.primaryEndpoints.table
+output auditLogAccountName string = auditLogStorage.name
 output auditLogBlobEndpoint string = auditLogStorage.properties.primaryEndpoints.blob

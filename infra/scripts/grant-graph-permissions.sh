@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Grants the function's managed identity the Microsoft Graph application permissions the code
-# calls (shared/graph/permissions.ts), without the Microsoft Graph Bicep extension. Use it when
-# `azd provision` runs with GRANT_GRAPH_PERMISSIONS=false, or to add the User Administrator role
-# that password resets need (Bicep cannot assign Entra directory roles).
+# calls (shared/graph/permissions.ts), without the Microsoft Graph Bicep extension: the step after
+# `azd provision`, which never grants them (docs/deploy.md), and the way to add the User
+# Administrator role that password resets need (Bicep cannot assign Entra directory roles).
 #
 # Run it as a Privileged Role Administrator (or Global Administrator), signed in with the Azure CLI
 # (`az login --tenant <tenant id>`). It is idempotent: existing grants are left alone.

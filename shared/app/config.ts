@@ -427,6 +427,21 @@ function readPacing(env: Env): PacingSettings {
   };
 }
 
+/**
+ * The Service Bus settings, for whatever sends or receives (the functions, and every command that
+ * runs an event, replays or sends): checked before it acts, so a missing setting never shows only
+ * after Graph was written to.
+ */
+export function requireServiceBus(config: AppConfig): void {
+  const { connectionString, fullyQualifiedNamespace } = config.serviceBus;
+  if (connectionString === undefined && fullyQualifiedNamespace === undefined) {
+    throw invalid(
+      'ServiceBusConnection__fullyQualifiedNamespace',
+      'is required (or ServiceBusConnection for local development).',
+    );
+  }
+}
+
 /** Who runs an ops command: OFFBOARD_OPERATOR, or else the OS user name given. */
 export function operatorName(osUser: () => string, env: Env = process.env): string {
   return read(env, 'OFFBOARD_OPERATOR') ?? osUser();

@@ -7,9 +7,8 @@ import {
 } from '@azure/identity';
 import type { ServiceBusClient } from '@azure/service-bus';
 import { TableAuditLog, TableTimelineStore, createTableClient } from '../adapters/tableAuditLog';
-import { loadConfig, type AppConfig } from './config';
+import { loadConfig, requireServiceBus, type AppConfig } from './config';
 import { boundedCredential } from '../adapters/deadline';
-import { ErrorCodes, OffboardingError } from '../core/errors';
 import { GraphDirectory } from '../adapters/graphDirectory';
 import type { Scheduler } from '../core/messaging';
 import { OffboardingService } from '../core/offboard';
@@ -74,17 +73,7 @@ export function createRuntime(
   options: RuntimeOptions = {},
 ): Runtime {
   const { serviceBus: target } = config;
-  if (
-    options.requireServiceBus &&
-    target.connectionString === undefined &&
-    target.fullyQualifiedNamespace === undefined
-  ) {
-    throw new OffboardingError(
-      ErrorCodes.InvalidConfiguration,
-      'Setting ServiceBusConnection__fullyQualifiedNamespace is required (or ServiceBusConnection for local development).',
-      { retryable: false },
-    );
-  }
+  if (options.requireServiceBus) requireServiceBus(config);
   // Every token request is bounded: a managed identity endpoint that never answers ends the wait.
   const credential = boundedCredential(
     options.credential ?? createCredential(config),

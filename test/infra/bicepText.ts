@@ -1,6 +1,6 @@
 /**
  * Line-level reading of the Bicep in infra/ for the structural checks in infra.test.ts. This is not
- * a Bicep parser (the real compiler runs in .github/workflows/infra.yml): it finds declarations by
+ * a Bicep parser (the official compiler runs in CI: dev/bicep.sh check): it finds declarations by
  * their header line and takes the brace-balanced block after it.
  */
 import { readdirSync, readFileSync } from 'node:fs';

@@ -18,7 +18,7 @@ export const FUNCTION_APP = 'infra/modules/functionapp.bicep';
 export const SERVICE_BUS = 'infra/modules/servicebus.bicep';
 export const STORAGE = 'infra/modules/storage.bicep';
 export const MONITORING = 'infra/modules/monitoring.bicep';
-export const GRAPH = 'infra/modules/graph-permissions.bicep';
+export const GRAPH = 'infra/graph/grant-graph-permissions.bicep';
 export const ALERTS = 'infra/modules/alerts.bicep';
 export const WORKBOOK = 'infra/modules/workbook.bicep';
 export const PARAMETERS = 'infra/main.parameters.json';
@@ -220,11 +220,11 @@ export function checkDefaults(files: InfraFiles): string[] {
   const main = code(files, MAIN);
   const findings: string[] = [];
   const expect: Record<string, string> = {
-    grantGraphPermissions: 'false',
     dryRun: 'true',
     grantDeployerOpsAccess: 'false',
     graphEndpoint: "''",
-    enablePasswordReset: 'false',
+    opsQueueAccess: "'sendOnly'",
+    auditLogPolicyLocked: 'false',
   };
   for (const [name, value] of Object.entries(expect))
     if (paramDefault(main, name) !== value)
@@ -232,11 +232,11 @@ export function checkDefaults(files: InfraFiles): string[] {
   // shared/app/config.ts requires PROTECTED_USERS with no default: an empty value must stop the deploy.
   if (!/@minLength\(1\)\nparam protectedUsers string$/m.test(main))
     findings.push('param protectedUsers must be required and non-empty (no default)');
-  if (
-    !/module graphPermissions [^\n]*= if \(grantGraphInDeployment\)/.test(main) ||
-    !/var grantGraphInDeployment = grantGraphPermissions && publicCloud/.test(main)
-  )
-    findings.push('the Graph grant must depend on grantGraphPermissions and the public cloud');
+  // The privileged Graph grant is a step of its own, never part of what `azd provision` deploys.
+  if (/graph-permissions|microsoftGraph|grant-graph/i.test(main))
+    findings.push(
+      'main.bicep must not grant Graph permissions: that is a separate, privileged step',
+    );
   const parameters = (
     JSON.parse(files[PARAMETERS] ?? '{}') as { parameters: Record<string, { value: string }> }
   ).parameters;
@@ -334,12 +334,12 @@ const PLATFORM_RULES: Rule[] = [
   [/'azd-service-name': 'api'/, FUNCTION_APP, 'azd-service-name must be api'],
   [/alwaysReady: departureAlwaysReadyInstances == 0 \? \[\] : \[\s*\{\s*name: 'function:\$\{loadJsonContent\('\.\.\/contract\.json'\)\.functions\.employeeLeaving\}'/, FUNCTION_APP, 'always-ready instances must target the departures function named in the contract'],
   [/^services:\s*\n\s+api:\s*\n(\s+.*\n)*?\s+host: function/m, 'azure.yaml', 'azure.yaml must deploy the service api as a function'],
-  [/^ {4}dist: dist\/deploy$/m, 'azure.yaml', 'azure.yaml must ship dist/deploy (npm run package)'],
+  [/^ {4}dist: dist\/deploy$/m, 'azure.yaml', 'azure.yaml must ship dist/deploy (npm run build writes it)'],
   [/^ {2}postprovision:\s*\n(\s+.*\n)*?\s+run: node infra\/scripts\/postprovision\.mjs/m, 'azure.yaml', 'azure.yaml must run the postprovision hook that names the Graph grant step'],
   [/targetScope = 'subscription'/, MAIN, 'main.bicep targetScope must be subscription'],
   [/var resourceToken = toLower\(uniqueString\(subscription\(\)\.id, environmentName, location\)\)/, MAIN, 'the azd resource token changed'],
   [/"microsoftGraphV1": "br:mcr\.microsoft\.com\/bicep\/extensions\/microsoftgraph\/v1\.0:/, 'infra/bicepconfig.json', 'bicepconfig.json must declare microsoftGraphV1'],
-  [/^extension microsoftGraphV1$/m, GRAPH, 'graph-permissions.bicep must use extension microsoftGraphV1'],
+  [/^extension microsoftGraphV1$/m, GRAPH, 'grant-graph-permissions.bicep must use extension microsoftGraphV1'],
   [/for permission in permissions: \{\s*appRoleId: filter\(microsoftGraph\.appRoles, role => role\.value == permission\)\[0\]\.id/, GRAPH, 'Graph permissions must be looked up by value'],
   [/resource passwordResetGrant [^\n]*= if \(enablePasswordReset\)/, GRAPH, 'the password permission must depend on enablePasswordReset'],
 ];

@@ -1,5 +1,5 @@
 /**
- * infra/ against the code. The Bicep compiler cannot run here (CI builds and lints it), so:
+ * infra/ against the code, where the Bicep compiler (dev/bicep.sh check, in CI) cannot judge:
  * 1. infra/contract.json must be exactly what dev/infra-contract.ts generates from shared/ now;
  * 2. the Bicep must read the code's values from it and pass structural checks (checks.ts);
  * 3. each kind of drift that matters, injected into a copy of the text, must be reported.
@@ -62,18 +62,20 @@ describe('the postprovision hook', () => {
       env: { PATH: process.env.PATH ?? '', ...env },
     });
 
-  test('names the privileged grant step when the deployment did not grant', () => {
-    const r = hook({
-      GRAPH_PERMISSIONS_GRANTED_BY_DEPLOYMENT: 'false',
-      MANAGED_IDENTITY_PRINCIPAL_ID: 'p-1',
-    });
+  test('names the privileged grant step and the lock step until the environment says they are done', () => {
+    const r = hook({ MANAGED_IDENTITY_PRINCIPAL_ID: 'p-1' });
     expect(r.status).toBe(0);
     expect(r.stdout).toContain('infra/scripts/grant-graph-permissions.sh --principal-id p-1');
+    expect(r.stdout).toContain('azd env set AUDIT_LOG_POLICY_LOCKED true');
     expect(r.stdout).toContain('DRY_RUN is true');
   });
 
   test('asks for an administrative unit for password resets, and is quiet when all is done', () => {
-    const granted = { GRAPH_PERMISSIONS_GRANTED_BY_DEPLOYMENT: 'true', DRY_RUN: 'false' };
+    const granted = {
+      GRAPH_PERMISSIONS_GRANTED: 'true',
+      AUDIT_LOG_POLICY_LOCKED: 'true',
+      DRY_RUN: 'false',
+    };
     expect(hook({ ...granted, ENABLE_PASSWORD_RESET: 'true' }).stdout).toContain('--admin-unit');
     expect(hook(granted).stdout.trim()).toBe('');
   });
@@ -123,8 +125,9 @@ const DRIFTS: [string, string, string | RegExp, string, string][] = [
   ['HR publisher assigned twice when also ops', SERVICE_BUS, ' && !hrPublisherIsOpsSender', '', 'HR sender assignment is not skipped'],
   ['ops receive regardless of opsQueueAccess', SERVICE_BUS, /(resource opsReceiveMfaEnabled[^]*?)for ops in opsReceivers:/, '$1for ops in opsPrincipals:', 'opsReceiveMfaEnabled must loop over opsReceivers'],
   // Defaults (items 1, 7) and azd parameters.
-  ['the privileged Graph grant on by default', MAIN, 'param grantGraphPermissions bool = false', 'param grantGraphPermissions bool = true', 'grantGraphPermissions must default to false'],
-  ['the Graph grant in a sovereign cloud', MAIN, 'grantGraphPermissions && publicCloud', 'grantGraphPermissions', 'public cloud'],
+  ['the privileged Graph grant back in main.bicep', MAIN, "module workbook 'modules/workbook.bicep'", "module graphPermissions 'graph/grant-graph-permissions.bicep' = {\n}\nmodule workbook 'modules/workbook.bicep'", 'must not grant Graph permissions'],
+  ['ops receiving live events by default', MAIN, "param opsQueueAccess string = 'sendOnly'", "param opsQueueAccess string = 'receiveAndSend'", "opsQueueAccess must default to 'sendOnly'"],
+  ['the locked-policy switch on by default', MAIN, 'param auditLogPolicyLocked bool = false', 'param auditLogPolicyLocked bool = true', 'auditLogPolicyLocked must default to false'],
   ['PROTECTED_USERS defaulting to empty', MAIN, 'param protectedUsers string', "param protectedUsers string = ''", 'protectedUsers must be required'],
   ['DRY_RUN off on the first deploy', MAIN, 'param dryRun bool = true', 'param dryRun bool = false', 'dryRun must default to true'],
   ['azd default disagreeing with Bicep', PARAMETERS, '${LOG_RETENTION_DAYS=90}', '${LOG_RETENTION_DAYS=30}', 'default of logRetentionDays differs'],
@@ -136,7 +139,7 @@ const DRIFTS: [string, string, string | RegExp, string, string][] = [
   ['listKeys()', STORAGE, 'output name string = storage.name', 'output key string = storage.listKeys().keys[0].value\noutput name string = storage.name', 'list*() call returns keys'],
   ['an instrumentation key', FUNCTION_APP, 'APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsights.properties.ConnectionString', "APPLICATIONINSIGHTS_CONNECTION_STRING: 'InstrumentationKey=0'", 'a key'],
   // Alerts (item 6).
-  ['dead letters summed instead of the point-in-time maximum', ALERTS, "timeAggregation: 'Maximum'", "timeAggregation: 'Total'", 'DeadletteredMessages (Maximum) > 0'],
+  ['dead letters summed instead of the point-in-time maximum', ALERTS, /(resource deadLetterAlerts[^]*?timeAggregation: )'Maximum'/, "$1'Total'", 'DeadletteredMessages (Maximum) > 0'],
   ['a queue without a dead-letter alert', MAIN, /(queueNames: \[\n\s*queueNames\.employeeLeaving\n)\s*queueNames\.mfaEnabled\n/, '$1', 'dead-letter queue of both queues'],
   ['"no events" back on IncomingMessages', ALERTS, "'| where DeliveryCount == 1'", "'| where DeliveryCount == 1 // IncomingMessages'", 'must not use IncomingMessages'],
   ['"no events" counting the app\'s own retries', ALERTS, /\n\s*'\| where not\(.*/, '', 'exclude each app MessageId prefix'],

@@ -1,38 +1,77 @@
 /**
- * The deployment package (dev/package-app.mjs, `npm run package`): what azd ships to Azure is the
- * bundle, host.json and package.json, nothing else, and the bundle loads on its own (outside the
- * repository, no node_modules) and registers every function.
+ * The deployment package, built the way azd builds it: azd's Node.js support runs the package
+ * manager's install, then only the `build` script (in its build step and again in its package
+ * step), then ships the folder named by `dist` in azure.yaml and fails when it is empty or missing
+ * (Azure/azure-dev, cli/azd/pkg/project/framework_service_node.go). So here: a fresh copy of the
+ * checkout (tracked files only, as a clone has), `npm ci`, `npm run build` twice, then the folder.
+ * What azd ships is the bundle, its lazy parts, main.js, host.json and package.json, nothing
+ * else, and it loads on its own (no node_modules) and registers every function.
  */
-import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { isBuiltin } from 'node:module';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { buildInfraContract } from '../../dev/infra-contract';
 import { startWorld } from '../support/world';
 
 const ROOT = join(__dirname, '..', '..');
 const contract = buildInfraContract();
+/** The folder azd ships: `dist` of the service in azure.yaml. */
+const DIST = /^ {4}dist: (\S+)$/m.exec(readFileSync(join(ROOT, 'azure.yaml'), 'utf8'))?.[1];
+let checkout: string;
 let out: string;
+const builds: string[] = [];
+
+/** npm as azd runs it: in the checkout, without what the `npm test` that started us exported. */
+function npm(args: string[]): string {
+  const env = Object.fromEntries(
+    Object.entries(process.env).filter(([name]) => !/^(npm_|INIT_CWD$)/i.test(name)),
+  );
+  const result = spawnSync('npm', args, {
+    cwd: checkout,
+    encoding: 'utf8',
+    env: { ...env, npm_config_audit: 'false', npm_config_fund: 'false' },
+  });
+  if (result.status !== 0)
+    throw new Error(`npm ${args.join(' ')} failed:\n${result.stdout}\n${result.stderr}`);
+  return result.stdout;
+}
 
 beforeAll(() => {
-  out = mkdtempSync(join(tmpdir(), 'deploy-package-'));
-  const result = spawnSync(process.execPath, ['dev/package-app.mjs', '--out', out], {
-    cwd: ROOT,
-    encoding: 'utf8',
-  });
-  if (result.status !== 0) throw new Error(`packaging failed:\n${result.stderr}`);
-}, 60_000);
-afterAll(() => rmSync(out, { recursive: true, force: true }));
+  if (DIST === undefined) throw new Error('azure.yaml names no dist folder');
+  checkout = mkdtempSync(join(tmpdir(), 'azd-checkout-'));
+  // What a clone holds: the tracked files (as they are in this working tree), nothing built.
+  const tracked = execFileSync('git', ['ls-files', '-z'], { cwd: ROOT, encoding: 'utf8' })
+    .split('\0')
+    .filter((file) => file !== '' && existsSync(join(ROOT, file)));
+  for (const file of tracked) {
+    mkdirSync(dirname(join(checkout, file)), { recursive: true });
+    cpSync(join(ROOT, file), join(checkout, file));
+  }
+  // azd's restore (npm's install runs `prepare`, our build), then its build and package steps.
+  npm(['ci', '--prefer-offline']);
+  builds.push(npm(['run', 'build']));
+  // A leftover from an older build must not be shipped.
+  writeFileSync(join(checkout, DIST, 'stale.js'), '// an older build\n');
+  builds.push(npm(['run', 'build']));
+  out = join(checkout, DIST);
+}, 300_000);
+afterAll(() => rmSync(checkout, { recursive: true, force: true }));
 
-test('azd deploys the folder `npm run package` writes', () => {
-  const scripts = (
-    JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
-      scripts: Record<string, string>;
-    }
-  ).scripts;
-  expect(scripts.package).toBe('node dev/package-app.mjs');
-  expect(readFileSync(join(ROOT, 'azure.yaml'), 'utf8')).toMatch(/^ {4}dist: dist\/deploy$/m);
+test("azd's build step (the `build` script, nothing else) writes the folder azure.yaml ships", () => {
+  expect(DIST).toBe('dist/deploy');
+  for (const output of builds) expect(output).toMatch(/Packaged functions\/index into /);
+  expect(existsSync(join(out, 'stale.js'))).toBe(false);
 });
 
 test('the package holds the bundle, its lazy parts, its entry, host.json and package.json only', () => {

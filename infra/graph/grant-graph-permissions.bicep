@@ -1,8 +1,13 @@
 // Microsoft Graph application permissions for the function identity, granted with the Microsoft
-// Graph Bicep extension (public cloud only; not supported in deployment stacks). An app role
+// Graph Bicep extension (public cloud only; not supported in deployment stacks): an alternative to
+// infra/scripts/grant-graph-permissions.sh for administrators who deploy Bicep. An app role
 // assignment to a managed identity IS the admin consent: there is no separate consent step.
-// Deploying this needs Privileged Role Administrator (or Global Administrator) in Entra ID, so it is
-// off by default (grantGraphPermissions); the default path is infra/scripts/grant-graph-permissions.sh.
+// Its own entry file, deployed on its own by a Privileged Role Administrator after `azd provision`
+// (docs/deploy-reference.md, "Granting with Bicep"):
+//   az deployment group create --resource-group RG --template-file infra/graph/grant-graph-permissions.bicep \
+//     --parameters principalId=MANAGED_IDENTITY_PRINCIPAL_ID
+// Not part of main.bicep: the extension is restored from a container registry, which CI cannot
+// reach, and the privileged grant is a deliberate step of its own.
 // The permission list is requiredGraphPermissions() in shared/graph/permissions.ts, via contract.json.
 extension microsoftGraphV1
 
@@ -10,7 +15,7 @@ extension microsoftGraphV1
 param principalId string
 
 @description('Also grant the password permission (the identity then also needs the User Administrator Entra role).')
-param enablePasswordReset bool
+param enablePasswordReset bool = false
 
 var contract = loadJsonContent('../contract.json')
 // Read the user, revoke sessions, disable the account: always needed.
