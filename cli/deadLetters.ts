@@ -4,6 +4,7 @@ import type {
   ServiceBusReceivedMessage,
 } from '@azure/service-bus';
 import { stableId } from '../shared/core/eventIdentity';
+import { decodeEvent, eventMessage, salvageEventId } from '../shared/core/events';
 import { AppMessageIdPrefixes, MessageProperties } from '../shared/core/messaging';
 import type { AuditLog } from '../shared/core/ports';
 import { translateServiceBusError } from '../shared/adapters/serviceBusScheduler';
@@ -26,22 +27,27 @@ export interface DeadLetterSummary {
   lastAuditedError?: string;
 }
 
-/** The event id and user of a body, if it is a JSON event at all (dead letters may be anything). */
-function eventFields(body: unknown): { eventId?: string; user?: string } {
-  let value = body;
-  if (Buffer.isBuffer(value)) value = value.toString('utf8');
-  if (typeof value === 'string') {
-    try {
-      value = JSON.parse(value) as unknown;
-    } catch {
-      return {};
-    }
+/**
+ * The event id and user of a dead-lettered message, read in its content mode (structured or
+ * binary) as the functions read it; dead letters may be anything, so nothing here throws.
+ */
+function eventFields(message: ServiceBusReceivedMessage): { eventId?: string; user?: string } {
+  const { body } = eventMessage({
+    body: message.body,
+    contentType: message.contentType,
+    properties: message.applicationProperties ?? {},
+  });
+  const eventId = salvageEventId(body);
+  let user: unknown;
+  try {
+    const { data } = decodeEvent(body);
+    user = typeof data === 'object' && data !== null && 'user' in data ? data.user : undefined;
+  } catch {
+    // Not a readable event: the id (if any) is all there is.
   }
-  if (typeof value !== 'object' || value === null) return {};
-  const record = value as { id?: unknown; data?: { user?: unknown } };
   return {
-    ...(typeof record.id === 'string' ? { eventId: record.id } : {}),
-    ...(typeof record.data?.user === 'string' ? { user: record.data.user } : {}),
+    ...(eventId === undefined ? {} : { eventId }),
+    ...(typeof user === 'string' ? { user } : {}),
   };
 }
 
@@ -49,7 +55,7 @@ export async function summarize(
   message: ServiceBusReceivedMessage,
   audit: AuditLog,
 ): Promise<DeadLetterSummary> {
-  const { eventId, user } = eventFields(message.body);
+  const { eventId, user } = eventFields(message);
   const audited = eventId === undefined ? undefined : await lastAuditedError(audit, eventId);
   return {
     sequenceNumber: message.sequenceNumber?.toString() ?? '',
@@ -130,8 +136,7 @@ function matches(message: ServiceBusReceivedMessage, filter: ReplayFilter): bool
     (message.enqueuedTimeUtc?.getTime() ?? 0) < filter.since.getTime()
   )
     return false;
-  if (filter.eventId !== undefined && eventFields(message.body).eventId !== filter.eventId)
-    return false;
+  if (filter.eventId !== undefined && eventFields(message).eventId !== filter.eventId) return false;
   return true;
 }
 

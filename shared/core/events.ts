@@ -462,16 +462,21 @@ export function salvageEventId(body: unknown): string | undefined {
   return undefined;
 }
 
+/** The structured event as a JSON object, its data decoded from `data_base64` if sent so. */
+export function decodeEvent(body: unknown): Record<string, unknown> {
+  const decoded = decodeBody(body);
+  if (typeof decoded !== 'object' || decoded === null || Array.isArray(decoded)) {
+    throw invalid('event must be a JSON object (a CloudEvents 1.0 structured event)');
+  }
+  return withDecodedData(decoded as Record<string, unknown>);
+}
+
 /**
  * Parses and validates an event for a queue that accepts `accepts`. Throws an InvalidEvent error
  * naming every offending field and rule; nothing invalid gets past this point.
  */
 export function parseEvent(body: unknown, accepts: readonly EventKind[]): OffboardingEvent {
-  const decoded = decodeBody(body);
-  if (typeof decoded !== 'object' || decoded === null || Array.isArray(decoded)) {
-    throw invalid('event must be a JSON object (a CloudEvents 1.0 structured event)');
-  }
-  const value = withDecodedData(decoded as Record<string, unknown>);
+  const value = decodeEvent(body);
   const head = envelope.safeParse(value);
   if (!head.success) throw invalid(formatIssues(head.error));
   const event = head.data;
