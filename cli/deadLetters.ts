@@ -76,7 +76,10 @@ async function peekDeadLetters(
   queue: string,
   max: number,
 ): Promise<ServiceBusReceivedMessage[]> {
-  const receiver = client.createReceiver(queue, { subQueueType: 'deadLetter' });
+  const receiver = client.createReceiver(queue, {
+    subQueueType: 'deadLetter',
+    skipConvertingDate: true,
+  });
   const messages: ServiceBusReceivedMessage[] = [];
   try {
     let from: ServiceBusReceivedMessage['sequenceNumber'];
@@ -157,7 +160,7 @@ export function replayCopy(
   by: string,
   at: Date,
 ): ServiceBusMessage {
-  const properties: Record<string, string | number | boolean> = {};
+  const properties: Record<string, string | number | boolean | Date> = {};
   for (const [key, value] of Object.entries(message.applicationProperties ?? {})) {
     // A replay starts a new life: attempts count from 1 again, and retry copies must derive their
     // ids from the replay's own MessageId (ids from the first life may still sit in the
@@ -168,7 +171,12 @@ export function replayCopy(
       key === MessageProperties.claimHandover
     )
       continue;
-    if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean')
+    if (
+      typeof value === 'string' ||
+      typeof value === 'number' ||
+      typeof value === 'boolean' ||
+      value instanceof Date
+    )
       properties[key] = value;
   }
   properties[MessageProperties.replayedBy] = by;
@@ -218,6 +226,8 @@ export async function replayDeadLetters(
   const receiver = client.createReceiver(queue, {
     subQueueType: 'deadLetter',
     receiveMode: 'peekLock',
+    // A binary-mode `cloudEvents:time` (AMQP timestamp) is copied as a date, not as a number.
+    skipConvertingDate: true,
   });
   const sender = client.createSender(queue);
   const held: ServiceBusReceivedMessage[] = [];
