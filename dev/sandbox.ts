@@ -85,6 +85,8 @@ async function main(): Promise<void> {
     // Low enough to watch the blast-radius guardrail trip on a small runaway MFA feed.
     GUARDRAIL_MFA_PER_WINDOW: String(DEMO_MFA_LIMIT),
     OUTCOME_TOPIC,
+    // Lets `offboard` say "the sandbox is not running" when these stand-ins are gone.
+    OFFBOARD_SANDBOX: '1',
   };
   Object.assign(process.env, env);
   await mkdir(dirname(ENV_FILE), { recursive: true });

@@ -7,7 +7,7 @@ import {
 } from '@azure/identity';
 import type { ServiceBusClient } from '@azure/service-bus';
 import { TableAuditLog, createTableClient } from '../adapters/tableAuditLog';
-import { loadConfig, type AppConfig } from './config';
+import { SERVICE_BUS_SETTING_REQUIRED, loadConfig, type AppConfig } from './config';
 import { boundedCredential } from '../adapters/deadline';
 import { ErrorCodes, OffboardingError } from '../core/errors';
 import { GraphDirectory } from '../adapters/graphDirectory';
@@ -79,7 +79,7 @@ export function createRuntime(
   ) {
     throw new OffboardingError(
       ErrorCodes.InvalidConfiguration,
-      'Setting ServiceBusConnection__fullyQualifiedNamespace is required (or ServiceBusConnection for local development).',
+      SERVICE_BUS_SETTING_REQUIRED,
       { retryable: false },
     );
   }
