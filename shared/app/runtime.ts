@@ -77,11 +77,9 @@ export function createRuntime(
     target.connectionString === undefined &&
     target.fullyQualifiedNamespace === undefined
   ) {
-    throw new OffboardingError(
-      ErrorCodes.InvalidConfiguration,
-      SERVICE_BUS_SETTING_REQUIRED,
-      { retryable: false },
-    );
+    throw new OffboardingError(ErrorCodes.InvalidConfiguration, SERVICE_BUS_SETTING_REQUIRED, {
+      retryable: false,
+    });
   }
   // Every token request is bounded: a managed identity endpoint that never answers ends the wait.
   const credential = boundedCredential(
