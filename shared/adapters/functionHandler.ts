@@ -58,6 +58,18 @@ function applicationPropertiesOf(context: InvocationContext): Record<string, unk
     : {};
 }
 
+/** The event a triggered message carries, structured or binary content mode, in one shape. */
+export function receivedEvent(
+  message: unknown,
+  context: InvocationContext,
+): ReturnType<typeof eventMessage> {
+  return eventMessage({
+    body: message,
+    contentType: contentTypeOf(context),
+    properties: applicationPropertiesOf(context),
+  });
+}
+
 /**
  * A Service Bus queue handler around the use case. The trigger completes the message when this
  * returns and abandons it when this throws (see QueueProcessor for which is which).
@@ -71,12 +83,7 @@ export function createQueueHandler(runtime: () => Runtime, route: RouteName) {
     const messageId = messageIdOf(context);
     // Throws AuditUnavailable when the audit cannot be read or written: the host abandons the
     // message and it is delivered again, so nothing is lost.
-    // Structured or binary content mode, one shape from here on (CloudEvents AMQP binding).
-    const { body, properties } = eventMessage({
-      body: message,
-      contentType: contentTypeOf(context),
-      properties: applicationPropertiesOf(context),
-    });
+    const { body, properties } = receivedEvent(message, context);
     const outcome = await queueProcessor.handle(route, { body, messageId, properties });
     const { result } = outcome;
     const { record } = result;
