@@ -24,7 +24,7 @@ const record: AuditRecord = {
   messageId: 'm',
   firstAttemptAt: '2026-12-05T14:00:00Z',
   lastAttemptAt: '2026-12-05T14:00:00Z',
-} as AuditRecord;
+};
 
 describe('the sandbox event table', () => {
   it.each([80, 100, 120, 200])('keeps each row within a %i-column terminal', (width) => {
