@@ -37,13 +37,17 @@ function eventFields(message: ServiceBusReceivedMessage): { eventId?: string; us
     contentType: message.contentType,
     properties: message.applicationProperties ?? {},
   });
-  const eventId = salvageEventId(body);
+  let eventId: string | undefined;
   let user: unknown;
   try {
-    const { data } = decodeEvent(body);
+    const event = decodeEvent(body);
+    // Any string: dead letters are where bad ids end up, and the table escapes them.
+    eventId = typeof event.id === 'string' ? event.id : undefined;
+    const { data } = event;
     user = typeof data === 'object' && data !== null && 'user' in data ? data.user : undefined;
   } catch {
-    // Not a readable event: the id (if any) is all there is.
+    // Not a readable event (a binary-mode body that is not JSON): its id, if it has a usable one.
+    eventId = salvageEventId(body);
   }
   return {
     ...(eventId === undefined ? {} : { eventId }),

@@ -244,12 +244,16 @@ function buildProgram(
 
   // dlq and enqueue need Service Bus before anything else: a missing setting is named first.
   const queueOps: RuntimeFactory = () => {
-    const target = serviceBusTarget();
-    if (target.connectionString === undefined && target.fullyQualifiedNamespace === undefined)
-      throw new OffboardingError(ErrorCodes.InvalidConfiguration, SERVICE_BUS_SETTING_REQUIRED, {
-        retryable: false,
-      });
-    return ops();
+    try {
+      return ops();
+    } catch (error) {
+      const target = serviceBusTarget();
+      if (target.connectionString === undefined && target.fullyQualifiedNamespace === undefined)
+        throw new OffboardingError(ErrorCodes.InvalidConfiguration, SERVICE_BUS_SETTING_REQUIRED, {
+          retryable: false,
+        });
+      throw error;
+    }
   };
 
   const dlq = program
