@@ -326,11 +326,12 @@ async function showOutcomes(client: ServiceBusClient): Promise<void> {
   out(
     `\nOutcome events on topic ${OUTCOME_TOPIC} (subscription ${OUTCOME_SUBSCRIPTION}): ${published.length} (${[...counts].map(([o, n]) => `${n} ${o}`).join(', ')}).`,
   );
-  const first = published[0];
+  // One that says when access ends (a refusal or a held event does not).
+  const first = published.find((e) => e.data.accessCutoff !== undefined) ?? published[0];
   if (first === undefined) return;
   out(
     escapeUnsafe(
-      `The first: ${first.type} for ${first.data.event?.id ?? '?'} (${first.data.user?.given ?? '?'}); its fields: docs/outcomes.md.`,
+      `One of them: ${first.type} for ${first.data.event?.id ?? '?'} (${first.data.user?.given ?? '?'}); its fields: docs/outcomes.md.`,
     ),
   );
   const { caeAppsBy, otherAppsBy } = first.data.accessCutoff ?? {};

@@ -115,7 +115,7 @@ describe('the local sandbox (npm start)', () => {
       '2 held',
       '5 succeeded',
     ]);
-    expect(output).toMatch(/^The first: offboarding\.outcome\.\w+ for sample-/m);
+    expect(output).toMatch(/^One of them: offboarding\.outcome\.\w+ for sample-/m);
     expect(output).toMatch(/^ {2}access ends in (CAE-aware|other) apps by \S+/m);
     // The outcome event is summarised, not dumped as JSON.
     expect(output).not.toMatch(/^\{$/m);
