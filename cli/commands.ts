@@ -192,6 +192,13 @@ async function writeEvidencePage(
   return ExitCodes.ok;
 }
 
+/** `--queue` must name one of the app's queues (a typo would otherwise read as a broker error). */
+function checkQueue(queue: string, ops: Runtime): void {
+  const queues = Object.values(ops.config.queues);
+  if (!queues.includes(queue))
+    throw new UsageError(`--queue ${queue} is not one of the app's queues: ${queues.join(', ')}.`);
+}
+
 export interface DlqListOptions {
   queue: string;
   json?: boolean;
@@ -202,9 +209,10 @@ export async function dlqListCommand(
   io: Io,
   runtime: RuntimeFactory,
 ): Promise<number> {
-  const summaries = await withRuntime(runtime, (ops) =>
-    listDeadLetters(ops.serviceBus(), options.queue, ops.audit),
-  );
+  const summaries = await withRuntime(runtime, (ops) => {
+    checkQueue(options.queue, ops);
+    return listDeadLetters(ops.serviceBus(), options.queue, ops.audit);
+  });
   io.stdout((options.json ? toJson(summaries) : deadLetterTable(summaries)) + '\n');
   return ExitCodes.ok;
 }
@@ -234,8 +242,9 @@ export async function dlqReplayCommand(
   io: Io,
   runtime: RuntimeFactory,
 ): Promise<number> {
-  const result = await withRuntime(runtime, (ops) =>
-    replayDeadLetters(
+  const result = await withRuntime(runtime, (ops) => {
+    checkQueue(options.queue, ops);
+    return replayDeadLetters(
       ops.serviceBus(),
       options.queue,
       ops.audit,
@@ -248,8 +257,8 @@ export async function dlqReplayCommand(
         dryRun: options.dryRun === true,
       },
       progressReporter(io, 'replayed'),
-    ),
-  );
+    );
+  });
   if (io.interactive) io.stderr('\n');
   if (options.json) {
     io.stdout(toJson(result) + '\n');

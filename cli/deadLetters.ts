@@ -4,6 +4,7 @@ import type {
   ServiceBusReceivedMessage,
 } from '@azure/service-bus';
 import { stableId } from '../shared/core/eventIdentity';
+import { decodeEvent, eventMessage, salvageEventId } from '../shared/core/events';
 import { AppMessageIdPrefixes, MessageProperties } from '../shared/core/messaging';
 import type { AuditLog } from '../shared/core/ports';
 import { translateServiceBusError } from '../shared/adapters/serviceBusScheduler';
@@ -26,22 +27,31 @@ export interface DeadLetterSummary {
   lastAuditedError?: string;
 }
 
-/** The event id and user of a body, if it is a JSON event at all (dead letters may be anything). */
-function eventFields(body: unknown): { eventId?: string; user?: string } {
-  let value = body;
-  if (Buffer.isBuffer(value)) value = value.toString('utf8');
-  if (typeof value === 'string') {
-    try {
-      value = JSON.parse(value) as unknown;
-    } catch {
-      return {};
-    }
+/**
+ * The event id and user of a dead-lettered message, read in its content mode (structured or
+ * binary) as the functions read it; dead letters may be anything, so nothing here throws.
+ */
+function eventFields(message: ServiceBusReceivedMessage): { eventId?: string; user?: string } {
+  const { body } = eventMessage({
+    body: message.body,
+    contentType: message.contentType,
+    properties: message.applicationProperties ?? {},
+  });
+  let eventId: string | undefined;
+  let user: unknown;
+  try {
+    const event = decodeEvent(body);
+    // Any string: dead letters are where bad ids end up, and the table escapes them.
+    eventId = typeof event.id === 'string' ? event.id : undefined;
+    const { data } = event;
+    user = typeof data === 'object' && data !== null && 'user' in data ? data.user : undefined;
+  } catch {
+    // Not a readable event (a binary-mode body that is not JSON): its id, if it has a usable one.
+    eventId = salvageEventId(body);
   }
-  if (typeof value !== 'object' || value === null) return {};
-  const record = value as { id?: unknown; data?: { user?: unknown } };
   return {
-    ...(typeof record.id === 'string' ? { eventId: record.id } : {}),
-    ...(typeof record.data?.user === 'string' ? { user: record.data.user } : {}),
+    ...(eventId === undefined ? {} : { eventId }),
+    ...(typeof user === 'string' ? { user } : {}),
   };
 }
 
@@ -49,7 +59,7 @@ export async function summarize(
   message: ServiceBusReceivedMessage,
   audit: AuditLog,
 ): Promise<DeadLetterSummary> {
-  const { eventId, user } = eventFields(message.body);
+  const { eventId, user } = eventFields(message);
   const audited = eventId === undefined ? undefined : await lastAuditedError(audit, eventId);
   return {
     sequenceNumber: message.sequenceNumber?.toString() ?? '',
@@ -70,7 +80,10 @@ async function peekDeadLetters(
   queue: string,
   max: number,
 ): Promise<ServiceBusReceivedMessage[]> {
-  const receiver = client.createReceiver(queue, { subQueueType: 'deadLetter' });
+  const receiver = client.createReceiver(queue, {
+    subQueueType: 'deadLetter',
+    skipConvertingDate: true,
+  });
   const messages: ServiceBusReceivedMessage[] = [];
   try {
     let from: ServiceBusReceivedMessage['sequenceNumber'];
@@ -130,8 +143,7 @@ function matches(message: ServiceBusReceivedMessage, filter: ReplayFilter): bool
     (message.enqueuedTimeUtc?.getTime() ?? 0) < filter.since.getTime()
   )
     return false;
-  if (filter.eventId !== undefined && eventFields(message.body).eventId !== filter.eventId)
-    return false;
+  if (filter.eventId !== undefined && eventFields(message).eventId !== filter.eventId) return false;
   return true;
 }
 
@@ -152,7 +164,7 @@ export function replayCopy(
   by: string,
   at: Date,
 ): ServiceBusMessage {
-  const properties: Record<string, string | number | boolean> = {};
+  const properties: Record<string, string | number | boolean | Date> = {};
   for (const [key, value] of Object.entries(message.applicationProperties ?? {})) {
     // A replay starts a new life: attempts count from 1 again, and retry copies must derive their
     // ids from the replay's own MessageId (ids from the first life may still sit in the
@@ -163,7 +175,12 @@ export function replayCopy(
       key === MessageProperties.claimHandover
     )
       continue;
-    if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean')
+    if (
+      typeof value === 'string' ||
+      typeof value === 'number' ||
+      typeof value === 'boolean' ||
+      value instanceof Date
+    )
       properties[key] = value;
   }
   properties[MessageProperties.replayedBy] = by;
@@ -213,6 +230,8 @@ export async function replayDeadLetters(
   const receiver = client.createReceiver(queue, {
     subQueueType: 'deadLetter',
     receiveMode: 'peekLock',
+    // A binary-mode `cloudEvents:time` (AMQP timestamp) is copied as a date, not as a number.
+    skipConvertingDate: true,
   });
   const sender = client.createSender(queue);
   const held: ServiceBusReceivedMessage[] = [];

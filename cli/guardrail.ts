@@ -88,7 +88,9 @@ export function formatStatus(statuses: RouteStatus[]): string {
     String(s.trips),
     s.approvals.map((a) => `${a.wave} (${a.used}/${a.size})`).join(', ') || '-',
   ]);
-  let text = formatTable(['kind', 'state', 'executed', 'held', 'trips', 'approved waves'], rows);
+  // Every table and line ends with a newline: the next one (or the shell prompt) starts afresh.
+  let text =
+    formatTable(['kind', 'state', 'executed', 'held', 'trips', 'approved waves'], rows) + '\n';
   for (const s of statuses) {
     if (s.held.length === 0) continue;
     text += `\nheld ${kindOf(s.route)} (oldest first):\n`;
@@ -101,7 +103,7 @@ export function formatStatus(statuses: RouteStatus[]): string {
         h.decision === undefined ? '' : `${h.decision.kind} by ${escapeUnsafe(h.decision.by)}`,
       ]),
     );
-    text += `release: offboard guardrail release --kind ${kindOf(s.route)} --reason "..." [--max N]; discard: offboard guardrail discard --kind ${kindOf(s.route)} --reason "..."\n`;
+    text += `\nrelease: offboard guardrail release --kind ${kindOf(s.route)} --reason "..." [--max N]; discard: offboard guardrail discard --kind ${kindOf(s.route)} --reason "..."\n`;
   }
   return text;
 }

@@ -1,8 +1,11 @@
 #!/usr/bin/env node
 import { DefaultAzureCredential } from '@azure/identity';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { loadConfig, requireServiceBus } from '../shared/app/config';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { loadConfig, requireServiceBus, serviceBusTarget } from '../shared/app/config';
 import { toOffboardingError } from '../shared/core/errors';
+import { EventKinds, kindOfType } from '../shared/core/events';
 import { createRuntime } from '../shared/app/runtime';
 import {
   auditCommand,
@@ -83,6 +86,15 @@ function dateTime(raw: string): Date {
   return value;
 }
 
+/** An event type the app knows (`--type`), optionally with a reverse-DNS prefix. */
+function eventType(raw: string): string {
+  if (kindOfType(raw) === undefined)
+    throw new InvalidArgumentError(
+      `It must be one of ${EventKinds.join(', ')} (optionally with a reverse-DNS prefix, e.g. com.contoso.hr.employee.leaving).`,
+    );
+  return raw;
+}
+
 function waveId(raw: string): string {
   if (!isWaveId(raw)) throw new InvalidArgumentError(`A wave id is ${WAVE_ID_RULE}.`);
   return raw;
@@ -149,6 +161,7 @@ function buildProgram(
       // Parse errors quote what was typed: escape it like every other output.
       outputError: (text, write) => write(escapeUnsafe(text.trimEnd()) + '\n'),
     })
+    .version(packageVersion(), '-V, --version', 'print the version')
     .exitOverride()
     // Options belong to the command they follow: `audit verify --json` is verify's --json, not audit's.
     .enablePositionalOptions()
@@ -247,6 +260,17 @@ function buildProgram(
       ),
     );
 
+  // dlq and enqueue need Service Bus before anything else: a missing setting is named first.
+  const queueOps: RuntimeFactory = () => {
+    try {
+      return ops();
+    } catch (error) {
+      requireServiceBus({ serviceBus: serviceBusTarget() });
+      throw error;
+    }
+  };
+  const queueOpsSending = sending(queueOps);
+
   const dlq = program
     .command('dlq')
     .description('dead-lettered messages: list them, replay them to their queue');
@@ -255,7 +279,7 @@ function buildProgram(
     .description('dead-lettered messages (peeked) with reason and the last audited error')
     .requiredOption('--queue <name>', 'the queue whose dead letters to list')
     .addOption(jsonOption())
-    .action(run((options: DlqListOptions) => dlqListCommand(options, io, opsSending)));
+    .action(run((options: DlqListOptions) => dlqListCommand(options, io, queueOpsSending)));
   dlq
     .command('replay')
     .description(
@@ -277,12 +301,16 @@ function buildProgram(
     .addOption(pacedRateOption())
     .option('--dry-run', 'show what would be replayed, change nothing')
     .addOption(jsonOption())
-    .action(run((options: DlqReplayOptions) => dlqReplayCommand(options, io, opsSending)));
+    .action(run((options: DlqReplayOptions) => dlqReplayCommand(options, io, queueOpsSending)));
 
   program
     .command('enqueue')
     .description('send a wave of events (an MFA roll-out, a batch of departures) from a CSV file')
-    .requiredOption('--type <type>', 'event type, e.g. mfa.enabled or employee.leaving')
+    .addOption(
+      new Option('--type <type>', `event type: ${EventKinds.join(', ')}`)
+        .argParser(eventType)
+        .makeOptionMandatory(),
+    )
     .requiredOption('--csv <file>', 'CSV with a "user" column (and reason, ticket, ...)')
     .addOption(
       new Option(
@@ -293,7 +321,7 @@ function buildProgram(
     .addOption(pacedRateOption())
     .option('--dry-run', 'validate the file and show what would be sent')
     .addOption(jsonOption())
-    .action(run((options: EnqueueOptions) => enqueueCommand(options, io, opsSending)));
+    .action(run((options: EnqueueOptions) => enqueueCommand(options, io, queueOpsSending)));
 
   return program;
 }
@@ -309,16 +337,56 @@ export async function main(
   let exitCode: number = ExitCodes.ok;
   const program = buildProgram(io, runtime, opsRuntime, (code) => (exitCode = code));
   try {
-    await program.parseAsync(argv, { from: 'user' });
+    await program.parseAsync(helpOfSubcommand(argv), { from: 'user' });
     return exitCode;
   } catch (error) {
-    // Help asked for exits 0 (--help, `help`); every other parse error is a usage error.
+    // Help asked for exits 0 (--help, `help`, --version); every other parse error is a usage error.
     if (error instanceof CommanderError)
       return error.exitCode === 0 ? ExitCodes.ok : ExitCodes.usage;
     const failure = toOffboardingError(error);
     io.stderr(errorLine(failure.code, failure.message));
+    if (failure.retryable && sandboxNotRunning(failure.message)) io.stderr(SANDBOX_HINT);
     return exitCodeOf(failure);
   }
+}
+
+/**
+ * `help guardrail status` as `guardrail status --help`: commander's help command only goes one
+ * level deep and would print the group's help.
+ */
+function helpOfSubcommand(argv: string[]): string[] {
+  const [first, ...rest] = argv;
+  if (first !== 'help' || rest.length < 2 || rest.some((arg) => arg.startsWith('-'))) return argv;
+  return [...rest, '--help'];
+}
+
+/** Set in the sandbox's settings file (.local/sandbox.env), read by `npm run offboard:sandbox`. */
+const SANDBOX_SETTING = 'OFFBOARD_SANDBOX';
+const SANDBOX_HINT =
+  'hint: the local sandbox is not running (these are its settings, from .local/sandbox.env): start it with `npm start` and leave it running.\n';
+
+/** A refused connection under the sandbox's settings: its stand-ins are gone. */
+function sandboxNotRunning(message: string): boolean {
+  return process.env[SANDBOX_SETTING] === '1' && /ECONNREFUSED/.test(message);
+}
+
+/** The version in package.json (dist/cli/offboard.js and cli/offboard.ts alike). */
+function packageVersion(): string {
+  for (const path of [
+    join(__dirname, '..', '..', 'package.json'),
+    join(__dirname, '..', 'package.json'),
+  ]) {
+    try {
+      const { name, version } = JSON.parse(readFileSync(path, 'utf8')) as {
+        name?: string;
+        version?: string;
+      };
+      if (name === 'entra-offboarding' && version !== undefined) return version;
+    } catch {
+      // Not here: try the next place.
+    }
+  }
+  return 'unknown';
 }
 
 if (require.main === module) {

@@ -78,7 +78,7 @@ export function auditTable(records: AuditRecord[]): string {
       r.outcome,
       r.actions.map((a) => `${a.action}:${a.status}`).join(' '),
       r.verification ? (r.verification.verified ? 'yes' : 'no') : '',
-      r.errorCode ?? '',
+      r.errorCode === undefined ? '' : `${r.errorCode}: ${r.errorMessage ?? ''}`,
     ]),
   );
 }

@@ -53,6 +53,9 @@ export function startLocalRunner(options: LocalRunnerOptions): LocalRunner {
     const receiver = client.createReceiver(binding.queueName, {
       receiveMode: 'peekLock',
       maxAutoLockRenewalDurationInMs: options.maxAutoLockRenewalDurationInMs ?? 5 * 60_000,
+      // AMQP timestamps in application properties (a binary-mode `cloudEvents:time`) stay dates,
+      // as the host hands them over, instead of the SDK's default epoch milliseconds.
+      skipConvertingDate: true,
     });
     receivers.push(receiver);
     const settle = settlingInTurn(receiver);

@@ -10,7 +10,10 @@ import { latestRecordFor } from '../shared/core/auditRecords';
 import { readdir, readFile, writeFile, mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { loadConfig } from '../shared/app/config';
-import { queueBindings } from '../shared/adapters/functionHandler';
+import { queueBindings, receivedEvent } from '../shared/adapters/functionHandler';
+import { salvageEventId } from '../shared/core/events';
+import { escapeUnsafe } from '../cli/output';
+import { EVENT_TABLE_HEADER, eventRow, tableRow } from './eventTable';
 import { GraphPermissions } from '../shared/adapters/graphPermissions';
 import type { AuditRecord } from '../shared/core/ports';
 import { QUEUE_POLICY } from '../shared/core/queuePolicy';
@@ -18,7 +21,7 @@ import { createRuntime } from '../shared/app/runtime';
 import { freePort, startAzuriteTable } from './azurite';
 import { BOB_UPN, BREAKGLASS_UPN, startGraphStandIn } from './graph-standin/index';
 import { startManagedIdentityStandIn } from './identity-standin/index';
-import { startLocalRunner, type LogLine } from './localRunner';
+import { startLocalRunner, type LogLine, type RunnerBinding } from './localRunner';
 import { startServiceBusStandIn } from './servicebus-standin/index';
 
 const ROOT = join(__dirname, '..', '..');
@@ -39,6 +42,17 @@ function isFinal(record: AuditRecord | undefined): boolean {
   if (record === undefined || record.outcome === 'in-progress') return false;
   if (record.claimedBy !== undefined) return false;
   return !(record.outcome === 'failed' && record.retryable !== false);
+}
+
+/** A terminal's width; a pipe or a log file takes whole lines. */
+function terminalWidth(): number | undefined {
+  return process.stdout.isTTY ? process.stdout.columns : undefined;
+}
+
+/** What is left of it after the time that starts a row reported as it ends. */
+function liveWidth(): number | undefined {
+  const width = terminalWidth();
+  return width === undefined ? undefined : width - 'hh:mm:ss  '.length;
 }
 
 async function main(): Promise<void> {
@@ -85,6 +99,8 @@ async function main(): Promise<void> {
     // Low enough to watch the blast-radius guardrail trip on a small runaway MFA feed.
     GUARDRAIL_MFA_PER_WINDOW: String(DEMO_MFA_LIMIT),
     OUTCOME_TOPIC,
+    // Lets `offboard` say "the sandbox is not running" when these stand-ins are gone.
+    OFFBOARD_SANDBOX: '1',
   };
   Object.assign(process.env, env);
   await mkdir(dirname(ENV_FILE), { recursive: true });
@@ -98,9 +114,34 @@ async function main(): Promise<void> {
 
   const runtime = createRuntime(loadConfig(env), { requireServiceBus: true });
   const logs: LogLine[] = [];
+  // After the summary, each event that ends (the leave date, anything sent by `offboard`) gets
+  // its row as it ends.
+  let live = false;
+  const reported = new Set<string>();
+  const reportEnded = async (eventId: string) => {
+    const record = await latestRecordFor(runtime.audit, eventId).catch(() => undefined);
+    if (!live || record === undefined || !isFinal(record)) return;
+    const key = `${record.identityKey}:${record.outcome}:${record.attempts}`;
+    if (reported.has(key)) return;
+    reported.add(key);
+    out(`${new Date().toISOString().slice(11, 19)}  ${eventRow(eventId, record, liveWidth())}`);
+  };
+  const reporting = (binding: RunnerBinding): RunnerBinding => ({
+    ...binding,
+    handler: async (message, context) => {
+      const { body } = receivedEvent(message, context);
+      const eventId =
+        salvageEventId(body) ?? `message:${String(context.triggerMetadata?.messageId)}`;
+      try {
+        await binding.handler(message, context);
+      } finally {
+        await reportEnded(eventId);
+      }
+    },
+  });
   const runner = startLocalRunner({
     connectionString: serviceBus.connectionString,
-    bindings: queueBindings(() => runtime, QUEUES),
+    bindings: queueBindings(() => runtime, QUEUES).map(reporting),
     maxConcurrentCalls: 4,
     onLog: (line) => {
       logs.push(line);
@@ -159,7 +200,7 @@ async function main(): Promise<void> {
   await leavingSender.close();
   eventIds.push(demo.id);
   out(
-    `Sent ${eventIds.length} sample events (${files.join(', ')}, plus a departure scheduled for ${leaveAt}).`,
+    `Sent ${eventIds.length} sample events: samples/*.json and a departure with a leave date, ${leaveAt}.`,
   );
 
   const deadline = Date.now() + 60_000;
@@ -177,22 +218,11 @@ async function main(): Promise<void> {
   }
 
   out('\nWhat happened to each event:');
-  for (const [i, id] of eventIds.entries()) {
-    const record = records[i];
-    if (!record) {
-      out(`- ${id}: no audit record yet`);
-      continue;
-    }
-    const actions = record.actions.map((a) => `${a.action}=${a.status}`).join(', ') || 'none';
-    const verified = record.verification
-      ? ` | revocation verified: ${record.verification.verified ? 'yes' : 'NO'} (sessions valid from ${record.verification.signInSessionsValidFrom ?? '?'})`
-      : '';
-    const error = record.errorCode ? ` | ${record.errorCode}: ${record.errorMessage ?? ''}` : '';
-    const when = record.outcome === 'scheduled' ? ` | leave date ${record.effectiveAt ?? '?'}` : '';
-    out(
-      `- ${id} (${record.user ?? 'invalid'}): ${record.outcome}${when} | ${actions}${verified}${error}`,
-    );
-  }
+  out(tableRow(EVENT_TABLE_HEADER, terminalWidth()));
+  for (const [i, id] of eventIds.entries()) out(eventRow(id, records[i], terminalWidth()));
+  for (const record of records)
+    if (record !== undefined && isFinal(record))
+      reported.add(`${record.identityKey}:${record.outcome}:${record.attempts}`);
   await showGuardrail(graph, client, runtime);
   await showOutcomes(client);
 
@@ -220,8 +250,12 @@ The sandbox keeps running. In another terminal (settings are in .local/sandbox.e
   npm run --silent offboard:sandbox -- guardrail release --kind mfa --reason "checked the feed"
   npm run --silent offboard:sandbox -- report --since 1h
   npm run --silent offboard:sandbox -- audit verify --since 1h
-The departure scheduled for ${leaveAt} fires on its own; watch it with: audit --event ${demo.id}
-Press Ctrl-C to stop.`);
+The departure scheduled for ${leaveAt} runs on its own; look it up with
+  npm run --silent offboard:sandbox -- audit --event ${demo.id}
+Each event that ends from now on is shown here as it ends. Press Ctrl-C to stop.
+`);
+  out(`time      ${tableRow(EVENT_TABLE_HEADER, liveWidth())}`);
+  live = true;
 }
 
 /**
@@ -266,24 +300,46 @@ async function showGuardrail(
   const ran = records.filter((r) => r?.outcome === 'succeeded').length;
   const held = records.filter((r) => r?.outcome === 'held');
   out(
-    `\nGuardrail: a runaway feed of ${RUNAWAY_FEED} more mfa.enabled events against the sandbox's limit of ${DEMO_MFA_LIMIT} per 60 min: ${ran} ran, ${held.length} held (nothing written to Graph for them).`,
+    `\nGuardrail: a runaway feed of ${RUNAWAY_FEED} more mfa.enabled events, the sandbox's limit ${DEMO_MFA_LIMIT} per 60 min\n(sample-mfa-bob counted first): ${ran} ran, ${held.length} held (nothing written to Graph for them):`,
   );
-  if (held[0] !== undefined) out(`  ${held[0].eventId}: ${held[0].guardrail?.heldReason ?? ''}`);
+  out(tableRow(EVENT_TABLE_HEADER, terminalWidth()));
+  for (const [i, id] of ids.entries()) out(eventRow(id, records[i], terminalWidth()));
+}
+
+interface OutcomeEvent {
+  type: string;
+  data: {
+    outcome: string;
+    event?: { id?: string };
+    user?: { given?: string };
+    accessCutoff?: { caeAppsBy?: string; otherAppsBy?: string };
+  };
 }
 
 /** What an HR or ITSM subscriber of the outcome topic receives (peeked, left for them). */
 async function showOutcomes(client: ServiceBusClient): Promise<void> {
   const receiver = client.createReceiver(OUTCOME_TOPIC, OUTCOME_SUBSCRIPTION);
-  const published = (await receiver.peekMessages(100)).map(
-    (m) => m.body as { type: string; subject?: string; data: { outcome: string } },
-  );
+  const published = (await receiver.peekMessages(100)).map((m) => m.body as OutcomeEvent);
   await receiver.close();
   const counts = new Map<string, number>();
   for (const e of published) counts.set(e.data.outcome, (counts.get(e.data.outcome) ?? 0) + 1);
   out(
-    `\nOutcome events on topic ${OUTCOME_TOPIC} (subscription ${OUTCOME_SUBSCRIPTION}): ${published.length} (${[...counts].map(([o, n]) => `${n} ${o}`).join(', ')}). The first one:`,
+    `\nOutcome events on topic ${OUTCOME_TOPIC} (subscription ${OUTCOME_SUBSCRIPTION}): ${published.length} (${[...counts].map(([o, n]) => `${n} ${o}`).join(', ')}).`,
   );
-  if (published[0] !== undefined) out(JSON.stringify(published[0], null, 2));
+  // One that says when access ends (a refusal or a held event does not).
+  const first = published.find((e) => e.data.accessCutoff !== undefined) ?? published[0];
+  if (first === undefined) return;
+  out(
+    escapeUnsafe(
+      `One of them: ${first.type} for ${first.data.event?.id ?? '?'} (${first.data.user?.given ?? '?'}); its fields: docs/outcomes.md.`,
+    ),
+  );
+  const { caeAppsBy, otherAppsBy } = first.data.accessCutoff ?? {};
+  const ends = [
+    caeAppsBy === undefined ? undefined : `in CAE-aware apps by ${caeAppsBy}`,
+    otherAppsBy === undefined ? undefined : `in other apps by ${otherAppsBy}`,
+  ].filter((part) => part !== undefined);
+  if (ends.length > 0) out(escapeUnsafe(`  access ends ${ends.join(', ')}`));
 }
 
 main().catch((error: unknown) => {

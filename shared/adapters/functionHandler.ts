@@ -1,5 +1,6 @@
 import type { InvocationContext } from '@azure/functions';
 import { revocationLatencyMs } from '../core/accessCutoff';
+import { eventMessage } from '../core/events';
 import { GUARDRAIL_TRIPPED } from '../core/guardrail';
 import { Routes, type RouteName } from '../core/routes';
 import type { Runtime } from '../app/runtime';
@@ -45,11 +46,28 @@ function messageIdOf(context: InvocationContext): string {
   return typeof id === 'string' && id !== '' ? id : `invocation:${context.invocationId}`;
 }
 
+function contentTypeOf(context: InvocationContext): string | undefined {
+  const contentType = context.triggerMetadata?.contentType;
+  return typeof contentType === 'string' && contentType !== '' ? contentType : undefined;
+}
+
 function applicationPropertiesOf(context: InvocationContext): Record<string, unknown> {
   const properties = context.triggerMetadata?.applicationProperties;
   return typeof properties === 'object' && properties !== null
     ? (properties as Record<string, unknown>)
     : {};
+}
+
+/** The event a triggered message carries, structured or binary content mode, in one shape. */
+export function receivedEvent(
+  message: unknown,
+  context: InvocationContext,
+): ReturnType<typeof eventMessage> {
+  return eventMessage({
+    body: message,
+    contentType: contentTypeOf(context),
+    properties: applicationPropertiesOf(context),
+  });
 }
 
 /**
@@ -65,11 +83,8 @@ export function createQueueHandler(runtime: () => Runtime, route: RouteName) {
     const messageId = messageIdOf(context);
     // Throws AuditUnavailable when the audit cannot be read or written: the host abandons the
     // message and it is delivered again, so nothing is lost.
-    const outcome = await queueProcessor.handle(route, {
-      body: message,
-      messageId,
-      properties: applicationPropertiesOf(context),
-    });
+    const { body, properties } = receivedEvent(message, context);
+    const outcome = await queueProcessor.handle(route, { body, messageId, properties });
     const { result } = outcome;
     const { record } = result;
     // Ids and outcomes only: UPNs and reasons stay in the audit table.

@@ -4,6 +4,7 @@ import Long from 'long';
 import { Budgets, withDeadline } from './deadline';
 import { ErrorCodes, OffboardingError } from '../core/errors';
 import type { OutgoingMessage, Scheduler } from '../core/messaging';
+import { SERVICE_BUS_SETTING_REQUIRED } from '../app/config';
 
 export interface ServiceBusTarget {
   fullyQualifiedNamespace?: string;
@@ -45,11 +46,9 @@ export function createServiceBusClient(
     const { ServiceBusClient } = serviceBusSdk();
     return new ServiceBusClient(target.fullyQualifiedNamespace, credential, options);
   }
-  throw new OffboardingError(
-    ErrorCodes.InvalidConfiguration,
-    'Setting ServiceBusConnection__fullyQualifiedNamespace is required (or ServiceBusConnection for local development).',
-    { retryable: false },
-  );
+  throw new OffboardingError(ErrorCodes.InvalidConfiguration, SERVICE_BUS_SETTING_REQUIRED, {
+    retryable: false,
+  });
 }
 
 /** One Service Bus operation within its budget; a hung broker ends as MessagingUnavailable. */
@@ -76,7 +75,7 @@ export function translateServiceBusError(action: string, error: unknown): Offboa
         : '';
     return new OffboardingError(
       ErrorCodes.MessagingUnavailable,
-      `Could not ${action}: ${error.code}: ${error.message}.${hint}`,
+      `Could not ${action}: ${error.code}: ${error.message.replace(/\.$/, '')}.${hint}`,
       {
         retryable:
           error.retryable || error.code === 'ServiceBusy' || error.code === 'ServiceTimeout',

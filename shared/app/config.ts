@@ -432,13 +432,12 @@ function readPacing(env: Env): PacingSettings {
  * runs an event, replays or sends): checked before it acts, so a missing setting never shows only
  * after Graph was written to.
  */
-export function requireServiceBus(config: AppConfig): void {
+export function requireServiceBus(config: Pick<AppConfig, 'serviceBus'>): void {
   const { connectionString, fullyQualifiedNamespace } = config.serviceBus;
   if (connectionString === undefined && fullyQualifiedNamespace === undefined) {
-    throw invalid(
-      'ServiceBusConnection__fullyQualifiedNamespace',
-      'is required (or ServiceBusConnection for local development).',
-    );
+    throw new OffboardingError(ErrorCodes.InvalidConfiguration, SERVICE_BUS_SETTING_REQUIRED, {
+      retryable: false,
+    });
   }
 }
 
@@ -504,9 +503,6 @@ export function loadConfig(env: Env = process.env): AppConfig {
     );
   }
 
-  const fullyQualifiedNamespace = read(env, 'ServiceBusConnection__fullyQualifiedNamespace');
-  const serviceBusConnectionString = read(env, 'ServiceBusConnection');
-
   return {
     queues: {
       employeeLeaving: withDefault(env, 'EMPLOYEE_LEAVING_QUEUE'),
@@ -560,11 +556,22 @@ export function loadConfig(env: Env = process.env): AppConfig {
       ...(blobEndpoint === undefined ? {} : { endpoint: blobEndpoint }),
       ...(auditConnectionString === undefined ? {} : { connectionString: auditConnectionString }),
     },
-    serviceBus: {
-      ...(fullyQualifiedNamespace === undefined ? {} : { fullyQualifiedNamespace }),
-      ...(serviceBusConnectionString === undefined
-        ? {}
-        : { connectionString: serviceBusConnectionString }),
-    },
+    serviceBus: serviceBusTarget(env),
   };
 }
+
+/**
+ * The Service Bus settings alone, so that commands which send or read queues (`dlq`, `enqueue`)
+ * can name them first, before any other missing setting.
+ */
+export function serviceBusTarget(env: Env = process.env): AppConfig['serviceBus'] {
+  const fullyQualifiedNamespace = read(env, 'ServiceBusConnection__fullyQualifiedNamespace');
+  const connectionString = read(env, 'ServiceBusConnection');
+  return {
+    ...(fullyQualifiedNamespace === undefined ? {} : { fullyQualifiedNamespace }),
+    ...(connectionString === undefined ? {} : { connectionString }),
+  };
+}
+
+export const SERVICE_BUS_SETTING_REQUIRED =
+  'Setting ServiceBusConnection__fullyQualifiedNamespace is required (or ServiceBusConnection for local development).';

@@ -88,6 +88,12 @@ const mfaData = z.strictObject({
   ticket: z.optional(freeText),
 });
 
+/**
+ * A media type that declares JSON content (CloudEvents JSON format 3.1.1: subtype `json` or a
+ * `+json` suffix), with or without parameters such as `; charset=utf-8`.
+ */
+const JSON_MEDIA_TYPE = /^[\w.+-]+\/(?:[\w.+-]+\+)?json(?:\s*;.*)?$/i;
+
 const KNOWN_ATTRIBUTES = new Set([
   'specversion',
   'id',
@@ -112,8 +118,8 @@ const envelopeAttributes = z.object({
       .string()
       .check(
         z.refine(
-          (value) => /^application\/(?:[\w.+-]+\+)?json(?:\s*;.*)?$/i.test(value),
-          'must be application/json',
+          (value) => JSON_MEDIA_TYPE.test(value),
+          'must declare JSON (application/json, or */json or */*+json, parameters allowed)',
         ),
       ),
   ),
@@ -230,37 +236,208 @@ function formatIssues(error: z.core.$ZodError, prefix = ''): string {
     .join('; ');
 }
 
-/** Turns what the trigger delivered (object, JSON string or bytes) into a plain JSON value. */
-export function decodeBody(body: unknown): unknown {
-  if (body instanceof Uint8Array || body instanceof ArrayBuffer) {
+/**
+ * A message in the CloudEvents AMQP binding's binary content mode: the attributes came as
+ * `cloudEvents:` (or `cloudEvents_`) application properties, `datacontenttype` as the message's
+ * content type, and the data as its body. decodeBody turns it into the structured (JSON format)
+ * event, so everything after the adapter sees one shape.
+ */
+export class BinaryModeMessage {
+  constructor(
+    /** Attribute name (without prefix) to value as received (AMQP native type or string). */
+    readonly attributes: Readonly<Record<string, unknown>>,
+    readonly data: unknown,
+    readonly contentType: string | undefined,
+  ) {}
+}
+
+/** A message in a content mode or event format this app does not read; decodeBody names it. */
+export class UnsupportedContentMode {
+  constructor(readonly rule: string) {}
+}
+
+/** What the Service Bus trigger delivers: body, content type and application properties. */
+export interface ReceivedMessage {
+  body: unknown;
+  contentType?: string | undefined;
+  properties: Readonly<Record<string, unknown>>;
+}
+
+/**
+ * Application property prefixes of binary mode: `cloudEvents:` is the AMQP binding's; `cloudEvents_`
+ * is what JMS-compatible producers use (the CloudEvents Java SDK's Spring AMQP binding reads both).
+ */
+const ATTRIBUTE_PREFIXES = ['cloudEvents:', 'cloudEvents_'] as const;
+
+function attributeName(property: string): string | undefined {
+  const prefix = ATTRIBUTE_PREFIXES.find((p) => property.startsWith(p));
+  return prefix === undefined ? undefined : property.slice(prefix.length);
+}
+
+/** The media type without parameters, lower case. */
+function mediaType(contentType: string): string {
+  return (contentType.split(';')[0] ?? '').trim().toLowerCase();
+}
+
+/**
+ * The event a Service Bus message carries, by content mode (CloudEvents AMQP binding, section 3):
+ * - content type `application/cloudevents+json`: structured mode, the body is the event;
+ * - `cloudEvents:`/`cloudEvents_` application properties and any other content type: binary mode;
+ * - neither: structured JSON (what producers send as `application/json` or with no content type);
+ * - `application/cloudevents-batch+json` or another event format: rejected, naming it.
+ * Binary-mode attributes leave the properties: the copies the app schedules carry the structured
+ * event (decodeBody's result) and must not be read as binary again.
+ */
+export function eventMessage(message: ReceivedMessage): {
+  body: unknown;
+  properties: Record<string, unknown>;
+} {
+  const type = message.contentType === undefined ? '' : mediaType(message.contentType);
+  const properties = { ...message.properties };
+  if (type.startsWith('application/cloudevents')) {
+    if (type === 'application/cloudevents+json') return { body: message.body, properties };
+    const rule = type.startsWith('application/cloudevents-batch')
+      ? `batched content mode (${type}) is not supported: send one event per message, in structured or binary mode`
+      : `structured content mode in the event format ${type} is not supported: use the JSON format (application/cloudevents+json) or binary mode`;
+    return { body: new UnsupportedContentMode(rule), properties };
+  }
+  // A Map, not an object: attribute names come from outside (`cloudEvents:__proto__`).
+  const attributes = new Map<string, unknown>();
+  for (const [property, value] of Object.entries(message.properties)) {
+    const name = attributeName(property);
+    if (name === undefined) continue;
+    delete properties[property];
+    if (attributes.has(name) && !sameAttribute(attributes.get(name), value)) {
+      return {
+        body: new UnsupportedContentMode(
+          `binary content mode: attribute ${name} is sent twice with different values (cloudEvents:${name} and cloudEvents_${name})`,
+        ),
+        properties,
+      };
+    }
+    attributes.set(name, value);
+  }
+  if (attributes.size === 0) return { body: message.body, properties };
+  return {
+    body: new BinaryModeMessage(Object.fromEntries(attributes), message.body, message.contentType),
+    properties,
+  };
+}
+
+function sameAttribute(a: unknown, b: unknown): boolean {
+  return String(canonicalAttribute(a)) === String(canonicalAttribute(b));
+}
+
+/**
+ * An attribute value as the JSON format carries it: AMQP timestamp as RFC 3339, AMQP binary as
+ * base64 (the AMQP binding requires receivers to accept native types and canonical strings alike).
+ * Anything else is passed on for the envelope's validation to judge.
+ */
+function canonicalAttribute(value: unknown): unknown {
+  if (value instanceof Date)
+    return Number.isNaN(value.getTime()) ? 'an invalid date' : value.toISOString();
+  if (value instanceof Uint8Array) return Buffer.from(value).toString('base64');
+  if (typeof value === 'bigint') return Number.isSafeInteger(Number(value)) ? Number(value) : value;
+  return value;
+}
+
+/** The structured (JSON format) event of a binary-mode message. */
+function structuredOf(message: BinaryModeMessage): Record<string, unknown> {
+  for (const name of ['data', 'data_base64'] as const) {
+    if (Object.hasOwn(message.attributes, name))
+      throw invalid(
+        `binary content mode: ${name} is the message body, not an application property`,
+      );
+  }
+  // Own properties only (fromEntries), so checkShape sees a `__proto__` attribute and rejects it.
+  const event: Record<string, unknown> = Object.fromEntries(
+    Object.entries(message.attributes).map(([name, value]) => [name, canonicalAttribute(value)]),
+  );
+  // datacontenttype travels as the message's content type (a property only stands in without one).
+  if (message.contentType !== undefined) event.datacontenttype = message.contentType;
+  const contentType = event.datacontenttype;
+  if (typeof contentType === 'string' && !JSON_MEDIA_TYPE.test(contentType))
+    throw invalid(
+      `binary content mode: datacontenttype (the message content type) "${contentType}" is not JSON; the data must be application/json`,
+    );
+  event.data = jsonData(message.data, 'binary content mode: the message body (data)');
+  return event;
+}
+
+/** Data sent as bytes (a binary-mode body, or `data_base64`) read as UTF-8 JSON. */
+function jsonData(data: unknown, what: string): unknown {
+  if (data instanceof Uint8Array || data instanceof ArrayBuffer || typeof data === 'string')
+    return decodeJson(data, what);
+  // The trigger may have parsed a JSON body already.
+  if (data === null || data === undefined) throw invalid(`${what} is empty`);
+  return data;
+}
+
+/** Bytes or text to a JSON value, within the size limit, before anything recursive sees it. */
+function decodeJson(body: Uint8Array | ArrayBuffer | string, what: string): unknown {
+  let text: string;
+  if (typeof body === 'string') text = body;
+  else {
     const bytes = body instanceof ArrayBuffer ? new Uint8Array(body) : body;
     if (bytes.byteLength > MAX_EVENT_BYTES) {
       throw invalid(`event is ${bytes.byteLength} bytes; the limit is ${MAX_EVENT_BYTES}`);
     }
-    let text: string;
     try {
       text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
     } catch {
-      throw invalid('event body is not valid UTF-8');
+      throw invalid(`${what} is not valid UTF-8`);
     }
-    return decodeBody(text);
   }
-  if (typeof body === 'string') {
-    if (Buffer.byteLength(body, 'utf8') > MAX_EVENT_BYTES) {
-      throw invalid(
-        `event is ${Buffer.byteLength(body, 'utf8')} bytes; the limit is ${MAX_EVENT_BYTES}`,
-      );
-    }
-    if (body.trim() === '') throw invalid('event body is empty');
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(body) as unknown;
-    } catch {
-      throw invalid('event body is not JSON');
-    }
-    checkShape(parsed);
-    return parsed;
+  if (Buffer.byteLength(text, 'utf8') > MAX_EVENT_BYTES) {
+    throw invalid(
+      `event is ${Buffer.byteLength(text, 'utf8')} bytes; the limit is ${MAX_EVENT_BYTES}`,
+    );
   }
+  if (text.trim() === '') throw invalid(`${what} is empty`);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text) as unknown;
+  } catch {
+    throw invalid(`${what} is not JSON`);
+  }
+  checkShape(parsed);
+  return parsed;
+}
+
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+/**
+ * `data_base64` (JSON format 3.1.2: binary data, to be read by its datacontenttype) as the JSON
+ * data it encodes. `data` and `data_base64` exclude each other.
+ */
+function withDecodedData(event: Record<string, unknown>): Record<string, unknown> {
+  if (!Object.hasOwn(event, 'data_base64')) return event;
+  const { data_base64: encoded, ...rest } = event;
+  if (Object.hasOwn(event, 'data'))
+    throw invalid('data and data_base64 must not both be present (CloudEvents JSON format)');
+  if (typeof encoded !== 'string' || !BASE64.test(encoded))
+    throw invalid('data_base64 must be a base64 string (RFC 4648)');
+  const { datacontenttype } = event;
+  if (typeof datacontenttype === 'string' && !JSON_MEDIA_TYPE.test(datacontenttype))
+    throw invalid(
+      `datacontenttype "${datacontenttype}" is not JSON; the data in data_base64 must be application/json`,
+    );
+  return { ...rest, data: decodeJson(Buffer.from(encoded, 'base64'), 'data_base64') };
+}
+
+/**
+ * Turns what the trigger delivered (object, JSON string or bytes, or a binary-mode message) into
+ * a plain JSON value: the structured event.
+ */
+export function decodeBody(body: unknown): unknown {
+  if (body instanceof UnsupportedContentMode) throw invalid(body.rule);
+  if (body instanceof BinaryModeMessage) {
+    const event = structuredOf(body);
+    checkShape(event);
+    return event;
+  }
+  if (body instanceof Uint8Array || body instanceof ArrayBuffer || typeof body === 'string')
+    return decodeJson(body, 'event body');
   if (body === null || body === undefined) throw invalid('event body is empty');
   // The trigger may hand over an already-parsed object: check its shape before serialising it.
   checkShape(body);
@@ -273,7 +450,8 @@ export function decodeBody(body: unknown): unknown {
 /** Best-effort event id of a body that failed validation, so the audit can still key it. */
 export function salvageEventId(body: unknown): string | undefined {
   try {
-    const value = decodeBody(body);
+    // A binary-mode message whose data is bad still names its id.
+    const value = body instanceof BinaryModeMessage ? body.attributes : decodeBody(body);
     if (typeof value === 'object' && value !== null && 'id' in value) {
       const id: unknown = value.id;
       if (typeof id === 'string' && printable(MAX_ID).safeParse(id).success) return id;
@@ -284,15 +462,21 @@ export function salvageEventId(body: unknown): string | undefined {
   return undefined;
 }
 
+/** The structured event as a JSON object, its data decoded from `data_base64` if sent so. */
+export function decodeEvent(body: unknown): Record<string, unknown> {
+  const decoded = decodeBody(body);
+  if (typeof decoded !== 'object' || decoded === null || Array.isArray(decoded)) {
+    throw invalid('event must be a JSON object (a CloudEvents 1.0 structured event)');
+  }
+  return withDecodedData(decoded as Record<string, unknown>);
+}
+
 /**
  * Parses and validates an event for a queue that accepts `accepts`. Throws an InvalidEvent error
  * naming every offending field and rule; nothing invalid gets past this point.
  */
 export function parseEvent(body: unknown, accepts: readonly EventKind[]): OffboardingEvent {
-  const value = decodeBody(body);
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw invalid('event must be a JSON object (a CloudEvents 1.0 structured event)');
-  }
+  const value = decodeEvent(body);
   const head = envelope.safeParse(value);
   if (!head.success) throw invalid(formatIssues(head.error));
   const event = head.data;

@@ -1,4 +1,11 @@
-import { MAX_EVENT_BYTES, kindOfType, parseEvent, salvageEventId } from '../../shared/core/events';
+import {
+  MAX_EVENT_BYTES,
+  decodeBody,
+  eventMessage,
+  kindOfType,
+  parseEvent,
+  salvageEventId,
+} from '../../shared/core/events';
 import { OffboardingError } from '../../shared/core/errors';
 
 const LEAVING = ['employee.leaving', 'employee.leaving.cancelled'] as const;
@@ -141,7 +148,7 @@ describe('parseEvent', () => {
     [
       'datacontenttype not JSON',
       leaving({}, { datacontenttype: 'text/xml' }),
-      /datacontenttype must be application\/json/,
+      /datacontenttype must declare JSON/,
     ],
     [
       'invalid extension attribute name',
@@ -304,5 +311,188 @@ describe('shape limits before anything recursive sees the event', () => {
     const body = JSON.stringify({ ...leaving(), data: { user: 'a@contoso.com', deep } });
     expect(rejection(body).message).toMatch(/nested more than 8 levels/);
     expect(salvageEventId(body)).toBeUndefined();
+  });
+});
+
+describe('content modes (CloudEvents AMQP binding, JSON format)', () => {
+  const data = { user: 'alice@contoso.com', resetPassword: true };
+  const attributes = {
+    specversion: '1.0',
+    id: 'evt-bin-1',
+    source: '/hr/workday',
+    type: 'employee.leaving',
+    time: '2026-11-27T10:00:00Z',
+  };
+  const prefixed = (prefix: string, values: Record<string, unknown> = attributes) =>
+    Object.fromEntries(Object.entries(values).map(([name, value]) => [prefix + name, value]));
+  const structured = parseEvent(leaving({ resetPassword: true }), LEAVING);
+  const fromMessage = (message: Parameters<typeof eventMessage>[0]) =>
+    parseEvent(eventMessage(message).body, LEAVING);
+
+  it('reads binary mode, with either prefix, as the same event as its structured twin', () => {
+    for (const prefix of ['cloudEvents:', 'cloudEvents_']) {
+      const event = fromMessage({
+        body: Buffer.from(JSON.stringify(data)),
+        contentType: 'application/json; charset=utf-8',
+        properties: prefixed(prefix),
+      });
+      expect(event).toEqual({ ...structured, id: 'evt-bin-1' });
+    }
+  });
+
+  it('accepts native AMQP types (timestamp, long, binary) as well as canonical strings', () => {
+    const message = eventMessage({
+      body: JSON.stringify(data),
+      contentType: 'application/json',
+      properties: {
+        ...prefixed('cloudEvents:', { ...attributes, time: new Date('2026-11-27T10:00:00Z') }),
+        'cloudEvents:priority': 7,
+        'cloudEvents:signature': Buffer.from([1, 2, 3]),
+        'cloudEvents:urgent': true,
+      },
+    });
+    expect(decodeBody(message.body)).toMatchObject({
+      time: '2026-11-27T10:00:00.000Z',
+      priority: 7,
+      signature: 'AQID',
+      urgent: true,
+      datacontenttype: 'application/json',
+      data,
+    });
+    expect(parseEvent(message.body, LEAVING).time).toBe('2026-11-27T10:00:00.000Z');
+  });
+
+  it('takes the attributes out of the properties the app carries onto its copies', () => {
+    const message = eventMessage({
+      body: Buffer.from(JSON.stringify(data)),
+      properties: { ...prefixed('cloudEvents:'), offboardingAttempt: 2 },
+    });
+    expect(message.properties).toEqual({ offboardingAttempt: 2 });
+    // A copy (the decoded, structured event) is read as structured again.
+    const copy = eventMessage({
+      body: decodeBody(message.body),
+      contentType: 'application/json',
+      properties: message.properties,
+    });
+    expect(parseEvent(copy.body, LEAVING)).toEqual(parseEvent(message.body, LEAVING));
+  });
+
+  it('applies the same validation to binary mode, naming the field', () => {
+    const bad = eventMessage({
+      body: Buffer.from(JSON.stringify({ user: 'a/b@contoso.com' })),
+      contentType: 'application/json',
+      properties: prefixed('cloudEvents:', { ...attributes, specversion: '0.3' }),
+    });
+    expect(rejection(bad.body).message).toBe('specversion must be "1.0" (CloudEvents 1.0)');
+    const badUser = eventMessage({
+      body: Buffer.from(JSON.stringify({ user: 'a/b@contoso.com' })),
+      properties: prefixed('cloudEvents:'),
+    });
+    expect(rejection(badUser.body).message).toBe('data.user must not contain "/"');
+    expect(salvageEventId(badUser.body)).toBe('evt-bin-1');
+  });
+
+  it('rejects binary-mode data that is not JSON, naming the mode and the content type', () => {
+    const xml = eventMessage({
+      body: Buffer.from('<user>alice</user>'),
+      contentType: 'application/xml',
+      properties: prefixed('cloudEvents:'),
+    });
+    expect(rejection(xml.body).message).toMatch(
+      /^binary content mode: datacontenttype \(the message content type\) "application\/xml" is not JSON/,
+    );
+    expect(salvageEventId(xml.body)).toBe('evt-bin-1');
+    const garbage = eventMessage({
+      body: Buffer.from('{not json'),
+      contentType: 'application/json',
+      properties: prefixed('cloudEvents:'),
+    });
+    expect(rejection(garbage.body).message).toBe(
+      'binary content mode: the message body (data) is not JSON',
+    );
+    const dataAsProperty = eventMessage({
+      body: Buffer.from(JSON.stringify(data)),
+      properties: prefixed('cloudEvents:', { ...attributes, data: '{}' }),
+    });
+    expect(rejection(dataAsProperty.body).message).toMatch(
+      /^binary content mode: data is the message body/,
+    );
+  });
+
+  it('rejects an attribute sent with both prefixes and different values', () => {
+    const message = eventMessage({
+      body: Buffer.from(JSON.stringify(data)),
+      properties: { ...prefixed('cloudEvents:'), cloudEvents_id: 'other' },
+    });
+    expect(rejection(message.body).message).toMatch(/attribute id is sent twice/);
+  });
+
+  it('rejects a prototype key sent as an attribute name', () => {
+    const message = eventMessage({
+      body: Buffer.from(JSON.stringify(data)),
+      properties: { ...prefixed('cloudEvents:'), 'cloudEvents:__proto__': 'x' },
+    });
+    expect(rejection(message.body).message).toMatch(/forbidden key "__proto__"/);
+  });
+
+  it('reads application/cloudevents+json as structured even with binary-mode properties', () => {
+    const message = eventMessage({
+      body: JSON.stringify(leaving({ resetPassword: true })),
+      contentType: 'application/cloudevents+json; charset=UTF-8',
+      properties: prefixed('cloudEvents:', { ...attributes, id: 'ignored' }),
+    });
+    expect(parseEvent(message.body, LEAVING)).toEqual(structured);
+  });
+
+  it('rejects batched mode and other event formats, naming them', () => {
+    const batch = eventMessage({
+      body: JSON.stringify([leaving()]),
+      contentType: 'application/cloudevents-batch+json',
+      properties: {},
+    });
+    expect(rejection(batch.body).message).toMatch(
+      /^batched content mode \(application\/cloudevents-batch\+json\) is not supported/,
+    );
+    const avro = eventMessage({
+      body: Buffer.from([0]),
+      contentType: 'application/cloudevents+avro',
+      properties: {},
+    });
+    expect(rejection(avro.body).message).toMatch(
+      /^structured content mode in the event format application\/cloudevents\+avro is not supported/,
+    );
+  });
+
+  it('reads data_base64 as the JSON data it encodes', () => {
+    const { data: plain, ...envelope } = leaving({ resetPassword: true });
+    const encoded = {
+      ...envelope,
+      data_base64: Buffer.from(JSON.stringify(plain)).toString('base64'),
+    };
+    expect(parseEvent(encoded, LEAVING)).toEqual(structured);
+    expect(rejection({ ...encoded, data: plain }).message).toMatch(
+      /^data and data_base64 must not both be present/,
+    );
+    expect(rejection({ ...encoded, data_base64: 'not base64!' }).message).toBe(
+      'data_base64 must be a base64 string (RFC 4648)',
+    );
+    expect(
+      rejection({ ...encoded, data_base64: Buffer.from('<x/>').toString('base64') }).message,
+    ).toBe('data_base64 is not JSON');
+    expect(rejection({ ...encoded, datacontenttype: 'text/plain' }).message).toMatch(
+      /^datacontenttype "text\/plain" is not JSON/,
+    );
+  });
+
+  it('accepts datacontenttype parameters and any JSON media type', () => {
+    for (const datacontenttype of [
+      'application/json; charset=utf-8',
+      'application/vnd.contoso.hr+json',
+      'text/json',
+    ])
+      expect(parseEvent(leaving({}, { datacontenttype }), LEAVING).id).toBe('evt-123');
+    expect(rejection(leaving({}, { datacontenttype: 'text/plain' })).message).toMatch(
+      /^datacontenttype must declare JSON/,
+    );
   });
 });
