@@ -271,7 +271,7 @@ export async function enqueueCommand(
     });
     // Service Bus settings are checked first: a wave that cannot be sent is not approved.
     const serviceBus = ops.serviceBus();
-    // The wave is the operator's approval, its size the ceiling, recorded before anything is sent.
+    // The wave approves exactly its events (their digest), recorded before anything is sent.
     const now = new Date();
     await approveWave(
       ops.guardrailStore,
@@ -279,6 +279,7 @@ export async function enqueueCommand(
       wave,
       {
         size: messages.length,
+        root: plan.approvalRoot,
         by: operator(),
         reason: `offboard enqueue --csv ${basename(options.csv)}`,
         at: now.toISOString(),

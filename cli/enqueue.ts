@@ -2,7 +2,10 @@ import type { ServiceBusClient, ServiceBusMessage } from '@azure/service-bus';
 import { LeaverFlags, plannedActions, type LeaverFlag } from '../shared/core/actions';
 import { planWaveSchedule, type WavePlan } from '../shared/pacing/waveSchedule';
 import { randomBytes } from 'node:crypto';
-import { stableId } from '../shared/core/eventIdentity';
+import { eventKey, stableId } from '../shared/core/eventIdentity';
+import { actionsOf } from '../shared/core/offboard';
+import type { RecordKey } from '../shared/core/ports';
+import { approvalTree } from '../shared/core/waveApproval';
 import type { AppConfig } from '../shared/app/config';
 import { kindOfType, parseEvent, type EventKind } from '../shared/core/events';
 import { MessageProperties } from '../shared/core/messaging';
@@ -37,6 +40,8 @@ export interface EnqueuePlan {
   wave: string;
   messages: ServiceBusMessage[];
   errors: string[];
+  /** The digest of the events' record keys: what the wave's approval approves, and only that. */
+  approvalRoot: string;
 }
 
 /** The leaver flags of the action table (disableAccount, resetPassword...) are boolean columns. */
@@ -112,15 +117,18 @@ export function planEnqueue(
       wave,
       messages: [],
       errors: [`--type ${type} is not an event type this app knows`],
+      approvalRoot: '',
     };
   const queue = kind === 'mfa.enabled' ? config.queues.mfaEnabled : config.queues.employeeLeaving;
   const [header, ...body] = rows;
-  if (header === undefined) return { queue, wave, messages: [], errors: ['the file is empty'] };
+  if (header === undefined)
+    return { queue, wave, messages: [], errors: ['the file is empty'], approvalRoot: '' };
   const columns = header.fields.map((f) => f.trim());
   const errors = headerErrors(kind, header, columns);
-  if (errors.length > 0) return { queue, wave, messages: [], errors };
+  if (errors.length > 0) return { queue, wave, messages: [], errors, approvalRoot: '' };
 
   const messages: ServiceBusMessage[] = [];
+  const keys: RecordKey[] = [];
   const firstLineOf = new Map<string, number>();
   const by = operator();
   for (const row of body) {
@@ -139,8 +147,10 @@ export function planEnqueue(
       datacontenttype: 'application/json',
       data,
     };
+    let key: RecordKey;
     try {
-      parseEvent(event, [kind]);
+      const parsed = parseEvent(event, [kind]);
+      key = eventKey(parsed, actionsOf(parsed));
     } catch (error) {
       errors.push(`line ${row.line}: ${error instanceof Error ? error.message : String(error)}`);
       continue;
@@ -151,15 +161,23 @@ export function planEnqueue(
       continue;
     }
     firstLineOf.set(id, row.line);
+    keys.push(key);
     messages.push({
       body: event,
       messageId: id,
       contentType: 'application/json',
-      // The wave id is the guardrail's approval for this wave (its size is the ceiling).
       applicationProperties: { [MessageProperties.enqueuedBy]: by, [MessageProperties.wave]: wave },
     });
   }
-  return { queue, wave, messages, errors };
+  // The approval names exactly these events: each message carries its path to their digest.
+  const tree = approvalTree(keys);
+  messages.forEach((message, i) => {
+    message.applicationProperties = {
+      ...message.applicationProperties,
+      [MessageProperties.waveProof]: tree.proofs[i] ?? '',
+    };
+  });
+  return { queue, wave, messages, errors, approvalRoot: tree.root };
 }
 
 /**

@@ -1,4 +1,4 @@
-import { RestError, type TableClient } from '@azure/data-tables';
+import { RestError, odata, type TableClient } from '@azure/data-tables';
 import { Budgets, withDeadline } from './deadline';
 import { ErrorCodes, OffboardingError } from '../core/errors';
 import type {
@@ -24,6 +24,7 @@ interface DecisionEntity {
   by: string;
   reason: string;
   at: string;
+  trip?: number;
 }
 
 interface GuardrailEntity {
@@ -45,10 +46,23 @@ export class TableGuardrailStore implements GuardrailStore {
 
   async read(route: GuardedRoute): Promise<StoredGuardrail | undefined> {
     try {
+      let storeTime: number | undefined;
       const entity = await this.call((abortSignal) =>
-        this.table.getEntity<GuardrailEntity>(GUARDRAIL_PARTITION, route, { abortSignal }),
+        this.table.getEntity<GuardrailEntity>(GUARDRAIL_PARTITION, route, {
+          abortSignal,
+          // The service's clock (the Date header): the guardrail never lets an instance whose
+          // clock runs ahead of it prune the window (guardrail.ts, clockOf).
+          onResponse: (response) => {
+            const date = Date.parse(response.headers.get('date') ?? '');
+            if (Number.isFinite(date)) storeTime = date;
+          },
+        }),
       );
-      return { state: parseState(entity.state), etag: entity.etag };
+      return {
+        state: parseState(entity.state),
+        etag: entity.etag,
+        ...(storeTime === undefined ? {} : { storeTime }),
+      };
     } catch (error) {
       if (error instanceof RestError && error.statusCode === 404) return undefined;
       throw unavailable(error);
@@ -99,6 +113,28 @@ export class TableGuardrailStore implements GuardrailStore {
       return parseDecision(entity);
     } catch (error) {
       if (error instanceof RestError && error.statusCode === 404) return undefined;
+      throw unavailable(error);
+    }
+  }
+
+  async decidedInTrip(route: GuardedRoute, trip: number): Promise<number> {
+    try {
+      return await this.call(async (abortSignal) => {
+        let count = 0;
+        const pages = this.table
+          .listEntities<DecisionEntity>({
+            queryOptions: {
+              filter: odata`PartitionKey eq ${decisionPartition(route)} and trip eq ${trip}`,
+              select: ['rowKey'],
+            },
+            abortSignal,
+          })
+          .byPage({ maxPageSize: 1000 });
+        for await (const page of pages) count += page.length;
+        return count;
+      });
+    } catch (error) {
+      if (isTableNotFound(error)) return 0;
       throw unavailable(error);
     }
   }
@@ -162,6 +198,7 @@ function parseDecision(entity: DecisionEntity): EventDecision {
     by: String(entity.by),
     reason: String(entity.reason),
     at: String(entity.at),
+    ...(typeof entity.trip === 'number' ? { trip: entity.trip } : {}),
   };
 }
 

@@ -49,12 +49,14 @@ async function passGuardrail(ctx: FlowContext, run: Run): Promise<FlowResult | u
     return undefined;
   }
   const wave = delivery.properties?.[MessageProperties.wave];
+  const waveProof = delivery.properties?.[MessageProperties.waveProof];
   let admission: Admission;
   try {
     admission = await guardrail.admit({
       route: routeOfKind(event.kind),
       event: run.key,
       ...(typeof wave === 'string' && wave !== '' ? { wave } : {}),
+      ...(typeof waveProof === 'string' ? { waveProof } : {}),
     });
   } catch (error) {
     // Fails closed: an event the guardrail cannot count is retried, never run uncounted.

@@ -132,7 +132,7 @@ const SCHEDULE_TOLERANCE_MS = 5_000;
 const SCHEDULED_COPY_SKEW_MS = 5 * 60_000;
 
 /** What the event asks for, from the action table. */
-function actionsOf(event: OffboardingEvent): ActionName[] {
+export function actionsOf(event: OffboardingEvent): ActionName[] {
   return plannedActions(
     event.kind === 'employee.leaving' ? { kind: event.kind, flags: event } : event,
   );

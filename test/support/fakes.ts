@@ -709,6 +709,12 @@ export class MemoryGuardrailStore implements GuardrailStore {
     return Promise.resolve({ ...standing });
   }
 
+  decidedInTrip(route: GuardedRoute, trip: number): Promise<number> {
+    return Promise.resolve(
+      [...this.decisions].filter(([id, d]) => id.startsWith(`${route}/`) && d.trip === trip).length,
+    );
+  }
+
   write(
     route: GuardedRoute,
     state: GuardrailState,
