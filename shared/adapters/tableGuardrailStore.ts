@@ -3,7 +3,7 @@ import { Budgets, withDeadline } from './deadline';
 import { ErrorCodes, OffboardingError } from '../core/errors';
 import type {
   EventDecision,
-  GuardedRoute,
+  GuardrailName,
   GuardrailState,
   GuardrailStore,
   StoredGuardrail,
@@ -13,7 +13,7 @@ import type { RecordKey } from '../core/ports';
 /** The guardrail table: one entity per route in this partition... */
 export const GUARDRAIL_PARTITION = 'guardrail';
 /** ...and operators' decisions about held events in one partition per route. */
-const decisionPartition = (route: GuardedRoute) => `decision-${route}`;
+const decisionPartition = (route: GuardrailName) => `decision-${route}`;
 const decisionRow = (key: RecordKey) => `${key.identityKey}.${key.contentDigest}`;
 
 interface DecisionEntity {
@@ -44,7 +44,7 @@ interface GuardrailEntity {
 export class TableGuardrailStore implements GuardrailStore {
   constructor(private readonly table: TableClient) {}
 
-  async read(route: GuardedRoute): Promise<StoredGuardrail | undefined> {
+  async read(route: GuardrailName): Promise<StoredGuardrail | undefined> {
     try {
       let storeTime: number | undefined;
       const entity = await this.call((abortSignal) =>
@@ -70,7 +70,7 @@ export class TableGuardrailStore implements GuardrailStore {
   }
 
   async write(
-    route: GuardedRoute,
+    route: GuardrailName,
     state: GuardrailState,
     etag: string | undefined,
   ): Promise<string | undefined> {
@@ -103,7 +103,7 @@ export class TableGuardrailStore implements GuardrailStore {
     }
   }
 
-  async decisionFor(route: GuardedRoute, key: RecordKey): Promise<EventDecision | undefined> {
+  async decisionFor(route: GuardrailName, key: RecordKey): Promise<EventDecision | undefined> {
     try {
       const entity = await this.call((abortSignal) =>
         this.table.getEntity<DecisionEntity>(decisionPartition(route), decisionRow(key), {
@@ -117,7 +117,7 @@ export class TableGuardrailStore implements GuardrailStore {
     }
   }
 
-  async decidedInTrip(route: GuardedRoute, trip: number): Promise<number> {
+  async decidedInTrip(route: GuardrailName, trip: number): Promise<number> {
     try {
       return await this.call(async (abortSignal) => {
         let count = 0;
@@ -140,7 +140,7 @@ export class TableGuardrailStore implements GuardrailStore {
   }
 
   async decide(
-    route: GuardedRoute,
+    route: GuardrailName,
     key: RecordKey,
     decision: EventDecision,
     mayCreateTable = true,

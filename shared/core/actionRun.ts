@@ -11,7 +11,7 @@ import {
   type Run,
 } from './flow';
 import { decodeBody } from './events';
-import { decidedBy, type Admission } from './guardrail';
+import { decidedBy, guardrailOf, type Admission } from './guardrail';
 import { MessageProperties } from './messaging';
 import type { ActionResult, AuditRecord, DirectoryUser, Verification } from './ports';
 import { Routes, routeOfKind } from './routes';
@@ -53,7 +53,7 @@ async function passGuardrail(ctx: FlowContext, run: Run): Promise<FlowResult | u
   let admission: Admission;
   try {
     admission = await guardrail.admit({
-      route: routeOfKind(event.kind),
+      route: guardrailOf(event.kind),
       event: run.key,
       ...(typeof wave === 'string' && wave !== '' ? { wave } : {}),
       ...(typeof waveProof === 'string' ? { waveProof } : {}),

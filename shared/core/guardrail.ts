@@ -1,6 +1,7 @@
 import { ErrorCodes, OffboardingError } from './errors';
 import type { OperatorDecision, RecordKey } from './ports';
-import type { RouteName } from './routes';
+import { kindOfType, type EventKind } from './events';
+import { routeOfKind, type RouteName } from './routes';
 import { rootOf } from './waveApproval';
 
 /*
@@ -14,9 +15,40 @@ import { rootOf } from './waveApproval';
 /** The log line of a trip: the guardrail alert looks for it (infra reads it through the contract). */
 export const GUARDRAIL_TRIPPED = 'GuardrailTripped: the blast-radius guardrail held further events';
 
-/** The routes whose events the guardrail counts (every queue: departures and MFA events). */
-export type GuardedRoute = RouteName;
-export const GuardedRoutes: readonly GuardedRoute[] = ['employeeLeaving', 'mfaEnabled'];
+/**
+ * The guardrails, each with its own limit, count and trip: departures and `mfa.enabled` events
+ * (one per queue), and reinstatements (on the departures queue, counted apart: a departures trip
+ * never blocks a rehire, and a runaway feed of reinstatements trips its own).
+ */
+export type GuardrailName = RouteName | 'employeeReinstated';
+export const GuardrailNames: readonly GuardrailName[] = [
+  'employeeLeaving',
+  'mfaEnabled',
+  'employeeReinstated',
+];
+
+/** The guardrail that counts events of this kind. */
+export function guardrailOf(kind: EventKind): GuardrailName {
+  return kind === 'employee.reinstated' ? 'employeeReinstated' : routeOfKind(kind);
+}
+
+/** The guardrail that counted (or held) the event of this record; undefined for an invalid one. */
+export function guardrailOfRecord(record: { eventType?: string }): GuardrailName | undefined {
+  const kind = record.eventType === undefined ? undefined : kindOfType(record.eventType);
+  return kind === undefined ? undefined : guardrailOf(kind);
+}
+
+/** The queue a guardrail's held events go back through when an operator decides about them. */
+export function routeOfGuardrail(name: GuardrailName): RouteName {
+  return name === 'employeeReinstated' ? 'employeeLeaving' : name;
+}
+
+/** What a guardrail counts, in words. */
+export const GuardrailSubjects: Readonly<Record<GuardrailName, string>> = {
+  employeeLeaving: 'departures',
+  mfaEnabled: 'mfa.enabled events',
+  employeeReinstated: 'reinstatements',
+};
 
 export interface GuardrailLimit {
   maxPerWindow: number;
@@ -25,7 +57,7 @@ export interface GuardrailLimit {
   basis?: string;
 }
 
-export type GuardrailLimits = Readonly<Record<GuardedRoute, GuardrailLimit>>;
+export type GuardrailLimits = Readonly<Record<GuardrailName, GuardrailLimit>>;
 
 export interface GuardrailTrip {
   at: string;
@@ -111,18 +143,18 @@ export function decidedBy(decision: EventDecision): OperatorDecision {
  * `write` resolves undefined when another writer got there first. Decisions are per event.
  */
 export interface GuardrailStore {
-  read(route: GuardedRoute): Promise<StoredGuardrail | undefined>;
+  read(route: GuardrailName): Promise<StoredGuardrail | undefined>;
   write(
-    route: GuardedRoute,
+    route: GuardrailName,
     state: GuardrailState,
     etag: string | undefined,
   ): Promise<string | undefined>;
   /** The decision about one event, if an operator made one. */
-  decisionFor(route: GuardedRoute, key: RecordKey): Promise<EventDecision | undefined>;
+  decisionFor(route: GuardrailName, key: RecordKey): Promise<EventDecision | undefined>;
   /** Records a decision unless one exists; resolves to the one that stands (the first). */
-  decide(route: GuardedRoute, key: RecordKey, decision: EventDecision): Promise<EventDecision>;
+  decide(route: GuardrailName, key: RecordKey, decision: EventDecision): Promise<EventDecision>;
   /** How many held events of that trip have a decision. */
-  decidedInTrip(route: GuardedRoute, trip: number): Promise<number>;
+  decidedInTrip(route: GuardrailName, trip: number): Promise<number>;
 }
 
 export type Admission =
@@ -130,7 +162,7 @@ export type Admission =
   | { admitted: false; reason: string; trip: GuardrailTrip; trippedNow: boolean };
 
 export interface AdmissionRequest {
-  route: GuardedRoute;
+  route: GuardrailName;
   /** The wave id the event came with (`offboard enqueue`), and its path to the approval's digest. */
   wave?: string;
   waveProof?: string;
@@ -268,8 +300,8 @@ export function decideAdmission(
 
 const keyText = (key: RecordKey) => `${key.identityKey}.${key.contentDigest}`;
 
-function held(trip: GuardrailTrip, route: GuardedRoute, trippedNow: boolean): Admission {
-  const what = route === 'employeeLeaving' ? 'departures' : 'mfa.enabled events';
+function held(trip: GuardrailTrip, route: GuardrailName, trippedNow: boolean): Admission {
+  const what = GuardrailSubjects[route];
   return {
     admitted: false,
     trip,
@@ -352,7 +384,7 @@ export function withWaveApproval(
 /** Reads a route's state, changes it, and writes it back at the version read (retrying lost races). */
 export async function updateGuardrail<T>(
   store: GuardrailStore,
-  route: GuardedRoute,
+  route: GuardrailName,
   change: (
     current: GuardrailState,
     storeTime: number | undefined,
@@ -382,7 +414,7 @@ export interface Guardrail {
   /** Admits one execution, or says why it is held. Throws a retryable error if it cannot tell. */
   admit(request: AdmissionRequest): Promise<Admission>;
   /** An operator's decision about a held event, if any. */
-  decisionFor(route: GuardedRoute, key: RecordKey): Promise<EventDecision | undefined>;
+  decisionFor(route: GuardrailName, key: RecordKey): Promise<EventDecision | undefined>;
 }
 
 /**
@@ -392,7 +424,7 @@ export interface Guardrail {
  */
 export interface TenantShareLimit {
   /** Percent of enabled users per window, per route; 0 or absent: no such limit. */
-  percent: Partial<Record<GuardedRoute, number>>;
+  percent: Partial<Record<GuardrailName, number>>;
   countEnabledUsers: () => Promise<number>;
   cacheMs?: number;
 }
@@ -445,10 +477,10 @@ export class SharedGuardrail implements Guardrail {
     });
   }
 
-  private readonly waiting = new Map<GuardedRoute, PendingAdmission[]>();
-  private readonly draining = new Set<GuardedRoute>();
+  private readonly waiting = new Map<GuardrailName, PendingAdmission[]>();
+  private readonly draining = new Set<GuardrailName>();
 
-  private async drain(route: GuardedRoute): Promise<void> {
+  private async drain(route: GuardrailName): Promise<void> {
     if (this.draining.has(route)) return;
     this.draining.add(route);
     try {
@@ -475,7 +507,7 @@ export class SharedGuardrail implements Guardrail {
   }
 
   private async decideBatch(
-    route: GuardedRoute,
+    route: GuardrailName,
     requests: AdmissionRequest[],
   ): Promise<Admission[]> {
     const percent = this.share?.percent[route];
@@ -500,7 +532,7 @@ export class SharedGuardrail implements Guardrail {
     });
   }
 
-  decisionFor(route: GuardedRoute, key: RecordKey): Promise<EventDecision | undefined> {
+  decisionFor(route: GuardrailName, key: RecordKey): Promise<EventDecision | undefined> {
     return this.store.decisionFor(route, key);
   }
 

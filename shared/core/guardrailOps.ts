@@ -1,15 +1,17 @@
 import { randomUUID } from 'node:crypto';
 import { stableId } from './eventIdentity';
 import {
-  GuardedRoutes,
+  GuardrailNames,
   afterDecision,
   clockOf,
   countInWindow,
+  guardrailOfRecord,
   reopened,
+  routeOfGuardrail,
   emptyState,
   updateGuardrail,
   type EventDecision,
-  type GuardedRoute,
+  type GuardrailName,
   type GuardrailDecision,
   type GuardrailLimits,
   type GuardrailTrip,
@@ -44,7 +46,7 @@ export interface HeldSummary {
 }
 
 export interface RouteStatus {
-  route: GuardedRoute;
+  route: GuardrailName;
   maxPerWindow: number;
   windowMinutes: number;
   /** The optional share-of-tenant limit (percent of enabled users per window; 0: off). */
@@ -57,20 +59,20 @@ export interface RouteStatus {
   decisions: GuardrailDecision[];
 }
 
-async function heldOf(audit: AuditLog, route: GuardedRoute): Promise<AuditRecord[]> {
+async function heldOf(audit: AuditLog, route: GuardrailName): Promise<AuditRecord[]> {
   return (await audit.listByOutcome('held'))
     .map((stored) => stored.record)
-    .filter((record) => record.route === route);
+    .filter((record) => guardrailOfRecord(record) === route);
 }
 
 export async function guardrailStatus(
   deps: GuardrailOpsDeps,
   limits: GuardrailLimits,
-  percentOfEnabledUsers: Partial<Record<GuardedRoute, number>> = {},
+  percentOfEnabledUsers: Partial<Record<GuardrailName, number>> = {},
 ): Promise<RouteStatus[]> {
   const now = (deps.now ?? (() => new Date()))();
   const statuses: RouteStatus[] = [];
-  for (const route of GuardedRoutes) {
+  for (const route of GuardrailNames) {
     const stored = await deps.store.read(route);
     const state = stored?.state ?? emptyState();
     const limit = limits[route];
@@ -109,7 +111,7 @@ export async function guardrailStatus(
 }
 
 export interface DecisionRequest {
-  route: GuardedRoute;
+  route: GuardrailName;
   by: string;
   reason: string;
   /** At most this many (oldest first); all when undefined. */
@@ -191,7 +193,7 @@ export async function decideHeld(
       const when = kind === 'release' ? request.enqueueAt(index, work.length) : new Date(at);
       const messageId = `${AppMessageIdPrefixes.release}${stableId(decision.approvalId, record.identityKey, record.contentDigest)}`;
       await deps.scheduler.schedule(
-        deps.queues[request.route],
+        deps.queues[routeOfGuardrail(request.route)],
         {
           body: JSON.parse(heldEvent) as unknown,
           messageId,
@@ -253,7 +255,7 @@ export async function decideHeld(
  */
 export async function reopenGuardrail(
   deps: GuardrailOpsDeps,
-  request: { route: GuardedRoute; by: string; reason: string },
+  request: { route: GuardrailName; by: string; reason: string },
 ): Promise<{ reopened: boolean; undecided: string[] }> {
   const at = (deps.now ?? (() => new Date()))().toISOString();
   const undecided: string[] = [];
@@ -280,7 +282,7 @@ export async function reopenGuardrail(
  */
 export function approveWave(
   store: GuardrailStore,
-  route: GuardedRoute,
+  route: GuardrailName,
   wave: string,
   approval: Omit<WaveApproval, 'used' | 'roots'> & { root: string },
 ): Promise<void> {

@@ -42,7 +42,13 @@ import {
   type FlowResult,
   type Run,
 } from './flow';
-import { decidedBy, type EventDecision, type Guardrail, type GuardrailTrip } from './guardrail';
+import {
+  decidedBy,
+  guardrailOf,
+  type EventDecision,
+  type Guardrail,
+  type GuardrailTrip,
+} from './guardrail';
 import { generatePassword } from './password';
 import type {
   AuditLog,
@@ -207,7 +213,7 @@ export class OffboardingService {
     let claim = await claimIt();
     if (claim.verdict === 'held') {
       // Held for an operator: only held events pay this read (the guardrail's own table).
-      decision = await this.deps.guardrail?.decisionFor(routeOfKind(event.kind), key);
+      decision = await this.deps.guardrail?.decisionFor(guardrailOf(event.kind), key);
       claim = await claimIt();
     }
     const claimed = claim.record;

@@ -15,7 +15,7 @@ import {
   updateGuardrail,
   withWaveApproval,
   type EventDecision,
-  type GuardedRoute,
+  type GuardrailName,
   type GuardrailDecision,
   type GuardrailLimit,
   type GuardrailState,
@@ -65,7 +65,7 @@ function writesTo(core: Core, user: FakeUser) {
   return core.directory.writes().filter((c) => c.target === user.id);
 }
 
-async function stored(core: Core, route: GuardedRoute) {
+async function stored(core: Core, route: GuardrailName) {
   return core.guardrailStore.read(route);
 }
 
@@ -110,7 +110,7 @@ function keyOf(body: unknown): RecordKey {
  */
 async function approveWave(
   core: Core,
-  route: GuardedRoute,
+  route: GuardrailName,
   wave: string,
   events: unknown[],
   approval: Omit<WaveApproval, 'used' | 'by' | 'reason' | 'at' | 'roots' | 'size'>,
@@ -135,25 +135,25 @@ class UnreachableGuardrailStore implements GuardrailStore {
   constructor(private readonly failing: 'read' | 'write') {}
   private readonly inner = new MemoryGuardrailStore();
 
-  read(route: GuardedRoute) {
+  read(route: GuardrailName) {
     if (this.failing === 'read') return Promise.reject(unavailable());
     return this.inner.read(route);
   }
 
-  write(route: GuardedRoute, state: GuardrailState, etag: string | undefined) {
+  write(route: GuardrailName, state: GuardrailState, etag: string | undefined) {
     if (this.failing === 'write') return Promise.reject(unavailable());
     return this.inner.write(route, state, etag);
   }
 
-  decisionFor(route: GuardedRoute, key: RecordKey) {
+  decisionFor(route: GuardrailName, key: RecordKey) {
     return this.inner.decisionFor(route, key);
   }
 
-  decidedInTrip(route: GuardedRoute, trip: number) {
+  decidedInTrip(route: GuardrailName, trip: number) {
     return this.inner.decidedInTrip(route, trip);
   }
 
-  decide(route: GuardedRoute, key: RecordKey, decision: EventDecision) {
+  decide(route: GuardrailName, key: RecordKey, decision: EventDecision) {
     return this.inner.decide(route, key, decision);
   }
 }
@@ -1035,6 +1035,7 @@ describe('updateGuardrail and SharedGuardrail', () => {
     const limits = {
       employeeLeaving: { maxPerWindow: 25, windowMinutes: 60 },
       mfaEnabled: { maxPerWindow: 25, windowMinutes: 60 },
+      employeeReinstated: { maxPerWindow: 25, windowMinutes: 60 },
     };
     const instances = Array.from(
       { length: 4 },

@@ -35,6 +35,7 @@ function freshTableName(): string {
 const LIMITS: GuardrailLimits = {
   employeeLeaving: { maxPerWindow: 25, windowMinutes: 60 },
   mfaEnabled: { maxPerWindow: 1000, windowMinutes: 60 },
+  employeeReinstated: { maxPerWindow: 25, windowMinutes: 60 },
 };
 
 describe('TableGuardrailStore on Azurite', () => {
@@ -54,7 +55,12 @@ describe('TableGuardrailStore on Azurite', () => {
     expect(second).toEqual(expect.any(String));
     expect(await other.write('employeeLeaving', emptyState(), first)).toBeUndefined();
 
-    expect(await other.read('employeeLeaving')).toEqual({ state: next, etag: second });
+    expect(await other.read('employeeLeaving')).toEqual({
+      state: next,
+      etag: second,
+      // The service's clock, from its Date header (the guardrail's check on instances' clocks).
+      storeTime: expect.any(Number) as number,
+    });
     // One entity per route, in the guardrail partition.
     expect(await store.read('mfaEnabled')).toBeUndefined();
     const entity = await azuriteTable(name).getEntity(GUARDRAIL_PARTITION, 'employeeLeaving');
