@@ -25,6 +25,7 @@ beforeAll(async () => {
   world = await startWorld({
     GUARDRAIL_DEPARTURES_PER_WINDOW: '1',
     GUARDRAIL_MFA_PER_WINDOW: '1',
+    GUARDRAIL_REINSTATEMENTS_PER_WINDOW: '1',
   });
   cliEnv = { ...world.env, ...world.identity.envFor(), OFFBOARD_OPERATOR: 'ops-oncall' };
 });
@@ -194,6 +195,32 @@ describe('a forged wave id (departures limit 1, wave CHG-1001 of 5 users)', () =
     const next = await sendDeparture();
     const [record] = await settled([next.id], 'a departure after the reopen');
     expect(record?.outcome).toBe('succeeded');
+  }, 90_000);
+  it('reinstatements have their own limit: a departures trip never blocks a rehire', async () => {
+    // The window holds the departure that ran after the reopen: the next one trips it.
+    const tripping = await sendDeparture();
+    expect((await settled([tripping.id], 'the tripping departure'))[0]?.outcome).toBe('held');
+    expect((await departuresStatus()).trip).toBeDefined();
+
+    const [first, second] = waveUsers.map((u) =>
+      cloudEvent('employee.reinstated', { user: u.upn, reason: 'rehired' }),
+    );
+    if (first === undefined || second === undefined) throw new Error('no wave users');
+    await pipeline?.send('employee-leaving', first);
+    const [rehired] = await settled([first.id as string], 'the first reinstatement');
+    expect(rehired?.outcome).toBe('succeeded');
+    expect(enabled(waveUsers[0]?.id ?? '')).toBe(true);
+
+    // Limit 1 for reinstatements: a runaway feed of them is held too.
+    await pipeline?.send('employee-leaving', second);
+    const [held] = await settled([second.id as string], 'the second reinstatement');
+    expect(held?.outcome).toBe('held');
+    expect(held?.guardrail?.heldReason).toMatch(/guardrail for reinstatements/);
+    expect(enabled(waveUsers[1]?.id ?? '')).toBe(false);
+    const status = JSON.parse(
+      (await runCli(['guardrail', 'status', '--json'], cliEnv)).stdout,
+    ) as Status;
+    expect(status.routes.find((r) => r.route === 'employeeReinstated')?.held).toHaveLength(1);
   }, 90_000);
 });
 
