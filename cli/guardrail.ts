@@ -131,15 +131,24 @@ export async function guardrailDiscardCommand(
   return decideCommand('discard', options, io, runtime);
 }
 
+/** An operator's decision: the kind and reason checked first, then the runtime. */
+function withDecision(
+  options: { kind: string; reason?: string },
+  runtime: RuntimeFactory,
+  use: (app: Runtime, route: GuardrailName, reason: string) => Promise<number>,
+): Promise<number> {
+  const route = parseKind(options.kind);
+  const reason = requireReason(options.reason);
+  return withOps(runtime, (app) => use(app, route, reason));
+}
+
 async function decideCommand(
   decision: 'release' | 'discard',
   options: ReleaseOptions,
   io: Io,
   runtime: RuntimeFactory,
 ): Promise<number> {
-  const route = parseKind(options.kind);
-  const reason = requireReason(options.reason);
-  return withOps(runtime, async (app) => {
+  return withDecision(options, runtime, async (app, route, reason) => {
     const start = new Date();
     const writesPerSecond = app.config.pacing.writesPerSecond;
     let schedule: WavePlan | undefined;
@@ -190,9 +199,7 @@ export async function guardrailReopenCommand(
   io: Io,
   runtime: RuntimeFactory,
 ): Promise<number> {
-  const route = parseKind(options.kind);
-  const reason = requireReason(options.reason);
-  return withOps(runtime, async (app) => {
+  return withDecision(options, runtime, async (app, route, reason) => {
     const result = await reopenGuardrail(depsOf(app), { route, by: operator(), reason });
     if (options.json) io.stdout(toJson(result) + '\n');
     else if (result.reopened)
