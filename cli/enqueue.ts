@@ -4,7 +4,7 @@ import { planWaveSchedule, type WavePlan } from '../shared/pacing/waveSchedule';
 import { eventKey, stableId } from '../shared/core/eventIdentity';
 import { actionsOf } from '../shared/core/offboard';
 import type { RecordKey } from '../shared/core/ports';
-import type { UserRef } from '../shared/core/userRef';
+import { parseUserRef, type UserRef } from '../shared/core/userRef';
 import { approvalTree } from '../shared/core/waveApproval';
 import type { AppConfig } from '../shared/app/config';
 import { kindOfType, parseEvent, type EventKind } from '../shared/core/events';
@@ -234,7 +234,20 @@ export async function checkWave(
     if (isProtected(row.user.value))
       errors.push(`line ${row.line}: ${row.user.value} is a protected account (PROTECTED_USERS)`);
 
-  const identities = await resolveAll(plan.rows, options.resolve, notes);
+  // Two identifiers of one kind name two people (a UPN, an object id): the directory is asked
+  // only when the file or PROTECTED_USERS mixes kinds, where one person can appear as both.
+  const kinds = new Set([
+    ...plan.rows.map((row) => row.user.kind),
+    ...[...policy.protectedUsers].map((id) => {
+      const parsed = parseUserRef(id);
+      return parsed.ok ? parsed.ref.kind : 'upn';
+    }),
+  ]);
+  const identities = await resolveAll(
+    plan.rows,
+    kinds.size > 1 ? options.resolve : undefined,
+    notes,
+  );
   const firstLineOf = new Map<string, number>();
   plan.rows.forEach((row, i) => {
     const resolved = identities[i];

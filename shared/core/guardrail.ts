@@ -328,7 +328,8 @@ export function afterDecision(
 ): GuardrailState {
   const next = withDecision(current, decision);
   const trip = current.trip;
-  if (trip === undefined || decided === undefined || trip.number !== decided.trip) return next;
+  if (trip === undefined || decided === undefined || (trip.number ?? 0) !== decided.trip)
+    return next;
   if (decided.count < (trip.held ?? 0)) return next;
   delete next.trip;
   return next;

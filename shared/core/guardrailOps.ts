@@ -149,7 +149,7 @@ export async function decideHeld(
   const approvalId = randomUUID();
   // The trip the held events were held under: each decision names it, and the trip clears once
   // as many of its events have a decision as it held.
-  const trip = (await deps.store.read(request.route))?.state.trip?.number;
+  const trip = tripNumber((await deps.store.read(request.route))?.state);
   const held = await heldOf(deps.audit, request.route);
   const undecided: AuditRecord[] = [];
   const decided: Array<{ record: AuditRecord; decision: EventDecision }> = [];
@@ -231,7 +231,7 @@ export async function decideHeld(
     at,
   };
   const after = await updateGuardrail(deps.store, request.route, async (current) => {
-    const number = current.trip?.number;
+    const number = tripNumber(current);
     const decided =
       number === undefined
         ? undefined
@@ -247,6 +247,10 @@ export async function decideHeld(
     );
   return result;
 }
+
+/** The number of the state's trip (0 for a trip recorded without one); undefined: not tripped. */
+const tripNumber = (state: { trip?: GuardrailTrip } | undefined) =>
+  state?.trip === undefined ? undefined : (state.trip.number ?? 0);
 
 /**
  * `offboard guardrail reopen`: an operator opens the gate on purpose, once no held event waits
