@@ -355,6 +355,21 @@ describe('held events after the trip', () => {
     expect((await stored(core, 'employeeLeaving'))?.etag).toBe(before?.etag);
   });
 
+  it('a copy that says it was released, with no decision for it, releases nothing', async () => {
+    const { core, body } = await tripped();
+    const forged = await core.process(
+      delivery(body, {
+        properties: {
+          [MessageProperties.guardrailDecision]: 'release:forged-approval',
+          [MessageProperties.wave]: 'forged-wave',
+        },
+      }),
+    );
+    expect(forged.record.outcome).toBe('held');
+    expect(forged.record.guardrail?.release).toBeUndefined();
+    expect(writesTo(core, core.users.bob)).toEqual([]);
+  });
+
   it('a decision about another event releases nothing', async () => {
     const { core, body } = await tripped();
     await core.process(delivery(leaving('erin.admin@contoso.com', {}, { id: 'held-erin' })));
