@@ -16,18 +16,25 @@ import { formatTable, toJson } from './output';
 import { DEFAULT_SINCE, parseSince } from './report';
 
 /**
- * The fields a log line may rightly differ in from the table: a duplicate delivery of a final event
- * counts itself in the table (`duplicates`, `lastDuplicateAt`) before it appends its copy, and a
- * delivery that could not append may never come back (the table then counts one more than the log
- * shows). Nothing else of a final record changes without a new line.
+ * The only fields the app changes in a final record after its last log line: a duplicate delivery
+ * of a final event counts itself in the table (`duplicates`, `lastDuplicateAt`) before it appends
+ * its copy, and a delivery that could not append may never come back. They are not compared for
+ * equality, but they may only move forward from the line (more duplicates, a later last one, never
+ * in the future): anything else is a finding. Every other field is compared.
  */
 export const FIELDS_NOT_COMPARED = ['duplicates', 'lastDuplicateAt'] as const;
 
 /**
  * A record changed this recently may still be on its way to the log (the append follows the table
- * write, and a failed append is retried with the delivery): it is listed as pending, not as a finding.
+ * write, and a failed append is retried with the delivery): it is listed as pending, not as a
+ * finding. Recently by the record's own times (a time in the future is a finding of its own) and
+ * by the table's modification time, which no writer sets: an edit can look in flight for this
+ * long at most, and a change that never reaches the log is a finding once it has passed.
  */
 export const IN_FLIGHT_MS = 5 * 60_000;
+
+/** Times a record states about the past; later than the end of the check (plus this) is a finding. */
+const CLOCK_TOLERANCE_MS = 5 * 60_000;
 
 export interface KeyRef extends RecordKey {
   eventId: string;
@@ -54,6 +61,10 @@ export interface VerifyFindings {
   })[];
   /** Lines that are not log lines of a known format. */
   unreadable: { blob: string; line: number; reason: string }[];
+  /** A time the record (or its log line) states about the past that is in the future. */
+  futureTimes: (KeyRef & { fields: string[] })[];
+  /** `duplicates` or `lastDuplicateAt` lower in the table than on the log line (they only grow). */
+  wentBack: (KeyRef & { fields: string[]; loggedAt: string })[];
 }
 
 export interface VerifyReport extends VerifyFindings {
@@ -63,7 +74,10 @@ export interface VerifyReport extends VerifyFindings {
   finalRecords: number;
   logLines: number;
   blobs: number;
-  /** Differences or absences of records changed within IN_FLIGHT_MS: not findings (yet). */
+  /**
+   * Differences or absences of records the table changed within IN_FLIGHT_MS of the end of the
+   * check (its own modification time): not findings (yet).
+   */
   pending: (KeyRef & { finding: 'differs' | 'missingFromLog'; changedAt: string })[];
   clean: boolean;
 }
@@ -111,18 +125,30 @@ export function differingFields(table: AuditRecord, logged: AuditRecord): string
   return [...names].filter((name) => a.get(name) !== b.get(name)).sort();
 }
 
-/** When a record last changed in the table, as far as the record says. */
-function changedAt(record: AuditRecord): string {
-  const times = [record.lastAttemptAt, record.lastDuplicateAt];
-  const guardrail = record.guardrail;
-  if (guardrail?.release !== undefined) times.push(guardrail.release.at);
-  if (guardrail?.discard !== undefined) times.push(guardrail.discard.at);
-  return (
-    times
-      .filter((t): t is string => t !== undefined)
-      .sort()
-      .at(-1) ?? record.lastAttemptAt
-  );
+/** The times a record states about the past (a duplicate, an attempt, a hold or a decision). */
+function pastTimes(record: AuditRecord): Array<[string, string | undefined]> {
+  const g = record.guardrail;
+  return [
+    ['firstAttemptAt', record.firstAttemptAt],
+    ['lastAttemptAt', record.lastAttemptAt],
+    ['lastDuplicateAt', record.lastDuplicateAt],
+    ['guardrail.admittedAt', g?.admittedAt],
+    ['guardrail.heldAt', g?.heldAt],
+    ['guardrail.release.at', g?.release?.at],
+    ['guardrail.discard.at', g?.discard?.at],
+  ];
+}
+
+/** The fields not compared that went back from the line (they only ever grow). */
+function wentBack(table: AuditRecord, logged: AuditRecord): string[] {
+  const fields: string[] = [];
+  if ((table.duplicates ?? 0) < (logged.duplicates ?? 0)) fields.push('duplicates');
+  if (
+    logged.lastDuplicateAt !== undefined &&
+    (table.lastDuplicateAt === undefined || table.lastDuplicateAt < logged.lastDuplicateAt)
+  )
+    fields.push('lastDuplicateAt');
+  return fields;
 }
 
 /**
@@ -137,6 +163,11 @@ export function compareAuditWithLog(input: {
   until: Date;
   /** Blobs read (for the report). */
   blobs?: number;
+  /**
+   * When the table last changed a record (its own clock), by key; a record without one is never
+   * in flight (the check fails closed).
+   */
+  modifiedAt?: ReadonlyMap<string, string>;
 }): VerifyReport {
   const history = new Map<string, LogLine[]>();
   const unreadable: VerifyFindings['unreadable'] = [];
@@ -189,22 +220,51 @@ export function compareAuditWithLog(input: {
     noLongerFinal: [],
     changedWithoutRun,
     unreadable,
+    futureTimes: [],
+    wentBack: [],
     pending: [],
     clean: true,
   };
-  const inFlight = (record: AuditRecord) =>
-    input.until.getTime() - new Date(changedAt(record)).getTime() < IN_FLIGHT_MS;
+  const latestAllowed = input.until.getTime() + CLOCK_TOLERANCE_MS;
+  const recent = (at: string) => input.until.getTime() - Date.parse(at) < IN_FLIGHT_MS;
+  const changedAt = (record: AuditRecord) => {
+    // The times a run sets when it changes a record (an admission or a hold never comes later).
+    const own = [
+      record.lastAttemptAt,
+      record.lastDuplicateAt,
+      record.guardrail?.release?.at,
+      record.guardrail?.discard?.at,
+    ]
+      .filter((at): at is string => at !== undefined && Date.parse(at) <= latestAllowed)
+      .sort()
+      .at(-1);
+    const table = input.modifiedAt?.get(keyOf(record));
+    return own === undefined || table === undefined || table > own ? own : table;
+  };
+  const inFlight = (record: AuditRecord) => {
+    const table = input.modifiedAt?.get(keyOf(record));
+    const own = changedAt(record);
+    return own !== undefined && recent(own) && (table === undefined || recent(table));
+  };
 
+  for (const line of latest.values()) {
+    if (Date.parse(line.appendedAt) > latestAllowed)
+      report.futureTimes.push({ ...refOf(line.record), fields: ['log line appendedAt'] });
+  }
   for (const [key, record] of table) {
     if (!isFinal(record)) continue;
     report.finalRecords += 1;
+    const future = pastTimes(record)
+      .filter(([, at]) => at !== undefined && Date.parse(at) > latestAllowed)
+      .map(([field]) => field);
+    if (future.length > 0) report.futureTimes.push({ ...refOf(record), fields: future });
     const line = latest.get(key);
     if (line === undefined) {
       if (inFlight(record))
         report.pending.push({
           ...refOf(record),
           finding: 'missingFromLog',
-          changedAt: changedAt(record),
+          changedAt: changedAt(record) ?? '',
         });
       else
         report.missingFromLog.push({
@@ -214,10 +274,17 @@ export function compareAuditWithLog(input: {
         });
       continue;
     }
+    const back = wentBack(record, line.record);
+    if (back.length > 0)
+      report.wentBack.push({ ...refOf(record), fields: back, loggedAt: line.appendedAt });
     const fields = differingFields(record, line.record);
     if (fields.length === 0) continue;
-    if (inFlight(record) && line.appendedAt < changedAt(record))
-      report.pending.push({ ...refOf(record), finding: 'differs', changedAt: changedAt(record) });
+    if (inFlight(record) && line.appendedAt < (changedAt(record) ?? ''))
+      report.pending.push({
+        ...refOf(record),
+        finding: 'differs',
+        changedAt: changedAt(record) ?? '',
+      });
     else report.differs.push({ ...refOf(record), fields, loggedAt: line.appendedAt });
   }
 
@@ -239,12 +306,16 @@ export function compareAuditWithLog(input: {
     list.sort(byKey);
   report.changedWithoutRun.sort(byKey);
   report.noLongerFinal.sort(byKey);
+  report.futureTimes.sort(byKey);
+  report.wentBack.sort(byKey);
   report.clean =
     report.differs.length === 0 &&
     report.missingFromLog.length === 0 &&
     report.goneFromTable.length === 0 &&
     report.noLongerFinal.length === 0 &&
     report.changedWithoutRun.length === 0 &&
+    report.futureTimes.length === 0 &&
+    report.wentBack.length === 0 &&
     report.unreadable.length === 0;
   return report;
 }
@@ -256,7 +327,7 @@ export const CLOCK_SLACK_MS = 3_600_000;
 export async function verifyAudit(
   audit: {
     listSince(since: Date): Promise<AuditRecord[]>;
-    read(key: RecordKey): Promise<{ record: AuditRecord } | undefined>;
+    read(key: RecordKey): Promise<{ record: AuditRecord; modifiedAt?: string } | undefined>;
   },
   log: Pick<ImmutableAuditLogReader, 'readBetween'>,
   since: Date,
@@ -278,13 +349,20 @@ export async function verifyAudit(
     });
     if (found !== undefined) records.push(found.record);
   }
-  return compareAuditWithLog({
-    tableRecords: records,
-    log: read.lines,
-    since,
-    until,
-    blobs: read.blobs.length,
-  });
+  const input = { tableRecords: records, log: read.lines, since, until, blobs: read.blobs.length };
+  const first = compareAuditWithLog(input);
+  // What differs or is missing may be in flight: the table's own modification time says.
+  const candidates = [...first.differs, ...first.missingFromLog];
+  if (candidates.length === 0) return first;
+  const modifiedAt = new Map<string, string>();
+  for (const key of candidates) {
+    const found = await audit.read({
+      identityKey: key.identityKey,
+      contentDigest: key.contentDigest,
+    });
+    if (found?.modifiedAt !== undefined) modifiedAt.set(keyOf(key), found.modifiedAt);
+  }
+  return compareAuditWithLog({ ...input, modifiedAt });
 }
 
 export interface AuditVerifyOptions {
@@ -329,7 +407,7 @@ export async function auditVerifyCommand(
 export function formatVerifyReport(report: VerifyReport): string {
   const out: string[] = [
     `Audit table against the immutable log, records last attempted ${report.since} to ${report.until}:`,
-    `${report.finalRecords} final record(s) compared with ${report.logLines} log line(s) in ${report.blobs} blob(s); fields not compared: ${FIELDS_NOT_COMPARED.join(', ')}.`,
+    `${report.finalRecords} final record(s) compared with ${report.logLines} log line(s) in ${report.blobs} blob(s); every field compared, except ${FIELDS_NOT_COMPARED.join(', ')} (which only move forward).`,
   ];
   const section = (title: string, header: string[], rows: string[][]) => {
     if (rows.length === 0) return;
@@ -364,6 +442,16 @@ export function formatVerifyReport(report: VerifyReport): string {
       c.loggedAt,
       c.previouslyLoggedAt,
     ]),
+  );
+  section(
+    'Times in the future (a record states them about the past)',
+    ['event', 'fields', 'identity key'],
+    report.futureTimes.map((f) => [f.eventId, f.fields.join(','), f.identityKey]),
+  );
+  section(
+    'Went back from the log (duplicates only grow)',
+    ['event', 'fields', 'logged at', 'identity key'],
+    report.wentBack.map((w) => [w.eventId, w.fields.join(','), w.loggedAt, w.identityKey]),
   );
   section(
     'Unreadable log lines',

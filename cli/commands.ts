@@ -3,13 +3,24 @@ import { AppMessageIdPrefixes } from '../shared/core/messaging';
 import { constants } from 'node:fs';
 import { access, readFile, writeFile } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
+import { ErrorCodes, OffboardingError } from '../shared/core/errors';
+import { kindOfType } from '../shared/core/events';
+import { guardrailOf } from '../shared/core/guardrail';
 import { approveWave } from '../shared/core/guardrailOps';
 import type { Runtime } from '../shared/app/runtime';
 import { recordsOfEvent, recordsOfUser } from './auditLookup';
 import { asOperator, CLOCK_SLACK_MS, type LogOpener } from './auditVerify';
 import { parseCsv } from './csv';
 import { listDeadLetters, replayDeadLetters } from './deadLetters';
-import { WAVE_DEPARTURE_SHARE, newWaveId, paceWave, planEnqueue, sendPlan } from './enqueue';
+import {
+  WAVE_DEPARTURE_SHARE,
+  checkWave,
+  paceWave,
+  planEnqueue,
+  sendPlan,
+  waveIdOf,
+  type ResolveUser,
+} from './enqueue';
 import { ExitCodes, UsageError } from './exitCodes';
 import { operator, progressReporter, type Io } from './io';
 import { reinstatementEvent, type ReinstateRequest } from './reinstate';
@@ -284,8 +295,24 @@ export interface EnqueueOptions {
   wave?: string;
   /** Events per second; undefined: paced to the Graph write budget; 0: all now. */
   rate?: number;
+  /** The exact size of a departures wave above the ceiling (ENQUEUE_CONFIRM_DEPARTURES_ABOVE). */
+  confirmSize?: number;
   dryRun?: boolean;
   json?: boolean;
+}
+
+/** A user of the file as the directory knows it (undefined: no such user). */
+function resolverOf(ops: Runtime): ResolveUser {
+  return async (ref) => {
+    try {
+      const { user } = await ops.directory.getUser(ref);
+      return { id: user.id.toLowerCase(), upn: user.userPrincipalName };
+    } catch (error) {
+      if (error instanceof OffboardingError && error.code === ErrorCodes.UserNotFound)
+        return undefined;
+      throw error;
+    }
+  };
 }
 
 export async function enqueueCommand(
@@ -300,16 +327,29 @@ export async function enqueueCommand(
   } catch (error) {
     throw new UsageError(`${options.csv}: ${(error as Error).message}`);
   }
-  const wave = options.wave ?? newWaveId();
+  const wave = options.wave ?? waveIdOf(options.type, text);
   return withRuntime(runtime, async (ops) => {
     const plan = planEnqueue(options.type, rows, ops.config, wave);
     const { queue, messages } = plan;
+    if (plan.errors.length === 0) {
+      // The file as a whole: protected accounts, the same person twice, the size of a departures wave.
+      const departuresLimit = ops.config.guardrail.limits.employeeLeaving.maxPerWindow;
+      const check = await checkWave(plan, ops.config.policy, {
+        ...(kindOfType(options.type) === 'employee.leaving'
+          ? { departuresCeiling: ops.config.guardrail.confirmDeparturesAbove || departuresLimit }
+          : {}),
+        ...(options.confirmSize === undefined ? {} : { confirmSize: options.confirmSize }),
+        resolve: resolverOf(ops),
+      });
+      plan.errors.push(...check.errors);
+      for (const note of check.notes) io.stderr(`note: ${escapeUnsafe(note)}\n`);
+    }
     if (plan.errors.length > 0) {
       // Nothing is sent unless the whole file is valid.
       if (options.json) io.stdout(toJson({ wave, sent: 0, errors: plan.errors }) + '\n');
       for (const error of plan.errors)
         io.stderr(`${escapeUnsafe(options.csv)}: ${escapeUnsafe(error)}\n`);
-      io.stderr(`${plan.errors.length} bad row(s); nothing was sent.\n`);
+      io.stderr(`${plan.errors.length} problem(s) in the file; nothing was sent.\n`);
       return ExitCodes.failed;
     }
     const eventIds = messages.map((m) => String(m.messageId));
@@ -317,7 +357,7 @@ export async function enqueueCommand(
       io.stdout(
         options.json
           ? toJson({ queue, wave, wouldSend: messages.length, eventIds, dryRun: true }) + '\n'
-          : `would send ${messages.length} event(s) to ${queue} in wave ${wave}\n`,
+          : `would send ${messages.length} event(s) to ${queue} in wave ${wave} (the real run uses this wave id; to be sure, pass --wave ${wave})\n`,
       );
       return ExitCodes.ok;
     }
@@ -328,14 +368,15 @@ export async function enqueueCommand(
     });
     // Service Bus settings are checked first: a wave that cannot be sent is not approved.
     const serviceBus = ops.serviceBus();
-    // The wave is the operator's approval, its size the ceiling, recorded before anything is sent.
+    // The wave approves exactly its events (their digest), recorded before anything is sent.
     const now = new Date();
     await approveWave(
       ops.guardrailStore,
-      queue === ops.config.queues.mfaEnabled ? 'mfaEnabled' : 'employeeLeaving',
+      guardrailOf(kindOfType(options.type) ?? 'employee.leaving'),
       wave,
       {
         size: messages.length,
+        root: plan.approvalRoot,
         by: operator(),
         reason: `offboard enqueue --csv ${basename(options.csv)}`,
         at: now.toISOString(),

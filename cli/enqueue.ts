@@ -1,8 +1,11 @@
 import type { ServiceBusClient, ServiceBusMessage } from '@azure/service-bus';
 import { LeaverFlags, plannedActions, type LeaverFlag } from '../shared/core/actions';
 import { planWaveSchedule, type WavePlan } from '../shared/pacing/waveSchedule';
-import { randomBytes } from 'node:crypto';
-import { stableId } from '../shared/core/eventIdentity';
+import { eventKey, stableId } from '../shared/core/eventIdentity';
+import { actionsOf } from '../shared/core/claim';
+import type { RecordKey } from '../shared/core/ports';
+import { parseUserRef, type UserRef } from '../shared/core/userRef';
+import { approvalTree } from '../shared/core/waveApproval';
 import type { AppConfig } from '../shared/app/config';
 import { kindOfType, parseEvent, type EventKind } from '../shared/core/events';
 import { MessageProperties } from '../shared/core/messaging';
@@ -26,17 +29,15 @@ export function isWaveId(value: string): boolean {
 export const WAVE_ID_RULE =
   '1-40 characters: letters, digits, ".", "_" or "-", starting with a letter or digit';
 
-/** A new wave: the UTC minute it was cut and 24 random bits, e.g. 20261130T0829Z-4f9a2c. */
-export function newWaveId(now = new Date()): string {
-  const stamp = now.toISOString().replace(/[-:]/g, '').slice(0, 13);
-  return `${stamp}Z-${randomBytes(3).toString('hex')}`;
-}
-
 export interface EnqueuePlan {
   queue: string;
   wave: string;
   messages: ServiceBusMessage[];
   errors: string[];
+  /** The digest of the events' record keys: what the wave's approval approves, and only that. */
+  approvalRoot: string;
+  /** Per message: its line in the file and the user it names (whole-file checks). */
+  rows: Array<{ line: number; user: UserRef }>;
 }
 
 /** The leaver flags of the action table (disableAccount, resetPassword...) are boolean columns. */
@@ -112,15 +113,20 @@ export function planEnqueue(
       wave,
       messages: [],
       errors: [`--type ${type} is not an event type this app knows`],
+      approvalRoot: '',
+      rows: [],
     };
   const queue = kind === 'mfa.enabled' ? config.queues.mfaEnabled : config.queues.employeeLeaving;
   const [header, ...body] = rows;
-  if (header === undefined) return { queue, wave, messages: [], errors: ['the file is empty'] };
+  if (header === undefined)
+    return { queue, wave, messages: [], errors: ['the file is empty'], approvalRoot: '', rows: [] };
   const columns = header.fields.map((f) => f.trim());
   const errors = headerErrors(kind, header, columns);
-  if (errors.length > 0) return { queue, wave, messages: [], errors };
+  if (errors.length > 0) return { queue, wave, messages: [], errors, approvalRoot: '', rows: [] };
 
   const messages: ServiceBusMessage[] = [];
+  const keys: RecordKey[] = [];
+  const planned: EnqueuePlan['rows'] = [];
   const firstLineOf = new Map<string, number>();
   const by = operator();
   for (const row of body) {
@@ -139,8 +145,12 @@ export function planEnqueue(
       datacontenttype: 'application/json',
       data,
     };
+    let key: RecordKey;
+    let user: UserRef;
     try {
-      parseEvent(event, [kind]);
+      const parsed = parseEvent(event, [kind]);
+      key = eventKey(parsed, actionsOf(parsed));
+      user = parsed.user;
     } catch (error) {
       errors.push(`line ${row.line}: ${error instanceof Error ? error.message : String(error)}`);
       continue;
@@ -151,15 +161,146 @@ export function planEnqueue(
       continue;
     }
     firstLineOf.set(id, row.line);
+    keys.push(key);
+    planned.push({ line: row.line, user });
     messages.push({
       body: event,
       messageId: id,
       contentType: 'application/json',
-      // The wave id is the guardrail's approval for this wave (its size is the ceiling).
       applicationProperties: { [MessageProperties.enqueuedBy]: by, [MessageProperties.wave]: wave },
     });
   }
-  return { queue, wave, messages, errors };
+  // The approval names exactly these events: each message carries its path to their digest.
+  const tree = approvalTree(keys);
+  messages.forEach((message, i) => {
+    message.applicationProperties = {
+      ...message.applicationProperties,
+      [MessageProperties.waveProof]: tree.proofs[i] ?? '',
+    };
+  });
+  return { queue, wave, messages, errors, approvalRoot: tree.root, rows: planned };
+}
+
+/**
+ * The wave id a file gets when `--wave` is not given: the UTC day and a digest of the type and
+ * the file, so `--dry-run` shows the id the real run will use, and the same file sent again the
+ * same day is the same wave (nothing sent twice).
+ */
+export function waveIdOf(type: string, fileText: string, now = new Date()): string {
+  const day = now.toISOString().slice(0, 10).replace(/-/g, '');
+  return `${day}-${stableId('wave', type, fileText).slice(0, 12)}`;
+}
+
+/** Who a user of the file is in the directory, when the operator's identity may read it. */
+export type ResolveUser = (ref: UserRef) => Promise<{ id: string; upn?: string } | undefined>;
+
+export interface WaveCheck {
+  /** What stops the wave: nothing is sent. */
+  errors: string[];
+  /** What the operator should know (the checks that could not be made). */
+  notes: string[];
+}
+
+/** Users looked up at once while checking a file. */
+const RESOLVE_CONCURRENCY = 8;
+
+/**
+ * The file as a whole, before anything is sent: protected accounts are refused, the same person
+ * twice (by UPN and object id, or under two tickets) is reported, and a departures wave above
+ * the ceiling needs `--confirm-size` with its exact size. Users are resolved in the directory
+ * where the operator's identity can read them; otherwise compared by their exact identifier.
+ */
+export async function checkWave(
+  plan: EnqueuePlan,
+  policy: { protectedUsers: ReadonlySet<string> },
+  options: { departuresCeiling?: number; confirmSize?: number; resolve?: ResolveUser },
+): Promise<WaveCheck> {
+  const errors: string[] = [];
+  const notes: string[] = [];
+  const size = plan.messages.length;
+  if (options.departuresCeiling !== undefined && size > options.departuresCeiling) {
+    if (options.confirmSize === undefined)
+      errors.push(
+        `${size} departures is more than ${options.departuresCeiling} (the departures guardrail limit, or ENQUEUE_CONFIRM_DEPARTURES_ABOVE): check the file, then run again with --confirm-size ${size}`,
+      );
+    else if (options.confirmSize !== size)
+      errors.push(
+        `--confirm-size ${options.confirmSize} does not match the ${size} departures of the file`,
+      );
+  }
+  const isProtected = (...ids: Array<string | undefined>) =>
+    ids.some((id) => id !== undefined && policy.protectedUsers.has(id.toLowerCase()));
+  for (const row of plan.rows)
+    if (isProtected(row.user.value))
+      errors.push(`line ${row.line}: ${row.user.value} is a protected account (PROTECTED_USERS)`);
+
+  // Two identifiers of one kind name two people (a UPN, an object id): the directory is asked
+  // only when the file or PROTECTED_USERS mixes kinds, where one person can appear as both.
+  const kinds = new Set([
+    ...plan.rows.map((row) => row.user.kind),
+    ...[...policy.protectedUsers].map((id) => {
+      const parsed = parseUserRef(id);
+      return parsed.ok ? parsed.ref.kind : 'upn';
+    }),
+  ]);
+  const identities = await resolveAll(
+    plan.rows,
+    kinds.size > 1 ? options.resolve : undefined,
+    notes,
+  );
+  const firstLineOf = new Map<string, number>();
+  plan.rows.forEach((row, i) => {
+    const resolved = identities[i];
+    if (
+      resolved !== undefined &&
+      isProtected(resolved.id, resolved.upn) &&
+      !isProtected(row.user.value)
+    )
+      errors.push(
+        `line ${row.line}: ${row.user.value} is the protected account ${resolved.upn ?? resolved.id} (PROTECTED_USERS)`,
+      );
+    const person = (resolved?.id ?? row.user.value).toLowerCase();
+    const first = firstLineOf.get(person);
+    if (first === undefined) firstLineOf.set(person, row.line);
+    else
+      errors.push(
+        `line ${row.line}: the same person as line ${first}${resolved === undefined ? '' : ` (object ${resolved.id})`}`,
+      );
+  });
+  return { errors, notes };
+}
+
+/** Each row's user in the directory; undefined where it cannot be read (then compared as given). */
+async function resolveAll(
+  rows: EnqueuePlan['rows'],
+  resolve: ResolveUser | undefined,
+  notes: string[],
+): Promise<Array<{ id: string; upn?: string } | undefined>> {
+  const found: Array<{ id: string; upn?: string } | undefined> = rows.map(() => undefined);
+  if (resolve === undefined || rows.length === 0) return found;
+  let failure: string | undefined;
+  let next = 0;
+  const worker = async () => {
+    while (failure === undefined && next < rows.length) {
+      const i = next++;
+      const row = rows[i];
+      if (row === undefined) continue;
+      try {
+        found[i] = await resolve(row.user);
+      } catch (error) {
+        // The operator's identity cannot read the directory: compare what the file says.
+        failure = error instanceof Error ? error.message.split('\n')[0] : String(error);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: RESOLVE_CONCURRENCY }, worker));
+  if (failure !== undefined) {
+    notes.push(
+      `could not read users in the directory (${failure}): the same person is found by exact identifier only (a UPN and an object id of one person are not matched)`,
+    );
+    return rows.map(() => undefined);
+  }
+  return found;
 }
 
 /**

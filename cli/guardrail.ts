@@ -1,9 +1,10 @@
 import type { Runtime } from '../shared/app/runtime';
 import type { RuntimeFactory } from './commands';
-import type { GuardedRoute } from '../shared/core/guardrail';
+import type { GuardrailName } from '../shared/core/guardrail';
 import {
   decideHeld,
   guardrailStatus,
+  reopenGuardrail,
   type DecisionResult,
   type GuardrailOpsDeps,
   type RouteStatus,
@@ -15,19 +16,20 @@ import { operator, type Io } from './io';
 import { escapeUnsafe, formatTable, toJson } from './output';
 
 /** `--kind` names the operator knows; the route each stands for. */
-export const GUARDRAIL_KINDS: Readonly<Record<string, GuardedRoute>> = {
+export const GUARDRAIL_KINDS: Readonly<Record<string, GuardrailName>> = {
   departures: 'employeeLeaving',
   mfa: 'mfaEnabled',
+  reinstatements: 'employeeReinstated',
 };
 
-export function parseKind(raw: string): GuardedRoute {
+export function parseKind(raw: string): GuardrailName {
   const route = GUARDRAIL_KINDS[raw];
   if (route === undefined)
     throw new UsageError(`--kind must be one of ${Object.keys(GUARDRAIL_KINDS).join(', ')}.`);
   return route;
 }
 
-function kindOf(route: GuardedRoute): string {
+function kindOf(route: GuardrailName): string {
   return Object.entries(GUARDRAIL_KINDS).find(([, r]) => r === route)?.[0] ?? route;
 }
 
@@ -131,15 +133,24 @@ export async function guardrailDiscardCommand(
   return decideCommand('discard', options, io, runtime);
 }
 
+/** An operator's decision: the kind and reason checked first, then the runtime. */
+function withDecision(
+  options: { kind: string; reason?: string },
+  runtime: RuntimeFactory,
+  use: (app: Runtime, route: GuardrailName, reason: string) => Promise<number>,
+): Promise<number> {
+  const route = parseKind(options.kind);
+  const reason = requireReason(options.reason);
+  return withOps(runtime, (app) => use(app, route, reason));
+}
+
 async function decideCommand(
   decision: 'release' | 'discard',
   options: ReleaseOptions,
   io: Io,
   runtime: RuntimeFactory,
 ): Promise<number> {
-  const route = parseKind(options.kind);
-  const reason = requireReason(options.reason);
-  return withOps(runtime, async (app) => {
+  return withDecision(options, runtime, async (app, route, reason) => {
     const start = new Date();
     const writesPerSecond = app.config.pacing.writesPerSecond;
     let schedule: WavePlan | undefined;
@@ -152,7 +163,7 @@ async function decideCommand(
       enqueueAt: (index, count) => {
         schedule ??= planWaveSchedule({
           events: count,
-          writesPerEvent: route === 'employeeLeaving' ? 2 : 1,
+          writesPerEvent: route === 'mfaEnabled' ? 1 : 2,
           writesPerSecond: writesPerSecond > 0 ? writesPerSecond : 20,
           departureShare: WAVE_DEPARTURE_SHARE,
           start,
@@ -175,8 +186,32 @@ function describe(decision: 'release' | 'discard', kind: string, result: Decisio
     decision === 'release'
       ? `released ${result.sent.length} held ${kind} event(s) (approval ${result.approvalId}): they run paced${last === undefined ? '' : `, the last from about ${last}`}`
       : `discarded ${result.sent.length} held ${kind} event(s) (decision ${result.approvalId}): each is audited as discarded when it comes back through its queue`;
-  text += `; ${result.stillHeld} still held\n`;
+  text += `; ${result.stillHeld} still held`;
+  text += result.tripCleared
+    ? `; the trip is cleared, and the window still counts what ran before it (offboard guardrail reopen --kind ${kind} starts it again)\n`
+    : `; still tripped until every held event is decided (run the command again for events held meanwhile)\n`;
   for (const id of result.resendNeeded)
     text += `  ${escapeUnsafe(id)}: too large to keep on its record; it takes effect when its sender sends it again\n`;
   return text;
+}
+
+/** `offboard guardrail reopen`: clears the trip and starts the window again, once none is held. */
+export async function guardrailReopenCommand(
+  options: { kind: string; reason?: string; json?: boolean },
+  io: Io,
+  runtime: RuntimeFactory,
+): Promise<number> {
+  return withDecision(options, runtime, async (app, route, reason) => {
+    const result = await reopenGuardrail(depsOf(app), { route, by: operator(), reason });
+    if (options.json) io.stdout(toJson(result) + '\n');
+    else if (result.reopened)
+      io.stdout(
+        `reopened the ${options.kind} guardrail: the trip is cleared and the window starts again now\n`,
+      );
+    else
+      io.stderr(
+        `not reopened: ${result.undecided.length} held ${options.kind} event(s) have no decision yet; release or discard them first (offboard guardrail status)\n`,
+      );
+    return result.reopened ? ExitCodes.ok : ExitCodes.failed;
+  });
 }

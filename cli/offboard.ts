@@ -32,6 +32,7 @@ import { DEFAULT_SINCE, parseSince } from './report';
 import {
   GUARDRAIL_KINDS,
   guardrailDiscardCommand,
+  guardrailReopenCommand,
   guardrailReleaseCommand,
   guardrailStatusCommand,
   type ReleaseOptions,
@@ -230,7 +231,7 @@ function buildProgram(
     .command('guardrail')
     .description('the blast-radius guardrail: what it holds, release or discard held events');
   const kindOption = () =>
-    new Option('--kind <kind>', 'departures or mfa')
+    new Option('--kind <kind>', 'departures, mfa or reinstatements')
       .choices(Object.keys(GUARDRAIL_KINDS))
       .makeOptionMandatory();
   const reasonOption = () =>
@@ -257,6 +258,17 @@ function buildProgram(
     .action(
       run((options: { kind: string; reason: string; json?: boolean }) =>
         guardrailDiscardCommand(options, io, opsSending),
+      ),
+    );
+  guardrail
+    .command('reopen')
+    .description('open the gate on purpose: clear the trip and start the window again (none held)')
+    .addOption(kindOption())
+    .addOption(reasonOption())
+    .addOption(jsonOption())
+    .action(
+      run((options: { kind: string; reason: string; json?: boolean }) =>
+        guardrailReopenCommand(options, io, ops),
       ),
     );
 
@@ -315,10 +327,16 @@ function buildProgram(
     .addOption(
       new Option(
         '--wave <id>',
-        'the wave these events belong to; the same file and wave again sends nothing twice (default: a new wave, printed)',
+        'the wave these events belong to; the same file and wave again sends nothing twice (default: the UTC day and a digest of the type and file, printed, also by --dry-run)',
       ).argParser(waveId),
     )
     .addOption(pacedRateOption())
+    .addOption(
+      new Option(
+        '--confirm-size <n>',
+        'the exact number of events, required for a departures wave above ENQUEUE_CONFIRM_DEPARTURES_ABOVE (default: the departures guardrail limit)',
+      ).argParser(positiveInteger),
+    )
     .option('--dry-run', 'validate the file and show what would be sent')
     .addOption(jsonOption())
     .action(run((options: EnqueueOptions) => enqueueCommand(options, io, queueOpsSending)));

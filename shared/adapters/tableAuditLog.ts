@@ -84,7 +84,11 @@ export class TableAuditLog implements AuditLog {
       const entity = await this.call('read', (abortSignal) =>
         this.table.getEntity<Entity>(key.identityKey, key.contentDigest, { abortSignal }),
       );
-      return { record: fromEntity(entity), etag: entity.etag };
+      return {
+        record: fromEntity(entity),
+        etag: entity.etag,
+        ...(entity.timestamp === undefined ? {} : { modifiedAt: entity.timestamp }),
+      };
     } catch (error) {
       if (statusOf(error) === 404) return undefined;
       throw unavailable('read', error);

@@ -1,9 +1,9 @@
-import { RestError, type TableClient } from '@azure/data-tables';
+import { RestError, odata, type TableClient } from '@azure/data-tables';
 import { Budgets, withDeadline } from './deadline';
 import { ErrorCodes, OffboardingError } from '../core/errors';
 import type {
   EventDecision,
-  GuardedRoute,
+  GuardrailName,
   GuardrailState,
   GuardrailStore,
   StoredGuardrail,
@@ -13,7 +13,7 @@ import type { RecordKey } from '../core/ports';
 /** The guardrail table: one entity per route in this partition... */
 export const GUARDRAIL_PARTITION = 'guardrail';
 /** ...and operators' decisions about held events in one partition per route. */
-const decisionPartition = (route: GuardedRoute) => `decision-${route}`;
+const decisionPartition = (route: GuardrailName) => `decision-${route}`;
 const decisionRow = (key: RecordKey) => `${key.identityKey}.${key.contentDigest}`;
 
 interface DecisionEntity {
@@ -24,6 +24,7 @@ interface DecisionEntity {
   by: string;
   reason: string;
   at: string;
+  trip?: number;
 }
 
 interface GuardrailEntity {
@@ -43,12 +44,25 @@ interface GuardrailEntity {
 export class TableGuardrailStore implements GuardrailStore {
   constructor(private readonly table: TableClient) {}
 
-  async read(route: GuardedRoute): Promise<StoredGuardrail | undefined> {
+  async read(route: GuardrailName): Promise<StoredGuardrail | undefined> {
     try {
+      let storeTime: number | undefined;
       const entity = await this.call((abortSignal) =>
-        this.table.getEntity<GuardrailEntity>(GUARDRAIL_PARTITION, route, { abortSignal }),
+        this.table.getEntity<GuardrailEntity>(GUARDRAIL_PARTITION, route, {
+          abortSignal,
+          // The service's clock (the Date header): the guardrail never lets an instance whose
+          // clock runs ahead of it prune the window (guardrail.ts, clockOf).
+          onResponse: (response) => {
+            const date = Date.parse(response.headers.get('date') ?? '');
+            if (Number.isFinite(date)) storeTime = date;
+          },
+        }),
       );
-      return { state: parseState(entity.state), etag: entity.etag };
+      return {
+        state: parseState(entity.state),
+        etag: entity.etag,
+        ...(storeTime === undefined ? {} : { storeTime }),
+      };
     } catch (error) {
       if (error instanceof RestError && error.statusCode === 404) return undefined;
       throw unavailable(error);
@@ -56,7 +70,7 @@ export class TableGuardrailStore implements GuardrailStore {
   }
 
   async write(
-    route: GuardedRoute,
+    route: GuardrailName,
     state: GuardrailState,
     etag: string | undefined,
   ): Promise<string | undefined> {
@@ -89,7 +103,7 @@ export class TableGuardrailStore implements GuardrailStore {
     }
   }
 
-  async decisionFor(route: GuardedRoute, key: RecordKey): Promise<EventDecision | undefined> {
+  async decisionFor(route: GuardrailName, key: RecordKey): Promise<EventDecision | undefined> {
     try {
       const entity = await this.call((abortSignal) =>
         this.table.getEntity<DecisionEntity>(decisionPartition(route), decisionRow(key), {
@@ -103,8 +117,30 @@ export class TableGuardrailStore implements GuardrailStore {
     }
   }
 
+  async decidedInTrip(route: GuardrailName, trip: number): Promise<number> {
+    try {
+      return await this.call(async (abortSignal) => {
+        let count = 0;
+        const pages = this.table
+          .listEntities<DecisionEntity>({
+            queryOptions: {
+              filter: odata`PartitionKey eq ${decisionPartition(route)} and trip eq ${trip}`,
+              select: ['rowKey'],
+            },
+            abortSignal,
+          })
+          .byPage({ maxPageSize: 1000 });
+        for await (const page of pages) count += page.length;
+        return count;
+      });
+    } catch (error) {
+      if (isTableNotFound(error)) return 0;
+      throw unavailable(error);
+    }
+  }
+
   async decide(
-    route: GuardedRoute,
+    route: GuardrailName,
     key: RecordKey,
     decision: EventDecision,
     mayCreateTable = true,
@@ -162,6 +198,7 @@ function parseDecision(entity: DecisionEntity): EventDecision {
     by: String(entity.by),
     reason: String(entity.reason),
     at: String(entity.at),
+    ...(typeof entity.trip === 'number' ? { trip: entity.trip } : {}),
   };
 }
 

@@ -222,6 +222,27 @@ export const SETTINGS = [
     requiredInAzure: false,
   },
   {
+    name: 'GUARDRAIL_REINSTATEMENTS_PER_WINDOW',
+    description:
+      'Blast-radius guardrail for reinstatements (employee.reinstated, offboard reinstate), counted apart from departures: executed per window before further ones are held, 1-100000.',
+    default: '20',
+    requiredInAzure: false,
+  },
+  {
+    name: 'GUARDRAIL_REINSTATEMENTS_WINDOW_MINUTES',
+    description:
+      'The sliding window the reinstatements guardrail counts over, in minutes (1-10080).',
+    default: '60',
+    requiredInAzure: false,
+  },
+  {
+    name: 'ENQUEUE_CONFIRM_DEPARTURES_ABOVE',
+    description:
+      '`offboard enqueue`: a departures wave of more events than this needs `--confirm-size N` with its exact size (0: the departures guardrail limit, GUARDRAIL_DEPARTURES_PER_WINDOW).',
+    default: '0',
+    requiredInAzure: false,
+  },
+  {
     name: 'GUARDRAIL_TABLE_NAME',
     description:
       "The guardrail's table in the audit storage account: counts, trips, wave approvals and operators' decisions about held events. Operators may write it; the audit table they only read.",
@@ -287,6 +308,7 @@ export interface ImmutableLogConfig {
 export interface GuardrailSettings {
   employeeLeaving: { maxPerWindow: number; windowMinutes: number };
   mfaEnabled: { maxPerWindow: number; windowMinutes: number };
+  employeeReinstated: { maxPerWindow: number; windowMinutes: number };
 }
 
 /** Optional share-of-tenant limits, percent per route (0: off). */
@@ -302,6 +324,11 @@ export interface AppConfig {
   pacing: PacingSettings;
   guardrail: {
     limits: GuardrailSettings;
+    /**
+     * `offboard enqueue`: a departures wave larger than this needs `--confirm-size N` (0: the
+     * departures guardrail limit).
+     */
+    confirmDeparturesAbove: number;
     percentOfEnabledUsers: GuardrailShares;
     tableName: string;
   };
@@ -543,7 +570,12 @@ export function loadConfig(env: Env = process.env): AppConfig {
           maxPerWindow: readInteger(env, 'GUARDRAIL_MFA_PER_WINDOW', 1, 1_000_000),
           windowMinutes: readInteger(env, 'GUARDRAIL_MFA_WINDOW_MINUTES', 1, 10_080),
         },
+        employeeReinstated: {
+          maxPerWindow: readInteger(env, 'GUARDRAIL_REINSTATEMENTS_PER_WINDOW', 1, 100_000),
+          windowMinutes: readInteger(env, 'GUARDRAIL_REINSTATEMENTS_WINDOW_MINUTES', 1, 10_080),
+        },
       },
+      confirmDeparturesAbove: readInteger(env, 'ENQUEUE_CONFIRM_DEPARTURES_ABOVE', 0, 1_000_000),
       percentOfEnabledUsers: {
         employeeLeaving: readPercent(env, 'GUARDRAIL_DEPARTURES_MAX_PERCENT'),
         mfaEnabled: readPercent(env, 'GUARDRAIL_MFA_MAX_PERCENT'),

@@ -5,7 +5,7 @@ import { combinedError, fail, failureOf, onPremisesMastered } from './flow';
 import { noteApplied } from './personTimeline';
 import type { FlowContext, FlowResult, Run } from './run';
 import { decodeBody } from './events';
-import { decidedBy, type Admission } from './guardrail';
+import { decidedBy, guardrailOf, type Admission } from './guardrail';
 import { MessageProperties } from './messaging';
 import type { ActionResult, AuditRecord, DirectoryUser, Verification } from './ports';
 import { Routes, routeOfKind } from './routes';
@@ -43,12 +43,14 @@ async function passGuardrail(ctx: FlowContext, run: Run): Promise<FlowResult | u
     return undefined;
   }
   const wave = delivery.properties?.[MessageProperties.wave];
+  const waveProof = delivery.properties?.[MessageProperties.waveProof];
   let admission: Admission;
   try {
     admission = await guardrail.admit({
-      route: routeOfKind(event.kind),
+      route: guardrailOf(event.kind),
       event: run.key,
       ...(typeof wave === 'string' && wave !== '' ? { wave } : {}),
+      ...(typeof waveProof === 'string' ? { waveProof } : {}),
     });
   } catch (error) {
     // Fails closed: an event the guardrail cannot count is retried, never run uncounted.

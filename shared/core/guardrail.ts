@@ -1,6 +1,8 @@
 import { ErrorCodes, OffboardingError } from './errors';
 import type { OperatorDecision, RecordKey } from './ports';
-import type { RouteName } from './routes';
+import { kindOfType, type EventKind } from './events';
+import { routeOfKind, type RouteName } from './routes';
+import { rootOf } from './waveApproval';
 
 /*
  * The blast-radius guardrail. A mis-configured HR feed that sends "leaving" for thousands of people
@@ -13,9 +15,40 @@ import type { RouteName } from './routes';
 /** The log line of a trip: the guardrail alert looks for it (infra reads it through the contract). */
 export const GUARDRAIL_TRIPPED = 'GuardrailTripped: the blast-radius guardrail held further events';
 
-/** The routes whose events the guardrail counts (every queue: departures and MFA events). */
-export type GuardedRoute = RouteName;
-export const GuardedRoutes: readonly GuardedRoute[] = ['employeeLeaving', 'mfaEnabled'];
+/**
+ * The guardrails, each with its own limit, count and trip: departures and `mfa.enabled` events
+ * (one per queue), and reinstatements (on the departures queue, counted apart: a departures trip
+ * never blocks a rehire, and a runaway feed of reinstatements trips its own).
+ */
+export type GuardrailName = RouteName | 'employeeReinstated';
+export const GuardrailNames: readonly GuardrailName[] = [
+  'employeeLeaving',
+  'mfaEnabled',
+  'employeeReinstated',
+];
+
+/** The guardrail that counts events of this kind. */
+export function guardrailOf(kind: EventKind): GuardrailName {
+  return kind === 'employee.reinstated' ? 'employeeReinstated' : routeOfKind(kind);
+}
+
+/** The guardrail that counted (or held) the event of this record; undefined for an invalid one. */
+export function guardrailOfRecord(record: { eventType?: string }): GuardrailName | undefined {
+  const kind = record.eventType === undefined ? undefined : kindOfType(record.eventType);
+  return kind === undefined ? undefined : guardrailOf(kind);
+}
+
+/** The queue a guardrail's held events go back through when an operator decides about them. */
+export function routeOfGuardrail(name: GuardrailName): RouteName {
+  return name === 'employeeReinstated' ? 'employeeLeaving' : name;
+}
+
+/** What a guardrail counts, in words. */
+export const GuardrailSubjects: Readonly<Record<GuardrailName, string>> = {
+  employeeLeaving: 'departures',
+  mfaEnabled: 'mfa.enabled events',
+  employeeReinstated: 'reinstatements',
+};
 
 export interface GuardrailLimit {
   maxPerWindow: number;
@@ -24,10 +57,17 @@ export interface GuardrailLimit {
   basis?: string;
 }
 
-export type GuardrailLimits = Readonly<Record<GuardedRoute, GuardrailLimit>>;
+export type GuardrailLimits = Readonly<Record<GuardrailName, GuardrailLimit>>;
 
 export interface GuardrailTrip {
   at: string;
+  /** Which trip of the route this is (the `trips` count when it tripped): decisions name it. */
+  number?: number;
+  /**
+   * Events held since it tripped (the one that tripped it included), counted in the same
+   * conditional write that held them: the trip clears only once as many were decided.
+   */
+  held?: number;
   /** Executions counted in the window when it tripped, and the limit. */
   count: number;
   limit: number;
@@ -37,14 +77,19 @@ export interface GuardrailTrip {
   trippedBy?: string;
 }
 
-/** An `offboard enqueue` wave: an operator's approval for up to `size` events carrying its id. */
+/**
+ * An `offboard enqueue` wave: an operator's approval of exactly the events of its file. `roots` are
+ * the digests of those events (waveApproval.ts; one per file sent under this wave id); an event is
+ * admitted under it only with a path from its own record key to one of them, at most `size` in all.
+ */
 export interface WaveApproval extends OperatorDecision {
   size: number;
+  roots: string[];
   used: number;
   expiresAt: string;
 }
 
-export type GuardrailDecisionKind = 'release' | 'discard' | 'approve-wave';
+export type GuardrailDecisionKind = 'release' | 'discard' | 'approve-wave' | 'reopen';
 
 export interface GuardrailDecision extends OperatorDecision {
   action: GuardrailDecisionKind;
@@ -70,6 +115,8 @@ export interface GuardrailState {
 export interface StoredGuardrail {
   state: GuardrailState;
   etag: string;
+  /** The store's own clock when it answered (epoch ms), when it says: see `Clock`. */
+  storeTime?: number;
 }
 
 /**
@@ -81,6 +128,8 @@ export interface EventDecision extends OperatorDecision {
   kind: 'release' | 'discard';
   /** The operator's command run (one id per release or discard). */
   approvalId: string;
+  /** The trip the event was held under (its `number`), when the command knew it. */
+  trip?: number;
 }
 
 /** Who decided, why and when, as an event's record keeps it. */
@@ -94,16 +143,18 @@ export function decidedBy(decision: EventDecision): OperatorDecision {
  * `write` resolves undefined when another writer got there first. Decisions are per event.
  */
 export interface GuardrailStore {
-  read(route: GuardedRoute): Promise<StoredGuardrail | undefined>;
+  read(route: GuardrailName): Promise<StoredGuardrail | undefined>;
   write(
-    route: GuardedRoute,
+    route: GuardrailName,
     state: GuardrailState,
     etag: string | undefined,
   ): Promise<string | undefined>;
   /** The decision about one event, if an operator made one. */
-  decisionFor(route: GuardedRoute, key: RecordKey): Promise<EventDecision | undefined>;
+  decisionFor(route: GuardrailName, key: RecordKey): Promise<EventDecision | undefined>;
   /** Records a decision unless one exists; resolves to the one that stands (the first). */
-  decide(route: GuardedRoute, key: RecordKey, decision: EventDecision): Promise<EventDecision>;
+  decide(route: GuardrailName, key: RecordKey, decision: EventDecision): Promise<EventDecision>;
+  /** How many held events of that trip have a decision. */
+  decidedInTrip(route: GuardrailName, trip: number): Promise<number>;
 }
 
 export type Admission =
@@ -111,9 +162,10 @@ export type Admission =
   | { admitted: false; reason: string; trip: GuardrailTrip; trippedNow: boolean };
 
 export interface AdmissionRequest {
-  route: GuardedRoute;
-  /** The wave id the event came with (`offboard enqueue`); counts against that approval. */
+  route: GuardrailName;
+  /** The wave id the event came with (`offboard enqueue`), and its path to the approval's digest. */
   wave?: string;
+  waveProof?: string;
   /**
    * The event's record key: the trip remembers which event tripped it, so that event's next
    * delivery raises the alert again if its record could not be written the first time.
@@ -137,27 +189,57 @@ function bucketMs(limit: GuardrailLimit): number {
 }
 
 /**
- * Executions counted in the window ending now. A bucket counts while any part of it is inside the
- * window, so the count errs high (by at most one bucket), never low.
+ * The times one decision uses. Instances' clocks differ: the window is measured back from the
+ * earlier of this instance's clock and the store's (so a clock running ahead never moves the
+ * window past others' buckets and drops them), and an execution is put in the bucket of the later
+ * one (so a clock running behind never puts it where it expires early). Both err high, never low.
  */
-export function countInWindow(state: GuardrailState, limit: GuardrailLimit, now: number): number {
-  const windowStart = now - limit.windowMinutes * 60_000;
-  const size = bucketMs(limit);
+export interface Clock {
+  /** Where the window ends for counting and pruning. */
+  windowEnd: number;
+  /** Where this execution is counted. */
+  countAt: number;
+}
+
+export function clockOf(now: number, storeTime: number | undefined): Clock {
+  return storeTime === undefined
+    ? { windowEnd: now, countAt: now }
+    : { windowEnd: Math.min(now, storeTime), countAt: Math.max(now, storeTime) };
+}
+
+const insideWindow = (start: string, limit: GuardrailLimit, windowEnd: number) =>
+  // A bucket counts while any part of it is inside the window; one in the future always counts.
+  Number(start) + bucketMs(limit) > windowEnd - limit.windowMinutes * 60_000;
+
+/**
+ * Executions counted in the window ending at `windowEnd`. A bucket counts while any part of it is
+ * inside the window, so the count errs high (by at most one bucket), never low.
+ */
+export function countInWindow(
+  state: GuardrailState,
+  limit: GuardrailLimit,
+  windowEnd: number,
+): number {
   return Object.entries(state.buckets)
-    .filter(([start]) => Number(start) + size > windowStart)
+    .filter(([start]) => insideWindow(start, limit, windowEnd))
     .reduce((sum, [, count]) => sum + count, 0);
 }
 
-function pruned(state: GuardrailState, limit: GuardrailLimit, now: number): GuardrailState {
-  const windowStart = now - limit.windowMinutes * 60_000;
-  const size = bucketMs(limit);
+function pruned(state: GuardrailState, limit: GuardrailLimit, clock: Clock): GuardrailState {
   const buckets = Object.fromEntries(
-    Object.entries(state.buckets).filter(([start]) => Number(start) + size > windowStart),
+    Object.entries(state.buckets).filter(([start]) => insideWindow(start, limit, clock.windowEnd)),
   );
   const approvals = Object.fromEntries(
-    Object.entries(state.approvals).filter(([, a]) => Date.parse(a.expiresAt) > now),
+    Object.entries(state.approvals).filter(([, a]) => Date.parse(a.expiresAt) > clock.windowEnd),
   );
   return { ...state, buckets, approvals };
+}
+
+/** Whether the event is one the wave's approval names (its path leads to one of its digests). */
+function approvedBy(approval: WaveApproval, request: AdmissionRequest): boolean {
+  if (request.event === undefined || request.waveProof === undefined) return false;
+  const root = rootOf(request.event, request.waveProof);
+  return root !== undefined && (approval.roots ?? []).includes(root);
 }
 
 /** The admission decision on one state (pure): the next state to write, and the verdict. */
@@ -166,11 +248,13 @@ export function decideAdmission(
   request: AdmissionRequest,
   limit: GuardrailLimit,
   now: number,
+  storeTime?: number,
 ): { next?: GuardrailState; admission: Admission } {
-  const state = pruned(current, limit, now);
+  const clock = clockOf(now, storeTime);
+  const state = pruned(current, limit, clock);
   const approval = request.wave === undefined ? undefined : state.approvals[request.wave];
-  if (approval !== undefined && approval.used < approval.size) {
-    // An operator's wave: counted against its own size, not the window (it is not a runaway feed).
+  if (approval !== undefined && approval.used < approval.size && approvedBy(approval, request)) {
+    // One of the operator's own wave events: counted against the wave, not the window.
     return {
       next: {
         ...state,
@@ -184,12 +268,17 @@ export function decideAdmission(
   }
   if (state.trip !== undefined) {
     const again = request.event !== undefined && state.trip.trippedBy === keyText(request.event);
-    return { admission: held(state.trip, request.route, again) };
+    if (again) return { admission: held(state.trip, request.route, true) };
+    // Counted in the same write that holds it: a decision cannot clear the trip past it.
+    const trip = { ...state.trip, held: (state.trip.held ?? 0) + 1 };
+    return { next: { ...state, trip }, admission: held(trip, request.route, false) };
   }
-  const count = countInWindow(state, limit, now);
+  const count = countInWindow(state, limit, clock.windowEnd);
   if (count + 1 > limit.maxPerWindow) {
     const trip: GuardrailTrip = {
-      at: new Date(now).toISOString(),
+      at: new Date(clock.countAt).toISOString(),
+      number: state.trips + 1,
+      held: 1,
       count,
       limit: limit.maxPerWindow,
       windowMinutes: limit.windowMinutes,
@@ -202,7 +291,7 @@ export function decideAdmission(
     };
   }
   const size = bucketMs(limit);
-  const bucket = String(Math.floor(now / size) * size);
+  const bucket = String(Math.floor(clock.countAt / size) * size);
   return {
     next: { ...state, buckets: { ...state.buckets, [bucket]: (state.buckets[bucket] ?? 0) + 1 } },
     admission: { admitted: true },
@@ -211,8 +300,8 @@ export function decideAdmission(
 
 const keyText = (key: RecordKey) => `${key.identityKey}.${key.contentDigest}`;
 
-function held(trip: GuardrailTrip, route: GuardedRoute, trippedNow: boolean): Admission {
-  const what = route === 'employeeLeaving' ? 'departures' : 'mfa.enabled events';
+function held(trip: GuardrailTrip, route: GuardrailName, trippedNow: boolean): Admission {
+  const what = GuardrailSubjects[route];
   return {
     admitted: false,
     trip,
@@ -221,64 +310,91 @@ function held(trip: GuardrailTrip, route: GuardedRoute, trippedNow: boolean): Ad
   };
 }
 
+const withDecision = (state: GuardrailState, decision: GuardrailDecision): GuardrailState => ({
+  ...state,
+  decisions: [...state.decisions, decision].slice(-MAX_DECISIONS),
+});
+
 /**
- * Clears a trip after an operator's decision left nothing held: the window starts again from now
- * (the operator judged the feed), and the decision is kept.
+ * After an operator's release or discard: the decision is kept, and the trip clears only when
+ * every event held under it has a decision (`decided`, counted from the decisions themselves, at
+ * least the trip's `held`, which each hold raised in its own conditional write). The window keeps
+ * what it counted: the feed that tripped it is still suspect (`reopen` starts it again).
  */
 export function afterDecision(
   current: GuardrailState,
   decision: GuardrailDecision,
-  stillHeld: number,
+  decided: { trip: number; count: number } | undefined,
 ): GuardrailState {
-  const decisions = [...current.decisions, decision].slice(-MAX_DECISIONS);
-  if (stillHeld > 0) return { ...current, decisions };
-  const next: GuardrailState = { ...current, buckets: {}, decisions };
+  const next = withDecision(current, decision);
+  const trip = current.trip;
+  if (trip === undefined || decided === undefined || (trip.number ?? 0) !== decided.trip)
+    return next;
+  if (decided.count < (trip.held ?? 0)) return next;
   delete next.trip;
   return next;
 }
 
-/** Records an operator's wave approval (its size is the ceiling of events admitted under it). */
+/**
+ * `offboard guardrail reopen`: an operator opens the gate on purpose. The trip clears and the
+ * window starts again from now (what ran before no longer counts); the decision is kept.
+ */
+export function reopened(current: GuardrailState, decision: GuardrailDecision): GuardrailState {
+  const next: GuardrailState = { ...withDecision(current, decision), buckets: {} };
+  delete next.trip;
+  return next;
+}
+
+/** Records an operator's wave approval: the digest of its events, and their number. */
 export function withWaveApproval(
   current: GuardrailState,
   wave: string,
-  approval: Omit<WaveApproval, 'used'>,
+  approval: Omit<WaveApproval, 'used' | 'roots'> & { root: string },
 ): GuardrailState {
   const existing = current.approvals[wave];
-  return {
-    ...current,
-    approvals: {
-      ...current.approvals,
-      // Sending the same wave again (the rest of it) keeps what was used.
-      [wave]: {
-        ...approval,
-        used: existing?.used ?? 0,
-        size: Math.max(approval.size, existing?.size ?? 0),
+  const { root, ...rest } = approval;
+  const known = existing?.roots?.includes(root) === true;
+  return withDecision(
+    {
+      ...current,
+      approvals: {
+        ...current.approvals,
+        // The same file sent again (the rest of it) keeps what was used; another file under the
+        // same wave id adds its own events.
+        [wave]: {
+          ...rest,
+          used: existing?.used ?? 0,
+          roots: known ? (existing?.roots ?? []) : [...(existing?.roots ?? []), root],
+          size: known
+            ? Math.max(approval.size, existing?.size ?? 0)
+            : approval.size + (existing?.size ?? 0),
+        },
       },
     },
-    decisions: [
-      ...current.decisions,
-      {
-        action: 'approve-wave' as const,
-        count: approval.size,
-        approval: wave,
-        by: approval.by,
-        reason: approval.reason,
-        at: approval.at,
-      },
-    ].slice(-MAX_DECISIONS),
-  };
+    {
+      action: 'approve-wave' as const,
+      count: approval.size,
+      approval: wave,
+      by: approval.by,
+      reason: approval.reason,
+      at: approval.at,
+    },
+  );
 }
 
 /** Reads a route's state, changes it, and writes it back at the version read (retrying lost races). */
 export async function updateGuardrail<T>(
   store: GuardrailStore,
-  route: GuardedRoute,
-  change: (current: GuardrailState) => { next?: GuardrailState; result: T },
+  route: GuardrailName,
+  change: (
+    current: GuardrailState,
+    storeTime: number | undefined,
+  ) => { next?: GuardrailState; result: T } | Promise<{ next?: GuardrailState; result: T }>,
   random: () => number = Math.random,
 ): Promise<T> {
   for (let conflicts = 0; ; conflicts += 1) {
     const stored = await store.read(route);
-    const { next, result } = change(stored?.state ?? emptyState());
+    const { next, result } = await change(stored?.state ?? emptyState(), stored?.storeTime);
     if (next === undefined) return result;
     const written = await store.write(route, next, stored?.etag);
     if (written !== undefined) return result;
@@ -299,7 +415,7 @@ export interface Guardrail {
   /** Admits one execution, or says why it is held. Throws a retryable error if it cannot tell. */
   admit(request: AdmissionRequest): Promise<Admission>;
   /** An operator's decision about a held event, if any. */
-  decisionFor(route: GuardedRoute, key: RecordKey): Promise<EventDecision | undefined>;
+  decisionFor(route: GuardrailName, key: RecordKey): Promise<EventDecision | undefined>;
 }
 
 /**
@@ -309,7 +425,7 @@ export interface Guardrail {
  */
 export interface TenantShareLimit {
   /** Percent of enabled users per window, per route; 0 or absent: no such limit. */
-  percent: Partial<Record<GuardedRoute, number>>;
+  percent: Partial<Record<GuardrailName, number>>;
   countEnabledUsers: () => Promise<number>;
   cacheMs?: number;
 }
@@ -362,10 +478,10 @@ export class SharedGuardrail implements Guardrail {
     });
   }
 
-  private readonly waiting = new Map<GuardedRoute, PendingAdmission[]>();
-  private readonly draining = new Set<GuardedRoute>();
+  private readonly waiting = new Map<GuardrailName, PendingAdmission[]>();
+  private readonly draining = new Set<GuardrailName>();
 
-  private async drain(route: GuardedRoute): Promise<void> {
+  private async drain(route: GuardrailName): Promise<void> {
     if (this.draining.has(route)) return;
     this.draining.add(route);
     try {
@@ -392,7 +508,7 @@ export class SharedGuardrail implements Guardrail {
   }
 
   private async decideBatch(
-    route: GuardedRoute,
+    route: GuardrailName,
     requests: AdmissionRequest[],
   ): Promise<Admission[]> {
     const percent = this.share?.percent[route];
@@ -401,12 +517,12 @@ export class SharedGuardrail implements Guardrail {
       percent,
       percent !== undefined && percent > 0 ? await this.countEnabledUsers() : undefined,
     );
-    return updateGuardrail(this.store, route, (current) => {
+    return updateGuardrail(this.store, route, (current, storeTime) => {
       const now = this.now().getTime();
       let state = current;
       let changed = false;
       const admissions = requests.map((request) => {
-        const { next, admission } = decideAdmission(state, request, limit, now);
+        const { next, admission } = decideAdmission(state, request, limit, now, storeTime);
         if (next !== undefined) {
           state = next;
           changed = true;
@@ -417,7 +533,7 @@ export class SharedGuardrail implements Guardrail {
     });
   }
 
-  decisionFor(route: GuardedRoute, key: RecordKey): Promise<EventDecision | undefined> {
+  decisionFor(route: GuardrailName, key: RecordKey): Promise<EventDecision | undefined> {
     return this.store.decisionFor(route, key);
   }
 

@@ -1,13 +1,17 @@
 import { randomUUID } from 'node:crypto';
 import { stableId } from './eventIdentity';
 import {
-  GuardedRoutes,
+  GuardrailNames,
   afterDecision,
+  clockOf,
   countInWindow,
+  guardrailOfRecord,
+  reopened,
+  routeOfGuardrail,
   emptyState,
   updateGuardrail,
   type EventDecision,
-  type GuardedRoute,
+  type GuardrailName,
   type GuardrailDecision,
   type GuardrailLimits,
   type GuardrailTrip,
@@ -42,7 +46,7 @@ export interface HeldSummary {
 }
 
 export interface RouteStatus {
-  route: GuardedRoute;
+  route: GuardrailName;
   maxPerWindow: number;
   windowMinutes: number;
   /** The optional share-of-tenant limit (percent of enabled users per window; 0: off). */
@@ -55,28 +59,33 @@ export interface RouteStatus {
   decisions: GuardrailDecision[];
 }
 
-async function heldOf(audit: AuditLog, route: GuardedRoute): Promise<AuditRecord[]> {
+async function heldOf(audit: AuditLog, route: GuardrailName): Promise<AuditRecord[]> {
   return (await audit.listByOutcome('held'))
     .map((stored) => stored.record)
-    .filter((record) => record.route === route);
+    .filter((record) => guardrailOfRecord(record) === route);
 }
 
 export async function guardrailStatus(
   deps: GuardrailOpsDeps,
   limits: GuardrailLimits,
-  percentOfEnabledUsers: Partial<Record<GuardedRoute, number>> = {},
+  percentOfEnabledUsers: Partial<Record<GuardrailName, number>> = {},
 ): Promise<RouteStatus[]> {
   const now = (deps.now ?? (() => new Date()))();
   const statuses: RouteStatus[] = [];
-  for (const route of GuardedRoutes) {
-    const state = (await deps.store.read(route))?.state ?? emptyState();
+  for (const route of GuardrailNames) {
+    const stored = await deps.store.read(route);
+    const state = stored?.state ?? emptyState();
     const limit = limits[route];
     const held = await heldOf(deps.audit, route);
     statuses.push({
       route,
       ...limit,
       percentOfEnabledUsers: percentOfEnabledUsers[route] ?? 0,
-      executedInWindow: countInWindow(state, limit, now.getTime()),
+      executedInWindow: countInWindow(
+        state,
+        limit,
+        clockOf(now.getTime(), stored?.storeTime).windowEnd,
+      ),
       ...(state.trip === undefined ? {} : { trip: state.trip }),
       trips: state.trips,
       held: await Promise.all(
@@ -102,7 +111,7 @@ export async function guardrailStatus(
 }
 
 export interface DecisionRequest {
-  route: GuardedRoute;
+  route: GuardrailName;
   by: string;
   reason: string;
   /** At most this many (oldest first); all when undefined. */
@@ -117,8 +126,10 @@ export interface DecisionResult {
   sent: Array<{ eventId: string; messageId: string; at: string; decision: 'release' | 'discard' }>;
   /** Decided about, but the event is not on its record (too large): its sender must resend it. */
   resendNeeded: string[];
-  /** Held events left without a decision. */
+  /** Held events left without a decision (those the command saw, or the trip counted if more). */
   stillHeld: number;
+  /** The trip cleared: every event held under it has a decision. */
+  tripCleared: boolean;
   failures: Array<{ eventId: string; error: string }>;
 }
 
@@ -136,6 +147,9 @@ export async function decideHeld(
 ): Promise<DecisionResult> {
   const at = (deps.now ?? (() => new Date()))().toISOString();
   const approvalId = randomUUID();
+  // The trip the held events were held under: each decision names it, and the trip clears once
+  // as many of its events have a decision as it held.
+  const trip = tripNumber((await deps.store.read(request.route))?.state);
   const held = await heldOf(deps.audit, request.route);
   const undecided: AuditRecord[] = [];
   const decided: Array<{ record: AuditRecord; decision: EventDecision }> = [];
@@ -151,6 +165,7 @@ export async function decideHeld(
     sent: [],
     resendNeeded: [],
     stillHeld: undecided.length - chosen.length,
+    tripCleared: false,
     failures: [],
   };
   const work = [
@@ -168,6 +183,7 @@ export async function decideHeld(
           by: request.by,
           reason: request.reason,
           at,
+          ...(trip === undefined ? {} : { trip }),
         }));
       const heldEvent = record.guardrail?.heldEvent;
       if (heldEvent === undefined) {
@@ -177,7 +193,7 @@ export async function decideHeld(
       const when = kind === 'release' ? request.enqueueAt(index, work.length) : new Date(at);
       const messageId = `${AppMessageIdPrefixes.release}${stableId(decision.approvalId, record.identityKey, record.contentDigest)}`;
       await deps.scheduler.schedule(
-        deps.queues[request.route],
+        deps.queues[routeOfGuardrail(request.route)],
         {
           body: JSON.parse(heldEvent) as unknown,
           messageId,
@@ -204,33 +220,75 @@ export async function decideHeld(
       });
     }
   }
-  await updateGuardrail(deps.store, request.route, (current) => ({
-    next: afterDecision(
-      current,
-      {
-        action: kind,
-        count: chosen.length,
-        approval: approvalId,
-        by: request.by,
-        reason: request.reason,
-        at,
-      },
+  // Decided inside the conditional write that would clear the trip: an event held meanwhile
+  // raised the trip's count (and its ETag), so the write is redone and the trip stays.
+  const decision: GuardrailDecision = {
+    action: kind,
+    count: chosen.length,
+    approval: approvalId,
+    by: request.by,
+    reason: request.reason,
+    at,
+  };
+  const after = await updateGuardrail(deps.store, request.route, async (current) => {
+    const number = tripNumber(current);
+    const decided =
+      number === undefined
+        ? undefined
+        : { trip: number, count: await deps.store.decidedInTrip(request.route, number) };
+    const next = afterDecision(current, decision, decided);
+    return { next, result: { next, decided } };
+  });
+  result.tripCleared = after.next.trip === undefined;
+  if (!result.tripCleared && after.decided !== undefined)
+    result.stillHeld = Math.max(
       result.stillHeld,
-    ),
-    result: undefined,
-  }));
+      (after.next.trip?.held ?? 0) - after.decided.count,
+    );
   return result;
 }
 
+/** The number of the state's trip (0 for a trip recorded without one); undefined: not tripped. */
+const tripNumber = (state: { trip?: GuardrailTrip } | undefined) =>
+  state?.trip === undefined ? undefined : (state.trip.number ?? 0);
+
 /**
- * `offboard enqueue`: the wave is an operator's deliberate act, approved with its size as the
- * ceiling: up to that many events carrying its id run past the window's limit (not counted in it).
+ * `offboard guardrail reopen`: an operator opens the gate on purpose, once no held event waits
+ * for a decision: the trip clears and the window starts again from now. Resolves to the held
+ * events still undecided when it refused (none: reopened).
+ */
+export async function reopenGuardrail(
+  deps: GuardrailOpsDeps,
+  request: { route: GuardrailName; by: string; reason: string },
+): Promise<{ reopened: boolean; undecided: string[] }> {
+  const at = (deps.now ?? (() => new Date()))().toISOString();
+  const undecided: string[] = [];
+  for (const record of await heldOf(deps.audit, request.route))
+    if ((await deps.store.decisionFor(request.route, record)) === undefined)
+      undecided.push(record.eventId);
+  if (undecided.length > 0) return { reopened: false, undecided };
+  await updateGuardrail(deps.store, request.route, (current) => ({
+    next: reopened(current, {
+      action: 'reopen',
+      count: 0,
+      by: request.by,
+      reason: request.reason,
+      at,
+    }),
+    result: undefined,
+  }));
+  return { reopened: true, undecided };
+}
+
+/**
+ * `offboard enqueue`: the wave is an operator's deliberate act, approving exactly its events (the
+ * digest of their record keys); each runs past the window's limit, not counted in it.
  */
 export function approveWave(
   store: GuardrailStore,
-  route: GuardedRoute,
+  route: GuardrailName,
   wave: string,
-  approval: Omit<WaveApproval, 'used'>,
+  approval: Omit<WaveApproval, 'used' | 'roots'> & { root: string },
 ): Promise<void> {
   return updateGuardrail(store, route, (current) => ({
     next: withWaveApproval(current, wave, approval),

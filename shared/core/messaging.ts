@@ -35,6 +35,8 @@ export const MessageProperties = {
   enqueuedBy: 'offboardingEnqueuedBy',
   /** The `offboard enqueue` wave an event belongs to: its approval for the guardrail. */
   wave: 'offboardingWave',
+  /** The event's path to its wave approval's digest (waveApproval.ts): proves it is in the file. */
+  waveProof: 'offboardingWaveProof',
   /** Set by `offboard guardrail release|discard` on the copy it sends back (informational: the decision in the guardrail table is what counts). */
   guardrailDecision: 'offboardingGuardrailDecision',
 } as const;

@@ -13,7 +13,7 @@ import {
   type OffboardingEvent,
 } from './events';
 import { fail, isProtected, refuse, supersede } from './flow';
-import type { EventDecision } from './guardrail';
+import { guardrailOf, type EventDecision } from './guardrail';
 import { generatePassword } from './password';
 import { admitIntent, noteSeen } from './personTimeline';
 import type { AuditRecord, DirectoryUser } from './ports';
@@ -94,7 +94,7 @@ export class OffboardingService {
     if (claim.verdict === 'held') {
       // Held for an operator: only held events pay this read (the guardrail's own table).
       request.decision = await this.deps.guardrail?.decisionFor(
-        routeOfKind(event.kind),
+        guardrailOf(event.kind),
         request.key,
       );
       claim = await claimIt();

@@ -1,6 +1,8 @@
 import type { AccessCutoff } from './accessCutoff';
 import { isFinal } from './auditRecords';
+import { ErrorCodes } from './errors';
 import { stableId } from './eventIdentity';
+import { GuardrailSubjects, guardrailOfRecord } from './guardrail';
 import { kindOfType } from './events';
 import type { ActionName, ActionStatus, AuditRecord } from './ports';
 
@@ -48,7 +50,10 @@ export interface OutcomeEventData {
   /** When access is expected to end (a succeeded departure or MFA event with a verified revocation). */
   accessCutoff?: AccessCutoff;
   error?: { code: string; message?: string };
-  /** Why the guardrail held the event (outcome held). */
+  /**
+   * Why the event was held (outcome held): which guardrail, never its limit or count (a sender
+   * who knew them could stay just under; operators read them in `offboard guardrail status`).
+   */
   heldReason?: string;
   /** When the audit recorded this outcome. */
   recordedAt: string;
@@ -152,12 +157,12 @@ export function toOutcomeEvent(record: AuditRecord): OutcomeEvent | undefined {
       : {
           error: {
             code: record.errorCode,
-            ...(record.errorMessage === undefined ? {} : { message: shorten(record.errorMessage) }),
+            ...(record.errorMessage === undefined
+              ? {}
+              : { message: PUBLIC_MESSAGES[record.errorCode] ?? shorten(record.errorMessage) }),
           },
         }),
-    ...(record.guardrail?.heldReason === undefined
-      ? {}
-      : { heldReason: record.guardrail.heldReason }),
+    ...(record.guardrail?.heldReason === undefined ? {} : { heldReason: heldReasonOf(record) }),
     recordedAt: record.lastAttemptAt,
   };
   return {
@@ -200,6 +205,22 @@ function cutoffOf(cutoff: AccessCutoff): AccessCutoff {
     ...(cutoff.otherAppsBy === undefined ? {} : { otherAppsBy: cutoff.otherAppsBy }),
     note: cutoff.note,
   };
+}
+
+/**
+ * Errors whose audit message says more than subscribers may know: the topic gets this instead.
+ * UserChanged names the object that holds the UPN now (someone other than the leaver).
+ */
+const PUBLIC_MESSAGES: Readonly<Record<string, string>> = {
+  [ErrorCodes.UserChanged]:
+    'The user named by the event now resolves to another directory object than an earlier attempt of this event did: nothing was written. Check who is leaving and resend the event with the object id (offboard audit --event ID shows the record).',
+};
+
+/** Which guardrail held the event and what happens next, without its limit or count. */
+function heldReasonOf(record: AuditRecord): string {
+  const name = guardrailOfRecord(record);
+  const what = name === undefined ? 'events' : GuardrailSubjects[name];
+  return `The blast-radius guardrail for ${what} is tripped: nothing was written. Held until an operator releases or discards it.`;
 }
 
 function shorten(text: string): string {

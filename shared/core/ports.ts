@@ -204,6 +204,8 @@ export interface FinalRecordSink {
 export interface StoredRecord {
   record: AuditRecord;
   etag: string;
+  /** When the store last changed it, by the store's own clock (no writer sets it); when known. */
+  modifiedAt?: string;
 }
 
 /**

@@ -179,7 +179,7 @@ describe('offboard enqueue', () => {
     expect(run.stderr).toMatch(/line 3: data\.user must be an object id/);
     expect(run.stderr).toMatch(/line 5: data\.user must not contain "\/"/);
     expect(run.stderr).toMatch(/line 6: the same user as line 2/);
-    expect(run.stderr).toMatch(/3 bad row\(s\); nothing was sent/);
+    expect(run.stderr).toMatch(/3 problem\(s\) in the file; nothing was sent/);
     const after = world.serviceBus.stats('mfa-enabled');
     expect(after.completed + after.active).toBe(before.completed + before.active);
   });

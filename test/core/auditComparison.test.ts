@@ -58,8 +58,22 @@ function logged(rec: AuditRecord, appendedAt = AN_HOUR_AGO): ReadLogLine {
   return { blob: '2026/11/30/11/w1-0000.jsonl', line: ++lineNumber, entry };
 }
 
-const compare = (tableRecords: AuditRecord[], log: ReadLogLine[]) =>
-  compareAuditWithLog({ tableRecords, log, since: SINCE, until: UNTIL });
+const compare = (
+  tableRecords: AuditRecord[],
+  log: ReadLogLine[],
+  modifiedAt?: ReadonlyMap<string, string>,
+) =>
+  compareAuditWithLog({
+    tableRecords,
+    log,
+    since: SINCE,
+    until: UNTIL,
+    ...(modifiedAt === undefined ? {} : { modifiedAt }),
+  });
+
+/** The table's own modification times, by record key, as the comparison takes them. */
+const modified = (...entries: Array<[AuditRecord, string]>) =>
+  new Map(entries.map(([r, at]) => [`${r.identityKey}\u0000${r.contentDigest}`, at]));
 
 describe('compareAuditWithLog', () => {
   it('is clean when every final record matches its latest line, whatever the key order', () => {
@@ -180,14 +194,15 @@ describe('compareAuditWithLog', () => {
     expect(report.clean).toBe(false);
   });
 
-  it('lists records changed in the last minutes as pending, not as findings', () => {
+  it('lists records changed in the last minutes (by their times and the table clock) as pending', () => {
     const justNow = new Date(UNTIL.getTime() - IN_FLIGHT_MS / 2).toISOString();
     const written = record(1, { lastAttemptAt: justNow });
     const discarded = record(2, {
       outcome: 'discarded',
       guardrail: { discard: { by: 'op', reason: 'x', at: justNow } },
     });
-    const report = compare([written, discarded], [logged(record(2, { outcome: 'held' }))]);
+    const times = modified([written, justNow], [discarded, justNow]);
+    const report = compare([written, discarded], [logged(record(2, { outcome: 'held' }))], times);
     expect(report.pending.map((p) => [p.eventId, p.finding])).toEqual([
       ['evt-1', 'missingFromLog'],
       ['evt-2', 'differs'],
@@ -195,6 +210,41 @@ describe('compareAuditWithLog', () => {
     expect(report.clean).toBe(true);
     // An edit that leaves the record's times alone is no change in flight.
     expect(compare([record(3, { ticket: 'X' })], [logged(record(3))]).clean).toBe(false);
+    // Times a record states do not keep it in flight once the table says it changed earlier.
+    const earlier = new Date(UNTIL.getTime() - IN_FLIGHT_MS - 1).toISOString();
+    const late = compare([written], [], modified([written, earlier]));
+    expect(late.missingFromLog.map((m) => m.eventId)).toEqual(['evt-1']);
+    expect(late.clean).toBe(false);
+  });
+
+  it('an edit that sets lastDuplicateAt in the future is found twice over, never pending', () => {
+    const edited = record(1, { ticket: 'FORGED', lastDuplicateAt: '2099-01-01T00:00:00.000Z' });
+    const report = compare([edited], [logged(record(1))]);
+    expect(report.futureTimes).toEqual([
+      expect.objectContaining({ eventId: 'evt-1', fields: ['lastDuplicateAt'] }),
+    ]);
+    expect(report.differs.map((d) => d.fields)).toEqual([['ticket']]);
+    expect(report.pending).toEqual([]);
+    expect(report.clean).toBe(false);
+    // A forged final record with no log line: the same.
+    const forged = record(2, { lastDuplicateAt: '2099-01-01T00:00:00.000Z' });
+    const alone = compare([forged], []);
+    expect(alone.futureTimes.map((f) => f.eventId)).toEqual(['evt-2']);
+    expect(alone.missingFromLog.map((m) => m.eventId)).toEqual(['evt-2']);
+  });
+
+  it('duplicates and lastDuplicateAt may only move forward from the line', () => {
+    const line = logged(record(1, { duplicates: 2, lastDuplicateAt: AN_HOUR_AGO }));
+    const later = new Date(UNTIL.getTime() - 60_000).toISOString();
+    expect(compare([record(1, { duplicates: 3, lastDuplicateAt: later })], [line]).clean).toBe(
+      true,
+    );
+    const back = compare(
+      [record(1, { duplicates: 1, lastDuplicateAt: SINCE.toISOString() })],
+      [line],
+    );
+    expect(back.wentBack.map((w) => w.fields)).toEqual([['duplicates', 'lastDuplicateAt']]);
+    expect(back.clean).toBe(false);
   });
 
   it('reports lines it cannot read, and never takes them for records', () => {

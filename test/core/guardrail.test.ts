@@ -8,21 +8,26 @@ import { ErrorCodes, OffboardingError } from '../../shared/core/errors';
 import {
   SharedGuardrail,
   afterDecision,
+  reopened,
   countInWindow,
   decideAdmission,
   emptyState,
   updateGuardrail,
   withWaveApproval,
   type EventDecision,
-  type GuardedRoute,
+  type GuardrailName,
   type GuardrailDecision,
   type GuardrailLimit,
   type GuardrailState,
   type GuardrailStore,
   type WaveApproval,
 } from '../../shared/core/guardrail';
+import { eventKey } from '../../shared/core/eventIdentity';
+import { EventKinds, parseEvent } from '../../shared/core/events';
 import { MessageProperties } from '../../shared/core/messaging';
+import { actionsOf } from '../../shared/core/claim';
 import type { ProcessResult } from '../../shared/core/offboard';
+import { approvalTree } from '../../shared/core/waveApproval';
 import type { AuditRecord, RecordKey } from '../../shared/core/ports';
 import { MemoryGuardrailStore, graphErrors, type FakeUser } from '../support/fakes';
 import {
@@ -61,7 +66,7 @@ function writesTo(core: Core, user: FakeUser) {
   return core.directory.writes().filter((c) => c.target === user.id);
 }
 
-async function stored(core: Core, route: GuardedRoute) {
+async function stored(core: Core, route: GuardrailName) {
   return core.guardrailStore.read(route);
 }
 
@@ -94,22 +99,36 @@ function heldEventOf(record: AuditRecord): unknown {
   return JSON.parse(text) as unknown;
 }
 
-/** Records an operator's wave approval in the store, as `offboard enqueue` does. */
+/** The record key the app computes for an event body. */
+function keyOf(body: unknown): RecordKey {
+  const event = parseEvent(body, EventKinds);
+  return eventKey(event, actionsOf(event));
+}
+
+/**
+ * Records an operator's wave approval of exactly these events in the store, as `offboard enqueue`
+ * does; resolves to each event's path (the message property it carries).
+ */
 async function approveWave(
   core: Core,
-  route: GuardedRoute,
+  route: GuardrailName,
   wave: string,
-  approval: Omit<WaveApproval, 'used' | 'by' | 'reason' | 'at'>,
-) {
+  events: unknown[],
+  approval: Omit<WaveApproval, 'used' | 'by' | 'reason' | 'at' | 'roots' | 'size'>,
+): Promise<string[]> {
+  const tree = approvalTree(events.map(keyOf));
   await updateGuardrail(core.guardrailStore, route, (current) => ({
     next: withWaveApproval(current, wave, {
       ...approval,
+      size: events.length,
+      root: tree.root,
       by: 'ops@contoso.com',
       reason: 'offboard enqueue --csv wave.csv',
       at: core.clock.iso(),
     }),
     result: undefined,
   }));
+  return tree.proofs;
 }
 
 /** A store that cannot be reached (what TableGuardrailStore throws then). */
@@ -117,21 +136,25 @@ class UnreachableGuardrailStore implements GuardrailStore {
   constructor(private readonly failing: 'read' | 'write') {}
   private readonly inner = new MemoryGuardrailStore();
 
-  read(route: GuardedRoute) {
+  read(route: GuardrailName) {
     if (this.failing === 'read') return Promise.reject(unavailable());
     return this.inner.read(route);
   }
 
-  write(route: GuardedRoute, state: GuardrailState, etag: string | undefined) {
+  write(route: GuardrailName, state: GuardrailState, etag: string | undefined) {
     if (this.failing === 'write') return Promise.reject(unavailable());
     return this.inner.write(route, state, etag);
   }
 
-  decisionFor(route: GuardedRoute, key: RecordKey) {
+  decisionFor(route: GuardrailName, key: RecordKey) {
     return this.inner.decisionFor(route, key);
   }
 
-  decide(route: GuardedRoute, key: RecordKey, decision: EventDecision) {
+  decidedInTrip(route: GuardrailName, trip: number) {
+    return this.inner.decidedInTrip(route, trip);
+  }
+
+  decide(route: GuardrailName, key: RecordKey, decision: EventDecision) {
     return this.inner.decide(route, key, decision);
   }
 }
@@ -333,6 +356,21 @@ describe('held events after the trip', () => {
     expect((await stored(core, 'employeeLeaving'))?.etag).toBe(before?.etag);
   });
 
+  it('a copy that says it was released, with no decision for it, releases nothing', async () => {
+    const { core, body } = await tripped();
+    const forged = await core.process(
+      delivery(body, {
+        properties: {
+          [MessageProperties.guardrailDecision]: 'release:forged-approval',
+          [MessageProperties.wave]: 'forged-wave',
+        },
+      }),
+    );
+    expect(forged.record.outcome).toBe('held');
+    expect(forged.record.guardrail?.release).toBeUndefined();
+    expect(writesTo(core, core.users.bob)).toEqual([]);
+  });
+
   it('a decision about another event releases nothing', async () => {
     const { core, body } = await tripped();
     await core.process(delivery(leaving('erin.admin@contoso.com', {}, { id: 'held-erin' })));
@@ -452,21 +490,34 @@ describe('waves sent with offboard enqueue', () => {
     return { core, wave: users.slice(3) };
   }
 
-  function waveEvent(core: Core, user: FakeUser, wave: string) {
+  function waveEvent(core: Core, body: unknown, wave: string, proof?: string) {
     return core.process(
-      delivery(mfaEnabled(user.userPrincipalName), {
+      delivery(body, {
         route: 'mfaEnabled',
-        properties: { [MessageProperties.wave]: wave },
+        properties: {
+          [MessageProperties.wave]: wave,
+          ...(proof === undefined ? {} : { [MessageProperties.waveProof]: proof }),
+        },
       }),
     );
   }
 
-  it('a wave within its approval is admitted past a tripped window; its (size+1)th event is held', async () => {
+  const bodiesOf = (users: FakeUser[]) => users.map((u) => mfaEnabled(u.userPrincipalName));
+
+  it('a wave runs past a tripped window, each of its events once; an event it did not name is held', async () => {
     const { core, wave } = await trippedMfa();
-    await approveWave(core, 'mfaEnabled', 'wave-1', { size: 3, expiresAt: core.clock.iso(HOUR) });
+    const bodies = bodiesOf(wave.slice(0, 3));
+    const proofs = await approveWave(core, 'mfaEnabled', 'wave-1', bodies, {
+      expiresAt: core.clock.iso(HOUR),
+    });
 
     const results: ProcessResult[] = [];
-    for (const user of wave.slice(0, 4)) results.push(await waveEvent(core, user, 'wave-1'));
+    for (const [i, body] of bodies.entries())
+      results.push(await waveEvent(core, body, 'wave-1', proofs[i]));
+    // The fourth user was not in the file: the wave id and a path of another event gain nothing.
+    results.push(
+      await waveEvent(core, mfaEnabled(wave[3]?.userPrincipalName ?? ''), 'wave-1', proofs[0]),
+    );
     expect(results.map((r) => r.record.outcome)).toEqual([
       'succeeded',
       'succeeded',
@@ -478,12 +529,32 @@ describe('waves sent with offboard enqueue', () => {
     expect((await stored(core, 'mfaEnabled'))?.state.approvals['wave-1']?.used).toBe(3);
   });
 
+  it('an event of the file with other content (same source and id, another user) is not approved', async () => {
+    const { core, wave } = await trippedMfa();
+    const [a, b] = wave as [FakeUser, FakeUser];
+    const body = mfaEnabled(a.userPrincipalName);
+    const [proof] = await approveWave(core, 'mfaEnabled', 'wave-x', [body], {
+      expiresAt: core.clock.iso(HOUR),
+    });
+    const forged = { ...body, data: { user: b.userPrincipalName } };
+    expect((await waveEvent(core, forged, 'wave-x', proof)).record.outcome).toBe('held');
+    expect(writesTo(core, b)).toEqual([]);
+    expect((await waveEvent(core, body, 'wave-x', proof)).record.outcome).toBe('succeeded');
+  });
+
   it('a wave does not use up the window: within its approval it is not counted there', async () => {
     const core = makeCore({ guardrail: { mfaEnabled: { maxPerWindow: 1, windowMinutes: 60 } } });
     const [a, b, c] = staff(core, 3, 'mfa') as [FakeUser, FakeUser, FakeUser];
-    await approveWave(core, 'mfaEnabled', 'wave-2', { size: 2, expiresAt: core.clock.iso(HOUR) });
-    expect((await waveEvent(core, a, 'wave-2')).record.outcome).toBe('succeeded');
-    expect((await waveEvent(core, b, 'wave-2')).record.outcome).toBe('succeeded');
+    const bodies = bodiesOf([a, b]);
+    const proofs = await approveWave(core, 'mfaEnabled', 'wave-2', bodies, {
+      expiresAt: core.clock.iso(HOUR),
+    });
+    expect((await waveEvent(core, bodies[0], 'wave-2', proofs[0])).record.outcome).toBe(
+      'succeeded',
+    );
+    expect((await waveEvent(core, bodies[1], 'wave-2', proofs[1])).record.outcome).toBe(
+      'succeeded',
+    );
     const outside = await core.process(
       delivery(mfaEnabled(c.userPrincipalName), { route: 'mfaEnabled' }),
     );
@@ -493,19 +564,23 @@ describe('waves sent with offboard enqueue', () => {
 
   it('an expired approval does not count: its events are held like any other', async () => {
     const { core, wave } = await trippedMfa();
-    await approveWave(core, 'mfaEnabled', 'wave-old', {
-      size: 5,
+    const bodies = bodiesOf(wave.slice(0, 1));
+    const proofs = await approveWave(core, 'mfaEnabled', 'wave-old', bodies, {
       expiresAt: core.clock.iso(10 * MINUTE),
     });
     core.clock.advance(11 * MINUTE);
-    const late = await waveEvent(core, wave[0] as FakeUser, 'wave-old');
+    const late = await waveEvent(core, bodies[0], 'wave-old', proofs[0]);
     expect(late.record.outcome).toBe('held');
     expect(writesTo(core, wave[0] as FakeUser)).toEqual([]);
   });
 
   it('a wave id nobody approved is just a property: held', async () => {
     const { core, wave } = await trippedMfa();
-    const forged = await waveEvent(core, wave[0] as FakeUser, 'wave-forged');
+    const forged = await waveEvent(
+      core,
+      mfaEnabled(wave[0]?.userPrincipalName ?? ''),
+      'wave-forged',
+    );
     expect(forged.record.outcome).toBe('held');
   });
 });
@@ -668,6 +743,8 @@ describe('decideAdmission', () => {
     expect(admission).toMatchObject({ admitted: false, trippedNow: true });
     expect(next?.trip).toEqual({
       at: new Date(T0).toISOString(),
+      number: 1,
+      held: 1,
       count: 3,
       limit: 3,
       windowMinutes: 60,
@@ -694,79 +771,119 @@ describe('decideAdmission', () => {
     expect(second.admission.admitted).toBe(false);
   });
 
-  it('while tripped: held, nothing to write, the trip unchanged', () => {
+  it('while tripped: held, whatever the window says later; only the held count of the trip moves', () => {
     const tripped = decideAdmission(withExecutions(3, T0), { route: 'employeeLeaving' }, LIMIT, T0)
       .next as GuardrailState;
     const later = decideAdmission(tripped, { route: 'employeeLeaving' }, LIMIT, T0 + 5 * HOUR);
-    expect(later.next).toBeUndefined();
-    expect(later.admission).toMatchObject({
-      admitted: false,
-      trippedNow: false,
-      trip: tripped.trip,
-    });
+    expect(later.next?.trip).toEqual({ ...tripped.trip, held: 2 });
+    expect(later.admission).toMatchObject({ admitted: false, trippedNow: false });
   });
 
-  it('a wave is counted against its approval up to its size, then like any other event', () => {
-    const approved = withWaveApproval(withExecutions(3, T0), 'w', {
-      size: 2,
-      expiresAt: new Date(T0 + HOUR).toISOString(),
+  it('the event that tripped it, delivered again, is not counted as held twice', () => {
+    const key = { identityKey: 'i', contentDigest: 'c' };
+    const tripped = decideAdmission(
+      withExecutions(3, T0),
+      { route: 'employeeLeaving', event: key },
+      LIMIT,
+      T0,
+    ).next as GuardrailState;
+    const again = decideAdmission(tripped, { route: 'employeeLeaving', event: key }, LIMIT, T0);
+    expect(again.next).toBeUndefined();
+    expect(again.admission).toMatchObject({ admitted: false, trippedNow: true });
+  });
+
+  const K = (n: number): RecordKey => ({ identityKey: `event-${n}`, contentDigest: `digest-${n}` });
+  const approvalOf = (keys: RecordKey[], expiresAt = T0 + HOUR) => {
+    const tree = approvalTree(keys);
+    const state = withWaveApproval(withExecutions(3, T0), 'w', {
+      size: keys.length,
+      root: tree.root,
+      expiresAt: new Date(expiresAt).toISOString(),
       by: 'ops',
       reason: 'enqueue',
       at: new Date(T0).toISOString(),
     });
-    const one = decideAdmission(approved, { route: 'mfaEnabled', wave: 'w' }, LIMIT, T0);
+    const request = (i: number, key = keys[i] as RecordKey) => ({
+      route: 'mfaEnabled' as const,
+      wave: 'w',
+      event: key,
+      waveProof: tree.proofs[i] ?? '',
+    });
+    return { state, request, tree };
+  };
+
+  it('a wave admits the events it names, each against the approval, not the window', () => {
+    const { state, request } = approvalOf([K(1), K(2), K(3)]);
+    const one = decideAdmission(state, request(0), LIMIT, T0);
     expect(one.admission).toEqual({ admitted: true, approval: 'w' });
-    const two = decideAdmission(
-      one.next as GuardrailState,
-      { route: 'mfaEnabled', wave: 'w' },
-      LIMIT,
-      T0,
-    );
+    const two = decideAdmission(one.next as GuardrailState, request(2), LIMIT, T0);
     expect(two.admission).toEqual({ admitted: true, approval: 'w' });
     expect(two.next?.approvals.w?.used).toBe(2);
     // The window was not used by the wave.
     expect(countInWindow(two.next as GuardrailState, LIMIT, T0)).toBe(3);
-    const three = decideAdmission(
-      two.next as GuardrailState,
-      { route: 'mfaEnabled', wave: 'w' },
-      LIMIT,
-      T0,
-    );
-    expect(three.admission.admitted).toBe(false);
+  });
+
+  it('an event the wave does not name is an ordinary event, whatever path or wave id it carries', () => {
+    const { state, request } = approvalOf([K(1), K(2), K(3)]);
+    for (const forged of [
+      request(0, K(9)),
+      { ...request(0), waveProof: undefined },
+      { ...request(0), waveProof: 'not a path' },
+      { route: 'mfaEnabled' as const, wave: 'w', event: K(1) },
+    ]) {
+      const verdict = decideAdmission(state, forged, LIMIT, T0);
+      expect(verdict.admission.admitted).toBe(false);
+      expect(verdict.next?.approvals.w?.used).toBe(0);
+    }
+  });
+
+  it('paths prove one event each, for waves of every size', () => {
+    for (const size of [1, 2, 3, 7, 64, 100]) {
+      const keys = Array.from({ length: size }, (_, i) => K(i));
+      const { state, request } = approvalOf(keys);
+      keys.forEach((key, i) => {
+        expect(decideAdmission(state, request(i), LIMIT, T0).admission.admitted).toBe(true);
+        expect(decideAdmission(state, request(i, K(size + i)), LIMIT, T0).admission.admitted).toBe(
+          false,
+        );
+      });
+    }
   });
 
   it('an approval at its expiry no longer counts', () => {
-    const approved = withWaveApproval(withExecutions(3, T0), 'w', {
-      size: 5,
-      expiresAt: new Date(T0 + MINUTE).toISOString(),
-      by: 'ops',
-      reason: 'enqueue',
-      at: new Date(T0).toISOString(),
-    });
-    const before = decideAdmission(
-      approved,
-      { route: 'mfaEnabled', wave: 'w' },
-      LIMIT,
-      T0 + MINUTE - 1,
+    const { state, request } = approvalOf([K(1)], T0 + MINUTE);
+    expect(decideAdmission(state, request(0), LIMIT, T0 + MINUTE - 1).admission.admitted).toBe(
+      true,
     );
-    expect(before.admission.admitted).toBe(true);
-    const at = decideAdmission(approved, { route: 'mfaEnabled', wave: 'w' }, LIMIT, T0 + MINUTE);
+    const at = decideAdmission(state, request(0), LIMIT, T0 + MINUTE);
     expect(at.admission.admitted).toBe(false);
     expect(at.next?.approvals.w).toBeUndefined();
   });
 
-  it('sending the same wave again keeps what it used and never shrinks it', () => {
+  it('sending the same file again keeps what it used; another file adds its own events', () => {
+    const { state, request, tree } = approvalOf([K(1), K(2), K(3), K(4)]);
+    const used = decideAdmission(state, request(0), LIMIT, T0).next as GuardrailState;
     const approval = {
       size: 4,
+      root: tree.root,
       expiresAt: new Date(T0 + HOUR).toISOString(),
       by: 'ops',
       reason: 'enqueue',
       at: new Date(T0).toISOString(),
     };
-    const first = withWaveApproval(emptyState(), 'w', approval);
-    const used = decideAdmission(first, { route: 'mfaEnabled', wave: 'w' }, LIMIT, T0).next;
-    const again = withWaveApproval(used as GuardrailState, 'w', { ...approval, size: 2 });
-    expect(again.approvals.w).toMatchObject({ size: 4, used: 1 });
+    const again = withWaveApproval(used, 'w', approval);
+    expect(again.approvals.w).toMatchObject({ size: 4, used: 1, roots: [tree.root] });
+    const other = approvalTree([K(7)]);
+    const more = withWaveApproval(again, 'w', { ...approval, size: 1, root: other.root });
+    expect(more.approvals.w).toMatchObject({ size: 5, used: 1, roots: [tree.root, other.root] });
+    expect(
+      decideAdmission(
+        more,
+        { route: 'mfaEnabled', wave: 'w', event: K(7), waveProof: other.proofs[0] ?? '' },
+        LIMIT,
+        T0,
+      ).admission.admitted,
+    ).toBe(true);
   });
 });
 
@@ -813,19 +930,41 @@ describe('countInWindow', () => {
 describe('afterDecision', () => {
   const tripped = decideAdmission(withExecutions(3, T0), { route: 'employeeLeaving' }, LIMIT, T0)
     .next as GuardrailState;
+  const heldAgain = decideAdmission(tripped, { route: 'employeeLeaving' }, LIMIT, T0)
+    .next as GuardrailState;
 
-  it('keeps the trip while events are still held', () => {
-    const next = afterDecision(tripped, decision('release'), 1);
-    expect(next.trip).toEqual(tripped.trip);
-    expect(next.buckets).toEqual(tripped.buckets);
+  it('a hold while tripped is counted on the trip, in the write that holds it', () => {
+    expect(tripped.trip).toMatchObject({ number: 1, held: 1 });
+    expect(heldAgain.trip).toMatchObject({ number: 1, held: 2 });
+  });
+
+  it('keeps the trip while fewer of its events are decided than it held', () => {
+    const next = afterDecision(heldAgain, decision('release'), { trip: 1, count: 1 });
+    expect(next.trip).toEqual(heldAgain.trip);
+    expect(next.buckets).toEqual(heldAgain.buckets);
     expect(next.decisions).toHaveLength(1);
   });
 
-  it('clears the trip and restarts the window once nothing is held; the trip count stays', () => {
-    const next = afterDecision(tripped, decision('discard'), 0);
+  it('decisions of another trip do not count', () => {
+    const next = afterDecision(heldAgain, decision('discard'), { trip: 2, count: 5 });
+    expect(next.trip).toEqual(heldAgain.trip);
+  });
+
+  it('clears the trip once every held event is decided, and the window keeps its count', () => {
+    const next = afterDecision(heldAgain, decision('discard'), { trip: 1, count: 2 });
+    expect(next.trip).toBeUndefined();
+    expect(countInWindow(next, LIMIT, T0)).toBe(3);
+    expect(next.trips).toBe(1);
+    // The feed that tripped it is still suspect: its next event trips it again.
+    const again = decideAdmission(next, { route: 'employeeLeaving' }, LIMIT, T0);
+    expect(again.admission.admitted).toBe(false);
+    expect(again.next?.trip).toMatchObject({ number: 2, held: 1 });
+  });
+
+  it('reopen clears the trip and starts the window again', () => {
+    const next = reopened(heldAgain, decision('reopen'));
     expect(next.trip).toBeUndefined();
     expect(countInWindow(next, LIMIT, T0)).toBe(0);
-    expect(next.trips).toBe(1);
     expect(decideAdmission(next, { route: 'employeeLeaving' }, LIMIT, T0).admission.admitted).toBe(
       true,
     );
@@ -834,10 +973,50 @@ describe('afterDecision', () => {
   it('keeps the latest 20 decisions', () => {
     let state = tripped;
     for (let i = 0; i < 25; i += 1)
-      state = afterDecision(state, { ...decision('release'), count: i }, 1);
+      state = afterDecision(state, { ...decision('release'), count: i }, undefined);
     expect(state.decisions.map((d) => d.count)).toEqual(
       Array.from({ length: 20 }, (_, i) => i + 5),
     );
+  });
+});
+
+describe('clocks that disagree', () => {
+  const limit: GuardrailLimit = { maxPerWindow: 100, windowMinutes: 60 };
+  const AHEAD = 45 * MINUTE;
+
+  it('an instance whose clock runs ahead of the store prunes nothing of the others', () => {
+    // 50 executions over the last 40 minutes, by the store's clock.
+    let state = emptyState();
+    for (let i = 0; i < 50; i += 1)
+      state = decideAdmission(
+        state,
+        { route: 'employeeLeaving' },
+        limit,
+        T0 - 40 * MINUTE + i * 48_000,
+      ).next as GuardrailState;
+    expect(countInWindow(state, limit, T0)).toBe(50);
+    const ahead = decideAdmission(state, { route: 'employeeLeaving' }, limit, T0 + AHEAD, T0);
+    expect(countInWindow(ahead.next as GuardrailState, limit, T0)).toBe(51);
+  });
+
+  it('an instance whose clock runs behind counts where the store says, and counts its future buckets', () => {
+    const behind = decideAdmission(
+      emptyState(),
+      { route: 'employeeLeaving' },
+      limit,
+      T0 - AHEAD,
+      T0,
+    ).next as GuardrailState;
+    expect(Object.keys(behind.buckets)).toEqual([String(T0)]);
+    // Read by an instance running behind (or before the store's time): the bucket is in its
+    // future and counts.
+    expect(countInWindow(behind, limit, T0 - AHEAD)).toBe(1);
+  });
+
+  it('without the store clock, a bucket in the future still counts and is kept', () => {
+    const future = withExecutions(7, T0 + AHEAD);
+    const next = decideAdmission(future, { route: 'employeeLeaving' }, limit, T0).next;
+    expect(countInWindow(next as GuardrailState, limit, T0)).toBe(8);
   });
 });
 
@@ -852,6 +1031,7 @@ describe('updateGuardrail and SharedGuardrail', () => {
       },
       decisionFor: () => Promise.resolve(undefined),
       decide: (_route, _key, decision) => Promise.resolve(decision),
+      decidedInTrip: () => Promise.resolve(0),
     };
     const attempt = updateGuardrail(
       alwaysLosing,
@@ -871,6 +1051,7 @@ describe('updateGuardrail and SharedGuardrail', () => {
     const limits = {
       employeeLeaving: { maxPerWindow: 25, windowMinutes: 60 },
       mfaEnabled: { maxPerWindow: 25, windowMinutes: 60 },
+      employeeReinstated: { maxPerWindow: 25, windowMinutes: 60 },
     };
     const instances = Array.from(
       { length: 4 },

@@ -9,6 +9,7 @@ import { MemoryGuardrailStore } from '../support/fakes';
 const LIMITS: GuardrailLimits = {
   employeeLeaving: { maxPerWindow: 50, windowMinutes: 60 },
   mfaEnabled: { maxPerWindow: 2000, windowMinutes: 60 },
+  employeeReinstated: { maxPerWindow: 20, windowMinutes: 60 },
 };
 const T0 = Date.parse('2026-11-30T09:00:00Z');
 

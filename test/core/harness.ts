@@ -70,6 +70,7 @@ export interface Core {
 export const UNREACHED_GUARDRAIL: GuardrailLimits = {
   employeeLeaving: { maxPerWindow: 1_000_000, windowMinutes: 60 },
   mfaEnabled: { maxPerWindow: 1_000_000, windowMinutes: 60 },
+  employeeReinstated: { maxPerWindow: 1_000_000, windowMinutes: 60 },
 };
 
 export interface CoreOptions {

@@ -4,6 +4,7 @@
  */
 import { ErrorCodes } from '../../shared/core/errors';
 import { MessageProperties } from '../../shared/core/messaging';
+import { toOutcomeEvent } from '../../shared/core/outcomeEvent';
 import { graphErrors } from '../support/fakes';
 import {
   QUEUES,
@@ -101,6 +102,11 @@ describe('transient failures', () => {
       retryable: false,
     });
     expect(second.result.record.objectId?.toLowerCase()).toBe(oldId.toLowerCase());
+    // The audit names the new owner; the outcome topic's subscribers are not told who it is.
+    expect(second.result.record.errorMessage).toContain(successor.id);
+    const announced = JSON.stringify(toOutcomeEvent(second.result.record));
+    expect(announced).toContain('UserChanged');
+    expect(announced.toLowerCase()).not.toContain(successor.id.toLowerCase());
   });
 
   it('a redelivery of the same message after a transient failure parks the same copy id (Service Bus drops the second)', async () => {

@@ -323,4 +323,51 @@ describe('the immutable audit log', () => {
       cliProxy.requests.filter((r) => r.method !== 'GET' && r.method !== 'HEAD').map((r) => r.url),
     ).toEqual([]);
   }, 60_000);
+
+  it('audit verify is not fooled by a lastDuplicateAt in the future: an edit, and a forged record with no log line', async () => {
+    const target = finals[2]!;
+    // The same edit plus a lastDuplicateAt far ahead (it used to set the in-flight window).
+    await table.updateEntity(
+      {
+        partitionKey: target.identityKey,
+        rowKey: target.contentDigest,
+        ticket: 'T-rewritten',
+        lastDuplicateAt: '2099-01-01T00:00:00.000Z',
+      },
+      'Merge',
+    );
+    // A final record nobody logged, that says it was duplicated in 2099.
+    const tenMinutesAgo = new Date(Date.now() - 10 * 60_000).toISOString();
+    const forged: AuditRecord = {
+      ...target,
+      identityKey: `forged-${randomUUID()}`,
+      eventId: 'evt-forged',
+      firstAttemptAt: tenMinutesAgo,
+      lastAttemptAt: tenMinutesAgo,
+      lastDuplicateAt: '2099-01-01T00:00:00.000Z',
+      duplicates: 1,
+    };
+    await world.runtime.audit.create(forged);
+
+    const found = await verify('--json');
+    expect(found.code).toBe(1);
+    const report = JSON.parse(found.stdout) as VerifyReport;
+    expect(report.differs).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ eventId: target.eventId, fields: ['ticket'] }),
+      ]),
+    );
+    expect(report.missingFromLog).toEqual(
+      expect.arrayContaining([expect.objectContaining({ eventId: 'evt-forged' })]),
+    );
+    expect(report.futureTimes.map((f) => [f.eventId, f.fields])).toEqual(
+      expect.arrayContaining([
+        [target.eventId, ['lastDuplicateAt']],
+        ['evt-forged', ['lastDuplicateAt']],
+      ]),
+    );
+    expect(report.pending).toEqual([]);
+    const text = await verify();
+    expect(text.stdout).toContain('Times in the future');
+  }, 60_000);
 });

@@ -234,7 +234,7 @@ describe('an outcome event per final outcome', () => {
     ]);
   });
 
-  it('held: the guardrail tripped, with its reason and no Graph write', async () => {
+  it('held: the guardrail tripped, which one (not its limit or count), and no Graph write', async () => {
     // Tables of its own: the trip latches for the route, and must not hold the other cases.
     const fresh = randomUUID().replace(/-/g, '').slice(0, 20);
     const guarded = world.runtimeWith({
@@ -253,8 +253,12 @@ describe('an outcome event per final outcome', () => {
     expect(held.length).toBeGreaterThan(0);
     for (const { record, userId } of held) {
       const body = bodyOf(await outcomeEvent(record.eventId, 'held'));
-      expect(body.data.heldReason).toBe(record.guardrail?.heldReason);
-      expect(body.data.heldReason).toBeTruthy();
+      // The audit keeps the count and the limit; subscribers learn which guardrail, no more.
+      expect(record.guardrail?.heldReason).toMatch(/limit 1/);
+      expect(body.data.heldReason).toBe(
+        'The blast-radius guardrail for mfa.enabled events is tripped: nothing was written. Held until an operator releases or discards it.',
+      );
+      expect(JSON.stringify(body)).not.toMatch(/limit|executed in/);
       expect(world.graph.writes().filter((w) => w.userId === userId)).toEqual([]);
     }
   });

@@ -13,6 +13,7 @@ import { ErrorCodes } from '../../shared/core/errors';
 import {
   SharedGuardrail,
   countInWindow,
+  decideAdmission,
   emptyState,
   type Admission,
   type GuardrailLimits,
@@ -35,6 +36,7 @@ function freshTableName(): string {
 const LIMITS: GuardrailLimits = {
   employeeLeaving: { maxPerWindow: 25, windowMinutes: 60 },
   mfaEnabled: { maxPerWindow: 1000, windowMinutes: 60 },
+  employeeReinstated: { maxPerWindow: 25, windowMinutes: 60 },
 };
 
 describe('TableGuardrailStore on Azurite', () => {
@@ -54,7 +56,12 @@ describe('TableGuardrailStore on Azurite', () => {
     expect(second).toEqual(expect.any(String));
     expect(await other.write('employeeLeaving', emptyState(), first)).toBeUndefined();
 
-    expect(await other.read('employeeLeaving')).toEqual({ state: next, etag: second });
+    expect(await other.read('employeeLeaving')).toEqual({
+      state: next,
+      etag: second,
+      // The service's clock, from its Date header (the guardrail's check on instances' clocks).
+      storeTime: expect.any(Number) as number,
+    });
     // One entity per route, in the guardrail partition.
     expect(await store.read('mfaEnabled')).toBeUndefined();
     const entity = await azuriteTable(name).getEntity(GUARDRAIL_PARTITION, 'employeeLeaving');
@@ -97,6 +104,32 @@ describe('TableGuardrailStore on Azurite', () => {
     expect(countInWindow(stored?.state ?? emptyState(), LIMITS.employeeLeaving, T0)).toBe(25);
     expect(stored?.state.trips).toBe(1);
     expect(stored?.state.trip).toMatchObject({ count: 25, limit: 25 });
+  }, 60_000);
+
+  it('an instance whose clock runs 45 minutes ahead prunes none of the others: the count errs high', async () => {
+    const name = freshTableName();
+    const store = new TableGuardrailStore(azuriteTable(name));
+    const limit = { maxPerWindow: 100, windowMinutes: 60 };
+    const limits = { ...LIMITS, employeeLeaving: limit };
+    const now = Date.now();
+    // 50 departures admitted 20 to 40 minutes ago by instances with right clocks.
+    const right = Array.from({ length: 50 }, (_, i) => now - 40 * 60_000 + i * 24_000);
+    let state = emptyState();
+    for (const at of right)
+      state = decideAdmission(state, { route: 'employeeLeaving' }, limit, at).next ?? state;
+    expect(await store.write('employeeLeaving', state, undefined)).toBeDefined();
+    const before = await store.read('employeeLeaving');
+    expect(countInWindow(before?.state ?? emptyState(), limit, now)).toBe(50);
+
+    const ahead = new SharedGuardrail(store, limits, () => new Date(Date.now() + 45 * 60_000));
+    expect((await ahead.admit({ route: 'employeeLeaving' })).admitted).toBe(true);
+    const behind = new SharedGuardrail(store, limits, () => new Date(Date.now() - 45 * 60_000));
+    expect((await behind.admit({ route: 'employeeLeaving' })).admitted).toBe(true);
+
+    const after = await store.read('employeeLeaving');
+    expect(countInWindow(after?.state ?? emptyState(), limit, Date.now())).toBe(52);
+    // The one running behind was counted where the store's clock says, not 45 minutes early.
+    expect(countInWindow(after?.state ?? emptyState(), limit, Date.now() + 16 * 60_000)).toBe(52);
   }, 60_000);
 
   describe("operators' decisions about held events", () => {

@@ -24,7 +24,7 @@ import type { Timeline } from '../../shared/core/timeline';
 import type { UserRef } from '../../shared/core/userRef';
 import type {
   EventDecision,
-  GuardedRoute,
+  GuardrailName,
   GuardrailState,
   GuardrailStore,
   StoredGuardrail,
@@ -741,31 +741,37 @@ export class FakePacer implements WritePacer {
 
 /** The guardrail's record in memory, with the same conditional-write contract as the table. */
 export class MemoryGuardrailStore implements GuardrailStore {
-  private readonly rows = new Map<GuardedRoute, StoredGuardrail>();
+  private readonly rows = new Map<GuardrailName, StoredGuardrail>();
   private version = 0;
 
-  read(route: GuardedRoute): Promise<StoredGuardrail | undefined> {
+  read(route: GuardrailName): Promise<StoredGuardrail | undefined> {
     const row = this.rows.get(route);
     return Promise.resolve(row && { state: structuredClone(row.state), etag: row.etag });
   }
 
   private readonly decisions = new Map<string, EventDecision>();
 
-  decisionFor(route: GuardedRoute, key: RecordKey): Promise<EventDecision | undefined> {
+  decisionFor(route: GuardrailName, key: RecordKey): Promise<EventDecision | undefined> {
     const found = this.decisions.get(`${route}/${key.identityKey}.${key.contentDigest}`);
     return Promise.resolve(found && { ...found });
   }
 
   /** The first decision about an event stands (as the table's insert-if-absent). */
-  decide(route: GuardedRoute, key: RecordKey, decision: EventDecision): Promise<EventDecision> {
+  decide(route: GuardrailName, key: RecordKey, decision: EventDecision): Promise<EventDecision> {
     const id = `${route}/${key.identityKey}.${key.contentDigest}`;
     const standing = this.decisions.get(id) ?? decision;
     this.decisions.set(id, standing);
     return Promise.resolve({ ...standing });
   }
 
+  decidedInTrip(route: GuardrailName, trip: number): Promise<number> {
+    return Promise.resolve(
+      [...this.decisions].filter(([id, d]) => id.startsWith(`${route}/`) && d.trip === trip).length,
+    );
+  }
+
   write(
-    route: GuardedRoute,
+    route: GuardrailName,
     state: GuardrailState,
     etag: string | undefined,
   ): Promise<string | undefined> {
