@@ -14,17 +14,24 @@ import { buildReport, type Report } from './report';
  */
 
 /** Every outcome, in the order the charts stack and the legend lists them. */
-export const OUTCOME_ORDER: readonly Outcome[] = [
+export const OUTCOME_ORDER = [
   'succeeded',
   'failed',
   'refused',
   'held',
   'discarded',
+  'superseded',
+  'delayed',
   'scheduled',
   'cancelled',
   'dry-run',
   'in-progress',
-];
+] as const satisfies readonly Outcome[];
+// Fails to compile when an outcome is added to ports.ts and not here.
+const everyOutcomeOrdered: [Exclude<Outcome, (typeof OUTCOME_ORDER)[number]>] extends [never]
+  ? true
+  : never = true;
+void everyOutcomeOrdered;
 
 /** One UTC day of the window (records counted on the day of their last attempt). */
 export interface DayFigures {

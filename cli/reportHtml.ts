@@ -59,6 +59,8 @@ export const OUTCOME_COLOURS: Record<Outcome, string> = {
   refused: '#ef6c00',
   held: '#6a1b9a',
   discarded: '#616161',
+  superseded: '#8d6e63',
+  delayed: '#d84315',
   scheduled: '#1565c0',
   cancelled: '#90a4ae',
   'dry-run': '#00838f',

@@ -6,7 +6,7 @@
  *   npm start -- --once  the same, then stop (used by the tests)
  */
 import { ServiceBusClient } from '@azure/service-bus';
-import { latestRecordFor } from '../shared/core/auditRecords';
+import { isFinal, latestRecordFor } from '../shared/core/auditRecords';
 import { readdir, readFile, writeFile, mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { loadConfig } from '../shared/app/config';
@@ -38,10 +38,10 @@ const OUTCOME_SUBSCRIPTION = 'hr-itsm';
 
 const out = (line = '') => process.stdout.write(line + '\n');
 
-function isFinal(record: AuditRecord | undefined): boolean {
-  if (record === undefined || record.outcome === 'in-progress') return false;
-  if (record.claimedBy !== undefined) return false;
-  return !(record.outcome === 'failed' && record.retryable !== false);
+/** Nothing more happens to it until its leave date or an operator: final, or scheduled. */
+function hasSettled(record: AuditRecord | undefined): boolean {
+  if (record === undefined || record.claimedBy !== undefined) return false;
+  return isFinal(record) || record.outcome === 'scheduled';
 }
 
 /** A terminal's width; a pipe or a log file takes whole lines. */
@@ -120,7 +120,7 @@ async function main(): Promise<void> {
   const reported = new Set<string>();
   const reportEnded = async (eventId: string) => {
     const record = await latestRecordFor(runtime.audit, eventId).catch(() => undefined);
-    if (!live || record === undefined || !isFinal(record)) return;
+    if (!live || record === undefined || !hasSettled(record)) return;
     const key = `${record.identityKey}:${record.outcome}:${record.attempts}`;
     if (reported.has(key)) return;
     reported.add(key);
@@ -213,7 +213,7 @@ async function main(): Promise<void> {
     const permanent = records.filter(
       (r) => r !== undefined && (r.outcome === 'refused' || r.retryable === false),
     ).length;
-    if (records.every(isFinal) && deadLettered >= permanent) break;
+    if (records.every(hasSettled) && deadLettered >= permanent) break;
     await new Promise((resolve) => setTimeout(resolve, 250));
   }
 
@@ -221,7 +221,7 @@ async function main(): Promise<void> {
   out(tableRow(EVENT_TABLE_HEADER, terminalWidth()));
   for (const [i, id] of eventIds.entries()) out(eventRow(id, records[i], terminalWidth()));
   for (const record of records)
-    if (record !== undefined && isFinal(record))
+    if (record !== undefined && hasSettled(record))
       reported.add(`${record.identityKey}:${record.outcome}:${record.attempts}`);
   await showGuardrail(graph, client, runtime);
   await showOutcomes(client);
@@ -294,7 +294,7 @@ async function showGuardrail(
   let records: Array<AuditRecord | undefined> = [];
   while (Date.now() < deadline) {
     records = await Promise.all(ids.map((id) => latestRecordFor(runtime.audit, id)));
-    if (records.every(isFinal)) break;
+    if (records.every(hasSettled)) break;
     await new Promise((resolve) => setTimeout(resolve, 250));
   }
   const ran = records.filter((r) => r?.outcome === 'succeeded').length;

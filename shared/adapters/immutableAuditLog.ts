@@ -9,6 +9,7 @@ import type {
 import type { AppConfig, ImmutableLogConfig } from '../app/config';
 import { Budgets, withDeadline } from './deadline';
 import { ErrorCodes, OffboardingError } from '../core/errors';
+import { isFinal } from '../core/lifecycle';
 import type { AuditRecord, FinalRecordSink, RecordKey } from '../core/ports';
 
 /**
@@ -178,6 +179,8 @@ export class ImmutableAuditSink implements FinalRecordSink {
   }
 
   async accept(record: AuditRecord): Promise<void> {
+    // A delayed departure is announced (the alert) but not final: the log keeps only final records.
+    if (!isFinal(record)) return;
     const at = this.now();
     const line: LogLine = {
       format: LOG_FORMAT_VERSION,

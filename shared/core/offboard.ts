@@ -18,7 +18,7 @@ import { generatePassword } from './password';
 import { admitIntent, noteSeen } from './personTimeline';
 import type { AuditRecord, DirectoryUser } from './ports';
 import { reinstate } from './reinstate';
-import { Routes, routeOfKind } from './routes';
+import { Routes } from './routes';
 import type {
   Delivery,
   FlowContext,

@@ -1,5 +1,5 @@
 import type { AccessCutoff } from './accessCutoff';
-import { isFinal } from './auditRecords';
+import { isAnnounced } from './lifecycle';
 import { ErrorCodes } from './errors';
 import { stableId } from './eventIdentity';
 import { GuardrailSubjects, guardrailOfRecord } from './guardrail';
@@ -24,6 +24,8 @@ export const AnnouncedOutcomes = [
   'discarded',
   'reinstated',
   'dry-run',
+  'superseded',
+  'delayed',
 ] as const;
 export type AnnouncedOutcome = (typeof AnnouncedOutcomes)[number];
 
@@ -55,6 +57,15 @@ export interface OutcomeEventData {
    * who knew them could stay just under; operators read them in `offboard guardrail status`).
    */
   heldReason?: string;
+  /** The later HR intent of the same person that superseded this event (outcome superseded). */
+  supersededBy?: {
+    source: string;
+    id: string;
+    kind: 'leave' | 'cancel' | 'reinstate';
+    time: string;
+  };
+  /** A departure past its due time, still retrying (outcome delayed): since when it is announced so. */
+  delayedSince?: string;
   /** When the audit recorded this outcome. */
   recordedAt: string;
 }
@@ -83,7 +94,7 @@ export interface OutcomeProperties {
 
 /** What the topic is told for a record's outcome. */
 export function announcedOutcome(record: AuditRecord): AnnouncedOutcome | undefined {
-  if (!isFinal(record)) return undefined;
+  if (!isAnnounced(record)) return undefined;
   switch (record.outcome) {
     case 'succeeded':
       return kindOfType(record.eventType ?? '') === 'employee.reinstated'
@@ -95,6 +106,8 @@ export function announcedOutcome(record: AuditRecord): AnnouncedOutcome | undefi
     case 'held':
     case 'discarded':
     case 'dry-run':
+    case 'superseded':
+    case 'delayed':
       return record.outcome;
     case 'in-progress':
     case 'scheduled':
@@ -118,7 +131,7 @@ export function outcomeEventId(record: AuditRecord, outcome: AnnouncedOutcome): 
   );
 }
 
-/** The outcome event of a final record; undefined for a record that is not final. */
+/** The outcome event of an announced record (final, or delayed); undefined otherwise. */
 export function toOutcomeEvent(record: AuditRecord): OutcomeEvent | undefined {
   const outcome = announcedOutcome(record);
   if (outcome === undefined) return undefined;
@@ -163,6 +176,19 @@ export function toOutcomeEvent(record: AuditRecord): OutcomeEvent | undefined {
           },
         }),
     ...(record.guardrail?.heldReason === undefined ? {} : { heldReason: heldReasonOf(record) }),
+    ...(record.outcome === 'superseded' && record.supersededBy !== undefined
+      ? {
+          supersededBy: {
+            source: record.supersededBy.source,
+            id: record.supersededBy.eventId,
+            kind: record.supersededBy.kind,
+            time: record.supersededBy.at,
+          },
+        }
+      : {}),
+    ...(record.outcome === 'delayed' && record.delayedAt !== undefined
+      ? { delayedSince: record.delayedAt }
+      : {}),
     recordedAt: record.lastAttemptAt,
   };
   return {

@@ -48,28 +48,30 @@ export interface ActionResult {
  * Where an event stands. `in-progress` is a record created by a run's claim before it has an
  * outcome; every other value is what the last run recorded.
  */
-export type Outcome =
-  | 'in-progress'
-  | 'succeeded'
-  | 'failed'
-  | 'refused'
-  | 'dry-run'
-  | 'scheduled'
-  | 'cancelled'
+export const Outcomes = [
+  'in-progress',
+  'succeeded',
+  'failed',
+  'refused',
+  'dry-run',
+  'scheduled',
+  'cancelled',
   /** The blast-radius guardrail tripped: nothing was written; an operator releases or discards it. */
-  | 'held'
+  'held',
   /** An operator discarded a held event (`offboard guardrail discard`): it will never run. */
-  | 'discarded'
+  'discarded',
   /**
    * A later HR intent for the same person (a cancellation, a reinstatement, a newer departure)
    * came first: nothing was written, whatever path brings the event back (see timeline.ts).
    */
-  | 'superseded'
+  'superseded',
   /**
    * A departure past its due time that is still being retried (Graph throttling or down): announced
    * once, so the alert fires; it still completes when Graph recovers.
    */
-  | 'delayed';
+  'delayed',
+] as const;
+export type Outcome = (typeof Outcomes)[number];
 
 export interface Verification {
   verified: boolean;

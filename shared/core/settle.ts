@@ -32,8 +32,8 @@ const CLAIM_BACKOFF_MS = 15_000;
 
 export interface SettleContext {
   deps: OffboardingDeps;
-  now(): Date;
-  random(): number;
+  now: () => Date;
+  random: () => number;
 }
 
 /** When a departure is due: its leave date, else when the app first saw it. */

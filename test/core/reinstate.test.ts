@@ -8,7 +8,6 @@ import { ErrorCodes } from '../../shared/core/errors';
 import { graphErrors } from '../support/fakes';
 import {
   PROTECTED_UPN,
-  SOURCE,
   delivery,
   leaving,
   makeCore,
