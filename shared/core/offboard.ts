@@ -199,7 +199,7 @@ export class OffboardingService {
           record,
           new OffboardingError(
             ErrorCodes.UserChanged,
-            `${describeUserRef(event.user)} now names another directory object than an earlier attempt of this event resolved (${earlierObject}): nothing was written. Check who is leaving and resend the event with the object id.`,
+            `${describeUserRef(event.user)} now names object ${user.id}, but an earlier attempt of this event resolved it to ${earlierObject}: nothing was written. Check who is leaving and resend the event with the object id.`,
             { retryable: false },
           ),
         ),

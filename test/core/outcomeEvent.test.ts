@@ -238,6 +238,42 @@ describe('each final outcome', () => {
     expect(eventOf(finalRecord({ outcome: 'discarded' })).outcome).toBe('discarded');
   });
 
+  it('a superseded event names the intent that superseded it; a delayed departure says since when', () => {
+    const superseded = eventOf(
+      finalRecord({
+        outcome: 'superseded',
+        supersededBy: {
+          eventId: 'cancel-1',
+          source: SOURCE,
+          kind: 'cancel',
+          at: '2026-11-30T08:59:00.000Z',
+        },
+      }),
+    );
+    expect(superseded.type).toBe('offboarding.outcome.superseded');
+    expect(superseded.data.supersededBy).toEqual({
+      source: SOURCE,
+      id: 'cancel-1',
+      kind: 'cancel',
+      time: '2026-11-30T08:59:00.000Z',
+    });
+    const delayed = eventOf(
+      finalRecord({
+        outcome: 'delayed',
+        retryable: true,
+        errorCode: 'Throttled',
+        delayedAt: '2026-11-30T09:15:00.000Z',
+      }),
+    );
+    expect(delayed.outcome).toBe('delayed');
+    expect(delayed.data.delayedSince).toBe('2026-11-30T09:15:00.000Z');
+    expect(delayed.data.error?.code).toBe('Throttled');
+    // Published once per cause: the same delayed record gives the same id (duplicate detection).
+    expect(delayed.id).toBe(
+      eventOf(finalRecord({ outcome: 'delayed', retryable: true, errorCode: 'Throttled' })).id,
+    );
+  });
+
   it('records that are not final announce nothing', () => {
     for (const outcome of ['in-progress', 'scheduled'] as const)
       expect(toOutcomeEvent(finalRecord({ outcome }))).toBeUndefined();
@@ -256,6 +292,8 @@ describe('each final outcome', () => {
       eventOf(finalRecord({ outcome: 'discarded' })).outcome,
       eventOf(finalRecord({ eventType: 'employee.reinstated' })).outcome,
       eventOf(finalRecord({ outcome: 'dry-run' })).outcome,
+      eventOf(finalRecord({ outcome: 'superseded' })).outcome,
+      eventOf(finalRecord({ outcome: 'delayed' })).outcome,
     ];
     expect([...seen].sort()).toEqual([...AnnouncedOutcomes].sort());
   });
