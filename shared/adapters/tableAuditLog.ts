@@ -23,7 +23,20 @@ const JSON_FIELDS = [
   'graphRequestIds',
   'notes',
   'guardrail',
-] as const;
+  'supersededBy',
+  'forcedBy',
+] as const satisfies readonly ObjectFieldOf<AuditRecord>[];
+/** The record's fields that hold objects or arrays: a table property holds a scalar only. */
+type ObjectFieldOf<T> = {
+  [K in keyof T]-?: NonNullable<T[K]> extends object ? K : never;
+}[keyof T];
+// Fails to compile when an object-valued field is added to AuditRecord and not to JSON_FIELDS.
+const everyObjectFieldEncoded: [
+  Exclude<ObjectFieldOf<AuditRecord>, (typeof JSON_FIELDS)[number]>,
+] extends [never]
+  ? true
+  : never = true;
+void everyObjectFieldEncoded;
 
 type Entity = Record<string, unknown> & { partitionKey: string; rowKey: string };
 

@@ -55,10 +55,10 @@ function givesUp(
   const limitMinutes = retry.giveUpAfterMinutes ?? DEFAULT_GIVE_UP_AFTER_MINUTES;
   const lateMs = ctx.now().getTime() - dueAt(record);
   if (lateMs > limitMinutes * 60_000)
-    return `still failing ${Math.round(lateMs / 60_000)} minutes after it was due (limit ${limitMinutes})`;
+    return `still failing ${Math.round(lateMs / 60_000)} minutes after it was due (limit ${limitMinutes} minutes)`;
   if (record.route === 'employeeLeaving' || isServiceWait(error)) return undefined;
   const used = record.attempts - (record.waits ?? 0);
-  return used >= retry.maxAttempts ? `${used} attempts` : undefined;
+  return used >= retry.maxAttempts ? `after ${used} attempts` : undefined;
 }
 
 /** A departure past its due time by overdueAfterMinutes. */
@@ -94,7 +94,7 @@ export async function finish(
     if (gaveUp !== undefined) {
       error = new OffboardingError(
         ErrorCodes.RetriesExhausted,
-        `Gave up (${gaveUp}); last error ${error.code}: ${error.message}`,
+        `Gave up ${gaveUp}; last error ${error.code}: ${error.message}`,
         { retryable: false },
       );
       setError(record, error);

@@ -82,11 +82,12 @@ describe('offboard reinstate', () => {
     expect(world.graph.writes()).toHaveLength(0);
 
     const forced = await runCli(
-      ['reinstate', '--user', user.upn, '--reason', 'x', '--force'],
-      cliEnv,
+      ['reinstate', '--user', user.upn, '--reason', 'rehired, ticket HR-7', '--force'],
+      { ...cliEnv, OFFBOARD_OPERATOR: 'ops.alice' },
     );
     expect(forced.code).toBe(0);
-    expect(forced.stdout).toMatch(/Forced by the operator/);
+    // The audit names who forced it, when and why.
+    expect(forced.stdout).toMatch(/Forced by ops\.alice \(--force\) at \S+: rehired, ticket HR-7\./);
     expect(world.graph.getUser(user.id)?.accountEnabled).toBe(true);
   });
 

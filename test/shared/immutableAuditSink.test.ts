@@ -269,7 +269,7 @@ describe('ImmutableAuditSink', () => {
         undefined,
       );
       seen.push(loaded());
-      sink.accept({ identityKey: 'i', contentDigest: 'd' }).catch(() => undefined);
+      sink.accept({ identityKey: 'i', contentDigest: 'd', outcome: 'succeeded' }).catch(() => undefined);
       seen.push(loaded());
       console.log(JSON.stringify(seen));
       process.exit(0);
