@@ -1,8 +1,8 @@
 import { accessCutoff } from './accessCutoff';
 import { actionSpec, type ActionName } from './actions';
 import { ErrorCodes, OffboardingError, toOffboardingError } from './errors';
-import { combinedError, fail, failureOf, onPremisesMastered } from './flow';
-import { noteApplied } from './personTimeline';
+import { combinedError, fail, failureOf, onPremisesMastered, supersede } from './flow';
+import { commitWrites, noteApplied } from './personTimeline';
 import type { FlowContext, FlowResult, Run } from './run';
 import { decodeBody } from './events';
 import { decidedBy, guardrailOf, type Admission } from './guardrail';
@@ -151,6 +151,23 @@ export async function perform(ctx: FlowContext, run: Run): Promise<FlowResult> {
     return fail(record, toOffboardingError(error));
   }
 
+  // The commit point: still the person's latest HR intent, decided in one conditional write.
+  if (run.admission !== undefined && toRun.length > 0) {
+    const committed = await commitWrites(
+      ctx.deps.timelines,
+      user.id,
+      run.admission.intent,
+      toRun,
+      ctx.now().toISOString(),
+      run.admission.version,
+    );
+    if (committed.verdict.kind === 'superseded') {
+      record.actions = [];
+      return supersede(record, committed.verdict.by, prior, committed.version?.value);
+    }
+    run.admission = { ...run.admission, version: committed.version };
+  }
+
   // Errors of this run's failed actions, kept to decide retryability and Retry-After.
   const errors = new Map<ActionName, OffboardingError>();
   for (const action of toRun) {
@@ -227,7 +244,7 @@ async function noteChanges(
   user: DirectoryUser,
   ran: readonly ActionName[],
 ): Promise<void> {
-  if (run.event.kind === 'mfa.enabled') return;
+  if (run.admission === undefined || ran.length === 0) return;
   const made = run.record.actions.filter((a) => ran.includes(a.action));
   try {
     await noteApplied(
@@ -236,6 +253,7 @@ async function noteChanges(
       { ref: `${run.key.identityKey}/${run.key.contentDigest}`, eventId: run.event.id },
       made,
       ctx.now().toISOString(),
+      run.admission?.version,
     );
   } catch (error) {
     run.record.notes.push(

@@ -7,6 +7,7 @@ import type { FlowContext, FlowResult, Run } from './run';
 import { AppMessageIdPrefixes, MessageProperties } from './messaging';
 import type { AuditRecord } from './ports';
 import { MAX_SCHEDULE_AHEAD_DAYS } from './queuePolicy';
+import type { Timeline } from './timeline';
 
 /*
  * Departures with a leave date: scheduling the copy for the date, and cancelling what is still
@@ -86,7 +87,7 @@ export async function cancelDeparture(ctx: FlowContext, run: Run): Promise<FlowR
   for (const departure of history) {
     if (!isKind(departure, 'employee.leaving')) continue;
     const result = await updateRecord<CancelVerdict>(audit, departure, (current) => {
-      const verdict = cancelVerdict(current, run.id, now, cancelledNote);
+      const verdict = cancelVerdict(current, run.id, now, cancelledNote, resolved.timeline);
       if (verdict !== 'cancelled' || current === undefined) return { verdict };
       return {
         next: {
@@ -137,7 +138,7 @@ export async function cancelDeparture(ctx: FlowContext, run: Run): Promise<FlowR
       record,
       new OffboardingError(
         ErrorCodes.Deferred,
-        `Departure ${busy.eventId} of this user is being scheduled right now; the cancellation waits for it.`,
+        `Departure ${busy.eventId} of this user is being processed right now; the cancellation waits for it to end.`,
         { retryable: true, retryAfterSeconds: Math.min(waitMs, 15_000) / 1000 },
       ),
     );
@@ -146,7 +147,7 @@ export async function cancelDeparture(ctx: FlowContext, run: Run): Promise<FlowR
     // Said even on success: the account may already be disabled by a departure that ran.
     for (const other of underway) {
       record.notes.push(
-        `Departure ${other.eventId} was not cancelled: it ${other.outcome === 'succeeded' ? `already ran at ${other.lastAttemptAt}` : 'is being carried out now'}. If the person stays, send employee.reinstated (or run offboard reinstate) to re-enable the account.`,
+        `Departure ${other.eventId} was not cancelled: it ${other.outcome === 'succeeded' ? `already ran at ${other.lastAttemptAt}` : 'was being carried out by a run that ended without recording what it wrote'}. If the person stays, send employee.reinstated (or run offboard reinstate) to re-enable the account.`,
       );
     }
   } else {
@@ -156,7 +157,7 @@ export async function cancelDeparture(ctx: FlowContext, run: Run): Promise<FlowR
         record,
         new OffboardingError(
           ErrorCodes.DepartureAlreadyExecuted,
-          `No departure was waiting: event ${last.eventId} ${last.outcome === 'succeeded' ? `already offboarded this user at ${last.lastAttemptAt}` : 'is being carried out now'}. If the person stays, send employee.reinstated (or run offboard reinstate) to re-enable the account.`,
+          `No departure was waiting: event ${last.eventId} ${last.outcome === 'succeeded' ? `already offboarded this user at ${last.lastAttemptAt}` : 'was being carried out by a run that ended without recording what it wrote'}. If the person stays, send employee.reinstated (or run offboard reinstate) to re-enable the account.`,
           { retryable: false },
         ),
       );
@@ -173,29 +174,34 @@ type CancelVerdict = 'cancelled' | 'already-cancelled' | 'underway' | 'busy' | '
 
 /**
  * What a cancellation may do with one departure of the user. It cancels only what has not tried
- * a Graph write yet; a departure claimed by a run that is carrying it out (its date has come) is
- * underway, one claimed by a run that is only scheduling it is waited for.
+ * a Graph write yet; a departure claimed by another run is waited for (that run either writes or
+ * finds itself superseded by this cancellation at its commit point), then judged on what it did.
  */
 function cancelVerdict(
   current: AuditRecord | undefined,
   runId: string,
   now: Date,
   cancelledNote: string,
+  timeline: Timeline | undefined,
 ): CancelVerdict {
   if (current === undefined) return 'not-applicable';
   if (current.outcome === 'cancelled')
     return current.notes.some((n) => n.startsWith(cancelledNote))
       ? 'already-cancelled'
       : 'not-applicable';
-  if (current.outcome === 'succeeded') return 'underway';
-  if (isClaimedByOther(current, runId, now)) {
-    const dateAhead =
-      current.effectiveAt !== undefined && Date.parse(current.effectiveAt) > now.getTime();
-    return dateAhead ? 'busy' : 'underway';
-  }
+  if (isClaimedByOther(current, runId, now)) return 'busy';
   // A write that failed may still have reached Graph (a 5xx or a reset connection says nothing
   // about whether the change was made): only a departure that never tried one can be cancelled.
   if (current.actions.some((a) => a.status === 'succeeded' || a.status === 'failed'))
+    return 'underway';
+  if (current.outcome === 'succeeded') return 'underway';
+  // The person's timeline shows a run of it wrote, or committed to writes and ended without
+  // recording them (its audit write failed): it may have written.
+  const ref = `${current.identityKey}/${current.contentDigest}`;
+  if (
+    timeline?.writing?.ref === ref ||
+    Object.values(timeline?.applied ?? {}).some((change) => change?.ref === ref)
+  )
     return 'underway';
   const waiting =
     current.outcome === 'scheduled' ||

@@ -38,6 +38,11 @@ export const ErrorCodes = {
   /** A cancellation arrived for a departure that was already carried out. */
   DepartureAlreadyExecuted: 'DepartureAlreadyExecuted',
   /**
+   * On an action of a superseded event: an earlier run began this write and ended without
+   * recording whether Graph made it (the account as read says what can be known).
+   */
+  WriteOutcomeUnknown: 'WriteOutcomeUnknown',
+  /**
    * A reinstatement of an account the audit does not show this app disabled (no departure of
    * this app disabled it, or a later reinstatement already re-enabled it): nothing is written.
    * Only an operator can override it (`offboard reinstate --force`); an HR event cannot.

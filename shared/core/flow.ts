@@ -3,7 +3,7 @@ import { ErrorCodes, OffboardingError, toOffboardingError } from './errors';
 import { isAnnounced } from './lifecycle';
 import type { ActionResult, AuditRecord, FinalRecordSink, PolicyConfig } from './ports';
 import type { FlowResult } from './run';
-import { supersedingOf, type Intent } from './timeline';
+import { supersedingOf, type Intent, type Timeline } from './timeline';
 import { describeUserRef, type UserRef } from './userRef';
 
 /*
@@ -55,31 +55,55 @@ export function fail(record: AuditRecord, error: OffboardingError): FlowResult {
 
 /**
  * A later HR intent for this person came first: the event ends without a Graph write, whatever
- * path brought it (redelivery, replay, a run by hand, a guardrail release).
+ * path brought it (redelivery, replay, a run by hand, a guardrail release). What earlier runs of
+ * it wrote stays on the record: from its own earlier attempts, from the person's timeline, and a
+ * run that committed to writes and never said what it wrote is named as unknown, never as nothing.
  */
 export function supersede(
   record: AuditRecord,
   by: Intent,
   prior: AuditRecord | undefined,
+  timeline: Timeline | undefined,
 ): FlowResult {
   const kind = { leave: 'a departure', cancel: 'a cancellation', reinstate: 'a reinstatement' }[
     by.kind
   ];
+  const ref = `${record.identityKey}/${record.contentDigest}`;
+  const unrecorded = timeline?.writing?.ref === ref ? timeline.writing : undefined;
   record.outcome = 'superseded';
   record.supersededBy = supersedingOf(by);
-  // What earlier attempts did stays on the record (the audit keeps the whole story); this run
-  // wrote nothing.
-  record.actions = record.requestedActions.map((action) => {
+  record.actions = record.requestedActions.map((action): ActionResult => {
     const earlier = prior?.actions.find((a) => a.action === action && a.status === 'succeeded');
-    return earlier === undefined
-      ? { action, status: 'not-attempted' as const }
-      : { ...earlier, message: 'Done in an earlier attempt, before this event was superseded.' };
+    if (earlier !== undefined)
+      return {
+        ...earlier,
+        message: 'Done in an earlier attempt, before this event was superseded.',
+      };
+    const applied = timeline?.applied[action];
+    if (applied?.ref === ref)
+      return {
+        action,
+        status: 'succeeded',
+        message: `Done by an earlier run of this event at ${applied.at} (the person's timeline shows it), before it was superseded.`,
+      };
+    if (unrecorded?.actions.includes(action))
+      return {
+        action,
+        status: 'failed',
+        errorCode: ErrorCodes.WriteOutcomeUnknown,
+        message: `An earlier run of this event began this write at ${unrecorded.at} and ended without recording whether Graph made it.`,
+      };
+    return { action, status: 'not-attempted' };
   });
   delete record.errorCode;
   delete record.errorMessage;
   delete record.retryable;
+  const wrote = record.actions.filter((a) => a.status !== 'not-attempted').map((a) => a.action);
   record.notes.push(
-    `Superseded by ${kind} of the same person, event ${by.eventId} (${by.source}) at ${by.at}: the person's latest HR intent stands, so nothing was written.`,
+    `Superseded by ${kind} of the same person, event ${by.eventId} (${by.source}) at ${by.at}: the person's latest HR intent stands, so this run wrote nothing.` +
+      (wrote.length === 0
+        ? ' No earlier run of this event wrote anything.'
+        : ` Earlier runs of this event wrote, or may have written: ${wrote.join(', ')}; a later intent does not undo them.`),
   );
   return { disposition: 'done' };
 }

@@ -223,9 +223,16 @@ export class OffboardingService {
       kind,
       at: intentTime(run),
     };
-    const { verdict } = await admitIntent(this.deps.timelines, user, intent, seenAt);
-    if (verdict.kind === 'superseded') return { flow: supersede(record, verdict.by, run.prior) };
-    return { user };
+    const { verdict, timeline, version } = await admitIntent(
+      this.deps.timelines,
+      user,
+      intent,
+      seenAt,
+    );
+    if (verdict.kind === 'superseded')
+      return { flow: supersede(record, verdict.by, run.prior, timeline) };
+    run.admission = { intent, version };
+    return { user, timeline };
   }
 
   /** An invalid message gets a record of its own, keyed by its own message id only. */

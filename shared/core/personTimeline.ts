@@ -1,11 +1,14 @@
-import { readDecideWrite } from './auditRecords';
-import type { ActionResult, DirectoryUser, TimelineStore } from './ports';
+import type { ActionName } from './actions';
+import { readDecideWrite, type Versioned } from './auditRecords';
+import type { ActionResult, DirectoryUser, StoredTimeline, TimelineStore } from './ports';
 import {
   decide,
   emptyTimeline,
   intentOf,
   withApplied,
   withIntent,
+  withCommit,
+  withoutCommit,
   withSeen,
   type Intent,
   type Timeline,
@@ -18,26 +21,26 @@ import {
  * store is AuditUnavailable (retryable): no write is decided without the timeline.
  */
 
-function update<V>(
+/** A timeline as read or written, with its ETag: the next conditional write starts from it. */
+export type KnownTimeline = Versioned<Timeline>;
+
+async function update<V>(
   store: TimelineStore,
   personId: string,
   change: (current: Timeline) => { next: Timeline; verdict: V },
-): Promise<{ value: Timeline | undefined; verdict: V }> {
+  known?: KnownTimeline,
+): Promise<{ value: Timeline | undefined; verdict: V; version: KnownTimeline | undefined }> {
   const id = personId.toLowerCase();
-  return readDecideWrite<Timeline, V>(
+  let version: KnownTimeline | undefined = known;
+  const remember = (stored: StoredTimeline | undefined): KnownTimeline | undefined => {
+    if (stored !== undefined) version = { value: stored.timeline, etag: stored.etag };
+    return stored && { value: stored.timeline, etag: stored.etag };
+  };
+  const result = await readDecideWrite<Timeline, V>(
     {
-      read: async () => {
-        const stored = await store.read(id);
-        return stored && { value: stored.timeline, etag: stored.etag };
-      },
-      create: async (timeline) => {
-        const stored = await store.create(timeline);
-        return stored && { value: stored.timeline, etag: stored.etag };
-      },
-      replace: async (timeline, etag) => {
-        const stored = await store.replace(timeline, etag);
-        return stored && { value: stored.timeline, etag: stored.etag };
-      },
+      read: async () => remember(await store.read(id)),
+      create: async (timeline) => remember(await store.create(timeline)),
+      replace: async (timeline, etag) => remember(await store.replace(timeline, etag)),
     },
     (current) => {
       const before = current ?? emptyTimeline(id);
@@ -48,7 +51,9 @@ function update<V>(
       return worthWriting ? { next, verdict } : { verdict };
     },
     'person timeline',
+    known,
   );
+  return { ...result, version };
 }
 
 /**
@@ -60,14 +65,51 @@ export async function admitIntent(
   user: DirectoryUser,
   intent: Intent,
   seenAt: string,
-): Promise<{ verdict: Verdict; timeline: Timeline }> {
+): Promise<{ verdict: Verdict; timeline: Timeline; version: KnownTimeline | undefined }> {
   const result = await update(store, user.id, (current) => {
     const seen = withSeen(current, user.accountEnabled, seenAt);
     const standing = intentOf(seen, intent.ref) ?? intent;
     const next = withIntent(seen, standing);
     return { next, verdict: { verdict: decide(next, standing), timeline: next } };
   });
-  return result.verdict;
+  return { ...result.verdict, version: result.version };
+}
+
+/**
+ * The commit point, just before a run's first Graph write: decides again against every intent
+ * admitted since, and marks the writes to come in the same conditional write. An intent admitted
+ * after this point finds the run committed (it waits for it, then sees what it wrote); one admitted
+ * before it supersedes the run here, before anything is written.
+ */
+export async function commitWrites(
+  store: TimelineStore,
+  personId: string,
+  intent: Intent,
+  actions: readonly ActionName[],
+  at: string,
+  known: KnownTimeline | undefined,
+): Promise<{ verdict: Verdict; version: KnownTimeline | undefined }> {
+  const result = await update<Verdict>(
+    store,
+    personId,
+    (current) => {
+      const standing = intentOf(current, intent.ref) ?? intent;
+      const admitted = withIntent(current, standing);
+      const verdict = decide(admitted, standing);
+      if (verdict.kind === 'superseded') return { next: current, verdict };
+      return {
+        next: withCommit(admitted, {
+          ref: intent.ref,
+          eventId: intent.eventId,
+          actions: [...actions],
+          at,
+        }),
+        verdict,
+      };
+    },
+    known,
+  );
+  return { verdict: result.verdict, version: result.version };
 }
 
 /** Notes what a read of the account showed (an event that is no HR intent, such as MFA). */
@@ -83,26 +125,34 @@ export async function noteSeen(
   return result.verdict;
 }
 
-/** Notes the changes this run made to the account (the writes it made that succeeded). */
+/**
+ * Notes the changes this run made to the account (the writes it made that succeeded) and clears
+ * its commit mark.
+ */
 export async function noteApplied(
   store: TimelineStore,
   personId: string,
   event: { ref: string; eventId: string },
   actions: readonly ActionResult[],
   at: string,
+  known?: KnownTimeline,
 ): Promise<void> {
   const made = actions.filter((a) => a.status === 'succeeded');
-  if (made.length === 0) return;
-  await update(store, personId, (current) => ({
-    next: made.reduce(
-      (timeline, a) =>
-        withApplied(timeline, a.action, {
-          at,
-          ref: event.ref,
-          eventId: event.eventId,
-        }),
-      current,
-    ),
-    verdict: undefined,
-  }));
+  await update(
+    store,
+    personId,
+    (current) => ({
+      next: made.reduce(
+        (timeline, a) =>
+          withApplied(timeline, a.action, {
+            at,
+            ref: event.ref,
+            eventId: event.eventId,
+          }),
+        withoutCommit(current, event.ref),
+      ),
+      verdict: undefined,
+    }),
+    known,
+  );
 }

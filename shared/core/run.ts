@@ -3,6 +3,8 @@
  * (claim, departures, actionRun, reinstate, settle) share. A leaf: type-only imports, so no step ever
  * imports the orchestrator and the core has no import cycle.
  */
+import type { KnownTimeline } from './personTimeline';
+import type { Intent, Timeline } from './timeline';
 import type { OffboardingError } from './errors';
 import type { OffboardingEvent } from './events';
 import type { EventDecision, Guardrail, GuardrailTrip } from './guardrail';
@@ -103,6 +105,8 @@ export interface Run {
   record: AuditRecord;
   /** An operator released this held event (`offboard guardrail release`). */
   release?: EventDecision;
+  /** This event's HR intent as admitted to the person's timeline, and the version then read. */
+  admission?: { intent: Intent; version: KnownTimeline | undefined };
 }
 
 /** What a flow decided, before settlement (delayed retry) and the one final write. */
@@ -116,6 +120,8 @@ export interface FlowResult {
 /** A resolved person, with what their timeline says now (undefined for events outside it). */
 export interface Resolved {
   user: DirectoryUser;
+  /** The person's timeline after this event's intent was admitted (HR intents only). */
+  timeline?: Timeline;
 }
 
 /**

@@ -46,6 +46,20 @@ export interface Timeline {
   applied: Partial<Record<ActionName, AppChange>>;
   /** The last read that found the account other than this app left it (someone else acted). */
   changedOutside?: OutsideChange;
+  /**
+   * A run that decided to write and has not noted what it wrote: set just before its first Graph
+   * write (the commit point, decided against every intent admitted so far), cleared when it notes
+   * its changes. Still set later means that run ended without saying what it wrote.
+   */
+  writing?: PendingWrites;
+}
+
+/** The writes a run committed to (see Timeline.writing). */
+export interface PendingWrites {
+  ref: string;
+  eventId: string;
+  actions: ActionName[];
+  at: string;
 }
 
 /** Intents kept per person. Dropping older ones never changes a verdict: a kept one is later. */
@@ -115,6 +129,19 @@ export function withIntent(timeline: Timeline, intent: Intent): Timeline {
 /** The intent the timeline holds for this record, if any (its time as first seen). */
 export function intentOf(timeline: Timeline, ref: string): Intent | undefined {
   return timeline.intents.find((i) => i.ref === ref);
+}
+
+/** The timeline with a run's commit to write: the intent must still be the person's latest. */
+export function withCommit(timeline: Timeline, pending: PendingWrites): Timeline {
+  return { ...timeline, writing: pending };
+}
+
+/** The timeline after a run noted its changes: its commit mark is cleared. */
+export function withoutCommit(timeline: Timeline, ref: string): Timeline {
+  if (timeline.writing?.ref !== ref) return timeline;
+  const next = { ...timeline };
+  delete next.writing;
+  return next;
 }
 
 /** The timeline after this app made a change. */

@@ -2,6 +2,7 @@
  * Leave dates (a departure waits for its date in a scheduled copy) and cancellations (a waiting
  * departure is called off; one already carried out or underway is reported, not pretended away).
  */
+import { CLAIM_LEASE_MS } from '../../shared/core/claim';
 import { ErrorCodes } from '../../shared/core/errors';
 import { MessageProperties } from '../../shared/core/messaging';
 import { graphErrors, type ScheduledEntry } from '../support/fakes';
@@ -265,7 +266,7 @@ describe('cancellations', () => {
     expect(core.audit.only('d-now').outcome).toBe('succeeded');
   });
 
-  it('a departure running now (claimed, known only by the UPN given) cannot be cancelled', async () => {
+  it('a departure running now (claimed, known only by the UPN given) is waited for, then judged on what it wrote', async () => {
     const core = makeCore();
     core.audit.fail('write', 1, 1);
     await expect(
@@ -273,16 +274,24 @@ describe('cancellations', () => {
     ).rejects.toMatchObject({ code: ErrorCodes.AuditUnavailable });
     expect(core.audit.only('d-running').objectId).toBeUndefined();
 
-    const cancel = await core.process(delivery(leavingCancelled(core.users.alice.id)));
+    const cancelEvent = leavingCancelled(core.users.alice.id);
+    const waiting = await core.process(delivery(cancelEvent));
+    expect(waiting.error?.code).toBe(ErrorCodes.Deferred);
+
+    // The claim runs out: the record says nothing, but the person's timeline shows the writes.
+    core.clock.advance(CLAIM_LEASE_MS + 1_000);
+    const cancel = await core.process(delivery(cancelEvent));
     expect(cancel.record.errorCode).toBe(ErrorCodes.DepartureAlreadyExecuted);
-    expect(cancel.record.errorMessage).toMatch(/d-running is being carried out now/);
+    expect(cancel.record.errorMessage).toMatch(
+      /d-running was being carried out by a run that ended without recording what it wrote/,
+    );
   });
 
-  it('a cancellation that loses the race to the leave-date copy says so instead of cancelling', async () => {
+  it('a cancellation that meets the leave-date copy mid-run waits, then says it lost the race', async () => {
     const core = makeCore();
     const { copy, effectiveAt } = await scheduledDeparture(core);
     core.clock.set(effectiveAt);
-    // The copy claims the departure, then the audit fails on its final write: still claimed.
+    // The copy claims the departure, writes, then the audit fails on its final write: still claimed.
     core.audit.fail('write', 1, 1);
     await expect(
       core.process({
@@ -294,10 +303,15 @@ describe('cancellations', () => {
     ).rejects.toMatchObject({ code: ErrorCodes.AuditUnavailable });
     expect(core.audit.only('d1').outcome).toBe('scheduled');
 
-    const cancel = await core.process(delivery(leavingCancelled('alice@contoso.com')));
+    const cancelEvent = leavingCancelled('alice@contoso.com');
+    const waiting = await core.process(delivery(cancelEvent));
+    expect(waiting.error?.code).toBe(ErrorCodes.Deferred);
+    expect(core.audit.only('d1').claimedBy).toBe('run-copy');
+
+    core.clock.advance(CLAIM_LEASE_MS + 1_000);
+    const cancel = await core.process(delivery(cancelEvent));
     expect(cancel.record.errorCode).toBe(ErrorCodes.DepartureAlreadyExecuted);
     expect(core.audit.only('d1').outcome).toBe('scheduled');
-    expect(core.audit.only('d1').claimedBy).toBe('run-copy');
   });
 
   it('a departure still retrying a transient failure is underway: not cancelled', async () => {
@@ -386,7 +400,7 @@ describe('a cancellation meeting a departure that is still being scheduled', () 
     expect(core.directory.writes()).toEqual([]);
   });
 
-  it('a departure claimed on its date is underway: DepartureAlreadyExecuted at once', async () => {
+  it('a departure claimed on its date is waited for; a run that wrote nothing is then cancelled', async () => {
     const core = makeCore();
     await scheduledDeparture(core);
     const scheduled = core.audit.only('d1');
@@ -396,8 +410,15 @@ describe('a cancellation meeting a departure that is still being scheduled', () 
       claimedBy: 'leave-date-run',
       claimExpiresAt: core.clock.iso(60_000),
     });
-    const cancel = await core.process(delivery(leavingCancelled('alice@contoso.com')));
-    expect(cancel.record.errorCode).toBe(ErrorCodes.DepartureAlreadyExecuted);
+    const cancelEvent = leavingCancelled('alice@contoso.com');
+    const waiting = await core.process(delivery(cancelEvent));
+    expect(waiting.error?.code).toBe(ErrorCodes.Deferred);
+
+    core.clock.advance(61_000);
+    const cancel = await core.process(delivery(cancelEvent));
+    expect(cancel.record.outcome).toBe('succeeded');
+    expect(core.audit.only('d1').outcome).toBe('cancelled');
+    expect(core.directory.writes()).toEqual([]);
   });
 });
 
