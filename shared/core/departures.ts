@@ -7,7 +7,7 @@ import type { FlowContext, FlowResult, Run } from './run';
 import { AppMessageIdPrefixes, MessageProperties } from './messaging';
 import type { AuditRecord } from './ports';
 import { MAX_SCHEDULE_AHEAD_DAYS } from './queuePolicy';
-import type { Timeline } from './timeline';
+import { wroteBy, type Timeline } from './timeline';
 
 /*
  * Departures with a leave date: scheduling the copy for the date, and cancelling what is still
@@ -143,31 +143,36 @@ export async function cancelDeparture(ctx: FlowContext, run: Run): Promise<FlowR
       ),
     );
   }
-  if (cancelledAny) {
-    // Said even on success: the account may already be disabled by a departure that ran.
-    for (const other of underway) {
-      record.notes.push(
-        `Departure ${other.eventId} was not cancelled: it ${other.outcome === 'succeeded' ? `already ran at ${other.lastAttemptAt}` : 'was being carried out by a run that ended without recording what it wrote'}. If the person stays, send employee.reinstated (or run offboard reinstate) to re-enable the account.`,
-      );
-    }
-  } else {
-    const last = underway[underway.length - 1];
-    if (last !== undefined) {
-      return fail(
-        record,
-        new OffboardingError(
-          ErrorCodes.DepartureAlreadyExecuted,
-          `No departure was waiting: event ${last.eventId} ${last.outcome === 'succeeded' ? `already offboarded this user at ${last.lastAttemptAt}` : 'was being carried out by a run that ended without recording what it wrote'}. If the person stays, send employee.reinstated (or run offboard reinstate) to re-enable the account.`,
-          { retryable: false },
-        ),
-      );
-    }
+  const last = underway[underway.length - 1];
+  if (last !== undefined) {
+    // A departure already wrote to the account: the cancellation cannot keep the person as HR
+    // asked, whatever else it called off, so it does not end as a success.
+    const others = underway
+      .slice(0, -1)
+      .map((other) => ` Departure ${other.eventId} ${wroteText(other)} too.`)
+      .join('');
+    return fail(
+      record,
+      new OffboardingError(
+        ErrorCodes.DepartureAlreadyExecuted,
+        `Too late to cancel: departure ${last.eventId} ${wroteText(last)}.${others}${cancelledAny ? ' Departures that had not written yet are cancelled (see the notes).' : ''} If the person stays, send employee.reinstated (or run offboard reinstate) to re-enable the account.`,
+        { retryable: false },
+      ),
+    );
+  }
+  if (!cancelledAny)
     record.notes.push(
       'No departure of this person was waiting. Any earlier departure of this person that arrives, is retried or is replayed later is superseded by this cancellation and writes nothing.',
     );
-  }
   record.outcome = 'succeeded';
   return { disposition: 'done' };
+}
+
+/** What a departure the cancellation came too late for did to the account. */
+function wroteText(departure: AuditRecord): string {
+  return departure.outcome === 'succeeded'
+    ? `already offboarded this user at ${departure.lastAttemptAt}`
+    : 'was being carried out by a run that ended without recording what it wrote';
 }
 
 type CancelVerdict = 'cancelled' | 'already-cancelled' | 'underway' | 'busy' | 'not-applicable';
@@ -198,11 +203,7 @@ function cancelVerdict(
   // The person's timeline shows a run of it wrote, or committed to writes and ended without
   // recording them (its audit write failed): it may have written.
   const ref = `${current.identityKey}/${current.contentDigest}`;
-  if (
-    timeline?.writing?.ref === ref ||
-    Object.values(timeline?.applied ?? {}).some((change) => change?.ref === ref)
-  )
-    return 'underway';
+  if (timeline?.writing?.ref === ref || wroteBy(timeline, ref).length > 0) return 'underway';
   const waiting =
     current.outcome === 'scheduled' ||
     current.outcome === 'in-progress' ||

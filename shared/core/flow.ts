@@ -3,7 +3,7 @@ import { ErrorCodes, OffboardingError, toOffboardingError } from './errors';
 import { isAnnounced } from './lifecycle';
 import type { ActionResult, AuditRecord, FinalRecordSink, PolicyConfig } from './ports';
 import type { FlowResult } from './run';
-import { supersedingOf, type Intent, type Timeline } from './timeline';
+import { supersedingOf, wroteBy, type Intent, type Timeline } from './timeline';
 import { describeUserRef, type UserRef } from './userRef';
 
 /*
@@ -79,12 +79,11 @@ export function supersede(
         ...earlier,
         message: 'Done in an earlier attempt, before this event was superseded.',
       };
-    const applied = timeline?.applied[action];
-    if (applied?.ref === ref)
+    if (wroteBy(timeline, ref).includes(action))
       return {
         action,
         status: 'succeeded',
-        message: `Done by an earlier run of this event at ${applied.at} (the person's timeline shows it), before it was superseded.`,
+        message: `Done by an earlier run of this event (the person's timeline shows it), before it was superseded.`,
       };
     if (unrecorded?.actions.includes(action))
       return {

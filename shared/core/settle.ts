@@ -69,6 +69,34 @@ function isOverdue(ctx: SettleContext, record: AuditRecord): boolean {
   );
 }
 
+/**
+ * A run that failed before it got to an action never erases what earlier attempts did: their
+ * result stays (a write that was made, or one that failed and may have reached Graph). An earlier
+ * run that claimed the event and never recorded its end (a crash, a lost audit write) may have
+ * written: such an action is unknown, never "not attempted". An HR intent knows better from the
+ * person's timeline (the commit point precedes every write), once this run reached it.
+ */
+function keepEarlierWrites(run: Run): void {
+  const earlier = run.prior;
+  if (earlier === undefined) return;
+  const unrecorded = earlier.claimedBy !== undefined && run.admission === undefined;
+  run.record.actions = run.record.actions.map((a) => {
+    if (a.status !== 'not-attempted') return a;
+    const before = earlier.actions.find(
+      (e) => e.action === a.action && (e.status === 'succeeded' || e.status === 'failed'),
+    );
+    if (before !== undefined)
+      return { ...before, message: `From an earlier attempt: ${before.message ?? before.status}` };
+    if (!unrecorded) return a;
+    return {
+      action: a.action,
+      status: 'failed',
+      errorCode: ErrorCodes.WriteOutcomeUnknown,
+      message: `An earlier run of this event (last attempt ${earlier.lastAttemptAt}) ended without recording whether it made this write; this run did not get to it.`,
+    };
+  });
+}
+
 /** Settles a run and writes its record once. */
 export async function finish(
   ctx: SettleContext,
@@ -87,6 +115,7 @@ export async function finish(
     // Graph asked for the wait (429, Retry-After): the run counts, but it uses up no attempt.
     record.waits = (record.waits ?? 0) + 1;
   }
+  if (!deferred && record.outcome === 'failed') keepEarlierWrites(run);
   let retry: ProcessResult['retry'];
   let delayedNow = false;
   if (disposition === 'retry' && error !== undefined) {

@@ -21,6 +21,8 @@ export interface Intent {
   kind: IntentKind;
   /** The event's own `time`, else when the app first saw it (ISO, UTC). */
   at: string;
+  /** What runs of this event wrote to the account (kept even when a later event wrote again). */
+  wrote?: ActionName[];
 }
 
 /** A change this app made to the account. */
@@ -144,11 +146,25 @@ export function withoutCommit(timeline: Timeline, ref: string): Timeline {
   return next;
 }
 
-/** The timeline after this app made a change. */
+/** The timeline after this app made a change: the last change of each kind, and on the intent. */
 export function withApplied(timeline: Timeline, action: ActionName, change: AppChange): Timeline {
+  const intents = timeline.intents.map((i) =>
+    i.ref !== change.ref || i.wrote?.includes(action) === true
+      ? i
+      : { ...i, wrote: [...(i.wrote ?? []), action] },
+  );
   const before = timeline.applied[action];
-  if (before !== undefined && before.at >= change.at) return timeline;
-  return { ...timeline, applied: { ...timeline.applied, [action]: change } };
+  if (before !== undefined && before.at >= change.at) return { ...timeline, intents };
+  return { ...timeline, intents, applied: { ...timeline.applied, [action]: change } };
+}
+
+/** What the runs of the event with this record ref wrote, as far as the timeline knows. */
+export function wroteBy(timeline: Timeline | undefined, ref: string): readonly ActionName[] {
+  const own = timeline?.intents.find((i) => i.ref === ref)?.wrote ?? [];
+  const last = Object.entries(timeline?.applied ?? {})
+    .filter(([, change]) => change?.ref === ref)
+    .map(([action]) => action as ActionName);
+  return [...new Set([...own, ...last])];
 }
 
 /** Whether this app's last change to the account left it disabled (undefined: never changed it). */
