@@ -129,6 +129,13 @@ export interface FaultRunFigures {
   duplicateRecords: number;
   inProgressRecords: number;
   maxAttempts: number;
+  /** How long every Graph write was answered 429 (the storm phase), and how many 429s it gave. */
+  stormSeconds: number;
+  stormThrottled: number;
+  /** Valid departures that ended failed or dead-lettered for a transient cause: must be 0. */
+  departuresGivenUp: number;
+  /** Valid MFA events given up the same way (they keep an attempt limit; waits use none). */
+  mfaGivenUp: number;
   seconds: number;
 }
 
@@ -137,6 +144,11 @@ export interface FaultRunOptions {
   events: number;
   /** How long the run may take to reach its end (default 300 s per 1,000 events). */
   timeoutMs?: number;
+  /**
+   * A phase in which Graph answers every write 429 (Retry-After 20 s), starting after the audit
+   * outage: throttling must give up no departure. 0 turns it off.
+   */
+  stormMs?: number;
   /** Progress lines (the benchmark prints them; the test stays quiet). */
   log?: (line: string) => void;
 }
@@ -164,7 +176,8 @@ export async function runFaultRun(
   const { events, log = () => undefined } = options;
   // Faults and the adversarial mix grow with the run, so each thousand events meets the same.
   const scale = Math.max(1, Math.round(events / 1000));
-  const timeoutMs = options.timeoutMs ?? 300_000 * scale;
+  const stormMs = options.stormMs ?? 0;
+  const timeoutMs = (options.timeoutMs ?? 300_000 * scale) + stormMs;
   const started = Date.now();
   const users = Array.from({ length: events }, (_, i) =>
     world.graph.addUser({
@@ -193,7 +206,31 @@ export async function runFaultRun(
 
   // Faults: a Graph write quota storm, 5xx bursts, dropped connections, a token endpoint outage
   // and an audit store outage, while duplicates of some events arrive with new message ids.
-  world.graph.throttle({ writesPerWindow: 20, windowMs: 1000, retryAfterSeconds: 1 });
+  const quota = { writesPerWindow: 20, windowMs: 1000, retryAfterSeconds: 1 };
+  world.graph.throttle(quota);
+  // The storm: one write per (long) window, so every other write is answered 429 until it ends.
+  const STORM_STARTS_MS = 16_000;
+  let stormThrottledBefore = 0;
+  let stormThrottled = 0;
+  const storm =
+    stormMs > 0
+      ? [
+          setTimeout(() => {
+            stormThrottledBefore = world.graph.throttledCount();
+            world.graph.throttle({
+              writesPerWindow: 1,
+              windowMs: stormMs * 10,
+              retryAfterSeconds: 20,
+            });
+            log(`fault run: storm: every Graph write answered 429 for ${stormMs / 1000} s`);
+          }, STORM_STARTS_MS),
+          setTimeout(() => {
+            stormThrottled = world.graph.throttledCount() - stormThrottledBefore;
+            world.graph.throttle(quota);
+            log(`fault run: storm over (${stormThrottled} writes answered 429)`);
+          }, STORM_STARTS_MS + stormMs),
+        ]
+      : [];
   const burst503 = world.graph.injectFault({ status: 503, times: 60 * scale });
   const resets = world.graph.injectFault({ kind: 'reset', times: 25 * scale });
   // Outages while the events are being processed: the token endpoint, then the audit store.
@@ -383,6 +420,7 @@ export async function runFaultRun(
     throw error;
   } finally {
     outages.forEach(clearTimeout);
+    storm.forEach(clearTimeout);
     cancellations.forEach(clearTimeout);
     proxy.setDown(false);
     world.identity.setDown(false);
@@ -410,6 +448,15 @@ export async function runFaultRun(
       lost++;
     }
   }
+  // Given up: a valid event whose record ended failed for good (RetriesExhausted or the like).
+  const givenUp = (queue: string) =>
+    plan.filter(
+      (p, i) =>
+        p.kind === 'valid' &&
+        p.queue === queue &&
+        records[i]?.outcome === 'failed' &&
+        records[i]?.retryable === false,
+    ).length;
   let cancelledInTime = 0;
   for (const race of races) {
     const departure = await latestRecordFor(audit, race.departure.id as string);
@@ -441,6 +488,10 @@ export async function runFaultRun(
     duplicateRecords: entities.length - keys.size,
     inProgressRecords: entities.filter((e) => e.outcome === 'in-progress').length,
     maxAttempts: Math.max(...records.map((r) => r?.attempts ?? 0)),
+    stormSeconds: stormMs / 1000,
+    stormThrottled,
+    departuresGivenUp: givenUp('employee-leaving'),
+    mfaGivenUp: givenUp('mfa-enabled'),
     seconds,
   };
   return {

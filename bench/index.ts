@@ -187,6 +187,11 @@ function printFault(fault: FaultRunFigures): void {
       `${fault.cancellationRaces}, ${fault.cancelledInTime}`,
     ],
     ['most attempts of one event', fault.maxAttempts],
+    [
+      'storm (every write 429): seconds, answered 429',
+      `${fault.stormSeconds}, ${fault.stormThrottled}`,
+    ],
+    ['departures given up, MFA events given up', `${fault.departuresGivenUp}, ${fault.mfaGivenUp}`],
   ];
   for (const [name, value] of rows) console.log(`  ${name.padEnd(56)}${value}`);
 }
@@ -208,6 +213,7 @@ async function main(): Promise<void> {
       parallel: { type: 'boolean', default: false },
       'skip-cold': { type: 'boolean', default: false },
       'fault-events': { type: 'string', default: '10000' },
+      'fault-storm-seconds': { type: 'string', default: '180' },
       'quota-events': { type: 'string', default: '2000' },
       'quota-departures': { type: 'string', default: '20' },
       'skip-quota': { type: 'boolean', default: false },
@@ -266,7 +272,11 @@ async function main(): Promise<void> {
   if (cold) printCold(cold);
   const fault = values['skip-fault']
     ? undefined
-    : await measureFaultRun({ events: Number(values['fault-events']), log });
+    : await measureFaultRun({
+        events: Number(values['fault-events']),
+        stormMs: Number(values['fault-storm-seconds']) * 1000,
+        log,
+      });
   if (fault) printFault(fault);
   log(`\nbench took ${((Date.now() - started) / 1000).toFixed(0)} s`);
 

@@ -64,7 +64,8 @@ it('converges to one final record when the process loses the audit write after t
 }, 90_000);
 
 it('ends 1,000 events under injected faults and an adversarial mix succeeded or dead-lettered with a reason, one truthful record each', async () => {
-  const run = await runFaultRun(setup, { events: 1000 });
+  // A 30 s storm in which Graph answers every write 429: no departure may be given up.
+  const run = await runFaultRun(setup, { events: 1000, stormMs: 30_000 });
   const { plan, records, collisions, invalidReuses, races, deadLetters, lost, figures } = run;
 
   // Every event ended succeeded, or in the dead-letter queue with a reason and an audited error.
@@ -130,6 +131,8 @@ it('ends 1,000 events under injected faults and an adversarial mix succeeded or 
     }
   }
   expect(lost).toBe(0);
+  expect(run.figures.stormThrottled).toBeGreaterThan(0);
+  expect(run.figures.departuresGivenUp).toBe(0);
   // Dead letters hold exactly the events that failed for good: every one of them, and nothing
   // else (an event may have more than one copy there when a copy parked for a retry also ends
   // in a permanent failure).
