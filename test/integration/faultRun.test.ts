@@ -119,7 +119,16 @@ it('ends 1,000 events under injected faults and an adversarial mix succeeded or 
       (departure?.outcome === 'superseded' && !departureWrote)
     ) {
       cancelledInTime++;
-      expect(written).toBe(false);
+      // On failure, the records and Graph's writes say what happened.
+      expect({
+        written,
+        departure,
+        cancel,
+        writes: world.graph
+          .writes()
+          .filter((w) => w.userId === race.user.id)
+          .map((w) => `${w.at} ${w.method} ${w.path} ${JSON.stringify(w.body)} ${w.status}`),
+      }).toMatchObject({ written: false });
       expect(cancel?.outcome).toBe('succeeded');
     } else {
       expect({ departure, cancel }).toMatchObject({
