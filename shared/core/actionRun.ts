@@ -2,7 +2,7 @@ import { accessCutoff } from './accessCutoff';
 import { actionSpec, type ActionName } from './actions';
 import { ErrorCodes, OffboardingError, toOffboardingError } from './errors';
 import { combinedError, fail, failureOf, onPremisesMastered, supersede } from './flow';
-import { commitWrites, noteApplied } from './personTimeline';
+import { commitWrites } from './personTimeline';
 import type { FlowContext, FlowResult, Run } from './run';
 import { decodeBody } from './events';
 import { decidedBy, guardrailOf, type Admission } from './guardrail';
@@ -153,19 +153,21 @@ export async function perform(ctx: FlowContext, run: Run): Promise<FlowResult> {
 
   // The commit point: still the person's latest HR intent, decided in one conditional write.
   if (run.admission !== undefined && toRun.length > 0) {
+    const { intent, seen, version } = run.admission;
     const committed = await commitWrites(
       ctx.deps.timelines,
       user.id,
-      run.admission.intent,
+      intent,
+      seen,
       toRun,
       ctx.now().toISOString(),
-      run.admission.version,
+      version,
     );
+    run.admission = { ...run.admission, pending: false };
     if (committed.verdict.kind === 'superseded') {
       record.actions = [];
-      return supersede(record, committed.verdict.by, prior, committed.version?.value);
+      return supersede(record, committed.verdict.by, prior, committed.timeline);
     }
-    run.admission = { ...run.admission, version: committed.version };
   }
 
   // Errors of this run's failed actions, kept to decide retryability and Retry-After.
@@ -187,7 +189,6 @@ export async function perform(ctx: FlowContext, run: Run): Promise<FlowResult> {
   record.actions.sort(
     (a, b) => record.requestedActions.indexOf(a.action) - record.requestedActions.indexOf(b.action),
   );
-  await noteChanges(ctx, run, user, toRun);
 
   const revoked = record.actions.find((a) => a.action === 'revokeSignInSessions');
   if (revoked?.status === 'succeeded') {
@@ -231,35 +232,6 @@ function undoneSince(action: ActionName, user: DirectoryUser): boolean {
   if (action === 'disableAccount') return user.accountEnabled === true;
   if (action === 'enableAccount') return user.accountEnabled === false;
   return false;
-}
-
-/**
- * Notes on the person's timeline what this run changed (a departure's or reinstatement's writes;
- * MFA events are no HR intent). If the timeline cannot be written the record says so: the writes
- * happened and the audit must show them.
- */
-async function noteChanges(
-  ctx: FlowContext,
-  run: Run,
-  user: DirectoryUser,
-  ran: readonly ActionName[],
-): Promise<void> {
-  if (run.admission === undefined || ran.length === 0) return;
-  const made = run.record.actions.filter((a) => ran.includes(a.action));
-  try {
-    await noteApplied(
-      ctx.deps.timelines,
-      user.id,
-      { ref: `${run.key.identityKey}/${run.key.contentDigest}`, eventId: run.event.id },
-      made,
-      ctx.now().toISOString(),
-      run.admission?.version,
-    );
-  } catch (error) {
-    run.record.notes.push(
-      `The person's timeline could not be updated with this run's changes (${toOffboardingError(error).code}); the record above is what was done.`,
-    );
-  }
 }
 
 export async function write(

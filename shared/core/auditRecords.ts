@@ -64,11 +64,11 @@ export async function readDecideWrite<T, V>(
   },
   decide: (current: T | undefined) => { next?: T; verdict: V },
   what: string,
-  /** The version this caller already holds: the first try decides on it without a read. */
-  known?: Versioned<T>,
+  /** What this caller's own read found (a version, or nothing): the first try decides on it. */
+  known?: { found: Versioned<T> | undefined },
 ): Promise<{ value: T | undefined; verdict: V }> {
   for (let race = 0; race < MAX_WRITE_RACES; race++) {
-    const stored = race === 0 && known !== undefined ? known : await store.read();
+    const stored = race === 0 && known !== undefined ? known.found : await store.read();
     const decision = decide(stored === undefined ? undefined : structuredClone(stored.value));
     if (decision.next === undefined) return { value: stored?.value, verdict: decision.verdict };
     const written =

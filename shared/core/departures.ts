@@ -7,7 +7,7 @@ import type { FlowContext, FlowResult, Run } from './run';
 import { AppMessageIdPrefixes, MessageProperties } from './messaging';
 import type { AuditRecord } from './ports';
 import { MAX_SCHEDULE_AHEAD_DAYS } from './queuePolicy';
-import { wroteBy, type Timeline } from './timeline';
+import { attemptedBy, type Timeline } from './timeline';
 
 /*
  * Departures with a leave date: scheduling the copy for the date, and cancelling what is still
@@ -203,7 +203,7 @@ function cancelVerdict(
   // The person's timeline shows a run of it wrote, or committed to writes and ended without
   // recording them (its audit write failed): it may have written.
   const ref = `${current.identityKey}/${current.contentDigest}`;
-  if (timeline?.writing?.ref === ref || wroteBy(timeline, ref).length > 0) return 'underway';
+  if (attemptedBy(timeline, ref).length > 0) return 'underway';
   const waiting =
     current.outcome === 'scheduled' ||
     current.outcome === 'in-progress' ||

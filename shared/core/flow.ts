@@ -3,7 +3,7 @@ import { ErrorCodes, OffboardingError, toOffboardingError } from './errors';
 import { isAnnounced } from './lifecycle';
 import type { ActionResult, AuditRecord, FinalRecordSink, PolicyConfig } from './ports';
 import type { FlowResult } from './run';
-import { supersedingOf, wroteBy, type Intent, type Timeline } from './timeline';
+import { attemptedBy, supersedingOf, type Intent, type Timeline } from './timeline';
 import { describeUserRef, type UserRef } from './userRef';
 
 /*
@@ -69,28 +69,25 @@ export function supersede(
     by.kind
   ];
   const ref = `${record.identityKey}/${record.contentDigest}`;
-  const unrecorded = timeline?.writing?.ref === ref ? timeline.writing : undefined;
+  const begun = attemptedBy(timeline, ref);
   record.outcome = 'superseded';
   record.supersededBy = supersedingOf(by);
   record.actions = record.requestedActions.map((action): ActionResult => {
-    const earlier = prior?.actions.find((a) => a.action === action && a.status === 'succeeded');
+    const earlier = prior?.actions.find(
+      (a) => a.action === action && (a.status === 'succeeded' || a.status === 'failed'),
+    );
     if (earlier !== undefined)
       return {
         ...earlier,
-        message: 'Done in an earlier attempt, before this event was superseded.',
+        message: `From an earlier attempt, before this event was superseded: ${earlier.message ?? earlier.status}`,
       };
-    if (wroteBy(timeline, ref).includes(action))
-      return {
-        action,
-        status: 'succeeded',
-        message: `Done by an earlier run of this event (the person's timeline shows it), before it was superseded.`,
-      };
-    if (unrecorded?.actions.includes(action))
+    if (begun.includes(action))
       return {
         action,
         status: 'failed',
         errorCode: ErrorCodes.WriteOutcomeUnknown,
-        message: `An earlier run of this event began this write at ${unrecorded.at} and ended without recording whether Graph made it.`,
+        message:
+          "An earlier run of this event began this write (the person's timeline shows it) and ended without recording whether Graph made it.",
       };
     return { action, status: 'not-attempted' };
   });

@@ -15,7 +15,7 @@ import {
 import { fail, isProtected, refuse, supersede } from './flow';
 import { guardrailOf, type EventDecision } from './guardrail';
 import { generatePassword } from './password';
-import { admitIntent, noteSeen } from './personTimeline';
+import { admitIntent, checkIntent, noteSeen } from './personTimeline';
 import type { AuditRecord, DirectoryUser } from './ports';
 import { reinstate } from './reinstate';
 import { Routes } from './routes';
@@ -223,15 +223,16 @@ export class OffboardingService {
       kind,
       at: intentTime(run),
     };
-    const { verdict, timeline, version } = await admitIntent(
-      this.deps.timelines,
-      user,
-      intent,
-      seenAt,
-    );
+    const seen = { accountEnabled: user.accountEnabled, at: seenAt };
+    // A cancellation writes its intent now (it writes nothing to Graph); an event that writes to
+    // Graph is only checked here, by one read, and written at its commit point.
+    const { verdict, timeline, version } =
+      kind === 'cancel'
+        ? await admitIntent(this.deps.timelines, user.id, intent, seen)
+        : await checkIntent(this.deps.timelines, user.id, intent, seen);
+    run.admission = { intent, seen, version, pending: kind !== 'cancel' };
     if (verdict.kind === 'superseded')
       return { flow: supersede(record, verdict.by, run.prior, timeline) };
-    run.admission = { intent, version };
     return { user, timeline };
   }
 

@@ -1,14 +1,12 @@
 import type { ActionName } from './actions';
 import { readDecideWrite, type Versioned } from './auditRecords';
-import type { ActionResult, DirectoryUser, StoredTimeline, TimelineStore } from './ports';
+import type { DirectoryUser, StoredTimeline, TimelineStore } from './ports';
 import {
   decide,
   emptyTimeline,
   intentOf,
-  withApplied,
+  withAttempted,
   withIntent,
-  withCommit,
-  withoutCommit,
   withSeen,
   type Intent,
   type Timeline,
@@ -22,7 +20,7 @@ import {
  */
 
 /** A timeline as read or written, with its ETag: the next conditional write starts from it. */
-export type KnownTimeline = Versioned<Timeline>;
+export type KnownTimeline = { found: Versioned<Timeline> | undefined };
 
 async function update<V>(
   store: TimelineStore,
@@ -32,15 +30,17 @@ async function update<V>(
 ): Promise<{ value: Timeline | undefined; verdict: V; version: KnownTimeline | undefined }> {
   const id = personId.toLowerCase();
   let version: KnownTimeline | undefined = known;
-  const remember = (stored: StoredTimeline | undefined): KnownTimeline | undefined => {
-    if (stored !== undefined) version = { value: stored.timeline, etag: stored.etag };
-    return stored && { value: stored.timeline, etag: stored.etag };
+  const remember = (stored: StoredTimeline | undefined, read: boolean) => {
+    const found = stored && { value: stored.timeline, etag: stored.etag };
+    // A read that found nothing is known too; a write that lost its condition leaves nothing known.
+    version = read || found !== undefined ? { found } : undefined;
+    return found;
   };
   const result = await readDecideWrite<Timeline, V>(
     {
-      read: async () => remember(await store.read(id)),
-      create: async (timeline) => remember(await store.create(timeline)),
-      replace: async (timeline, etag) => remember(await store.replace(timeline, etag)),
+      read: async () => remember(await store.read(id), true),
+      create: async (timeline) => remember(await store.create(timeline), false),
+      replace: async (timeline, etag) => remember(await store.replace(timeline, etag), false),
     },
     (current) => {
       const before = current ?? emptyTimeline(id);
@@ -56,60 +56,96 @@ async function update<V>(
   return { ...result, version };
 }
 
+/** What a read of the account showed, noted on the timeline with the next write. */
+export interface Seen {
+  accountEnabled: boolean | null;
+  at: string;
+}
+
+function admitted(
+  current: Timeline,
+  intent: Intent,
+  seen: Seen,
+): { next: Timeline; standing: Intent } {
+  const withRead = withSeen(current, seen.accountEnabled, seen.at);
+  const standing = intentOf(withRead, intent.ref) ?? intent;
+  return { next: withIntent(withRead, standing), standing };
+}
+
+/**
+ * Whether this event may still write, by one read: the timeline as it would be with this event's
+ * intent, not written yet. The commit point (or `admitIntent`) writes it, from this version.
+ */
+export async function checkIntent(
+  store: TimelineStore,
+  personId: string,
+  intent: Intent,
+  seen: Seen,
+): Promise<{ verdict: Verdict; timeline: Timeline; version: KnownTimeline | undefined }> {
+  const id = personId.toLowerCase();
+  const stored = await store.read(id);
+  const { next, standing } = admitted(stored?.timeline ?? emptyTimeline(id), intent, seen);
+  return {
+    verdict: decide(next, standing),
+    timeline: next,
+    version: { found: stored && { value: stored.timeline, etag: stored.etag } },
+  };
+}
+
 /**
  * Puts this event's intent on the person's timeline (its first-seen time stays) together with what
  * the read of the account showed, and decides whether the event may still write.
  */
 export async function admitIntent(
   store: TimelineStore,
-  user: DirectoryUser,
+  personId: string,
   intent: Intent,
-  seenAt: string,
+  seen: Seen,
+  known?: KnownTimeline,
 ): Promise<{ verdict: Verdict; timeline: Timeline; version: KnownTimeline | undefined }> {
-  const result = await update(store, user.id, (current) => {
-    const seen = withSeen(current, user.accountEnabled, seenAt);
-    const standing = intentOf(seen, intent.ref) ?? intent;
-    const next = withIntent(seen, standing);
-    return { next, verdict: { verdict: decide(next, standing), timeline: next } };
-  });
+  const result = await update(
+    store,
+    personId,
+    (current) => {
+      const { next, standing } = admitted(current, intent, seen);
+      return { next, verdict: { verdict: decide(next, standing), timeline: next } };
+    },
+    known,
+  );
   return { ...result.verdict, version: result.version };
 }
 
 /**
- * The commit point, just before a run's first Graph write: decides again against every intent
- * admitted since, and marks the writes to come in the same conditional write. An intent admitted
- * after this point finds the run committed (it waits for it, then sees what it wrote); one admitted
- * before it supersedes the run here, before anything is written.
+ * The commit point, just before a run's first Graph write: admits the event's intent, decides
+ * again against every intent admitted so far, and records the writes it begins, in one
+ * conditional write. An intent admitted after this point finds the writes begun (a cancellation
+ * waits for the run, then sees them); one admitted before it supersedes the run here, before
+ * anything is written.
  */
 export async function commitWrites(
   store: TimelineStore,
   personId: string,
   intent: Intent,
+  seen: Seen,
   actions: readonly ActionName[],
   at: string,
   known: KnownTimeline | undefined,
-): Promise<{ verdict: Verdict; version: KnownTimeline | undefined }> {
+): Promise<{ verdict: Verdict; timeline: Timeline | undefined }> {
   const result = await update<Verdict>(
     store,
     personId,
     (current) => {
-      const standing = intentOf(current, intent.ref) ?? intent;
-      const admitted = withIntent(current, standing);
-      const verdict = decide(admitted, standing);
-      if (verdict.kind === 'superseded') return { next: current, verdict };
+      const { next, standing } = admitted(current, intent, seen);
+      const verdict = decide(next, standing);
+      if (verdict.kind === 'superseded') return { next, verdict };
       return {
-        next: withCommit(admitted, {
-          ref: intent.ref,
-          eventId: intent.eventId,
-          actions: [...actions],
-          at,
-        }),
+        next: withAttempted(next, actions, { at, ref: intent.ref, eventId: intent.eventId }),
         verdict,
       };
     },
     known,
   );
-  return { verdict: result.verdict, version: result.version };
+  return { verdict: result.verdict, timeline: result.value };
 }
 
 /** Notes what a read of the account showed (an event that is no HR intent, such as MFA). */
@@ -123,36 +159,4 @@ export async function noteSeen(
     return { next, verdict: next };
   });
   return result.verdict;
-}
-
-/**
- * Notes the changes this run made to the account (the writes it made that succeeded) and clears
- * its commit mark.
- */
-export async function noteApplied(
-  store: TimelineStore,
-  personId: string,
-  event: { ref: string; eventId: string },
-  actions: readonly ActionResult[],
-  at: string,
-  known?: KnownTimeline,
-): Promise<void> {
-  const made = actions.filter((a) => a.status === 'succeeded');
-  await update(
-    store,
-    personId,
-    (current) => ({
-      next: made.reduce(
-        (timeline, a) =>
-          withApplied(timeline, a.action, {
-            at,
-            ref: event.ref,
-            eventId: event.eventId,
-          }),
-        withoutCommit(current, event.ref),
-      ),
-      verdict: undefined,
-    }),
-    known,
-  );
 }

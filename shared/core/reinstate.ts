@@ -26,13 +26,13 @@ export async function reinstate(
   const { record } = run;
   const resolved = await ctx.resolve(run);
   if ('flow' in resolved) return resolved.flow;
-  const { user } = resolved;
+  // The person's timeline as read when this event was checked against it (with this read's view).
+  const { user, timeline } = resolved;
   const now = ctx.now();
   // Only a run by hand can force; a queue message cannot carry it.
   const forcedBy = run.delivery.route === 'command' ? run.delivery.force : undefined;
   const forced = forcedBy !== undefined;
   if (forcedBy !== undefined) record.forcedBy = forcedBy;
-  const timeline = (await ctx.deps.timelines.read(user.id.toLowerCase()))?.timeline;
 
   const history = (await historyOf(ctx.deps.audit, user)).filter(
     (r) => !sameKey(r, run.key) && isThisUser(r, user),

@@ -3,7 +3,7 @@
  * (claim, departures, actionRun, reinstate, settle) share. A leaf: type-only imports, so no step ever
  * imports the orchestrator and the core has no import cycle.
  */
-import type { KnownTimeline } from './personTimeline';
+import type { KnownTimeline, Seen } from './personTimeline';
 import type { Intent, Timeline } from './timeline';
 import type { OffboardingError } from './errors';
 import type { OffboardingEvent } from './events';
@@ -105,8 +105,11 @@ export interface Run {
   record: AuditRecord;
   /** An operator released this held event (`offboard guardrail release`). */
   release?: EventDecision;
-  /** This event's HR intent as admitted to the person's timeline, and the version then read. */
-  admission?: { intent: Intent; version: KnownTimeline | undefined };
+  /**
+   * This event's HR intent and the timeline version read when it was checked. `pending`: not
+   * written yet (the commit point writes it, or the settlement when the run never got there).
+   */
+  admission?: { intent: Intent; seen: Seen; version: KnownTimeline | undefined; pending: boolean };
 }
 
 /** What a flow decided, before settlement (delayed retry) and the one final write. */

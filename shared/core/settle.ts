@@ -5,6 +5,7 @@ import { stableId } from './eventIdentity';
 import { decodeBody } from './events';
 import { deliverFinal, setError } from './flow';
 import { assertMove, isFinal } from './lifecycle';
+import { admitIntent } from './personTimeline';
 import {
   AppMessageIdPrefixes,
   MessageProperties,
@@ -97,6 +98,27 @@ function keepEarlierWrites(run: Run): void {
   });
 }
 
+/**
+ * An event checked against the person's timeline that never reached its commit point (held,
+ * deferred, scheduled for later, a dry run, failed before writing) is put on the timeline now,
+ * before its record: later events are decided against it. A superseded one need not be (a later
+ * intent is there). A failure throws, like a failed audit write: the delivery comes back.
+ */
+async function admitPending(ctx: SettleContext, run: Run): Promise<void> {
+  const admission = run.admission;
+  const personId = run.record.objectId;
+  if (admission?.pending !== true || personId === undefined) return;
+  if (run.record.outcome === 'superseded') return;
+  await admitIntent(
+    ctx.deps.timelines,
+    personId,
+    admission.intent,
+    admission.seen,
+    admission.version,
+  );
+  run.admission = { ...admission, pending: false };
+}
+
 /** Settles a run and writes its record once. */
 export async function finish(
   ctx: SettleContext,
@@ -104,6 +126,7 @@ export async function finish(
   flow: FlowResult,
 ): Promise<ProcessResult> {
   const { record, delivery } = run;
+  await admitPending(ctx, run);
   let { disposition, error } = flow;
   const deferred = error?.code === ErrorCodes.Deferred;
   if (deferred) {

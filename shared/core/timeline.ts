@@ -21,8 +21,11 @@ export interface Intent {
   kind: IntentKind;
   /** The event's own `time`, else when the app first saw it (ISO, UTC). */
   at: string;
-  /** What runs of this event wrote to the account (kept even when a later event wrote again). */
-  wrote?: ActionName[];
+  /**
+   * The writes runs of this event began (at their commit point): made, failed, or unknown to
+   * the record if the run ended without recording them. Kept when a later event writes again.
+   */
+  attempted?: ActionName[];
 }
 
 /** A change this app made to the account. */
@@ -48,20 +51,6 @@ export interface Timeline {
   applied: Partial<Record<ActionName, AppChange>>;
   /** The last read that found the account other than this app left it (someone else acted). */
   changedOutside?: OutsideChange;
-  /**
-   * A run that decided to write and has not noted what it wrote: set just before its first Graph
-   * write (the commit point, decided against every intent admitted so far), cleared when it notes
-   * its changes. Still set later means that run ended without saying what it wrote.
-   */
-  writing?: PendingWrites;
-}
-
-/** The writes a run committed to (see Timeline.writing). */
-export interface PendingWrites {
-  ref: string;
-  eventId: string;
-  actions: ActionName[];
-  at: string;
 }
 
 /** Intents kept per person. Dropping older ones never changes a verdict: a kept one is later. */
@@ -133,38 +122,32 @@ export function intentOf(timeline: Timeline, ref: string): Intent | undefined {
   return timeline.intents.find((i) => i.ref === ref);
 }
 
-/** The timeline with a run's commit to write: the intent must still be the person's latest. */
-export function withCommit(timeline: Timeline, pending: PendingWrites): Timeline {
-  return { ...timeline, writing: pending };
-}
-
-/** The timeline after a run noted its changes: its commit mark is cleared. */
-export function withoutCommit(timeline: Timeline, ref: string): Timeline {
-  if (timeline.writing?.ref !== ref) return timeline;
-  const next = { ...timeline };
-  delete next.writing;
-  return next;
-}
-
-/** The timeline after this app made a change: the last change of each kind, and on the intent. */
-export function withApplied(timeline: Timeline, action: ActionName, change: AppChange): Timeline {
+/**
+ * The timeline after a run's commit point: the writes it is about to make count as this app's
+ * changes from now (a write that then fails shows as a disagreeing read later, which only makes a
+ * reinstatement more careful), and the event's intent keeps which writes it began.
+ */
+export function withAttempted(
+  timeline: Timeline,
+  actions: readonly ActionName[],
+  change: AppChange,
+): Timeline {
   const intents = timeline.intents.map((i) =>
-    i.ref !== change.ref || i.wrote?.includes(action) === true
+    i.ref !== change.ref
       ? i
-      : { ...i, wrote: [...(i.wrote ?? []), action] },
+      : { ...i, attempted: [...new Set([...(i.attempted ?? []), ...actions])] },
   );
-  const before = timeline.applied[action];
-  if (before !== undefined && before.at >= change.at) return { ...timeline, intents };
-  return { ...timeline, intents, applied: { ...timeline.applied, [action]: change } };
+  const applied = { ...timeline.applied };
+  for (const action of actions) {
+    const before = applied[action];
+    if (before === undefined || before.at < change.at) applied[action] = change;
+  }
+  return { ...timeline, intents, applied };
 }
 
-/** What the runs of the event with this record ref wrote, as far as the timeline knows. */
-export function wroteBy(timeline: Timeline | undefined, ref: string): readonly ActionName[] {
-  const own = timeline?.intents.find((i) => i.ref === ref)?.wrote ?? [];
-  const last = Object.entries(timeline?.applied ?? {})
-    .filter(([, change]) => change?.ref === ref)
-    .map(([action]) => action as ActionName);
-  return [...new Set([...own, ...last])];
+/** The writes runs of the event with this record ref began, as far as the timeline knows. */
+export function attemptedBy(timeline: Timeline | undefined, ref: string): readonly ActionName[] {
+  return timeline?.intents.find((i) => i.ref === ref)?.attempted ?? [];
 }
 
 /** Whether this app's last change to the account left it disabled (undefined: never changed it). */

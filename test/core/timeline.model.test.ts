@@ -567,9 +567,9 @@ describe('one person, one timeline (model-based)', () => {
       'superseded',
       'cancelled',
       'held',
-      'discarded',
       'refused',
       'failed',
+      'delayed',
     ])
       expect({ outcome, reached: (REACHED.get(outcome) ?? 0) > 0 }).toEqual({
         outcome,
