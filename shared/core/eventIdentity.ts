@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { OffboardingEvent } from './events';
+import { AppMessageIdPrefixes } from './messaging';
 import type { RecordKey } from './ports';
 import { routeOfKind, type RouteName } from './routes';
 
@@ -40,4 +41,22 @@ export function eventKey(event: OffboardingEvent, actions: readonly string[]): R
 /** The record key of a message that is not a valid event: its own, from the message id. */
 export function invalidMessageKey(route: RouteName | 'command', messageId: string): RecordKey {
   return { identityKey: stableId('invalid', route, messageId), contentDigest: 'invalid' };
+}
+
+/** The message id of the copy parked after an audit outage: one per attempt of a message. */
+export function outageCopyId(original: string, attempt: number): string {
+  return `${AppMessageIdPrefixes.outage}${attempt}-${stableId(original)}`;
+}
+
+/**
+ * The original message an outage copy stands for, only when its own id is the one the app derives
+ * from it: a property alone is a sender's word, and could name another message.
+ */
+export function outageCopyOriginal(messageId: string, carried: unknown): string | undefined {
+  if (typeof carried !== 'string') return undefined;
+  if (!messageId.startsWith(AppMessageIdPrefixes.outage)) return undefined;
+  const attempt = /^(\d+)-/.exec(messageId.slice(AppMessageIdPrefixes.outage.length))?.[1];
+  return attempt !== undefined && messageId === outageCopyId(carried, Number(attempt))
+    ? carried
+    : undefined;
 }

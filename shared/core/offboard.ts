@@ -1,10 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { perform } from './actionRun';
-import { errorOf, invalidMessageRecord, updateRecord } from './auditRecords';
+import { countDuplicate, errorOf, invalidMessageRecord, updateRecord } from './auditRecords';
+import { MessageProperties } from './messaging';
 import { actionsOf, decideClaim, freshAttempt, isForLater, type ClaimVerdict } from './claim';
 import { cancelDeparture, scheduleDeparture } from './departures';
 import { ErrorCodes, OffboardingError, toOffboardingError } from './errors';
-import { eventKey, invalidMessageKey } from './eventIdentity';
+import { eventKey, invalidMessageKey, outageCopyOriginal } from './eventIdentity';
 import {
   EventKinds,
   parseEvent,
@@ -242,17 +243,26 @@ export class OffboardingService {
     error: OffboardingError,
     startedAt: Date,
   ): Promise<ProcessResult> {
-    // Never by a property: a sender could name another message's id and overwrite its record.
-    const key = invalidMessageKey(delivery.route, delivery.messageId);
+    // The message's own id; an outage copy's original only when its id proves the link (a
+    // property alone could name another message). An existing record is never rewritten.
+    const original = outageCopyOriginal(
+      delivery.messageId,
+      delivery.properties?.[MessageProperties.originalMessageId],
+    );
+    const messageId = original ?? delivery.messageId;
+    const key = invalidMessageKey(delivery.route, messageId);
     const at = startedAt.toISOString();
     const fields = {
-      eventId: salvageEventId(delivery.body) ?? `message:${delivery.messageId}`,
+      eventId: salvageEventId(delivery.body) ?? `message:${messageId}`,
       route: delivery.route,
-      messageId: delivery.messageId,
+      messageId,
       dryRun: this.deps.policy.dryRun,
     };
     const written = await updateRecord(this.deps.audit, key, (current) => ({
-      next: invalidMessageRecord(key, fields, error, at, current),
+      next:
+        current === undefined
+          ? invalidMessageRecord(key, fields, error, at, undefined)
+          : countDuplicate(current, at),
       verdict: undefined,
     }));
     const record = written.record ?? invalidMessageRecord(key, fields, error, at, undefined);

@@ -1,13 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { ErrorCodes, toOffboardingError } from './errors';
-import { stableId } from './eventIdentity';
+import { outageCopyId } from './eventIdentity';
 import { decodeBody, salvageEventId } from './events';
-import {
-  AppMessageIdPrefixes,
-  MessageProperties,
-  scalarProperties,
-  type Scheduler,
-} from './messaging';
+import { MessageProperties, scalarProperties, type Scheduler } from './messaging';
 import type { Delivery, OffboardingService, ProcessResult } from './offboard';
 import type { AuditRecord } from './ports';
 import { retryDelayMs, type RetryPolicy } from './retryPolicy';
@@ -83,7 +78,7 @@ export class QueueProcessor {
       const carried = properties[MessageProperties.originalMessageId];
       const original = typeof carried === 'string' ? carried : delivery.messageId;
       // Deterministic per attempt: a crash before completion does not park two copies.
-      const messageId = `${AppMessageIdPrefixes.outage}${attempt + 1}-${stableId(original)}`;
+      const messageId = outageCopyId(original, attempt + 1);
       let sequenceNumber: string;
       try {
         sequenceNumber = await this.deps.scheduler.schedule(

@@ -3,6 +3,8 @@
  * invalid messages kept apart, and the claim (lease) that keeps two runs of one event from
  * writing to Graph at the same time.
  */
+import { outageCopyId } from '../../shared/core/eventIdentity';
+import { MessageProperties } from '../../shared/core/messaging';
 import { ErrorCodes } from '../../shared/core/errors';
 import { CLAIM_LEASE_MS } from '../../shared/core/offboard';
 import type { AuditRecord } from '../../shared/core/ports';
@@ -147,13 +149,31 @@ describe('invalid messages', () => {
     expect(result.error?.message).toMatch(/not JSON/);
   });
 
-  it('the same invalid message delivered again updates its own record', async () => {
+  it('the same invalid message delivered again counts a duplicate on its own record', async () => {
     const core = makeCore();
     const body = leaving('not-a-user');
     await core.process(delivery(body, { messageId: 'm-bad' }));
     const again = await core.process(delivery(body, { messageId: 'm-bad' }));
-    expect(again.record.attempts).toBe(2);
+    expect(again.record).toMatchObject({ attempts: 1, duplicates: 1 });
     expect(core.audit.all()).toHaveLength(1);
+  });
+
+  it("an invalid message's outage copy lands on its record; a forged link does not", async () => {
+    const core = makeCore();
+    const body = leaving('not-a-user');
+    await core.process(delivery(body, { messageId: 'm-bad' }));
+    const original = { [MessageProperties.originalMessageId]: 'm-bad' };
+    // The copy the app parks after an audit outage: its id is derived from the original's.
+    const copy = await core.process(
+      delivery(body, { messageId: outageCopyId('m-bad', 2), properties: original }),
+    );
+    expect(copy.record).toMatchObject({ messageId: 'm-bad', duplicates: 1 });
+    expect(core.audit.all()).toHaveLength(1);
+    // Another sender naming m-bad in the property gets a record of its own; m-bad's stands.
+    const forged = leaving('also not a user');
+    await core.process(delivery(forged, { messageId: 'm-forged', properties: original }));
+    expect(core.audit.all()).toHaveLength(2);
+    expect(core.audit.all().find((r) => r.messageId === 'm-bad')?.duplicates).toBe(1);
   });
 });
 
