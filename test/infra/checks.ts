@@ -400,6 +400,24 @@ export function checkWorkbook(files: InfraFiles): string[] {
   return unmet(files, WORKBOOK_RULES);
 }
 
+/**
+ * Each KQL line of the alerts and the workbook (a Bicep string `'| ...'` on a line of its own)
+ * closes every string literal it opens: an odd number of `"` is a query Azure rejects when it runs.
+ * The compiler cannot see it (the KQL is only text to Bicep).
+ */
+export function checkQueryQuotes(files: InfraFiles): string[] {
+  const findings: string[] = [];
+  for (const path of [ALERTS, WORKBOOK])
+    code(files, path)
+      .split('\n')
+      .forEach((line, i) => {
+        const kql = /^\s*'(\|.*)'$/.exec(line)?.[1]?.replace(/\\'/g, "'");
+        if (kql !== undefined && (kql.match(/"/g) ?? []).length % 2 !== 0)
+          findings.push(`${path}:${i + 1}: a KQL string literal is not closed: ${kql}`);
+      });
+  return findings;
+}
+
 export function checkInfra(files: InfraFiles, contract: InfraContract): string[] {
   return [
     ...checkNotRestated(files, contract),
@@ -413,5 +431,6 @@ export function checkInfra(files: InfraFiles, contract: InfraContract): string[]
     ...checkLogLineAlerts(files, contract),
     ...checkPlatform(files),
     ...checkWorkbook(files),
+    ...checkQueryQuotes(files),
   ];
 }

@@ -158,6 +158,7 @@ const DRIFTS: [string, string, string | RegExp, string, string][] = [
   ['not Flex Consumption', FUNCTION_APP, "name: 'FC1'", "name: 'Y1'", 'Flex Consumption'],
   ['the password permission unconditional', GRAPH, '= if (enablePasswordReset) {', '= {', 'depend on enablePasswordReset'],
   ['the workbook not deployed', MAIN, /\nmodule workbook [^]*?\n\}\n/, '\n', 'must deploy the workbook module'],
+  ['a workbook query with an unclosed string', WORKBOOK, 'Message contains "outcome: \\\'"\'', 'Message contains "outcome: \\\'\'', 'a KQL string literal is not closed'],
   ['the workbook on another scope', WORKBOOK, 'sourceId: workspaceId', "sourceId: ''", 'workbook.bicep must declare a Microsoft.Insights/workbooks'],
   ['the Graph extension missing from bicepconfig.json', 'infra/bicepconfig.json', '"microsoftGraphV1"', '"graph"', 'bicepconfig.json must declare microsoftGraphV1'],
 ];
