@@ -129,6 +129,8 @@ export function createQueueHandler(runtime: () => Runtime, route: RouteName) {
         route,
         eventId: record.eventId,
         source: record.source,
+        // A departure, or a cancellation or reinstatement (they share the departures queue).
+        eventType: record.eventType,
         objectId: record.objectId,
         // When the core counts the departure as due (shared/core/settle.ts): the leave date, else
         // when the app first took it.
