@@ -21,9 +21,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await world.stop();
 });
-beforeEach(() => {
-  world.graph.reset();
-});
 
 const HOUR = 3_600_000;
 const contract = JSON.parse(
