@@ -43,8 +43,13 @@ export interface Report {
   byErrorCode: Record<string, number>;
   /** From the event's `time` to the verified revocation (signInSessionsValidFrom). */
   latency: LatencySummary;
-  /** failed + retryable: a retry is scheduled or due. */
+  /** Transient failures a retry is scheduled or due for: failed + retryable, and delayed. */
   openFailures: number;
+  /**
+   * Of those, departures past their due time by DEPARTURE_OVERDUE_MINUTES that are still being
+   * retried (Graph throttling or down): the "departure delayed" alert fired for each.
+   */
+  delayed: number;
   refused: number;
   /** Waiting: for the leave date (scheduled), or for the write budget or another run (Deferred). */
   held: { scheduled: number; deferred: number };
@@ -92,7 +97,10 @@ export function buildReport(records: AuditRecord[], since: Date, until: Date): R
     byOutcome: tally(records.map((r) => r.outcome)),
     byErrorCode: tally(records.flatMap((r) => (r.errorCode === undefined ? [] : [r.errorCode]))),
     latency,
-    openFailures: records.filter((r) => r.outcome === 'failed' && r.retryable === true).length,
+    openFailures: records.filter(
+      (r) => (r.outcome === 'failed' && r.retryable === true) || r.outcome === 'delayed',
+    ).length,
+    delayed: records.filter((r) => r.outcome === 'delayed').length,
     refused: records.filter((r) => r.outcome === 'refused').length,
     held: {
       // A leave-date run that waits for budget keeps `scheduled`: it counts as deferred only.
@@ -143,7 +151,8 @@ export function formatReport(report: Report): string {
       ['figure', 'value'],
       [
         ['event time to verified revocation', latencyLine],
-        ['open failures (failed, retryable)', String(report.openFailures)],
+        ['open failures (failed retryable, or delayed)', String(report.openFailures)],
+        ['delayed departures (past due, still retrying)', String(report.delayed)],
         ['refused (protected accounts)', String(report.refused)],
         ['held for the leave date (scheduled)', String(held.scheduled)],
         ['held, waiting for budget or a claim (Deferred)', String(held.deferred)],

@@ -15,6 +15,7 @@ import {
   PASSWORD_RESET_ROLE,
   requiredGraphPermissions,
 } from '../shared/adapters/graphPermissions';
+import { DEPARTURE_DELAYED } from '../shared/adapters/functionHandler';
 import { AppMessageIdPrefixes } from '../shared/core/messaging';
 import { GUARDRAIL_TRIPPED } from '../shared/core/guardrail';
 import { QUEUE_POLICY } from '../shared/core/queuePolicy';
@@ -94,7 +95,7 @@ export function buildInfraContract() {
     functions: FUNCTIONS,
     appMessageIdPrefixes: APP_MESSAGE_ID_PREFIXES,
     /** Log lines alerts look for. */
-    logs: { guardrailTripped: GUARDRAIL_TRIPPED },
+    logs: { guardrailTripped: GUARDRAIL_TRIPPED, departureDelayed: DEPARTURE_DELAYED },
     graph: {
       appId: MICROSOFT_GRAPH_APP_ID,
       permissions: requiredGraphPermissions(false),

@@ -1,5 +1,6 @@
-// Alerts for the people who run the offboarding: dead letters, failing invocations and, if wanted,
-// an HR feed that went silent. All go to one action group. test/infra checks each definition.
+// Alerts for the people who run the offboarding: dead letters, failing invocations, a tripped
+// guardrail, a delayed departure and, if wanted, an HR feed that went silent. All go to one action
+// group. test/infra checks each definition.
 param actionGroupName string
 param tags object
 
@@ -283,6 +284,59 @@ resource guardrailAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
       allOf: [
         {
           query: guardrailQuery
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: 0
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    actions: {
+      actionGroups: [
+        actionGroup.id
+      ]
+    }
+  }
+}
+
+// A departure is past its due time by DEPARTURE_OVERDUE_MINUTES and still being retried: Graph
+// throttles or is down, and the leaver can still sign in. The function logs
+// contract.logs.departureDelayed once per departure, on the run that marks it delayed; the
+// departure keeps retrying and ends succeeded, or failed after DEPARTURE_GIVE_UP_AFTER_MINUTES.
+var departureDelayedMessage = loadJsonContent('../contract.json').logs.departureDelayed
+var departureDelayedQuery = join([
+  'AppTraces'
+  '| where AppRoleName =~ "${functionAppName}"'
+  '| where Message startswith "${departureDelayedMessage}"'
+], '\n')
+
+resource departureDelayedAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: 'departure-delayed'
+  location: location
+  tags: tags
+  kind: 'LogAlert'
+  properties: {
+    displayName: 'Offboarding departure delayed: still retrying past its due time'
+    description: 'A departure is past its due time and still not done: Graph is throttling or unavailable, and the leaver may still sign in. It keeps retrying until DEPARTURE_GIVE_UP_AFTER_MINUTES. Query OffboardingLogs for DepartureDelayed, check Graph service health, then `offboard audit --event ID`.'
+    severity: 2
+    enabled: true
+    scopes: [
+      workspaceId
+    ]
+    // A new workspace has no AppTraces table until the first trace arrives: without this the rule
+    // fails to create ("Failed to resolve table"). The query is still checked when it runs.
+    skipQueryValidation: true
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT5M'
+    // Each delayed departure is logged once: every line is an alert of its own.
+    autoMitigate: false
+    criteria: {
+      allOf: [
+        {
+          query: departureDelayedQuery
           timeAggregation: 'Count'
           operator: 'GreaterThan'
           threshold: 0

@@ -18,7 +18,7 @@ var app = '| where AppRoleName =~ "${functionAppName}"'
 var runs = join([
   'AppTraces'
   app
-  '| where Message startswith "Event " and Message has "outcome: \''
+  '| where Message startswith "Event " and Message contains "outcome: \'"'
 ], '\n')
 
 var outcomesQuery = join([
@@ -61,6 +61,25 @@ var deadLettersQuery = join([
   '| render columnchart'
 ], '\n')
 
+// Departures announced delayed (the function's DepartureDelayed line, the one the "departure delayed"
+// alert counts), each with the outcome of its latest run: `delayed` while it still retries, then
+// `succeeded` or `failed`.
+var departureDelayedMessage = loadJsonContent('../contract.json').logs.departureDelayed
+var eventIdOf = 'extract(@"eventId: \'([^\']+)\'", 1, Message)'
+var delayedDeparturesQuery = join([
+  'AppTraces'
+  app
+  '| where Message startswith "${departureDelayedMessage}"'
+  '| extend eventId = ${eventIdOf}, objectId = extract(@"objectId: \'([^\']+)\'", 1, Message), dueAt = extract(@"dueAt: \'([^\']+)\'", 1, Message), errorCode = extract(@"errorCode: \'([^\']+)\'", 1, Message)'
+  '| join kind=leftouter ('
+  runs
+  '| extend eventId = ${eventIdOf}, outcome = extract(@"outcome: \'([^\']+)\'", 1, Message)'
+  '| summarize arg_max(TimeGenerated, outcome) by eventId'
+  ') on eventId'
+  '| project delayedAt = TimeGenerated, eventId, objectId, dueAt, errorCode, latestOutcome = outcome'
+  '| order by delayedAt desc'
+], '\n')
+
 // One chart of the workbook: a log query over the workspace in the chosen time range.
 func chart(title string, query string) object => {
   type: 3
@@ -83,7 +102,7 @@ var content = {
     {
       type: 1
       content: {
-        json: '## Offboarding\nThe figures of `offboard report` over time, from the function logs. The audit table stays the truth: `offboard report --since 7d` counts events, these charts count runs (a retried event once per attempt). Guardrail trips: the guardrail is not enabled.'
+        json: '## Offboarding\nThe figures of `offboard report` over time, from the function logs. The audit table stays the truth: `offboard report --since 7d` counts events, these charts count runs (a retried event once per attempt). Outcomes include `delayed` (a departure past its due time, still retrying: its runs count as delayed until it ends) and `superseded` (a later HR intent of the person came first: nothing written). Guardrail trips: the guardrail is not enabled.'
       }
       name: 'intro'
     }
@@ -120,6 +139,7 @@ var content = {
     chart('Processing time per invocation (s): p50, p95, max', durationQuery)
     chart('Graph 429s (Throttled) and waits for the write budget (Deferred), runs per hour', throttlingQuery)
     chart('Events sent to the dead-letter queue per day, by error code', deadLettersQuery)
+    chart('Departures delayed past their due time (latest outcome: delayed while still retrying)', delayedDeparturesQuery)
   ]
   isLocked: false
   fallbackResourceIds: [

@@ -5,6 +5,14 @@ import { GUARDRAIL_TRIPPED } from '../core/guardrail';
 import { Routes, type RouteName } from '../core/routes';
 import type { Runtime } from '../app/runtime';
 
+/**
+ * The log line of a departure that became delayed: past its due time by DEPARTURE_OVERDUE_MINUTES
+ * and still retrying (Graph throttles or is down). Logged once per departure, on the run that
+ * marks it delayed; the "departure delayed" alert looks for it (infra reads it through the contract).
+ */
+export const DEPARTURE_DELAYED =
+  'DepartureDelayed: a departure is past its due time and still being retried';
+
 export class SettlementError extends Error {
   override readonly name = 'SettlementError';
   constructor(
@@ -114,6 +122,22 @@ export function createQueueHandler(runtime: () => Runtime, route: RouteName) {
         route,
         ...result.guardrailTrip,
         eventId: record.eventId,
+      });
+    if (result.delayedNow === true)
+      // The "departure delayed" alert fires on this line. Ids and times only: no UPN, no message.
+      context.warn(DEPARTURE_DELAYED, {
+        route,
+        eventId: record.eventId,
+        source: record.source,
+        // A departure, or a cancellation or reinstatement (they share the departures queue).
+        eventType: record.eventType,
+        objectId: record.objectId,
+        // When the core counts the departure as due (shared/core/settle.ts): the leave date, else
+        // when the app first took it.
+        dueAt: record.effectiveAt ?? record.firstAttemptAt,
+        delayedSince: record.delayedAt,
+        errorCode: record.errorCode ?? result.error?.code,
+        nextAttemptAt: result.retry?.at,
       });
     if (outcome.settlement === 'complete') {
       if (record.outcome === 'held' && !result.duplicate)

@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { format } from 'node:util';
-import { createQueueHandler } from '../../shared/adapters/functionHandler';
+import { createQueueHandler, DEPARTURE_DELAYED } from '../../shared/adapters/functionHandler';
 import { buildReport } from '../../cli/report';
 import { accessCutoff } from '../../shared/core/accessCutoff';
 import type { AuditRecord } from '../../shared/core/ports';
@@ -26,15 +26,17 @@ const record = (overrides: FixtureOverrides = {}) => fixtureRecord(NOW, override
 const retryable = (errorCode: string) =>
   record({ outcome: 'failed', errorCode, errorMessage: 'transient', retryable: true });
 
-// Hand count over the default 7 days: 17 records (the last fixture is 10 days old).
+// Hand count over the default 7 days: 19 records (the last fixture is 10 days old).
 //   outcomes: succeeded 6, failed 3, held 3, refused 1, scheduled 1, in-progress 1, dry-run 1,
-//   discarded 1
+//   discarded 1, delayed 1, superseded 1
 //   guardrail: 1 trip, 2 held (one more held was released), 1 released, 1 discarded
-//   error codes: Throttled, GraphUnavailable, Forbidden, ProtectedAccount, Deferred: 1 each
+//   error codes: Throttled 2 (one of them the delayed departure), GraphUnavailable, Forbidden,
+//   ProtectedAccount, Deferred: 1 each
 //   latency (10, 20, 30, 40, 100 s after the first attempt; nearest rank): p50 30, p95 100, max 100
 //   (every event time is eight days older, like the sample that once gave a p95 of eight days)
-//   open failures 2, refused 1, held 1 scheduled + 1 deferred, duplicate deliveries 3
-// Over --since 1d: the 2-day-old success drops out: 16 records, succeeded 5, latency p50 20, p95 40, max 40.
+//   open failures 3 (2 failed and retryable, 1 delayed), delayed 1, refused 1,
+//   held 1 scheduled + 1 deferred, duplicate deliveries 3
+// Over --since 1d: the 2-day-old success drops out: 18 records, succeeded 5, latency p50 20, p95 40, max 40.
 const cutoff = accessCutoff({ revokedAt: ago(HOUR), guest: false, disabled: true });
 const succeededWithCutoff = record({
   latencySeconds: 10,
@@ -70,6 +72,20 @@ const FIXTURES: AuditRecord[] = [
     outcome: 'discarded',
     guardrail: { heldAt: ago(HOUR), discard: { by: 'ops', reason: 'bad feed', at: ago(HOUR) } },
   }),
+  // Due three hours ago, still throttled: announced delayed, a retry scheduled.
+  record({
+    outcome: 'delayed',
+    errorCode: 'Throttled',
+    retryable: true,
+    effectiveAt: ago(3 * HOUR),
+    delayedAt: ago(2 * HOUR),
+    nextAttemptAt: ago(-HOUR),
+  }),
+  // A cancellation came first: nothing written, nothing to do.
+  record({
+    outcome: 'superseded',
+    supersededBy: { eventId: 'evt-cancel', source: '/hr/workday', kind: 'cancel', at: ago(DAY) },
+  }),
   record({ outcome: 'failed', errorCode: 'Throttled', retryable: true, lastAgoMs: 10 * DAY }),
 ];
 
@@ -93,7 +109,7 @@ describe('offboard report', () => {
     expect(report).toEqual({
       since: expect.any(String) as unknown,
       until: expect.any(String) as unknown,
-      records: 17,
+      records: 19,
       byOutcome: {
         succeeded: 6,
         failed: 3,
@@ -103,16 +119,19 @@ describe('offboard report', () => {
         'in-progress': 1,
         refused: 1,
         scheduled: 1,
+        delayed: 1,
+        superseded: 1,
       },
       byErrorCode: {
         Deferred: 1,
         Forbidden: 1,
         GraphUnavailable: 1,
         ProtectedAccount: 1,
-        Throttled: 1,
+        Throttled: 2,
       },
       latency: { count: 5, p50Seconds: 30, p95Seconds: 100, maxSeconds: 100 },
-      openFailures: 2,
+      openFailures: 3,
+      delayed: 1,
       refused: 1,
       held: { scheduled: 1, deferred: 1 },
       duplicateDeliveries: 3,
@@ -126,7 +145,7 @@ describe('offboard report', () => {
     const run = await runCli(['report', '--since', '1d', '--json'], cliEnv);
     expect(run.code).toBe(0);
     expect(JSON.parse(run.stdout)).toMatchObject({
-      records: 16,
+      records: 18,
       byOutcome: { succeeded: 5 },
       latency: { count: 4, p50Seconds: 20, p95Seconds: 40, maxSeconds: 40 },
     });
@@ -136,22 +155,25 @@ describe('offboard report', () => {
     const run = await runCli(['report', '--since', ago(30 * DAY), '--json'], cliEnv);
     expect(run.code).toBe(0);
     expect(JSON.parse(run.stdout)).toMatchObject({
-      records: 18,
-      byErrorCode: { Throttled: 2 },
-      openFailures: 3,
+      records: 20,
+      byErrorCode: { Throttled: 3 },
+      openFailures: 4,
     });
   });
 
   it('on a terminal: the same figures, one per line', async () => {
     const run = await runCli(['report'], cliEnv);
     expect(run.code).toBe(0);
-    expect(run.stdout).toMatch(/^Offboarding report from \S+ to \S+: 17 audit record\(s\)/);
+    expect(run.stdout).toMatch(/^Offboarding report from \S+ to \S+: 19 audit record\(s\)/);
     expect(run.stdout).toMatch(/^succeeded\s+6$/m);
-    expect(run.stdout).toMatch(/^Throttled\s+1$/m);
+    expect(run.stdout).toMatch(/^delayed\s+1$/m);
+    expect(run.stdout).toMatch(/^superseded\s+1$/m);
+    expect(run.stdout).toMatch(/^Throttled\s+2$/m);
     expect(run.stdout).toMatch(
       /^event time to verified revocation\s+p50 30 s, p95 100 s, max 100 s \(5 events\)$/m,
     );
-    expect(run.stdout).toMatch(/^open failures \(failed, retryable\)\s+2$/m);
+    expect(run.stdout).toMatch(/^open failures \(failed retryable, or delayed\)\s+3$/m);
+    expect(run.stdout).toMatch(/^delayed departures \(past due, still retrying\)\s+1$/m);
     expect(run.stdout).toMatch(/^refused \(protected accounts\)\s+1$/m);
     expect(run.stdout).toMatch(/^held for the leave date \(scheduled\)\s+1$/m);
     expect(run.stdout).toMatch(/^held, waiting for budget or a claim \(Deferred\)\s+1$/m);
@@ -280,5 +302,51 @@ describe('the workbook reads what the function logs', () => {
     expect(extract('errorCode', retried)).toBe('Throttled');
     expect(deadLettered.startsWith('Event failed permanently')).toBe(true);
     expect(extract('errorCode', deadLettered)).toBe('UserNotFound');
+  });
+
+  it("the runs filter selects every run line and nothing else (the workbook's `runs`)", () => {
+    const filter = /'\| where Message startswith "([^"]+)" and Message contains "(.+)"'\n/.exec(
+      bicep,
+    );
+    expect(filter).not.toBeNull();
+    const [, prefix = '', marker = ''] = filter ?? [];
+    const isRun = (line: string) =>
+      line.startsWith(prefix) && line.includes(marker.replace(/\\'/g, "'"));
+    expect(isRun("Event processed { eventId: 'e1', outcome: 'succeeded' }")).toBe(true);
+    expect(isRun(`${DEPARTURE_DELAYED} { eventId: 'e1', errorCode: 'Throttled' }`)).toBe(false);
+  });
+
+  it('a delayed departure parses from the line the handler writes once (DepartureDelayed)', async () => {
+    const lines: string[] = [];
+    const runtime = world.runtimeWith({
+      AUDIT_TABLE_NAME: `Audit${randomUUID().replace(/-/g, '').slice(0, 20)}`,
+    });
+    const handler = createQueueHandler(() => runtime, 'employeeLeaving');
+    const leaver = world.newUser();
+    for (const operation of ['patch', 'revoke'] as const)
+      world.graph.injectFault({ operation, userKey: leaver.id, status: 429, retryAfterSeconds: 1 });
+    const dueAt = ago(HOUR);
+    const event = cloudEvent('employee.leaving', { user: leaver.upn, effectiveAt: dueAt });
+    await handler(
+      event,
+      new InvocationContext({
+        invocationId: randomUUID(),
+        functionName: 'employeeLeaving',
+        triggerMetadata: { messageId: randomUUID(), deliveryCount: 1, applicationProperties: {} },
+        logHandler: (_level, ...args) => lines.push(format(...args)),
+      }),
+    );
+    const delayed = lines.filter((l) => l.startsWith(DEPARTURE_DELAYED));
+    expect(delayed).toHaveLength(1);
+    const [line = ''] = delayed;
+    expect(extract('eventId', line)).toBe(event.id);
+    expect(extract('objectId', line)).toBe(leaver.id);
+    expect(extract('dueAt', line)).toBe(dueAt);
+    expect(extract('errorCode', line)).toBe('Throttled');
+    // Its run line says `delayed`: the workbook's latest outcome of that event.
+    const run = lines.find(
+      (l) => l.startsWith('Event ') && l.includes(`eventId: '${event.id as string}'`),
+    );
+    expect(extract('outcome', run ?? '')).toBe('delayed');
   });
 });

@@ -323,6 +323,46 @@ export function checkAlerts(files: InfraFiles): string[] {
     /metricAlerts|scheduledQueryRules/.test(x.type),
   ))
     if (!d.body.includes('actionGroup.id')) findings.push(`${d.symbol} has no action group`);
+  // A new workspace has no AppTraces table until the first trace: a validated rule fails to create.
+  for (const d of declarations(files).filter((x) => /scheduledQueryRules/.test(x.type)))
+    if (!/^\s*skipQueryValidation: true$/m.test(d.body))
+      findings.push(`${d.symbol} must set skipQueryValidation: true`);
+  return findings;
+}
+
+/**
+ * Each log line the contract names (contract.logs, the code's constants) has a log search alert:
+ * the message read from the contract, matched at the start of AppTraces.Message, counted, fired on
+ * any row.
+ */
+export function checkLogLineAlerts(files: InfraFiles, contract: InfraContract): string[] {
+  const text = code(files, ALERTS);
+  const rules = declarations(files).filter(
+    (d) => d.file === ALERTS && d.type === 'Microsoft.Insights/scheduledQueryRules',
+  );
+  const findings: string[] = [];
+  for (const key of Object.keys(contract.logs)) {
+    const message = new RegExp(
+      `^var (\\w+) = loadJsonContent\\('\\.\\./contract\\.json'\\)\\.logs\\.${key}$`,
+      'm',
+    ).exec(text)?.[1];
+    if (message === undefined) {
+      findings.push(`${ALERTS} does not read contract.logs.${key}`);
+      continue;
+    }
+    const query = new RegExp(
+      `^var (\\w+) = join\\(\\[\\s*'AppTraces'\\s*'\\| where AppRoleName =~ "\\$\\{functionAppName\\}"'\\s*'\\| where Message startswith "\\$\\{${message}\\}"'\\s*\\]`,
+      'm',
+    ).exec(text)?.[1];
+    if (query === undefined) {
+      findings.push(`no AppTraces query of the app matches Message startswith ${message}`);
+      continue;
+    }
+    const rule = rules.find((r) => new RegExp(`^\\s*query: ${query}$`, 'm').test(r.body));
+    if (rule === undefined) findings.push(`no log search alert runs ${query} (logs.${key})`);
+    else if (!/timeAggregation: 'Count'\s*operator: 'GreaterThan'\s*threshold: 0/.test(rule.body))
+      findings.push(`${rule.symbol} must fire on any row of ${query} (Count > 0)`);
+  }
   return findings;
 }
 
@@ -360,6 +400,24 @@ export function checkWorkbook(files: InfraFiles): string[] {
   return unmet(files, WORKBOOK_RULES);
 }
 
+/**
+ * Each KQL line of the alerts and the workbook (a Bicep string `'| ...'` on a line of its own)
+ * closes every string literal it opens: an odd number of `"` is a query Azure rejects when it runs.
+ * The compiler cannot see it (the KQL is only text to Bicep).
+ */
+export function checkQueryQuotes(files: InfraFiles): string[] {
+  const findings: string[] = [];
+  for (const path of [ALERTS, WORKBOOK])
+    code(files, path)
+      .split('\n')
+      .forEach((line, i) => {
+        const kql = /^\s*'(\|.*)'$/.exec(line)?.[1]?.replace(/\\'/g, "'");
+        if (kql !== undefined && (kql.match(/"/g) ?? []).length % 2 !== 0)
+          findings.push(`${path}:${i + 1}: a KQL string literal is not closed: ${kql}`);
+      });
+  return findings;
+}
+
 export function checkInfra(files: InfraFiles, contract: InfraContract): string[] {
   return [
     ...checkNotRestated(files, contract),
@@ -370,7 +428,9 @@ export function checkInfra(files: InfraFiles, contract: InfraContract): string[]
     ...checkDefaults(files),
     ...checkNoKeys(files),
     ...checkAlerts(files),
+    ...checkLogLineAlerts(files, contract),
     ...checkPlatform(files),
     ...checkWorkbook(files),
+    ...checkQueryQuotes(files),
   ];
 }

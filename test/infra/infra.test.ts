@@ -147,11 +147,18 @@ const DRIFTS: [string, string, string | RegExp, string, string][] = [
   ['"no events" firing on rows instead of their absence', ALERTS, "operator: 'LessThan'\n          threshold: 1", "operator: 'GreaterThan'\n          threshold: 0", 'fire on zero rows'],
   ['"no events" on whatever the window', ALERTS, "windowSize: 'PT${noEventsAlertHours}H'", "windowSize: 'PT1H'", 'window must be noEventsAlertHours'],
   ['an alert without the action group', ALERTS, /(resource functionFailuresAlert[^]*?)actionGroupId: actionGroup\.id/, '$1actionGroupId: \'\'', 'functionFailuresAlert has no action group'],
+  ['no alert on a delayed departure', ALERTS, /\nresource departureDelayedAlert [^]*?\n\}\n/, '\n', 'no log search alert runs departureDelayedQuery (logs.departureDelayed)'],
+  ['the delayed alert on another log line', ALERTS, "('../contract.json').logs.departureDelayed", "('../contract.json').logs.guardrailTripped", 'does not read contract.logs.departureDelayed'],
+  ['the delayed query on any message', ALERTS, '| where Message startswith "${departureDelayedMessage}"', '| where Message has "Delayed"', 'matches Message startswith departureDelayedMessage'],
+  ['the delayed alert firing when no departure is delayed', ALERTS, /(resource departureDelayedAlert[^]*?operator: )'GreaterThan'/, "$1'LessThan'", 'departureDelayedAlert must fire on any row'],
+  ['a log alert validated on a workspace without AppTraces', ALERTS, /(resource departureDelayedAlert[^]*?)skipQueryValidation: true\n/, '$1', 'departureDelayedAlert must set skipQueryValidation: true'],
+  ['the delayed alert without the action group', ALERTS, /(resource departureDelayedAlert[^]*?)actionGroups: \[\s*actionGroup\.id\s*\]/, '$1actionGroups: []', 'departureDelayedAlert has no action group'],
   // Platform.
   ['not Node 22', FUNCTION_APP, "version: '22'", "version: '20'", 'node 22'],
   ['not Flex Consumption', FUNCTION_APP, "name: 'FC1'", "name: 'Y1'", 'Flex Consumption'],
   ['the password permission unconditional', GRAPH, '= if (enablePasswordReset) {', '= {', 'depend on enablePasswordReset'],
   ['the workbook not deployed', MAIN, /\nmodule workbook [^]*?\n\}\n/, '\n', 'must deploy the workbook module'],
+  ['a workbook query with an unclosed string', WORKBOOK, 'Message contains "outcome: \\\'"\'', 'Message contains "outcome: \\\'\'', 'a KQL string literal is not closed'],
   ['the workbook on another scope', WORKBOOK, 'sourceId: workspaceId', "sourceId: ''", 'workbook.bicep must declare a Microsoft.Insights/workbooks'],
   ['the Graph extension missing from bicepconfig.json', 'infra/bicepconfig.json', '"microsoftGraphV1"', '"graph"', 'bicepconfig.json must declare microsoftGraphV1'],
 ];
