@@ -1,3 +1,4 @@
+import { dueTimeOf } from '../core/settle';
 import type { InvocationContext } from '@azure/functions';
 import { revocationLatencyMs } from '../core/accessCutoff';
 import { eventMessage } from '../core/events';
@@ -134,7 +135,7 @@ export function createQueueHandler(runtime: () => Runtime, route: RouteName) {
         objectId: record.objectId,
         // When the core counts the departure as due (shared/core/settle.ts): the leave date, else
         // when the app first took it.
-        dueAt: record.effectiveAt ?? record.firstAttemptAt,
+        dueAt: dueTimeOf(record),
         delayedSince: record.delayedAt,
         errorCode: record.errorCode ?? result.error?.code,
         nextAttemptAt: result.retry?.at,

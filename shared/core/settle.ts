@@ -38,8 +38,12 @@ export interface SettleContext {
 }
 
 /** When a departure is due: its leave date, else when the app first saw it. */
+export function dueTimeOf(record: Pick<AuditRecord, 'effectiveAt' | 'firstAttemptAt'>): string {
+  return record.effectiveAt ?? record.firstAttemptAt;
+}
+
 function dueAt(record: AuditRecord): number {
-  return Date.parse(record.effectiveAt ?? record.firstAttemptAt);
+  return Date.parse(dueTimeOf(record));
 }
 
 /**

@@ -87,7 +87,9 @@ describe('offboard reinstate', () => {
     );
     expect(forced.code).toBe(0);
     // The audit names who forced it, when and why.
-    expect(forced.stdout).toMatch(/Forced by ops\.alice \(--force\) at \S+: rehired, ticket HR-7\./);
+    expect(forced.stdout).toMatch(
+      /Forced by ops\.alice \(--force\) at \S+: rehired, ticket HR-7\./,
+    );
     expect(world.graph.getUser(user.id)?.accountEnabled).toBe(true);
   });
 

@@ -129,7 +129,10 @@ it('ends 1,000 events under injected faults and an adversarial mix succeeded or 
               writes: world.graph
                 .writes()
                 .filter((w) => w.userId === race.user.id)
-                .map((w) => `${w.at} ${w.method} ${w.path} ${JSON.stringify(w.body)} ${w.status}`),
+                .map(
+                  (w) =>
+                    `${String(w.at)} ${w.method} ${w.path} ${JSON.stringify(w.body)} ${w.status}`,
+                ),
             },
             null,
             1,
@@ -169,7 +172,7 @@ it('ends 1,000 events under injected faults and an adversarial mix succeeded or 
     const key = `${String(e.route)}:${String(e.eventId)}`;
     byEventAndRoute.set(key, [
       ...(byEventAndRoute.get(key) ?? []),
-      `${String(e.outcome)} ${String(e.errorCode ?? '')} ${String(e.messageId)} ${String(e.rowKey)}`,
+      `${String(e.outcome)} ${typeof e.errorCode === 'string' ? e.errorCode : ''} ${String(e.messageId)} ${String(e.rowKey)}`,
     ]);
   }
   // An event id with more records than the plan gives it, named if the count below fails.
