@@ -77,6 +77,17 @@ const settled = (id: string, wanted: AuditRecord['outcome'], timeoutMs?: number)
     },
     timeoutMs,
   );
+/** The event's record once its run is over, whatever its outcome (no run holds it, no retry is parked). */
+const ended = (id: string) =>
+  waitFor(`${id} to end`, async () => {
+    const r = await record(id);
+    return r !== undefined &&
+      r.claimedBy === undefined &&
+      r.nextAttemptAt === undefined &&
+      r.outcome !== 'in-progress'
+      ? r
+      : undefined;
+  });
 const deadLettered = (id: string) =>
   world.serviceBus.deadLetters(QUEUE).find((d) => (d.body as { id?: string }).id === id);
 /** Writes the Graph stand-in saw to this person's account, so far. */
@@ -123,9 +134,12 @@ async function replayAndRunByHand(departure: Event): Promise<AuditRecord> {
     });
   }
   const byHand = await runCli(['process', '--json'], cliEnv, JSON.stringify(departure));
-  expect(byHand.stderr).not.toMatch(/Error:/);
+  expect(byHand.stderr).toBe('');
+  expect(byHand.code).toBe(0);
   const done = await record(departure.id);
   if (done === undefined) throw new Error(`no record for ${departure.id}`);
+  // The run by hand reports the record as it stands (a duplicate of a finished event, or its end).
+  expect((JSON.parse(byHand.stdout) as AuditRecord).outcome).toBe(done.outcome);
   return done;
 }
 
@@ -255,11 +269,12 @@ describe('3. a cancellation that arrives before its departure', () => {
 
     await pipeline.send(QUEUE, cancel);
     const cancellation = await settled(cancel.id, 'succeeded');
-    expect(cancellation.notes.join(' ')).toMatch(/superseded by this cancellation/);
     await pipeline.send(QUEUE, departure);
-    const done = await settled(departure.id, 'superseded');
+    const done = await ended(departure.id);
 
+    expect(done.outcome).toBe('superseded');
     expect(done.supersededBy).toMatchObject({ eventId: cancel.id, kind: 'cancel' });
+    expect(cancellation.notes.join(' ')).toMatch(/superseded by this cancellation/);
     expect(writesTo(person.id)).toHaveLength(0);
     expect(enabled(person.id)).toBe(true);
     expect((await announced(departure.id, 'superseded')).data.supersededBy?.id).toBe(cancel.id);
@@ -274,8 +289,9 @@ describe('3. a cancellation that arrives before its departure', () => {
     await pipeline.send(QUEUE, cancel);
     await settled(cancel.id, 'succeeded');
     await pipeline.send(QUEUE, departure);
-    const done = await settled(departure.id, 'superseded');
+    const done = await ended(departure.id);
 
+    expect(done.outcome).toBe('superseded');
     expect(done.supersededBy).toMatchObject({ eventId: cancel.id, at });
     expect(writesTo(person.id)).toHaveLength(0);
     expect(enabled(person.id)).toBe(true);
@@ -306,21 +322,21 @@ describe('4. Graph throttling every write', () => {
       'the throttled departure to outlast the attempt limit',
       async () => {
         const r = await record(departure.id);
-        return r !== undefined && r.attempts >= 2 * MFA_MAX_ATTEMPTS && r.claimedBy === undefined
-          ? r
-          : undefined;
+        const enough = r !== undefined && r.attempts >= 2 * MFA_MAX_ATTEMPTS;
+        const gaveUp = r?.errorCode === 'RetriesExhausted';
+        return (enough || gaveUp) && r?.claimedBy === undefined ? r : undefined;
       },
       60_000,
     );
+    expect(delayed.errorCode).not.toBe('RetriesExhausted');
     expect(delayed.outcome).toBe('delayed');
     expect(delayed.delayedAt).toBeDefined();
     expect(delayed.waits).toBe(delayed.attempts);
-    expect(delayed.errorCode).not.toBe('RetriesExhausted');
     expect(deadLettered(departure.id)).toBeUndefined();
     expect(enabled(person.id)).toBe(true);
     const announcedDelayed = await announced(departure.id, 'delayed');
     expect(announcedDelayed.data.delayedSince).toBe(delayed.delayedAt);
-    expect(writesTo(person.id).every((w) => w.status === 429)).toBe(true);
+    expect(writesTo(person.id).filter((w) => w.status >= 200 && w.status < 300)).toEqual([]);
 
     for (const fault of throttled) fault.remove(); // Graph recovers
     const done = await settled(departure.id, 'succeeded', 60_000);
@@ -385,8 +401,9 @@ describe('5. a reinstatement after an admin re-enabled and re-disabled the accou
 
     const reinstatement = hrEvent('employee.reinstated', { user: person.upn, reason: 'rehired' });
     await pipeline.send(QUEUE, reinstatement);
-    const refused = await settled(reinstatement.id, 'failed');
+    const refused = await ended(reinstatement.id);
 
+    expect(refused.outcome).toBe('failed');
     expect(refused.errorCode).toBe('NotDisabledByThisApp');
     expect(refused.retryable).toBe(false);
     expect(refused.errorMessage).toMatch(/someone else has changed it since/);
