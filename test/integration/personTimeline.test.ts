@@ -5,57 +5,35 @@
  * stand-in, the audit and the timelines in Azurite, the outcome topic read back with the real SDK,
  * and the `offboard` CLI as a child process where an operator is involved.
  */
-import {
-  ServiceBusClient,
-  type ServiceBusReceivedMessage,
-  type ServiceBusReceiver,
-} from '@azure/service-bus';
 import { latestRecordFor } from '../../shared/core/auditRecords';
-import type { OutcomeEvent } from '../../shared/core/outcomeEvent';
 import type { AuditRecord } from '../../shared/core/ports';
 import { runCli } from '../support/cli';
+import { listenToOutcomes, type OutcomeListener } from '../support/outcomes';
 import { startPipeline, type Pipeline } from '../support/runner';
 import { waitFor } from '../support/wait';
-import {
-  OUTCOME_SUBSCRIPTION,
-  OUTCOME_TOPIC,
-  cloudEvent,
-  startWorld,
-  type World,
-} from '../support/world';
+import { cloudEvent, startWorld, type World } from '../support/world';
 
 jest.setTimeout(120_000);
 
 /** Attempts of an MFA event for transient failures (kept small so that reproduction 4 is quick). */
 const MFA_MAX_ATTEMPTS = 2;
 const QUEUE = 'employee-leaving';
+/** How long a step may take on a loaded 2-core machine (each waits only as long as it needs). */
+const WAIT_MS = 60_000;
 
 let world: World;
 let pipeline: Pipeline;
 let cliEnv: Record<string, string>;
-let subscriber: ServiceBusClient;
-let outcomeReceiver: ServiceBusReceiver;
-const outcomes: ServiceBusReceivedMessage[] = [];
+let outcomes: OutcomeListener;
 
 beforeAll(async () => {
   world = await startWorld({ RETRY_MAX_ATTEMPTS: String(MFA_MAX_ATTEMPTS) });
   pipeline = startPipeline(world);
   cliEnv = { ...world.env, ...world.identity.envFor(), OFFBOARD_OPERATOR: 'ops-test' };
-  subscriber = new ServiceBusClient(world.serviceBus.connectionString);
-  outcomeReceiver = subscriber.createReceiver(OUTCOME_TOPIC, OUTCOME_SUBSCRIPTION, {
-    receiveMode: 'receiveAndDelete',
-  });
-  outcomeReceiver.subscribe({
-    processMessage: (message) => {
-      outcomes.push(message);
-      return Promise.resolve();
-    },
-    processError: () => Promise.resolve(),
-  });
+  outcomes = listenToOutcomes(world);
 });
 afterAll(async () => {
-  await outcomeReceiver.close();
-  await subscriber.close();
+  await outcomes.close();
   await pipeline.stop();
   await world.stop();
 });
@@ -68,7 +46,7 @@ const hrEvent = (type: string, data: Record<string, unknown>, time?: string): Ev
 
 const record = (id: string) => latestRecordFor(world.runtime.audit, id);
 /** The event's record once it has this outcome and no run holds it. */
-const settled = (id: string, wanted: AuditRecord['outcome'], timeoutMs?: number) =>
+const settled = (id: string, wanted: AuditRecord['outcome'], timeoutMs = WAIT_MS) =>
   waitFor(
     `${id} to be ${wanted}`,
     async () => {
@@ -79,38 +57,49 @@ const settled = (id: string, wanted: AuditRecord['outcome'], timeoutMs?: number)
   );
 /** The event's record once its run is over, whatever its outcome (no run holds it, no retry is parked). */
 const ended = (id: string) =>
-  waitFor(`${id} to end`, async () => {
-    const r = await record(id);
-    return r !== undefined &&
-      r.claimedBy === undefined &&
-      r.nextAttemptAt === undefined &&
-      r.outcome !== 'in-progress'
-      ? r
-      : undefined;
-  });
+  waitFor(
+    `${id} to end`,
+    async () => {
+      const r = await record(id);
+      return r !== undefined &&
+        r.claimedBy === undefined &&
+        r.nextAttemptAt === undefined &&
+        r.outcome !== 'in-progress'
+        ? r
+        : undefined;
+    },
+    WAIT_MS,
+  );
 const deadLettered = (id: string) =>
   world.serviceBus.deadLetters(QUEUE).find((d) => (d.body as { id?: string }).id === id);
 /** Writes the Graph stand-in saw to this person's account, so far. */
 const writesTo = (objectId: string) =>
   world.graph.writes().filter((w) => w.userId?.toLowerCase() === objectId.toLowerCase());
 const enabled = (objectId: string) => world.graph.getUser(objectId)?.accountEnabled;
-/** The outcome events the topic carried about one event, oldest first. */
-const outcomesOf = (eventId: string) =>
-  outcomes.map((m) => m.body as OutcomeEvent).filter((o) => o.data.event.id === eventId);
-const announced = (eventId: string, outcome: OutcomeEvent['outcome']) =>
-  waitFor(`an outcome event ${outcome} about ${eventId}`, () =>
-    outcomesOf(eventId).find((o) => o.outcome === outcome),
-  );
-
 /** An admin's own change in the directory (the portal, PowerShell): no trace this app can read. */
 function adminSets(user: { id: string; upn: string }, accountEnabled: boolean): void {
   world.graph.addUser({ id: user.id, userPrincipalName: user.upn, accountEnabled });
 }
 
+/** Graph refuses this operation on this user with 403 (a missing permission) until removed. */
+const denied = (operation: 'getUser' | 'revoke', user: string) =>
+  world.graph.injectFault({
+    operation,
+    userKey: user,
+    status: 403,
+    code: 'Authorization_RequestDenied',
+    message: 'Insufficient privileges to complete the operation.',
+    times: Infinity,
+  });
+
 /** A departure sent through the queue that fails permanently and lands in the dead-letter queue. */
 async function deadLetteredDeparture(departure: Event): Promise<AuditRecord> {
   await pipeline.send(QUEUE, departure);
-  await waitFor(`departure ${departure.id} to be dead-lettered`, () => deadLettered(departure.id));
+  await waitFor(
+    `departure ${departure.id} to be dead-lettered`,
+    () => deadLettered(departure.id),
+    WAIT_MS,
+  );
   return settled(departure.id, 'failed');
 }
 
@@ -128,10 +117,14 @@ async function replayAndRunByHand(departure: Event): Promise<AuditRecord> {
   expect(replay.code).toBe(0);
   if (deadLettered(departure.id) === undefined) {
     // Replayed: wait for the copy to be run by the function before running it by hand.
-    await waitFor(`the replayed copy of ${departure.id} to run`, async () => {
-      const r = await record(departure.id);
-      return r !== undefined && r.outcome !== 'failed' && r.claimedBy === undefined;
-    });
+    await waitFor(
+      `the replayed copy of ${departure.id} to run`,
+      async () => {
+        const r = await record(departure.id);
+        return r !== undefined && r.outcome !== 'failed' && r.claimedBy === undefined;
+      },
+      WAIT_MS,
+    );
   }
   const byHand = await runCli(['process', '--json'], cliEnv, JSON.stringify(departure));
   expect(byHand.stderr).toBe('');
@@ -146,19 +139,12 @@ async function replayAndRunByHand(departure: Event): Promise<AuditRecord> {
 describe('1. a replay after a cancellation', () => {
   it('writes nothing: the departure ends superseded by the cancellation and the account stays enabled', async () => {
     const kept = world.newUser();
-    const denied = world.graph.injectFault({
-      operation: 'getUser',
-      userKey: kept.upn,
-      status: 403,
-      code: 'Authorization_RequestDenied',
-      message: 'Insufficient privileges to complete the operation.',
-      times: Infinity,
-    });
+    const readDenied = denied('getUser', kept.upn);
     const departure = hrEvent('employee.leaving', { user: kept.upn });
     const failed = await deadLetteredDeparture(departure);
     expect(failed.retryable).toBe(false);
     expect(writesTo(kept.id)).toHaveLength(0);
-    denied.remove(); // the permission is fixed
+    readDenied.remove(); // the permission is fixed
 
     const cancel = hrEvent('employee.leaving.cancelled', { user: kept.upn, reason: 'stays' });
     await pipeline.send(QUEUE, cancel);
@@ -179,30 +165,23 @@ describe('1. a replay after a cancellation', () => {
     expect(done.actions.every((a) => a.status === 'not-attempted')).toBe(true);
     expect(writesTo(kept.id)).toHaveLength(0);
     expect(enabled(kept.id)).toBe(true);
-    const event = await announced(departure.id, 'superseded');
+    const event = await outcomes.announced(departure.id, 'superseded');
     expect(event.data.supersededBy).toMatchObject({ id: cancel.id, kind: 'cancel' });
-    expect(outcomesOf(departure.id).map((o) => o.outcome)).not.toContain('succeeded');
+    expect(outcomes.about(departure.id).map((o) => o.outcome)).not.toContain('succeeded');
   });
 });
 
 describe('2. a replay after a reinstatement, of a departure that had disabled the account', () => {
   /** A departure that disabled the account, then failed on the revocation (403), dead-lettered. */
   async function disabledThenDeadLettered(user: { id: string; upn: string }) {
-    const denied = world.graph.injectFault({
-      operation: 'revoke',
-      userKey: user.id,
-      status: 403,
-      code: 'Authorization_RequestDenied',
-      message: 'Insufficient privileges to complete the operation.',
-      times: Infinity,
-    });
+    const revokeDenied = denied('revoke', user.id);
     const departure = hrEvent('employee.leaving', { user: user.upn });
     const failed = await deadLetteredDeparture(departure);
     expect(failed.actions).toContainEqual(
       expect.objectContaining({ action: 'disableAccount', status: 'succeeded' }),
     );
     expect(enabled(user.id)).toBe(false);
-    denied.remove();
+    revokeDenied.remove();
     return departure;
   }
 
@@ -230,9 +209,9 @@ describe('2. a replay after a reinstatement, of a departure that had disabled th
     );
     expect(writesTo(leaver.id)).toHaveLength(writesBefore);
     expect(enabled(leaver.id)).toBe(true);
-    const event = await announced(departure.id, 'superseded');
+    const event = await outcomes.announced(departure.id, 'superseded');
     expect(event.data.supersededBy).toMatchObject({ id: reinstatement.id, kind: 'reinstate' });
-    expect(outcomesOf(departure.id).map((o) => o.outcome)).not.toContain('succeeded');
+    expect(outcomes.about(departure.id).map((o) => o.outcome)).not.toContain('succeeded');
   });
 
   it('without a reinstatement, checks the account instead of remembering: re-enabled by someone, it is disabled again and the record says so', async () => {
@@ -254,7 +233,7 @@ describe('2. a replay after a reinstatement, of a departure that had disabled th
       accountEnabled: false,
     });
     expect(enabled(leaver.id)).toBe(false);
-    expect((await announced(departure.id, 'succeeded')).data.actions).toContainEqual(
+    expect((await outcomes.announced(departure.id, 'succeeded')).data.actions).toContainEqual(
       expect.objectContaining({ action: 'disableAccount', status: 'succeeded' }),
     );
   });
@@ -277,7 +256,9 @@ describe('3. a cancellation that arrives before its departure', () => {
     expect(cancellation.notes.join(' ')).toMatch(/superseded by this cancellation/);
     expect(writesTo(person.id)).toHaveLength(0);
     expect(enabled(person.id)).toBe(true);
-    expect((await announced(departure.id, 'superseded')).data.supersededBy?.id).toBe(cancel.id);
+    expect((await outcomes.announced(departure.id, 'superseded')).data.supersededBy?.id).toBe(
+      cancel.id,
+    );
   });
 
   it('at equal times the cancellation comes after the departure (it can only be about one)', async () => {
@@ -326,7 +307,7 @@ describe('4. Graph throttling every write', () => {
         const gaveUp = r?.errorCode === 'RetriesExhausted';
         return (enough || gaveUp) && r?.claimedBy === undefined ? r : undefined;
       },
-      60_000,
+      WAIT_MS,
     );
     expect(delayed.errorCode).not.toBe('RetriesExhausted');
     expect(delayed.outcome).toBe('delayed');
@@ -334,12 +315,12 @@ describe('4. Graph throttling every write', () => {
     expect(delayed.waits).toBe(delayed.attempts);
     expect(deadLettered(departure.id)).toBeUndefined();
     expect(enabled(person.id)).toBe(true);
-    const announcedDelayed = await announced(departure.id, 'delayed');
+    const announcedDelayed = await outcomes.announced(departure.id, 'delayed');
     expect(announcedDelayed.data.delayedSince).toBe(delayed.delayedAt);
     expect(writesTo(person.id).filter((w) => w.status >= 200 && w.status < 300)).toEqual([]);
 
     for (const fault of throttled) fault.remove(); // Graph recovers
-    const done = await settled(departure.id, 'succeeded', 60_000);
+    const done = await settled(departure.id, 'succeeded');
     expect(done.actions).toEqual([
       expect.objectContaining({ action: 'disableAccount', status: 'succeeded' }),
       expect.objectContaining({ action: 'revokeSignInSessions', status: 'succeeded' }),
@@ -347,9 +328,9 @@ describe('4. Graph throttling every write', () => {
     expect(done.verification?.verified).toBe(true);
     expect(enabled(person.id)).toBe(false);
     expect(deadLettered(departure.id)).toBeUndefined();
-    await announced(departure.id, 'succeeded');
+    await outcomes.announced(departure.id, 'succeeded');
     // Announced delayed once, however many attempts were throttled after it became overdue.
-    expect(outcomesOf(departure.id).filter((o) => o.outcome === 'delayed')).toHaveLength(1);
+    expect(outcomes.about(departure.id).filter((o) => o.outcome === 'delayed')).toHaveLength(1);
   });
 
   it('an MFA event still has an attempt limit for failures Graph gave no wait for', async () => {
@@ -370,7 +351,7 @@ describe('4. Graph throttling every write', () => {
         world.serviceBus
           .deadLetters('mfa-enabled')
           .find((d) => (d.body as { id?: string }).id === mfa.id),
-      60_000,
+      WAIT_MS,
     );
     const failed = await settled(mfa.id, 'failed');
     expect(failed.errorCode).toBe('RetriesExhausted');
@@ -410,7 +391,7 @@ describe('5. a reinstatement after an admin re-enabled and re-disabled the accou
     expect(refused.errorMessage).toMatch(/offboard reinstate --force/);
     expect(writesTo(person.id)).toHaveLength(writesBefore);
     expect(enabled(person.id)).toBe(false);
-    const event = await announced(reinstatement.id, 'failed');
+    const event = await outcomes.announced(reinstatement.id, 'failed');
     expect(event.data.error?.code).toBe('NotDisabledByThisApp');
   });
 
