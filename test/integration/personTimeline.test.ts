@@ -326,6 +326,8 @@ describe('4. Graph throttling every write', () => {
       expect.objectContaining({ action: 'revokeSignInSessions', status: 'succeeded' }),
     ]);
     expect(done.verification?.verified).toBe(true);
+    // The final record still says it was late, and since when it was announced so.
+    expect(done.delayedAt).toBe(delayed.delayedAt);
     expect(enabled(person.id)).toBe(false);
     expect(deadLettered(departure.id)).toBeUndefined();
     await outcomes.announced(departure.id, 'succeeded');
