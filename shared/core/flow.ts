@@ -79,7 +79,10 @@ export function supersede(
     if (earlier !== undefined)
       return {
         ...earlier,
-        message: `From an earlier attempt, before this event was superseded: ${earlier.message ?? earlier.status}`,
+        message:
+          earlier.status === 'succeeded'
+            ? 'Done in an earlier attempt, before this event was superseded.'
+            : `Failed in an earlier attempt, before this event was superseded (Graph may have made it): ${earlier.message ?? earlier.errorCode ?? ''}`,
       };
     if (begun.includes(action))
       return {
