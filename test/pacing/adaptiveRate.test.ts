@@ -29,16 +29,16 @@ describe('the rate Graph gives (the rule)', () => {
     // refill under the mark once the rate is below the quota: within 2 s it is the same episode.
     expect(onUsage(lowered, T0 + 1_500, 0.9, PARAMS, RULE)).toBe(lowered);
     expect(onUsage(lowered, T0 + 2_000, 0.9, PARAMS, RULE).rate).toBeCloseTo(
-      (14 + 2 * 0.5 * 1.1) * 0.7,
+      (14 + 2 * 0.5 * 1.05) * 0.7,
     );
   });
 
   it('rises again while Graph takes the writes, faster the longer it does, never above the maximum', () => {
     const state = { tat: T0, rate: 10, loweredAt: T0 };
-    // 2.5 % of the maximum a second at first, twice that after 20 s.
-    expect(currentRate(state, T0 + 4_000, RULE)).toBeCloseTo(10 + 4 * 0.5 * 1.2);
-    expect(currentRate(state, T0 + 10_000, RULE)).toBeCloseTo(10 + 10 * 0.5 * 1.5);
-    expect(currentRate(state, T0 + 14_000, RULE)).toBe(20);
+    // 2.5 % of the maximum a second at first, twice that after 40 s.
+    expect(currentRate(state, T0 + 4_000, RULE)).toBeCloseTo(10 + 4 * 0.5 * 1.1);
+    expect(currentRate(state, T0 + 10_000, RULE)).toBeCloseTo(10 + 10 * 0.5 * 1.25);
+    expect(currentRate(state, T0 + 15_000, RULE)).toBe(20);
     expect(currentRate(state, T0 + 600_000, RULE)).toBe(20);
   });
 
@@ -49,7 +49,7 @@ describe('the rate Graph gives (the rule)', () => {
     expect(again).toMatchObject({ rate: 14, loweredAt: T0, pausedUntil: T0 + 9_000 });
     // It rises only once the pause is over.
     expect(currentRate(again, T0 + 9_000, RULE)).toBe(14);
-    expect(currentRate(again, T0 + 11_000, RULE)).toBeCloseTo(15.1);
+    expect(currentRate(again, T0 + 11_000, RULE)).toBeCloseTo(15.05);
   });
 
   it('never goes below a twentieth of the maximum', () => {
