@@ -7,7 +7,8 @@ import {
 } from '../../shared/pacing/adaptiveRate';
 import type { BudgetParams } from '../../shared/pacing/budget';
 import { MemoryBudgetStore, SharedWritePacer } from '../../shared/pacing/index';
-import { SimulatedGraph, seededRandom, simulateWave, virtualPacer } from './support';
+import { seededRandom } from '../support/fakes';
+import { SimulatedGraph, simulateWave, virtualPacer } from './support';
 
 const PARAMS: BudgetParams = { ratePerSecond: 20, capacity: 440, departureReserve: 400 };
 const RULE = defaultRateRule(20);

@@ -64,18 +64,6 @@ export function virtualPacer(
 /** Epoch ms the simulations start at. */
 export const SIM_T0 = 1_700_000_000_000;
 
-/** A small deterministic generator (mulberry32): simulations repeat exactly. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** Microsoft Graph's write quota as a token bucket, like the Graph stand-in's (virtual time). */
 export class SimulatedGraph {
   private tokens: number;
