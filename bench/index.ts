@@ -21,6 +21,7 @@
  *          --quota-events 2000 --quota-departures 20 --skip-quota
  *          --parallel (variants at once) --cold-runs 7 --fault-events 10000 --skip-wave
  *          --skip-cold --skip-fault --instance-processes 4 --json
+ *          --trace (the shared budget beside Graph's quota, every second, on stderr)
  */
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
@@ -219,6 +220,7 @@ async function main(): Promise<void> {
       'skip-quota': { type: 'boolean', default: false },
       'skip-fault': { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
+      trace: { type: 'boolean', default: false },
     },
   });
   const shape = ['--events', values.events, '--departures', values.departures];
@@ -235,6 +237,8 @@ async function main(): Promise<void> {
     values['timeout-seconds'],
     '--instance-processes',
     values['instance-processes'],
+    // The shared budget beside Graph's quota, a line a second on stderr (bench/quotaTrace.ts).
+    ...(values.trace ? ['--trace'] : []),
   ];
   const passOn = [...shape, ...runOptions];
   const variants = values.variants.split(',').map((v) => v.trim()) as Variant[];

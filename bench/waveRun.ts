@@ -25,6 +25,7 @@ import { startManagedIdentityStandIn } from '../dev/identity-standin/index';
 import { startServiceBusStandIn } from '../dev/servicebus-standin/index';
 import { GraphPermissions } from '../shared/adapters/graphPermissions';
 import type { PacerStats } from '../shared/pacing/index';
+import { traceQuota } from './quotaTrace';
 import { percentile, round } from './stats';
 import {
   startInstances,
@@ -173,6 +174,8 @@ export async function runWave(options: {
   /** Halves Graph's quota between these two times (seconds after the wave starts). */
   quotaDrop?: { fromSeconds: number; toSeconds: number };
   timeoutSeconds: number;
+  /** Logs the shared budget beside Graph's quota every second (bench/quotaTrace.ts). */
+  trace?: boolean;
   /** Child processes the instances run in; 0 or 1: all in this process (with the stand-ins). */
   instanceProcesses: number;
   log: (line: string) => void;
@@ -300,6 +303,24 @@ export async function runWave(options: {
     setQuota(Math.round(options.quotaWrites / 2), quotaDrop.fromSeconds);
     setQuota(options.quotaWrites, quotaDrop.toSeconds);
   }
+  const stopTrace = options.trace
+    ? traceQuota({
+        connectionString: azurite.connectionString,
+        tableName: 'OffboardingAudit',
+        maxPerSecond: 20,
+        quotaAt: (ms) => {
+          const low =
+            quotaDrop && ms >= quotaDrop.fromSeconds * 1000 && ms < quotaDrop.toSeconds * 1000;
+          return {
+            ...quota,
+            writesPerWindow: low ? Math.round(quota.writesPerWindow / 2) : quota.writesPerWindow,
+          };
+        },
+        requests: () => graph.requests,
+        started,
+        log,
+      })
+    : () => undefined;
   log(`${variant}: sending ${events} mfa.enabled events to ${instances} instances`);
   for (let i = 0; i < events; i += 100) {
     await waveSender.sendMessages(
@@ -344,6 +365,7 @@ export async function runWave(options: {
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
   quotaTimers.forEach(clearTimeout);
+  stopTrace();
   const finishedAt = Math.max(...succeededAt.values());
   const stats = Object.values(queues).map((q) => serviceBus.stats(q));
   const deadLettered = stats.reduce((sum, s) => sum + s.deadLettered, 0);
@@ -437,6 +459,7 @@ async function main(): Promise<void> {
       'quota-drop': { type: 'string' },
       'timeout-seconds': { type: 'string', default: '900' },
       'instance-processes': { type: 'string', default: '4' },
+      trace: { type: 'boolean', default: false },
     },
   });
   const variant = values.variant as Variant;
@@ -457,6 +480,7 @@ async function main(): Promise<void> {
     ...(drop ? { quotaDrop: { fromSeconds: drop.min, toSeconds: drop.max } } : {}),
     timeoutSeconds: Number(values['timeout-seconds']),
     instanceProcesses: Number(values['instance-processes']),
+    trace: values.trace,
     log: (line) => process.stderr.write(`${line}\n`),
   });
   process.stdout.write(`${JSON.stringify(result)}\n`);

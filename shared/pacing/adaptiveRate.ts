@@ -32,21 +32,25 @@ export interface RateRule {
 }
 
 /**
- * Measured in the benchmark (docs/benchmarks.md): one lowering of 10 % is undone in about 4 s, so
- * Graph's bucket hovers where it first sends the header, leaving a fifth of its quota free for
- * departures; the rise's pace grows the longer Graph takes the writes, so the climb from half the
- * quota back to all of it takes about 14 s.
+ * Measured in the benchmark (docs/benchmarks.md, the budget traced beside Graph's quota): lowering
+ * by a tenth a second let writes booked at the old rate spend Graph's last fifth, and the 429 that
+ * followed stopped every instance for its Retry-After (21 s of no writes). Lowered by 30 % at the
+ * first header, the rate is under half the quota within two or three lowerings, before that fifth
+ * is spent; 2 s between lowerings lets Graph's bucket refill under the mark instead of diving.
+ * The rise's pace grows the longer Graph takes the writes (twice as fast after 40 s), so the climb
+ * from half the quota back to all of it takes about 15 s; doubling after 20 s overshot Graph's
+ * bucket into 429s at 8-9 writes/s in the simulation (test/pacing/support.ts).
  */
 export function defaultRateRule(maxPerSecond: number): RateRule {
   return {
     maxPerSecond,
     risePerSecond: 0.025,
-    riseDoublingMs: 20_000,
+    riseDoublingMs: 40_000,
     usageThreshold: 0.8,
-    usageFactor: 0.9,
+    usageFactor: 0.7,
     throttleFactor: 0.7,
     minShare: 0.05,
-    lowerSpacingMs: 1_000,
+    lowerSpacingMs: 2_000,
   };
 }
 

@@ -1,4 +1,3 @@
-import { ErrorCodes, OffboardingError } from '../../shared/core/errors';
 import {
   currentRate,
   defaultRateRule,
@@ -7,8 +6,9 @@ import {
   onUsage,
 } from '../../shared/pacing/adaptiveRate';
 import type { BudgetParams } from '../../shared/pacing/budget';
-import { MemoryBudgetStore, SharedWritePacer, type Lane } from '../../shared/pacing/index';
-import { virtualPacer } from './support';
+import { MemoryBudgetStore, SharedWritePacer } from '../../shared/pacing/index';
+import { seededRandom } from '../support/fakes';
+import { SimulatedGraph, simulateWave, virtualPacer } from './support';
 
 const PARAMS: BudgetParams = { ratePerSecond: 20, capacity: 440, departureReserve: 400 };
 const RULE = defaultRateRule(20);
@@ -23,22 +23,23 @@ describe('the rate Graph gives (the rule)', () => {
     expect(onUsage(state, T0, 0.5, PARAMS, RULE)).toBe(state);
   });
 
-  it('lowers by a tenth when Graph reports the quota nearly spent, once per episode', () => {
+  it('lowers by 30 % when Graph reports the quota nearly spent, once per 2 s episode', () => {
     const lowered = onUsage({ tat: T0 }, T0, 0.8, PARAMS, RULE);
-    expect(lowered).toMatchObject({ rate: 18, loweredAt: T0 });
-    // Every instance sees the header on its own writes: within a second it is the same episode.
-    expect(onUsage(lowered, T0 + 500, 0.9, PARAMS, RULE)).toBe(lowered);
-    expect(onUsage(lowered, T0 + 1_000, 0.9, PARAMS, RULE).rate).toBeCloseTo(
-      (18 + 0.5 * 1.05) * 0.9,
+    expect(lowered).toMatchObject({ rate: 14, loweredAt: T0 });
+    // Every instance sees the header on its own writes, and Graph's bucket takes a moment to
+    // refill under the mark once the rate is below the quota: within 2 s it is the same episode.
+    expect(onUsage(lowered, T0 + 1_500, 0.9, PARAMS, RULE)).toBe(lowered);
+    expect(onUsage(lowered, T0 + 2_000, 0.9, PARAMS, RULE).rate).toBeCloseTo(
+      (14 + 2 * 0.5 * 1.05) * 0.7,
     );
   });
 
   it('rises again while Graph takes the writes, faster the longer it does, never above the maximum', () => {
     const state = { tat: T0, rate: 10, loweredAt: T0 };
-    // 2.5 % of the maximum a second at first, twice that after 20 s.
-    expect(currentRate(state, T0 + 4_000, RULE)).toBeCloseTo(10 + 4 * 0.5 * 1.2);
-    expect(currentRate(state, T0 + 10_000, RULE)).toBeCloseTo(10 + 10 * 0.5 * 1.5);
-    expect(currentRate(state, T0 + 14_000, RULE)).toBe(20);
+    // 2.5 % of the maximum a second at first, twice that after 40 s.
+    expect(currentRate(state, T0 + 4_000, RULE)).toBeCloseTo(10 + 4 * 0.5 * 1.1);
+    expect(currentRate(state, T0 + 10_000, RULE)).toBeCloseTo(10 + 10 * 0.5 * 1.25);
+    expect(currentRate(state, T0 + 15_000, RULE)).toBe(20);
     expect(currentRate(state, T0 + 600_000, RULE)).toBe(20);
   });
 
@@ -49,13 +50,14 @@ describe('the rate Graph gives (the rule)', () => {
     expect(again).toMatchObject({ rate: 14, loweredAt: T0, pausedUntil: T0 + 9_000 });
     // It rises only once the pause is over.
     expect(currentRate(again, T0 + 9_000, RULE)).toBe(14);
-    expect(currentRate(again, T0 + 11_000, RULE)).toBeCloseTo(15.1);
+    expect(currentRate(again, T0 + 11_000, RULE)).toBeCloseTo(15.05);
   });
 
   it('never goes below a twentieth of the maximum', () => {
     let state = { tat: T0 };
-    for (let i = 0; i < 100; i++) state = lowerRate(state, T0 + i * 1_000, PARAMS, RULE, 0.5);
-    expect(currentRate(state, T0 + 99_000, RULE)).toBe(1);
+    const at = (i: number) => T0 + i * RULE.lowerSpacingMs;
+    for (let i = 0; i < 100; i++) state = lowerRate(state, at(i), PARAMS, RULE, 0.1);
+    expect(currentRate(state, at(99), RULE)).toBe(1);
   });
 
   it('keeps the departures their reserve when it lowers: only the wave headroom stays booked', () => {
@@ -66,142 +68,66 @@ describe('the rate Graph gives (the rule)', () => {
   });
 });
 
-/** Microsoft Graph's write quota as a token bucket, like the Graph stand-in's (virtual time). */
-class SimulatedGraph {
-  private tokens: number;
-  private last = T0;
-  accepted = 0;
-  throttled = 0;
-  constructor(
-    private readonly capacity: number,
-    public ratePerSecond: number,
-  ) {
-    this.tokens = capacity;
-  }
-
-  /** One write at `now`: the usage fraction (from 0.8) or 'throttled'. */
-  write(now: number): number | 'throttled' | undefined {
-    this.tokens = Math.min(
-      this.capacity,
-      this.tokens + ((now - this.last) * this.ratePerSecond) / 1000,
-    );
-    this.last = now;
-    if (this.tokens < 1) {
-      this.throttled += 1;
-      return 'throttled';
-    }
-    this.tokens -= 1;
-    this.accepted += 1;
-    const used = Math.round((1 - this.tokens / this.capacity) * 100) / 100;
-    return used >= 0.8 ? used : undefined;
-  }
-}
-
 /**
- * Instances sharing one in-memory budget store, each with concurrent invocations that reserve a
- * write, make it against the simulated Graph, report what Graph said, and start over; on a
- * virtual clock, so minutes of pacing take milliseconds.
+ * The benchmark's phases on a virtual clock: 16 instances of 8 invocations, Graph's Retry-After
+ * drawn from 5-30 s, a latency of 0.25-1.25 s per event, 20 departures when half the wave is done.
  */
-async function simulate(options: {
-  graph: SimulatedGraph;
-  writes: number;
-  instances?: number;
-  invocations?: number;
-  /** Called at every step with the virtual time, to change Graph's quota. */
-  onTick?: (elapsedMs: number) => void;
-}) {
-  const clock = { now: T0 };
-  const timers: Array<{ at: number; resolve: () => void }> = [];
-  const sleep = (ms: number) =>
-    new Promise<void>((resolve) => timers.push({ at: clock.now + Math.max(0, ms), resolve }));
-  const store = new MemoryBudgetStore();
-  const pacers = Array.from(
-    { length: options.instances ?? 4 },
-    () =>
-      new SharedWritePacer({
-        params: PARAMS,
-        store,
-        maxWaitMs: 30_000,
-        waveHoldMs: 15_000,
-        waveLeaseWrites: 8,
-        now: () => clock.now,
-        sleep,
-        random: () => 0.5,
-      }),
-  );
-  const rates: Array<{ at: number; rate: number }> = [];
-  let done = 0;
-  const invocation = async (pacer: SharedWritePacer, lane: Lane) => {
-    while (done < options.writes) {
-      try {
-        await pacer.reserve(lane, 1);
-      } catch (error) {
-        if (!(error instanceof OffboardingError) || error.code !== ErrorCodes.Deferred) throw error;
-        await sleep((error.retryAfterSeconds ?? 1) * 1000);
-        continue;
-      }
-      const said = options.graph.write(clock.now);
-      if (said === 'throttled') {
-        pacer.reportThrottled(5);
-        await sleep(5_000);
-        continue;
-      }
-      if (said !== undefined) pacer.reportUsage(said);
-      done += 1;
-      await sleep(200); // Graph's latency and the verification read.
-    }
+function benchLike(graph: SimulatedGraph, writes: number, seed: number) {
+  const random = seededRandom(seed);
+  return {
+    params: PARAMS,
+    graph,
+    writes,
+    instances: 16,
+    invocations: 8,
+    retryAfterSeconds: () => 5 + 25 * random(),
+    latencyMs: () => 500 * (0.5 + 2 * random() ** 3),
+    departures: 20,
   };
-  const running = pacers.flatMap((pacer) =>
-    Array.from({ length: options.invocations ?? 16 }, () => invocation(pacer, 'wave')),
-  );
-  let finished = false;
-  void Promise.all(running).then(() => (finished = true));
-  while (!finished) {
-    await new Promise((resolve) => setImmediate(resolve));
-    timers.sort((a, b) => a.at - b.at);
-    const next = timers.shift();
-    if (!next) break;
-    clock.now = Math.max(clock.now, next.at);
-    options.onTick?.(clock.now - T0);
-    rates.push({ at: clock.now - T0, rate: pacers[0]?.currentRate() ?? NaN });
-    next.resolve();
-  }
-  await Promise.all(running);
-  return { seconds: (clock.now - T0) / 1000, rates, pacers, clock, store };
 }
+
+const p99 = (values: number[]) =>
+  [...values].sort((a, b) => a - b)[Math.ceil(values.length * 0.99) - 1] ?? NaN;
 
 describe('the shared budget finds the rate Graph gives (simulated Graph, in-memory store)', () => {
-  it('settles at half the quota when another app takes the other half', async () => {
-    const graph = new SimulatedGraph(300, 10);
-    const { seconds, rates } = await simulate({ graph, writes: 2_000 });
-    const ideal = 2_000 / 10;
-    expect(seconds).toBeLessThanOrEqual(ideal * 1.1);
-    expect(graph.throttled).toBeLessThanOrEqual(2_000 * 0.02);
-    expect(Math.max(...rates.map((r) => r.rate))).toBeLessThanOrEqual(20);
-    // It found the quota: lowered towards it again and again (Graph's bucket absorbs the climbs).
-    const late = rates.filter((r) => r.at > 100_000).map((r) => r.rate);
-    expect(Math.min(...late)).toBeLessThan(12);
-  });
+  it.each([1, 2, 3])(
+    'settles at half the quota, without a 429, when another app takes the other half (seed %i)',
+    async (seed) => {
+      const graph = new SimulatedGraph(300, 10);
+      const { seconds, rates, departureSeconds } = await simulateWave(
+        benchLike(graph, 2_000, seed),
+      );
+      // A 429 stops every instance for its Retry-After (up to 30 s here): the rule lowers the rate
+      // on Graph's usage header early enough that none comes.
+      expect(graph.throttled).toBe(0);
+      expect(seconds).toBeLessThanOrEqual((2_040 / 10) * 1.1);
+      expect(p99(departureSeconds)).toBeLessThanOrEqual(5);
+      expect(Math.max(...rates.map((r) => r.rate))).toBeLessThanOrEqual(20);
+      // It found the quota: lowered towards it again and again (Graph's bucket absorbs the climbs).
+      const late = rates.filter((r) => r.at > 100_000).map((r) => r.rate);
+      expect(Math.min(...late)).toBeLessThan(12);
+    },
+  );
 
   it('keeps the full rate, without lowering it, while Graph gives the whole quota', async () => {
     const graph = new SimulatedGraph(600, 20);
-    const { seconds, rates, pacers } = await simulate({ graph, writes: 2_000 });
+    const { seconds, rates, pacers } = await simulateWave(benchLike(graph, 2_000, 1));
     expect(graph.throttled).toBe(0);
-    expect(seconds).toBeLessThanOrEqual((2_000 / 20) * 1.05);
+    expect(seconds).toBeLessThanOrEqual((2_040 / 20) * 1.05);
     expect(rates.every((r) => r.rate === 20)).toBe(true);
     expect(pacers.every((p) => p.stats().rebooked === 0)).toBe(true);
   });
 
   it('follows a quota that halves mid-wave and comes back', async () => {
     const graph = new SimulatedGraph(600, 20);
-    const { seconds, rates } = await simulate({
-      graph,
-      writes: 3_000,
+    const { seconds, rates, departureSeconds } = await simulateWave({
+      ...benchLike(graph, 3_000, 1),
       onTick: (elapsed) => (graph.ratePerSecond = elapsed >= 40_000 && elapsed < 140_000 ? 10 : 20),
     });
-    // 800 writes before the drop, 1,000 during it, 1,200 after: 40 + 100 + 60 s.
-    expect(seconds).toBeLessThanOrEqual(200 * 1.1);
-    expect(graph.throttled).toBeLessThanOrEqual(3_000 * 0.02);
+    // 800 writes before the drop, 1,000 during it, 1,240 after: 40 + 100 + 62 s.
+    expect(seconds).toBeLessThanOrEqual(202 * 1.1);
+    expect(graph.throttled).toBe(0);
+    expect(p99(departureSeconds)).toBeLessThanOrEqual(5);
     const before = rates.filter((r) => r.at < 40_000).map((r) => r.rate);
     expect(Math.min(...before)).toBe(20);
     const during = rates.filter((r) => r.at > 40_000 && r.at < 140_000).map((r) => r.rate);
@@ -220,7 +146,7 @@ describe('the shared budget finds the rate Graph gives (simulated Graph, in-memo
     await Promise.allSettled(Array.from({ length: 400 }, () => pacer.reserve('wave', 1)));
     pacer.reportUsage(0.9);
     await new Promise((resolve) => setImmediate(resolve));
-    expect(pacer.currentRate()).toBe(18);
+    expect(pacer.currentRate()).toBe(14);
     clock.now += 100;
     await pacer.reserve('departure', 2);
     expect(starts.at(-1)).toMatchObject({ lane: 'departure', at: clock.now });
