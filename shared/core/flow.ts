@@ -3,7 +3,7 @@ import { ErrorCodes, OffboardingError, toOffboardingError } from './errors';
 import { isAnnounced } from './lifecycle';
 import type { ActionResult, AuditRecord, FinalRecordSink, PolicyConfig } from './ports';
 import type { FlowResult } from './run';
-import { supersedingOf, type Intent } from './timeline';
+import { IntentNames, supersedingOf, type Intent } from './timeline';
 import { describeUserRef, type UserRef } from './userRef';
 
 /*
@@ -62,9 +62,7 @@ export function supersede(
   by: Intent,
   prior: AuditRecord | undefined,
 ): FlowResult {
-  const kind = { leave: 'a departure', cancel: 'a cancellation', reinstate: 'a reinstatement' }[
-    by.kind
-  ];
+  const kind = IntentNames[by.kind];
   record.outcome = 'superseded';
   record.supersededBy = supersedingOf(by);
   // What earlier attempts did stays on the record (the audit keeps the whole story); this run

@@ -29,7 +29,7 @@ import type {
   Run,
 } from './run';
 import { backOff, copyOf, delivered, finish, type SettleContext } from './settle';
-import { intentKindOf, type Intent } from './timeline';
+import { intentOfEvent } from './timeline';
 import { describeUserRef } from './userRef';
 import { unpaced } from '../pacing/pacer';
 
@@ -211,18 +211,17 @@ export class OffboardingService {
       return { flow: refuse(record, event.user) };
 
     const seenAt = this.ctx.now().toISOString();
-    const kind = intentKindOf(event.kind);
-    if (kind === undefined) {
+    // First seen: the record's first attempt, or when Service Bus enqueued it if earlier.
+    const intent = intentOfEvent(
+      event,
+      run.key,
+      [run.record.firstAttemptAt, run.delivery.enqueuedAt],
+      run.startedAt,
+    );
+    if (intent === undefined) {
       await noteSeen(this.deps.timelines, user, seenAt);
       return { user };
     }
-    const intent: Intent = {
-      ref: `${run.key.identityKey}/${run.key.contentDigest}`,
-      eventId: event.id,
-      source: event.source,
-      kind,
-      at: intentTime(run),
-    };
     const { verdict } = await admitIntent(this.deps.timelines, user, intent, seenAt);
     if (verdict.kind === 'superseded') return { flow: supersede(record, verdict.by, run.prior) };
     return { user };
@@ -255,17 +254,4 @@ export class OffboardingService {
       error,
     });
   }
-}
-
-/**
- * Where an event stands on the person's timeline: its own `time`; without one, when it was first
- * seen (the record's first attempt, or when Service Bus enqueued it if earlier), so a replay or a
- * run by hand of an old event never counts as new.
- */
-function intentTime(run: Run): string {
-  if (run.event.time !== undefined) return new Date(run.event.time).toISOString();
-  const seen = [run.record.firstAttemptAt, run.delivery.enqueuedAt]
-    .filter((t): t is string => t !== undefined && !Number.isNaN(Date.parse(t)))
-    .map((t) => new Date(t).toISOString());
-  return seen.sort()[0] ?? run.startedAt.toISOString();
 }
