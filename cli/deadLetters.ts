@@ -233,20 +233,17 @@ function leftSuperseded(summary: DeadLetterSummary, filter: ReplayFilter): boole
   return summary.verdict.kind === 'superseded' && filter.includeSuperseded !== true;
 }
 
+function emptyResult(queue: string, dryRun: boolean): ReplayResult {
+  return { queue, replayed: [], skipped: 0, superseded: [], failed: [], dryRun };
+}
+
 async function dryRunReplay(
   client: DeadLetterClient,
   queue: string,
   reads: DeadLetterReads,
   filter: ReplayFilter,
 ): Promise<ReplayResult> {
-  const result: ReplayResult = {
-    queue,
-    replayed: [],
-    skipped: 0,
-    superseded: [],
-    failed: [],
-    dryRun: true,
-  };
+  const result = emptyResult(queue, true);
   for (const message of await peekDeadLetters(client, queue, Number.MAX_SAFE_INTEGER)) {
     if (result.replayed.length >= filter.max || !matches(message, filter)) {
       result.skipped++;
@@ -273,14 +270,7 @@ export async function replayDeadLetters(
   progress: (done: number) => void = () => undefined,
 ): Promise<ReplayResult> {
   if (filter.dryRun) return dryRunReplay(client, queue, reads, filter);
-  const result: ReplayResult = {
-    queue,
-    replayed: [],
-    skipped: 0,
-    superseded: [],
-    failed: [],
-    dryRun: false,
-  };
+  const result = emptyResult(queue, false);
   const by = operator();
   const receiver = client.createReceiver(queue, {
     subQueueType: 'deadLetter',
