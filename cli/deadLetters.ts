@@ -82,11 +82,7 @@ export async function summarize(
   const enqueuedTime = message.enqueuedTimeUtc?.toISOString();
   const verdict = await replayVerdictOf(
     reads,
-    {
-      body: eventBody(message),
-      route: reads.route,
-      ...(enqueuedTime === undefined ? {} : { enqueuedAt: enqueuedTime }),
-    },
+    { body: eventBody(message), route: reads.route },
     new Date(),
   );
   return {

@@ -53,8 +53,6 @@ export interface ReplayCase {
   record: AuditRecord | undefined;
   /** The person's timeline (personOf), when the person is known; undefined when not. */
   timeline: Timeline | undefined;
-  /** When Service Bus first enqueued the message (places an event without `time`). */
-  enqueuedAt?: string;
   now: Date;
 }
 
@@ -62,7 +60,10 @@ export interface ReplayCase {
  * The person an event is about, when known without asking Graph: the object id it gives, else the
  * one an earlier attempt resolved it to. Never a guess from a UPN.
  */
-export function personOf(event: OffboardingEvent, record: AuditRecord | undefined) {
+export function personOf(
+  event: OffboardingEvent,
+  record: AuditRecord | undefined,
+): string | undefined {
   return event.user.kind === 'objectId' ? event.user.value : record?.objectId;
 }
 
@@ -90,7 +91,9 @@ export function replayVerdict(c: ReplayCase): ReplayVerdict {
   const { record } = c;
   if (isProtected(c.policy, event.user.value, record?.objectId, record?.userPrincipalName))
     return { kind: 'protected' };
-  const intent = intentOfEvent(event, key, [record?.firstAttemptAt, c.enqueuedAt], c.now);
+  // Without a `time`, the copy stands where the app first saw the event (its record), else now:
+  // the copy is enqueued now.
+  const intent = intentOfEvent(event, key, [record?.firstAttemptAt], c.now);
   if (intent === undefined) return { kind: 'runs' };
   const person = personOf(event, record);
   if (person === undefined) return { kind: 'unresolved' };
@@ -131,7 +134,6 @@ export interface DeadLetteredEvent {
   /** The body in its content mode, as the function reads it (events.ts eventMessage). */
   body: unknown;
   route: RouteName;
-  enqueuedAt?: string;
 }
 
 /**
@@ -150,7 +152,6 @@ export async function replayVerdictOf(
     return { kind: 'invalid', reason: toOffboardingError(error).message };
   }
   const base = { parsed: { event }, policy: deps.policy, now };
-  const enqueued = message.enqueuedAt === undefined ? {} : { enqueuedAt: message.enqueuedAt };
   try {
     const record = (await deps.audit.read(eventKey(event, actionsOf(event))))?.record;
     const person = personOf(event, record);
@@ -158,7 +159,7 @@ export async function replayVerdictOf(
       person === undefined
         ? undefined
         : (await deps.timelines.read(person.toLowerCase()))?.timeline;
-    return replayVerdict({ ...base, ...enqueued, record, timeline });
+    return replayVerdict({ ...base, record, timeline });
   } catch (error) {
     return { kind: 'unknown', reason: toOffboardingError(error).message };
   }
