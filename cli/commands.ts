@@ -5,13 +5,14 @@ import { access, readFile, writeFile } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
 import { ErrorCodes, OffboardingError } from '../shared/core/errors';
 import { kindOfType } from '../shared/core/events';
+import { RouteNames } from '../shared/core/routes';
 import { guardrailOf } from '../shared/core/guardrail';
 import { approveWave } from '../shared/core/guardrailOps';
 import type { Runtime } from '../shared/app/runtime';
 import { recordsOfEvent, recordsOfUser } from './auditLookup';
 import { asOperator, CLOCK_SLACK_MS, type LogOpener } from './auditVerify';
 import { parseCsv } from './csv';
-import { listDeadLetters, replayDeadLetters } from './deadLetters';
+import { listDeadLetters, replayDeadLetters, type DeadLetterReads } from './deadLetters';
 import {
   WAVE_DEPARTURE_SHARE,
   checkWave,
@@ -203,11 +204,18 @@ async function writeEvidencePage(
   return ExitCodes.ok;
 }
 
-/** `--queue` must name one of the app's queues (a typo would otherwise read as a broker error). */
-function checkQueue(queue: string, ops: Runtime): void {
-  const queues = Object.values(ops.config.queues);
-  if (!queues.includes(queue))
-    throw new UsageError(`--queue ${queue} is not one of the app's queues: ${queues.join(', ')}.`);
+/**
+ * What the dead-letter commands read for a queue; `--queue` must name one of the app's queues (a
+ * typo would otherwise read as a broker error).
+ */
+function deadLetterReads(queue: string, ops: Runtime): DeadLetterReads {
+  const { queues } = ops.config;
+  const route = RouteNames.find((name) => queues[name] === queue);
+  if (route === undefined)
+    throw new UsageError(
+      `--queue ${queue} is not one of the app's queues: ${Object.values(queues).join(', ')}.`,
+    );
+  return { audit: ops.audit, timelines: ops.timelines, policy: ops.config.policy, route };
 }
 
 export interface DlqListOptions {
@@ -220,10 +228,9 @@ export async function dlqListCommand(
   io: Io,
   runtime: RuntimeFactory,
 ): Promise<number> {
-  const summaries = await withRuntime(runtime, (ops) => {
-    checkQueue(options.queue, ops);
-    return listDeadLetters(ops.serviceBus(), options.queue, ops.audit);
-  });
+  const summaries = await withRuntime(runtime, (ops) =>
+    listDeadLetters(ops.serviceBus(), options.queue, deadLetterReads(options.queue, ops)),
+  );
   io.stdout((options.json ? toJson(summaries) : deadLetterTable(summaries)) + '\n');
   return ExitCodes.ok;
 }
@@ -237,6 +244,8 @@ export interface DlqReplayOptions {
   /** Messages per second; undefined: paced to the Graph write budget; 0: as fast as possible. */
   rate?: number;
   dryRun?: boolean;
+  /** Replay messages a later HR intent superseded too (they are audited superseded). */
+  includeSuperseded?: boolean;
   json?: boolean;
 }
 
@@ -254,11 +263,11 @@ export async function dlqReplayCommand(
   runtime: RuntimeFactory,
 ): Promise<number> {
   const result = await withRuntime(runtime, (ops) => {
-    checkQueue(options.queue, ops);
+    const reads = deadLetterReads(options.queue, ops);
     return replayDeadLetters(
       ops.serviceBus(),
       options.queue,
-      ops.audit,
+      reads,
       {
         ...(options.reason === undefined ? {} : { reason: options.reason }),
         ...(options.event === undefined ? {} : { eventId: options.event }),
@@ -266,6 +275,7 @@ export async function dlqReplayCommand(
         max: options.max,
         ratePerSecond: options.rate ?? pacedReplayRate(ops.config.pacing.writesPerSecond),
         dryRun: options.dryRun === true,
+        includeSuperseded: options.includeSuperseded === true,
       },
       progressReporter(io, 'replayed'),
     );
@@ -275,14 +285,19 @@ export async function dlqReplayCommand(
     io.stdout(toJson(result) + '\n');
   } else {
     const verb = result.dryRun ? 'would replay' : 'replayed';
+    const left = result.dryRun ? 'would leave' : 'left';
     io.stdout(
-      `${verb} ${result.replayed.length}, skipped ${result.skipped} (not matching, or over --max), ${result.failed.length} failed\n`,
+      `${verb} ${result.replayed.length}, skipped ${result.skipped} (not matching, or over --max), ${result.failed.length} failed, ${left} ${result.superseded.length} superseded in the dead-letter queue\n`,
     );
     if (result.pacing)
       io.stdout(
         `copies spread at ${result.pacing.eventsPerSecond} events/s: the last will have been processed by about ${result.pacing.finishesAt}\n`,
       );
     if (result.replayed.length > 0) io.stdout(deadLetterTable(result.replayed) + '\n');
+    if (result.superseded.length > 0)
+      io.stdout(
+        `Superseded by a later HR intent, not replayed (--include-superseded replays them; each is then audited superseded, nothing written):\n${deadLetterTable(result.superseded)}\n`,
+      );
     for (const failure of result.failed)
       io.stdout(`failed ${failure.sequenceNumber}: ${escapeUnsafe(failure.error)}\n`);
   }

@@ -6,7 +6,9 @@ import type {
 import { stableId } from '../shared/core/eventIdentity';
 import { decodeEvent, eventMessage, salvageEventId } from '../shared/core/events';
 import { AppMessageIdPrefixes, MessageProperties } from '../shared/core/messaging';
-import type { AuditLog } from '../shared/core/ports';
+import type { AuditLog, PolicyConfig, TimelineStore } from '../shared/core/ports';
+import { describeVerdict, replayVerdictOf, type ReplayVerdict } from '../shared/core/replayVerdict';
+import type { RouteName } from '../shared/core/routes';
 import { translateServiceBusError } from '../shared/adapters/serviceBusScheduler';
 import { lastAuditedError } from './auditLookup';
 import { pacedFinish, pacedSlot } from '../shared/pacing/waveSchedule';
@@ -14,6 +16,15 @@ import { operator } from './io';
 
 /** What the dead-letter commands need of a Service Bus client (a test can wrap one). */
 export type DeadLetterClient = Pick<ServiceBusClient, 'createReceiver' | 'createSender'>;
+
+/** What the dead-letter commands read besides the queue: the audit and the person timelines. */
+export interface DeadLetterReads {
+  audit: AuditLog;
+  timelines: TimelineStore;
+  policy: PolicyConfig;
+  /** The route of the queue (which event kinds it takes). */
+  route: RouteName;
+}
 
 export interface DeadLetterSummary {
   sequenceNumber: string;
@@ -25,6 +36,17 @@ export interface DeadLetterSummary {
   deliveryCount: number;
   enqueuedTime?: string;
   lastAuditedError?: string;
+  /** What the app will decide when the message comes back, and how the commands say it. */
+  verdict: ReplayVerdict & { text: string };
+}
+
+/** The body of a dead-lettered message in its content mode (structured or binary), as the functions read it. */
+function eventBody(message: ServiceBusReceivedMessage): unknown {
+  return eventMessage({
+    body: message.body,
+    contentType: message.contentType,
+    properties: message.applicationProperties ?? {},
+  }).body;
 }
 
 /**
@@ -32,11 +54,7 @@ export interface DeadLetterSummary {
  * binary) as the functions read it; dead letters may be anything, so nothing here throws.
  */
 function eventFields(message: ServiceBusReceivedMessage): { eventId?: string; user?: string } {
-  const { body } = eventMessage({
-    body: message.body,
-    contentType: message.contentType,
-    properties: message.applicationProperties ?? {},
-  });
+  const body = eventBody(message);
   let eventId: string | undefined;
   let user: unknown;
   try {
@@ -57,10 +75,16 @@ function eventFields(message: ServiceBusReceivedMessage): { eventId?: string; us
 
 export async function summarize(
   message: ServiceBusReceivedMessage,
-  audit: AuditLog,
+  reads: DeadLetterReads,
 ): Promise<DeadLetterSummary> {
   const { eventId, user } = eventFields(message);
-  const audited = eventId === undefined ? undefined : await lastAuditedError(audit, eventId);
+  const audited = eventId === undefined ? undefined : await lastAuditedError(reads.audit, eventId);
+  const enqueuedTime = message.enqueuedTimeUtc?.toISOString();
+  const verdict = await replayVerdictOf(
+    reads,
+    { body: eventBody(message), route: reads.route },
+    new Date(),
+  );
   return {
     sequenceNumber: message.sequenceNumber?.toString() ?? '',
     messageId: String(message.messageId ?? ''),
@@ -69,8 +93,9 @@ export async function summarize(
     ...(eventId === undefined ? {} : { eventId }),
     ...(user === undefined ? {} : { user }),
     deliveryCount: message.deliveryCount ?? 0,
-    ...(message.enqueuedTimeUtc ? { enqueuedTime: message.enqueuedTimeUtc.toISOString() } : {}),
+    ...(enqueuedTime === undefined ? {} : { enqueuedTime }),
     ...(audited === undefined ? {} : { lastAuditedError: audited }),
+    verdict: { ...verdict, text: describeVerdict(verdict) },
   };
 }
 
@@ -108,12 +133,12 @@ async function peekDeadLetters(
 export async function listDeadLetters(
   client: DeadLetterClient,
   queue: string,
-  audit: AuditLog,
+  reads: DeadLetterReads,
   max = 10_000,
 ): Promise<DeadLetterSummary[]> {
   const messages = await peekDeadLetters(client, queue, max);
   const summaries: DeadLetterSummary[] = [];
-  for (const message of messages) summaries.push(await summarize(message, audit));
+  for (const message of messages) summaries.push(await summarize(message, reads));
   return summaries;
 }
 
@@ -124,12 +149,16 @@ export interface ReplayFilter {
   max: number;
   ratePerSecond: number;
   dryRun: boolean;
+  /** Replay messages a later HR intent superseded too (the app audits them superseded). */
+  includeSuperseded?: boolean;
 }
 
 export interface ReplayResult {
   queue: string;
   replayed: DeadLetterSummary[];
   skipped: number;
+  /** Matching messages left in the dead-letter queue: superseded (without includeSuperseded). */
+  superseded: DeadLetterSummary[];
   failed: Array<{ sequenceNumber: string; error: string }>;
   dryRun: boolean;
   /** Paced replays: the copies' rate, and when the last of them can have been processed. */
@@ -195,17 +224,29 @@ export function replayCopy(
   };
 }
 
+/** Whether a replay leaves this message where it is: a later HR intent superseded it. */
+function leftSuperseded(summary: DeadLetterSummary, filter: ReplayFilter): boolean {
+  return summary.verdict.kind === 'superseded' && filter.includeSuperseded !== true;
+}
+
+function emptyResult(queue: string, dryRun: boolean): ReplayResult {
+  return { queue, replayed: [], skipped: 0, superseded: [], failed: [], dryRun };
+}
+
 async function dryRunReplay(
   client: DeadLetterClient,
   queue: string,
-  audit: AuditLog,
+  reads: DeadLetterReads,
   filter: ReplayFilter,
 ): Promise<ReplayResult> {
-  const result: ReplayResult = { queue, replayed: [], skipped: 0, failed: [], dryRun: true };
+  const result = emptyResult(queue, true);
   for (const message of await peekDeadLetters(client, queue, Number.MAX_SAFE_INTEGER)) {
-    if (result.replayed.length < filter.max && matches(message, filter))
-      result.replayed.push(await summarize(message, audit));
-    else result.skipped++;
+    if (result.replayed.length >= filter.max || !matches(message, filter)) {
+      result.skipped++;
+      continue;
+    }
+    const summary = await summarize(message, reads);
+    (leftSuperseded(summary, filter) ? result.superseded : result.replayed).push(summary);
   }
   return result;
 }
@@ -220,12 +261,12 @@ async function dryRunReplay(
 export async function replayDeadLetters(
   client: DeadLetterClient,
   queue: string,
-  audit: AuditLog,
+  reads: DeadLetterReads,
   filter: ReplayFilter,
   progress: (done: number) => void = () => undefined,
 ): Promise<ReplayResult> {
-  if (filter.dryRun) return dryRunReplay(client, queue, audit, filter);
-  const result: ReplayResult = { queue, replayed: [], skipped: 0, failed: [], dryRun: false };
+  if (filter.dryRun) return dryRunReplay(client, queue, reads, filter);
+  const result = emptyResult(queue, false);
   const by = operator();
   const receiver = client.createReceiver(queue, {
     subQueueType: 'deadLetter',
@@ -258,6 +299,13 @@ export async function replayDeadLetters(
           held.push(message);
           continue;
         }
+        const summary = await summarize(message, reads);
+        if (leftSuperseded(summary, filter)) {
+          // Replayed, it would only be audited superseded: it stays, and the operator is told.
+          result.superseded.push(summary);
+          held.push(message);
+          continue;
+        }
         try {
           const copy = replayCopy(message, by, new Date());
           const due = pace && pacedSlot(result.replayed.length, pace);
@@ -265,7 +313,7 @@ export async function replayDeadLetters(
             await sender.sendMessages(copy);
           else await sender.scheduleMessages(copy, due);
           await receiver.completeMessage(message);
-          result.replayed.push(await summarize(message, audit));
+          result.replayed.push(summary);
           progress(result.replayed.length);
         } catch (error) {
           result.failed.push({

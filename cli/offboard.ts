@@ -312,6 +312,10 @@ function buildProgram(
     )
     .addOption(pacedRateOption())
     .option('--dry-run', 'show what would be replayed, change nothing')
+    .option(
+      '--include-superseded',
+      'also replay messages a later HR intent superseded (the app audits them superseded, writes nothing)',
+    )
     .addOption(jsonOption())
     .action(run((options: DlqReplayOptions) => dlqReplayCommand(options, io, queueOpsSending)));
 

@@ -52,6 +52,7 @@ export function deadLetterTable(summaries: DeadLetterSummary[]): string {
       'reason',
       'description',
       'last audited error',
+      'when replayed',
     ],
     summaries.map((s) => [
       s.sequenceNumber,
@@ -62,6 +63,7 @@ export function deadLetterTable(summaries: DeadLetterSummary[]): string {
       s.reason,
       s.description.slice(0, 60),
       (s.lastAuditedError ?? '').slice(0, 80),
+      s.verdict.text,
     ]),
   );
 }

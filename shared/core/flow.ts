@@ -3,7 +3,7 @@ import { ErrorCodes, OffboardingError, toOffboardingError } from './errors';
 import { isAnnounced } from './lifecycle';
 import type { ActionResult, AuditRecord, FinalRecordSink, PolicyConfig } from './ports';
 import type { FlowResult } from './run';
-import { attemptedBy, supersedingOf, type Intent, type Timeline } from './timeline';
+import { IntentNames, attemptedBy, supersedingOf, type Intent, type Timeline } from './timeline';
 import { describeUserRef, type UserRef } from './userRef';
 
 /*
@@ -65,9 +65,7 @@ export function supersede(
   prior: AuditRecord | undefined,
   timeline: Timeline | undefined,
 ): FlowResult {
-  const kind = { leave: 'a departure', cancel: 'a cancellation', reinstate: 'a reinstatement' }[
-    by.kind
-  ];
+  const kind = IntentNames[by.kind];
   const ref = `${record.identityKey}/${record.contentDigest}`;
   const begun = attemptedBy(timeline, ref);
   record.outcome = 'superseded';

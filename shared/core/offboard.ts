@@ -30,7 +30,7 @@ import type {
   Run,
 } from './run';
 import { backOff, copyOf, delivered, finish, type SettleContext } from './settle';
-import { intentKindOf, type Intent } from './timeline';
+import { intentOfEvent } from './timeline';
 import { describeUserRef } from './userRef';
 import { unpaced } from '../pacing/pacer';
 
@@ -212,26 +212,25 @@ export class OffboardingService {
       return { flow: refuse(record, event.user) };
 
     const seenAt = this.ctx.now().toISOString();
-    const kind = intentKindOf(event.kind);
-    if (kind === undefined) {
+    // First seen: the record's first attempt, or when Service Bus enqueued it if earlier.
+    const intent = intentOfEvent(
+      event,
+      run.key,
+      [run.record.firstAttemptAt, run.delivery.enqueuedAt],
+      run.startedAt,
+    );
+    if (intent === undefined) {
       await noteSeen(this.deps.timelines, user, seenAt);
       return { user };
     }
-    const intent: Intent = {
-      ref: `${run.key.identityKey}/${run.key.contentDigest}`,
-      eventId: event.id,
-      source: event.source,
-      kind,
-      at: intentTime(run),
-    };
     const seen = { accountEnabled: user.accountEnabled, at: seenAt };
     // A cancellation writes its intent now (it writes nothing to Graph); an event that writes to
     // Graph is only checked here, by one read, and written at its commit point.
     const { verdict, timeline, version } =
-      kind === 'cancel'
+      intent.kind === 'cancel'
         ? await admitIntent(this.deps.timelines, user.id, intent, seen)
         : await checkIntent(this.deps.timelines, user.id, intent, seen);
-    run.admission = { intent, seen, version, pending: kind !== 'cancel' };
+    run.admission = { intent, seen, version, pending: intent.kind !== 'cancel' };
     if (verdict.kind === 'superseded')
       return { flow: supersede(record, verdict.by, run.prior, timeline) };
     return { user, timeline };
@@ -273,17 +272,4 @@ export class OffboardingService {
       error,
     });
   }
-}
-
-/**
- * Where an event stands on the person's timeline: its own `time`; without one, when it was first
- * seen (the record's first attempt, or when Service Bus enqueued it if earlier), so a replay or a
- * run by hand of an old event never counts as new.
- */
-function intentTime(run: Run): string {
-  if (run.event.time !== undefined) return new Date(run.event.time).toISOString();
-  const seen = [run.record.firstAttemptAt, run.delivery.enqueuedAt]
-    .filter((t): t is string => t !== undefined && !Number.isNaN(Date.parse(t)))
-    .map((t) => new Date(t).toISOString());
-  return seen.sort()[0] ?? run.startedAt.toISOString();
 }

@@ -1,6 +1,6 @@
 import type { ActionName } from './actions';
-import type { EventKind } from './events';
-import type { SupersedingIntent } from './ports';
+import type { EventKind, OffboardingEvent } from './events';
+import type { RecordKey, SupersedingIntent } from './ports';
 
 /*
  * One person, one timeline. A departure is a story over days (leave, cancel, reinstate, dead-letter,
@@ -11,6 +11,13 @@ import type { SupersedingIntent } from './ports';
  */
 
 export type IntentKind = SupersedingIntent['kind'];
+
+/** How a note or an operator's listing names an intent. */
+export const IntentNames: Record<IntentKind, string> = {
+  leave: 'a departure',
+  cancel: 'a cancellation',
+  reinstate: 'a reinstatement',
+};
 
 /** One HR intent about the person. */
 export interface Intent {
@@ -68,6 +75,36 @@ export function intentKindOf(kind: EventKind): IntentKind | undefined {
     case 'mfa.enabled':
       return undefined;
   }
+}
+
+/**
+ * The intent an event stands for on its person's timeline (undefined: not an HR intent). It stands
+ * at the event's own `time`; without one, at when it was first seen (the earliest of `seen`, else
+ * `fallback`), so a replay or a run by hand of an old event never counts as new.
+ */
+export function intentOfEvent(
+  event: OffboardingEvent,
+  key: RecordKey,
+  seen: readonly (string | undefined)[],
+  fallback: Date,
+): Intent | undefined {
+  const kind = intentKindOf(event.kind);
+  if (kind === undefined) return undefined;
+  const firstSeen = seen
+    .filter((t): t is string => t !== undefined && !Number.isNaN(Date.parse(t)))
+    .map((t) => new Date(t).toISOString())
+    .sort()[0];
+  const at =
+    event.time !== undefined
+      ? new Date(event.time).toISOString()
+      : (firstSeen ?? fallback.toISOString());
+  return {
+    ref: `${key.identityKey}/${key.contentDigest}`,
+    eventId: event.id,
+    source: event.source,
+    kind,
+    at,
+  };
 }
 
 /**

@@ -118,7 +118,9 @@ describe('dlq replay after a crash between "send the copy" and "complete the dea
     await deadLetter(queue, event, 'hr-crash-1', 'MaxDeliveryCountExceeded', 'Graph was down');
     expect(stats()).toMatchObject({ active: 0, deadLettered: 1 });
 
-    const crashed = await replayDeadLetters(crashingAfterSend, queue, world.runtime.audit, {
+    const { audit, timelines, config } = world.runtime;
+    const reads = { audit, timelines, policy: config.policy, route: 'employeeLeaving' as const };
+    const crashed = await replayDeadLetters(crashingAfterSend, queue, reads, {
       max: 10,
       ratePerSecond: 0,
       dryRun: false,
