@@ -460,7 +460,10 @@ export async function runFaultRun(
   let cancelledInTime = 0;
   for (const race of races) {
     const departure = await latestRecordFor(audit, race.departure.id as string);
-    if (departure?.outcome === 'cancelled') cancelledInTime++;
+    // Called off before any write: cancelled, or superseded by the cancellation with nothing begun.
+    const wroteNothing = departure?.actions.every((a) => a.status === 'not-attempted') ?? false;
+    if (departure?.outcome === 'cancelled' || (departure?.outcome === 'superseded' && wroteNothing))
+      cancelledInTime++;
   }
   const entities = (await setup.allRecords()).filter((e) =>
     /^(fault|race)-/.test(String(e.eventId)),
