@@ -143,11 +143,13 @@ export async function cancelDeparture(ctx: FlowContext, run: Run): Promise<FlowR
       ),
     );
   }
-  const last = underway[underway.length - 1];
+  // A departure a later reinstatement undid is history: it keeps no one out now.
+  const standing = underway.filter((d) => !undoneByReinstatement(d, history));
+  const last = standing[standing.length - 1];
   if (last !== undefined) {
     // A departure already wrote to the account: the cancellation cannot keep the person as HR
     // asked, whatever else it called off, so it does not end as a success.
-    const others = underway
+    const others = standing
       .slice(0, -1)
       .map((other) => ` Departure ${other.eventId} ${wroteText(other)} too.`)
       .join('');
@@ -160,12 +162,25 @@ export async function cancelDeparture(ctx: FlowContext, run: Run): Promise<FlowR
       ),
     );
   }
+  for (const undone of underway)
+    record.notes.push(
+      `Departure ${undone.eventId} (last attempt ${undone.lastAttemptAt}) was undone by a later reinstatement: it keeps no one out now.`,
+    );
   if (!cancelledAny)
     record.notes.push(
       'No departure of this person was waiting. Any earlier departure of this person that arrives, is retried or is replayed later is superseded by this cancellation and writes nothing.',
     );
   record.outcome = 'succeeded';
   return { disposition: 'done' };
+}
+
+function undoneByReinstatement(departure: AuditRecord, history: readonly AuditRecord[]): boolean {
+  return history.some(
+    (r) =>
+      isKind(r, 'employee.reinstated') &&
+      r.outcome === 'succeeded' &&
+      r.lastAttemptAt > departure.lastAttemptAt,
+  );
 }
 
 /** What a departure the cancellation came too late for did to the account. */

@@ -11,6 +11,7 @@ import {
   delivery,
   leaving,
   leavingCancelled,
+  reinstatedEvent,
   makeCore,
   message,
   statuses,
@@ -339,6 +340,25 @@ describe('cancellations', () => {
     expect(core.directory.user('alice@contoso.com').accountEnabled).toBe(false);
     const said = [...cancel.record.notes, cancel.record.errorMessage ?? ''].join(' ');
     expect(said).toMatch(/d-done/);
+  });
+
+  it('a departure a reinstatement undid is history: cancelling a new one succeeds', async () => {
+    const core = makeCore();
+    await core.process(
+      delivery(leaving('alice@contoso.com', { disableAccount: true }, { id: 'd-old' })),
+    );
+    core.clock.advance(60_000);
+    const back = await core.process(delivery(reinstatedEvent('alice@contoso.com')));
+    expect(back.record.outcome).toBe('succeeded');
+    core.clock.advance(60_000);
+    await scheduledDeparture(core, { id: 'd-new' });
+
+    const cancel = await core.process(delivery(leavingCancelled('alice@contoso.com')));
+
+    expect(cancel.record.outcome).toBe('succeeded');
+    expect(core.audit.only('d-new').outcome).toBe('cancelled');
+    expect(cancel.record.notes.join(' ')).toMatch(/d-old .* was undone by a later reinstatement/);
+    expect(core.directory.user('alice@contoso.com').accountEnabled).toBe(true);
   });
 
   it('no departure for the user: the cancellation succeeds with a note, nothing written', async () => {

@@ -104,14 +104,17 @@ describe('leave dates', () => {
 
   it('cancels a pending departure on employee.leaving.cancelled and audits both', async () => {
     world.graph.reset();
+    // A person of its own: an earlier test's departure of alice still stands (she was never
+    // reinstated), and a cancellation cannot keep a person an earlier departure disabled.
+    const person = world.newUser();
     const effectiveAt = new Date(Date.now() + 3_600_000).toISOString();
-    const departure = cloudEvent('employee.leaving', { user: 'alice@contoso.com', effectiveAt });
+    const departure = cloudEvent('employee.leaving', { user: person.upn, effectiveAt });
     await pipeline.send('employee-leaving', departure);
     await outcome(departure.id as string, 'scheduled');
     const scheduledBefore = world.serviceBus.stats('employee-leaving').scheduled;
 
     const cancel = cloudEvent('employee.leaving.cancelled', {
-      user: ALICE_ID,
+      user: person.id,
       reason: 'withdrew resignation',
     });
     await pipeline.send('employee-leaving', cancel);
