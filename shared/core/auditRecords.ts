@@ -95,7 +95,6 @@ export function invalidMessageRecord(
   fields: { eventId: string; route: string; messageId: string; dryRun: boolean },
   error: OffboardingError,
   at: string,
-  prior: AuditRecord | undefined,
 ): AuditRecord {
   return {
     ...key,
@@ -110,10 +109,10 @@ export function invalidMessageRecord(
     retryable: error.retryable,
     notes: [],
     dryRun: fields.dryRun,
-    attempts: (prior?.attempts ?? 0) + 1,
-    duplicates: prior?.duplicates ?? 0,
+    attempts: 1,
+    duplicates: 0,
     messageId: fields.messageId,
-    firstAttemptAt: prior?.firstAttemptAt ?? at,
+    firstAttemptAt: at,
     lastAttemptAt: at,
   };
 }

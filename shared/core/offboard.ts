@@ -236,7 +236,10 @@ export class OffboardingService {
     return { user, timeline };
   }
 
-  /** An invalid message gets a record of its own, keyed by its own message id only. */
+  /**
+   * An invalid message gets a record of its own, keyed by its message id (an outage copy's by its
+   * original's, when its id proves the link); the first record stands, a repeat counts a duplicate.
+   */
   private async recordInvalid(
     delivery: Delivery,
     error: OffboardingError,
@@ -260,11 +263,11 @@ export class OffboardingService {
     const written = await updateRecord(this.deps.audit, key, (current) => ({
       next:
         current === undefined
-          ? invalidMessageRecord(key, fields, error, at, undefined)
+          ? invalidMessageRecord(key, fields, error, at)
           : countDuplicate(current, at),
       verdict: undefined,
     }));
-    const record = written.record ?? invalidMessageRecord(key, fields, error, at, undefined);
+    const record = written.record ?? invalidMessageRecord(key, fields, error, at);
     return delivered(this.settle, delivery, {
       disposition: 'reject',
       record,
