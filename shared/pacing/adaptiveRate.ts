@@ -7,8 +7,8 @@ import type { BudgetState } from './budgetStore';
  * PACING_WRITES_PER_SECOND, and the share moves. The budget finds it by additive increase and
  * multiplicative decrease, kept in the shared budget so every instance paces to the same rate:
  * lowered when Graph says the quota is nearly spent (x-ms-throttle-limit-percentage, sent from
- * 0.8 of it) or answers 429, raised again at a steady pace while Graph takes the writes, never
- * above the configured rate.
+ * 0.8 of it) and is not getting better, or answers 429; held while Graph keeps saying so; raised
+ * again at a growing pace once it stops; never above the configured rate.
  */
 export interface RateRule {
   /** PACING_WRITES_PER_SECOND: the rate never goes above it. */
@@ -29,6 +29,10 @@ export interface RateRule {
   minShare: number;
   /** Reports within this long of the last lowering are the same episode: lowered once. */
   lowerSpacingMs: number;
+  /** No report for this long: Graph's bucket is under the mark again, and the rate may rise. */
+  quietMs: number;
+  /** Usage not lower this long after a lowering: the lowering was not enough, lowered again. */
+  settleMs: number;
 }
 
 /**
@@ -36,10 +40,11 @@ export interface RateRule {
  * by a tenth a second let writes booked at the old rate spend Graph's last fifth, and the 429 that
  * followed stopped every instance for its Retry-After (21 s of no writes). Lowered by 30 % at the
  * first header, the rate is under half the quota within two or three lowerings, before that fifth
- * is spent; 2 s between lowerings lets Graph's bucket refill under the mark instead of diving.
- * The rise's pace grows the longer Graph takes the writes (twice as fast after 40 s), so the climb
- * from half the quota back to all of it takes about 15 s; doubling after 20 s overshot Graph's
- * bucket into 429s at 8-9 writes/s in the simulation (test/pacing/support.ts).
+ * is spent. Lowering again at every report kept cutting while Graph's bucket was already emptying
+ * (down to a third of the quota): a report lowers only when the usage rose since the last lowering
+ * or has not fallen within 10 s (Graph sends it to a tenth, a tenth of its bucket at a deficit of
+ * 30 % of the quota takes about 10 s). The rise's pace grows the longer Graph takes the writes
+ * (twice as fast after 40 s), so the climb from half the quota back to all of it takes about 15 s.
  */
 export function defaultRateRule(maxPerSecond: number): RateRule {
   return {
@@ -51,18 +56,41 @@ export function defaultRateRule(maxPerSecond: number): RateRule {
     throttleFactor: 0.7,
     minShare: 0.05,
     lowerSpacingMs: 2_000,
+    quietMs: 2_000,
+    settleMs: 10_000,
   };
 }
 
-/** The rate the budget paces at now: the last lowered rate plus its rise since, up to the max. */
+/** Graph's reports within this long of each other are kept as one (fewer budget writes). */
+const HEARD_RESOLUTION_MS = 1_000;
+
+/**
+ * The rate the budget paces at now: the last lowered (or held) rate plus its rise since, up to the
+ * max. It rises from the latest of the lowering, the end of a pause and Graph's last report.
+ */
 export function currentRate(state: BudgetState | undefined, now: number, rule: RateRule): number {
   if (state?.rate === undefined) return rule.maxPerSecond;
-  const risingSince = Math.max(state.loweredAt ?? 0, state.pausedUntil ?? 0);
+  const risingSince = Math.max(
+    state.loweredAt ?? 0,
+    state.pausedUntil ?? 0,
+    state.heardAt === undefined ? 0 : state.heardAt + rule.quietMs,
+  );
   const rising = Math.max(0, now - risingSince);
   // The rise's own pace grows linearly: rate + r t (1 + t / doubling).
   const rise =
     (rising / 1000) * (1 + rising / rule.riseDoublingMs) * rule.risePerSecond * rule.maxPerSecond;
   return Math.min(rule.maxPerSecond, state.rate + rise);
+}
+
+/**
+ * The writes booked ahead re-expressed at `rate`: the bucket counts writes, not seconds. Booked at
+ * a low rate and kept as a time, they would hold the bucket shut after the rate rose again.
+ */
+export function atRate(state: BudgetState, now: number, rate: number): BudgetState {
+  const was = state.tatRate ?? rate;
+  if (was === rate) return state.tatRate === rate ? state : { ...state, tatRate: rate };
+  const ahead = Math.max(0, state.tat - now);
+  return { ...state, tat: Math.min(state.tat, now) + (ahead * was) / rate, tatRate: rate };
 }
 
 /**
@@ -80,13 +108,26 @@ export function lowerRate(
 ): BudgetState {
   if (state.loweredAt !== undefined && now - state.loweredAt < rule.lowerSpacingMs) return state;
   const before = currentRate(state, now, rule);
+  const booked = atRate(state, now, before);
   const rate = Math.max(rule.minShare * rule.maxPerSecond, before * factor);
-  const bookedWrites = (Math.max(0, state.tat - now) * before) / 1000;
+  const bookedWrites = (Math.max(0, booked.tat - now) * before) / 1000;
   const kept = Math.min(bookedWrites, params.capacity - params.departureReserve);
-  return { ...state, tat: now + (kept * 1000) / rate, rate, loweredAt: now };
+  return { ...booked, tat: now + (kept * 1000) / rate, tatRate: rate, rate, loweredAt: now };
 }
 
-/** Graph's usage report: lowers the rate when it is at or over the threshold. */
+/** Graph reported its usage at the mark: the rate holds (its rise so far kept) until it stops. */
+function heard(state: BudgetState, now: number, rule: RateRule): BudgetState {
+  if (state.heardAt !== undefined && now - state.heardAt < HEARD_RESOLUTION_MS) return state;
+  // The rise so far is kept in `rate`: from now on it is measured from the report's end.
+  const held = state.rate === undefined ? {} : { rate: currentRate(state, now, rule) };
+  return { ...state, ...held, heardAt: now };
+}
+
+/**
+ * Graph's usage report. At or over the threshold the rate holds, and is lowered when this is a new
+ * episode (no report for quietMs), when the usage rose since the last lowering, or when it has not
+ * fallen settleMs after it; never during a 429's pause (the 429 lowered it already).
+ */
 export function onUsage(
   state: BudgetState,
   now: number,
@@ -95,7 +136,16 @@ export function onUsage(
   rule: RateRule,
 ): BudgetState {
   if (!(usedFraction >= rule.usageThreshold)) return state;
-  return lowerRate(state, now, params, rule, rule.usageFactor);
+  const sinceLowered = now - (state.loweredAt ?? -Infinity);
+  const newEpisode = state.heardAt === undefined || now - state.heardAt > rule.quietMs;
+  const last = newEpisode ? 0 : (state.usage ?? 0);
+  const lower =
+    now >= (state.pausedUntil ?? 0) &&
+    sinceLowered >= rule.lowerSpacingMs &&
+    (usedFraction > last || (usedFraction >= last && sinceLowered >= rule.settleMs));
+  if (!lower) return heard(state, now, rule);
+  const lowered = lowerRate(state, now, params, rule, rule.usageFactor);
+  return { ...lowered, usage: usedFraction, heardAt: now };
 }
 
 /**

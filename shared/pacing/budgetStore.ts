@@ -4,12 +4,42 @@
  */
 export interface BudgetState {
   tat: number;
-  /** Writes per second as last lowered; absent: the configured maximum. */
+  /** The rate `tat` was last expressed at: the writes booked ahead are `(tat - now) * tatRate`. */
+  tatRate?: number;
+  /** Writes per second as last lowered (or held); absent: the configured maximum. */
   rate?: number;
   /** When the rate was last lowered (epoch ms); it rises again from then. */
   loweredAt?: number;
+  /** Graph's usage (x-ms-throttle-limit-percentage) that the last lowering answered. */
+  usage?: number;
+  /** When Graph last reported its usage at the mark (to the second): the rate holds meanwhile. */
+  heardAt?: number;
   /** Graph's Retry-After (epoch ms): no write starts before it. */
   pausedUntil?: number;
+}
+
+/** Every optional field of the budget, as stored beside `tat` (one list for every store). */
+export const BudgetRateFields = [
+  'tatRate',
+  'rate',
+  'loweredAt',
+  'usage',
+  'heardAt',
+  'pausedUntil',
+] as const satisfies ReadonlyArray<keyof BudgetState>;
+
+/** The budget without its ETag, only the fields it has. */
+export function budgetState(stored: BudgetState): BudgetState {
+  const state: BudgetState = { tat: stored.tat };
+  for (const field of BudgetRateFields) {
+    const value = stored[field];
+    if (value !== undefined) state[field] = value;
+  }
+  return state;
+}
+
+export function sameBudget(a: BudgetState, b: BudgetState): boolean {
+  return a.tat === b.tat && BudgetRateFields.every((field) => a[field] === b[field]);
 }
 
 /**

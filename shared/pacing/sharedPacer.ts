@@ -1,7 +1,20 @@
 import { ErrorCodes, OffboardingError } from '../core/errors';
-import { currentRate, defaultRateRule, onThrottled, onUsage, type RateRule } from './adaptiveRate';
+import {
+  atRate,
+  currentRate,
+  defaultRateRule,
+  onThrottled,
+  onUsage,
+  type RateRule,
+} from './adaptiveRate';
 import { bookWrites, validateBudgetParams, type BudgetParams, type BookingResult } from './budget';
-import type { BudgetState, BudgetStore, StoredBudget } from './budgetStore';
+import {
+  budgetState,
+  sameBudget,
+  type BudgetState,
+  type BudgetStore,
+  type StoredBudget,
+} from './budgetStore';
 import type { Lane, WritePacer } from './pacer';
 
 /** What Graph tells us about the budget, reported by the Directory decorator. */
@@ -115,6 +128,13 @@ const DEPARTURE_BOOKING_TIMEOUT_MS = 2_000;
  */
 const HOLD_RECHECK_MS = 1_000;
 
+/**
+ * A wave write that waited this long for its slot reads the budget again before it goes, unless
+ * this instance read or wrote it within the last STALE_BOOKING_MS (one read per instance a second
+ * at most, shared by every write that wakes meanwhile).
+ */
+const STALE_BOOKING_MS = 1_000;
+
 function deferred(startAt: number, now: number, why: string): OffboardingError {
   const retryAfterSeconds = Math.max(1, Math.ceil((startAt - now) / 1000));
   return new OffboardingError(
@@ -128,21 +148,6 @@ function deferred(startAt: number, now: number, why: string): OffboardingError {
 export function waveMaxWaitMs(params: BudgetParams, maxWaitMs: number, configured?: number) {
   const reserveMs = (params.departureReserve * 1000) / params.ratePerSecond;
   return Math.min(maxWaitMs, configured ?? (reserveMs * 3) / 4);
-}
-
-function withoutEtag(stored: StoredBudget | undefined): BudgetState | undefined {
-  if (stored === undefined) return undefined;
-  const { tat, rate, loweredAt, pausedUntil } = stored;
-  return { tat, rate, loweredAt, pausedUntil };
-}
-
-function sameBudget(a: BudgetState, b: BudgetState): boolean {
-  return (
-    a.tat === b.tat &&
-    a.rate === b.rate &&
-    a.loweredAt === b.loweredAt &&
-    a.pausedUntil === b.pausedUntil
-  );
 }
 
 const realSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -173,6 +178,8 @@ export class SharedWritePacer implements WritePacer, ThrottleFeedback {
   private pausedUntil = 0;
   /** The latest lowering of the rate this instance knows of: wave slots booked before it go back. */
   private loweredAt = 0;
+  /** The read of the budget in flight for wave writes that woke on their slots (refresh). */
+  private refreshing: Promise<void> | undefined;
   private readonly rateRule: RateRule;
   private readonly statistics: PacerStats = {
     reservations: 0,
@@ -300,7 +307,7 @@ export class SharedWritePacer implements WritePacer, ThrottleFeedback {
         if (current !== undefined) this.remember(current);
       }
       const now = this.now();
-      const before: BudgetState = withoutEtag(current) ?? { tat: 0 };
+      const before: BudgetState = current === undefined ? { tat: 0 } : budgetState(current);
       const { state, result } = compute(before, now);
       if (current !== undefined && sameBudget(state, before)) return { result, now };
       this.statistics.storeWrites += 1;
@@ -316,6 +323,24 @@ export class SharedWritePacer implements WritePacer, ThrottleFeedback {
       // Spread the retries of instances that lost the same race.
       await this.sleep(this.random() * Math.min(100, 5 * conflicts));
     }
+  }
+
+  /** Reads the budget unless this instance saw it within STALE_BOOKING_MS; advisory. */
+  private refresh(): Promise<void> {
+    if (this.now() - this.cachedAt < STALE_BOOKING_MS) return Promise.resolve();
+    this.refreshing ??= (async () => {
+      try {
+        this.statistics.storeReads += 1;
+        const budget = await this.store.read();
+        if (budget !== undefined) this.remember(budget);
+      } catch {
+        // The write goes at its slot: a store that cannot answer never holds up the wave here.
+        this.statistics.storeFailures += 1;
+      } finally {
+        this.refreshing = undefined;
+      }
+    })();
+    return this.refreshing;
   }
 
   private remember(budget: StoredBudget): void {
@@ -349,7 +374,8 @@ export class SharedWritePacer implements WritePacer, ThrottleFeedback {
     const msPerWrite = 1000 / ratePerSecond;
     const waveReach = now + this.maxWait.wave + (capacity - departureReserve) * msPerWrite;
     const otherDepartures = departureReserve / 8;
-    const worst = Math.max(this.cached.tat, waveReach) + (otherDepartures + writes) * msPerWrite;
+    const { tat } = atRate(this.cached, now, ratePerSecond);
+    const worst = Math.max(tat, waveReach) + (otherDepartures + writes) * msPerWrite;
     return worst - capacity * msPerWrite <= now;
   }
 
@@ -386,16 +412,17 @@ export class SharedWritePacer implements WritePacer, ThrottleFeedback {
     try {
       const committed = await this.commit((state, at) => {
         const params = this.paramsAt(state, at);
+        const current = atRate(state, at, params.ratePerSecond);
         const booked = bookWrites(
           params,
-          state.tat,
+          current.tat,
           at,
           slotRequests,
           this.maxWait[lane],
           state.pausedUntil,
         );
         return {
-          state: { ...state, tat: booked.tat },
+          state: { ...current, tat: booked.tat },
           result: { results: booked.results, rate: params.ratePerSecond },
         };
       });
@@ -435,8 +462,9 @@ export class SharedWritePacer implements WritePacer, ThrottleFeedback {
         lane === 'wave' && rising ? Math.min(estimate, bookedAt + this.maxWait.wave) : estimate;
       request.reject(deferred(comeBack, bookedAt, 'no room within the wait bound'));
     }
-    // Spare slots wait here for the next reservations of this lane.
-    slots.push(...granted.slice(next));
+    // Spare slots wait here for the next reservations of this lane (booked at the rate the store
+    // had just now: a lowering learned during this booking gave back only the slots before it).
+    this.leased[lane].push(...granted.slice(next));
   }
 
   /**
@@ -470,6 +498,10 @@ export class SharedWritePacer implements WritePacer, ThrottleFeedback {
     if (until > begun) await this.sleep(until - begun);
     // A departure may have gone ahead meanwhile (booking timeout); it is counted there.
     if (request.granted) return;
+    // A wave write booked a while ago asks the store whether the rate was lowered since: with all
+    // its invocations asleep on their slots, an instance would otherwise learn it only from the
+    // answer to its next write, after its next writes had gone at the old rate.
+    if (request.lane === 'wave' && until - begun >= STALE_BOOKING_MS) await this.refresh();
     if (
       request.lane === 'wave' &&
       (this.loweredAt > loweredAt || this.now() < this.pausedUntil - LATE_SLOT_GRACE_MS)

@@ -1,5 +1,10 @@
 import { RestError, type TableClient } from '@azure/data-tables';
-import type { BudgetState, BudgetStore, StoredBudget } from './budgetStore';
+import {
+  BudgetRateFields,
+  type BudgetState,
+  type BudgetStore,
+  type StoredBudget,
+} from './budgetStore';
 
 const PARTITION_KEY = 'graph-identity-writes';
 const ROW_KEY = 'budget';
@@ -7,8 +12,6 @@ const ROW_KEY = 'budget';
 const CALL_TIMEOUT_MS = 3_000;
 
 type BudgetEntity = BudgetState & { partitionKey: string; rowKey: string };
-
-const RATE_FIELDS = ['rate', 'loweredAt', 'pausedUntil'] as const;
 
 function isTableNotFound(error: unknown): boolean {
   if (!(error instanceof RestError) || error.statusCode !== 404) return false;
@@ -32,7 +35,7 @@ export class TableBudgetStore implements BudgetStore {
       const tat = Number(entity.tat);
       const budget: StoredBudget = { tat: Number.isFinite(tat) ? tat : 0, etag: entity.etag };
       // Absent in a budget written before the rate was adaptive: the configured rate applies.
-      for (const field of RATE_FIELDS) {
+      for (const field of BudgetRateFields) {
         const value = Number(entity[field] ?? NaN);
         if (Number.isFinite(value)) budget[field] = value;
       }
@@ -66,7 +69,7 @@ export class TableBudgetStore implements BudgetStore {
 
   private async attempt(budget: BudgetState, etag: string | undefined): Promise<string> {
     const entity: BudgetEntity = { partitionKey: PARTITION_KEY, rowKey: ROW_KEY, tat: budget.tat };
-    for (const field of RATE_FIELDS) {
+    for (const field of BudgetRateFields) {
       const value = budget[field];
       if (value !== undefined) entity[field] = value;
     }

@@ -69,6 +69,8 @@ export class SimulatedGraph {
   private tokens: number;
   private last = SIM_T0;
   accepted = 0;
+  /** When each accepted write came (ms since the start). */
+  readonly acceptedAt: number[] = [];
   throttled = 0;
   constructor(
     private readonly capacity: number,
@@ -90,6 +92,7 @@ export class SimulatedGraph {
     }
     this.tokens -= 1;
     this.accepted += 1;
+    this.acceptedAt.push(now - SIM_T0);
     const used = Math.round((1 - this.tokens / this.capacity) * 100) / 100;
     return used >= 0.8 ? Math.round(used * 10) / 10 : undefined;
   }
@@ -112,6 +115,12 @@ export interface SimulationOptions {
   /** This many departures (2 writes each) arrive when half the wave is done. */
   departures?: number;
   rateRule?: RateRule;
+  /**
+   * Each budget store call's round trip, ms (default 0). Table Storage answers in milliseconds, but
+   * an instance learns of another's lowering only through the store: without a delay the
+   * simulation would learn it at once.
+   */
+  storeLatencyMs?: () => number;
 }
 
 /**
@@ -124,7 +133,14 @@ export async function simulateWave(options: SimulationOptions) {
   const timers: Array<{ at: number; resolve: () => void }> = [];
   const sleep = (ms: number) =>
     new Promise<void>((resolve) => timers.push({ at: clock.now + Math.max(0, ms), resolve }));
-  const store = new MemoryBudgetStore();
+  const memory = new MemoryBudgetStore();
+  const storeLatency = options.storeLatencyMs;
+  const store: BudgetStore = storeLatency
+    ? {
+        read: () => sleep(storeLatency()).then(() => memory.read()),
+        write: (budget, etag) => sleep(storeLatency()).then(() => memory.write(budget, etag)),
+      }
+    : memory;
   const pacers = Array.from(
     { length: options.instances ?? 4 },
     () =>
@@ -201,5 +217,12 @@ export async function simulateWave(options: SimulationOptions) {
     next.resolve();
   }
   await Promise.all(running);
-  return { seconds: (clock.now - SIM_T0) / 1000, rates, pacers, clock, store, departureSeconds };
+  return {
+    seconds: (clock.now - SIM_T0) / 1000,
+    rates,
+    pacers,
+    clock,
+    store: memory,
+    departureSeconds,
+  };
 }
