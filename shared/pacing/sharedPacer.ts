@@ -129,11 +129,12 @@ const DEPARTURE_BOOKING_TIMEOUT_MS = 2_000;
 const HOLD_RECHECK_MS = 1_000;
 
 /**
- * A wave write that waited this long for its slot reads the budget again before it goes, unless
- * this instance read or wrote it within the last STALE_BOOKING_MS (one read per instance a second
- * at most, shared by every write that wakes meanwhile).
+ * A wave write waiting for its slot looks at the budget this often, reading it again unless this
+ * instance read or wrote it within the last STALE_BUDGET_MS (one read per instance a second at
+ * most, shared by every write waiting meanwhile).
  */
-const STALE_BOOKING_MS = 1_000;
+const WAVE_RECHECK_MS = 1_000;
+const STALE_BUDGET_MS = 1_000;
 
 function deferred(startAt: number, now: number, why: string): OffboardingError {
   const retryAfterSeconds = Math.max(1, Math.ceil((startAt - now) / 1000));
@@ -171,6 +172,8 @@ export class SharedWritePacer implements WritePacer, ThrottleFeedback {
   private readonly flushing: Record<Lane, boolean> = { departure: false, wave: false };
   /** Start times of slots booked ahead and not yet given to a reservation (ascending). */
   private leased: Record<Lane, number[]> = { departure: [], wave: [] };
+  /** The rate the leased slots were booked at (the latest lease's). */
+  private leasedRate: Record<Lane, number> = { departure: 0, wave: 0 };
   /** The last budget this instance read or wrote: tried first, re-read after a lost race. */
   private cached: StoredBudget | undefined;
   private cachedAt = 0;
@@ -325,9 +328,9 @@ export class SharedWritePacer implements WritePacer, ThrottleFeedback {
     }
   }
 
-  /** Reads the budget unless this instance saw it within STALE_BOOKING_MS; advisory. */
+  /** Reads the budget unless this instance saw it within STALE_BUDGET_MS; advisory. */
   private refresh(): Promise<void> {
-    if (this.now() - this.cachedAt < STALE_BOOKING_MS) return Promise.resolve();
+    if (this.now() - this.cachedAt < STALE_BUDGET_MS) return Promise.resolve();
     this.refreshing ??= (async () => {
       try {
         this.statistics.storeReads += 1;
@@ -394,7 +397,7 @@ export class SharedWritePacer implements WritePacer, ThrottleFeedback {
       else if (rest.length === 0 && slots.length >= request.writes) {
         const taken = slots.splice(0, request.writes);
         request.onBooked?.();
-        void this.waitFor(request, taken.at(-1) ?? now);
+        void this.waitFor(request, taken.at(-1) ?? now, this.leasedRate[lane]);
       } else rest.push(request);
     }
     if (rest.length === 0) return;
@@ -409,6 +412,7 @@ export class SharedWritePacer implements WritePacer, ThrottleFeedback {
     let results: BookingResult[];
     let bookedAt: number;
     let rising: boolean;
+    let bookedRate: number;
     try {
       const committed = await this.commit((state, at) => {
         const params = this.paramsAt(state, at);
@@ -427,7 +431,8 @@ export class SharedWritePacer implements WritePacer, ThrottleFeedback {
         };
       });
       results = committed.result.results;
-      rising = committed.result.rate < this.rateRule.maxPerSecond;
+      bookedRate = committed.result.rate;
+      rising = bookedRate < this.rateRule.maxPerSecond;
       bookedAt = committed.now;
     } catch {
       this.statistics.storeFailures += 1;
@@ -450,7 +455,7 @@ export class SharedWritePacer implements WritePacer, ThrottleFeedback {
       request.onBooked?.();
       if (granted.length - next >= request.writes) {
         next += request.writes;
-        void this.waitFor(request, granted[next - 1] ?? bookedAt);
+        void this.waitFor(request, granted[next - 1] ?? bookedAt, bookedRate);
         continue;
       }
       const estimate = results[next + request.writes - 1]?.startAt ?? bookedAt;
@@ -465,6 +470,7 @@ export class SharedWritePacer implements WritePacer, ThrottleFeedback {
     // Spare slots wait here for the next reservations of this lane (booked at the rate the store
     // had just now: a lowering learned during this booking gave back only the slots before it).
     this.leased[lane].push(...granted.slice(next));
+    this.leasedRate[lane] = bookedRate;
   }
 
   /**
@@ -487,21 +493,42 @@ export class SharedWritePacer implements WritePacer, ThrottleFeedback {
     return true;
   }
 
-  private async waitFor(request: Pending, startAt: number): Promise<void> {
+  private async waitFor(request: Pending, startAt: number, bookedRate: number): Promise<void> {
     const begun = this.now();
-    const until = Math.max(startAt, this.pausedUntil);
+    let until = Math.max(startAt, this.pausedUntil);
     if (until - begun > this.maxWait[request.lane]) {
       this.statistics.deferred += 1;
       return request.reject(deferred(until, begun, 'Graph asked us to wait'));
     }
     const loweredAt = this.loweredAt;
-    if (until > begun) await this.sleep(until - begun);
+    if (request.lane === 'departure') {
+      if (until > begun) await this.sleep(until - begun);
+    } else {
+      // A wave write waits a second at a time and asks each time (through the store, one read
+      // per instance a second) whether the rate changed: with all its invocations asleep on their
+      // slots, an instance would otherwise learn of a lowering only from the answer to its next
+      // write, after its next writes had gone at the old rate. Lowered: it books again (below).
+      // Risen: its slot comes sooner, as the bucket's booked writes do (atRate).
+      let rate = bookedRate;
+      // Counted down by the steps slept as well as by the clock, so that it ends either way.
+      let left = until - begun;
+      while (left > 0) {
+        const step = Math.min(left, WAVE_RECHECK_MS);
+        await this.sleep(step);
+        await this.refresh();
+        if (this.loweredAt > loweredAt) break;
+        const at = this.now();
+        left = Math.min(left - step, until - at);
+        const risen = this.currentRate();
+        if (risen > rate && left > 0) {
+          left = (left * rate) / risen;
+          until = at + left;
+          rate = risen;
+        }
+      }
+    }
     // A departure may have gone ahead meanwhile (booking timeout); it is counted there.
     if (request.granted) return;
-    // A wave write booked a while ago asks the store whether the rate was lowered since: with all
-    // its invocations asleep on their slots, an instance would otherwise learn it only from the
-    // answer to its next write, after its next writes had gone at the old rate.
-    if (request.lane === 'wave' && until - begun >= STALE_BOOKING_MS) await this.refresh();
     if (
       request.lane === 'wave' &&
       (this.loweredAt > loweredAt || this.now() < this.pausedUntil - LATE_SLOT_GRACE_MS)

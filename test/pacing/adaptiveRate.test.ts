@@ -251,6 +251,44 @@ describe('the shared budget finds the rate Graph gives (simulated Graph, in-memo
     await Promise.allSettled(booked);
   });
 
+  it.each([
+    ['rises', RULE, (at: number) => at < T0 + 9_000],
+    ['stays', { ...RULE, risePerSecond: 0 }, (at: number) => at === T0 + 10_000],
+  ])(
+    'brings a waiting wave write forward when the rate %s after it was booked',
+    async (_, rateRule, lastStart) => {
+      const store = new MemoryBudgetStore();
+      // Lowered to 2/s a moment ago; Graph has since stopped reporting: the rate rises.
+      await store.write({ tat: T0, tatRate: 2, rate: 2, loweredAt: T0 }, undefined);
+      const clock = { now: T0 };
+      const timers: Array<{ at: number; wake: () => void }> = [];
+      const starts: number[] = [];
+      const pacer = new SharedWritePacer({
+        params: PARAMS,
+        rateRule,
+        store,
+        maxWaitMs: 30_000,
+        onGranted: ({ startAt }) => starts.push(startAt),
+        now: () => clock.now,
+        sleep: (ms) => new Promise<void>((wake) => timers.push({ at: clock.now + ms, wake })),
+        random: () => 0,
+      });
+      // 40 writes go at once (the wave's headroom at 2/s), the next 20 every 0.5 s: to 10 s.
+      const booked = Array.from({ length: 60 }, () => pacer.reserve('wave', 1));
+      for (let i = 0; i < 10_000; i++) {
+        await new Promise((resolve) => setImmediate(resolve));
+        timers.sort((a, b) => a.at - b.at);
+        const next = timers.shift();
+        if (!next) break;
+        clock.now = Math.max(clock.now, next.at);
+        next.wake();
+      }
+      await Promise.all(booked);
+      expect(starts).toHaveLength(60);
+      expect(lastStart(Math.max(...starts))).toBe(true);
+    },
+  );
+
   it('shares the lowered rate: another instance learns it from the store and re-books its wave', async () => {
     const store = new MemoryBudgetStore();
     const clock = { now: T0 };
