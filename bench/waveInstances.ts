@@ -135,6 +135,8 @@ export function startInstances(
     if (variant === 'nohold') config.pacing = { ...config.pacing, holdWave: false };
     const base = createRuntime(config, { requireServiceBus: true });
     runtimes.push(base);
+    // The shipped pacer's counters too (budget store calls per event).
+    if (paced) pacers.push(base.pacer);
     let runtime = base;
     if (variant === 'static') {
       const pacer = createWritePacer({
@@ -179,7 +181,7 @@ export function startInstances(
   };
 }
 
-/** Sums the static design's pacer counters (of instances, or of instance processes). */
+/** Sums the pacers' counters (of instances, or of instance processes). */
 export function sumPacerStats(all: Array<PacerStats | undefined>): PacerStats | undefined {
   return all
     .filter((stats): stats is PacerStats => stats !== undefined)
