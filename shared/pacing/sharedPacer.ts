@@ -181,7 +181,7 @@ export class SharedWritePacer implements WritePacer, ThrottleFeedback {
   private pausedUntil = 0;
   /** The latest lowering of the rate this instance knows of: wave slots booked before it go back. */
   private loweredAt = 0;
-  /** The read of the budget in flight for wave writes that woke on their slots (refresh). */
+  /** The read of the budget in flight for the wave writes waiting for their slots (refresh). */
   private refreshing: Promise<void> | undefined;
   private readonly rateRule: RateRule;
   private readonly statistics: PacerStats = {
