@@ -20,6 +20,7 @@ import {
   retryDelayMs,
 } from './retryPolicy';
 import type { RouteName } from './routes';
+import { planSignInWatch } from './signInWatchRun';
 import type { Delivery, FlowResult, OffboardingDeps, ProcessResult, Run } from './run';
 
 /*
@@ -178,6 +179,17 @@ export async function finish(
     }
   }
   if (retry === undefined) delete record.nextAttemptAt;
+  // A departure that succeeded gets its sign-in watch (when the setting turns it on), noted on
+  // the record this write makes.
+  if (disposition === 'done')
+    await planSignInWatch(
+      {
+        scheduler: ctx.deps.scheduler,
+        queue: ctx.deps.queues.employeeLeaving,
+        settings: ctx.deps.signInWatch,
+      },
+      record,
+    );
 
   const written = await updateRecord(ctx.deps.audit, run.key, (current) => {
     const next: AuditRecord = {
