@@ -13,13 +13,7 @@ import type { TokenCredential } from '@azure/identity';
 import type { GraphConfig } from '../app/config';
 import { ErrorCodes, OffboardingError, type ErrorCode } from '../core/errors';
 import type { Secret } from '../core/password';
-import type {
-  Directory,
-  DirectoryCall,
-  DirectoryUser,
-  SignInLog,
-  SignInPage,
-} from '../core/ports';
+import type { Directory, DirectoryCall, DirectoryUser, SignInLog, SignInPage } from '../core/ports';
 import type { SignInEntry } from '../core/signInWatch';
 import { userPath, type UserRef } from '../core/userRef';
 import { GraphPermissions, PASSWORD_RESET_ROLE, type GraphOperation } from './graphPermissions';

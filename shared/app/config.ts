@@ -272,7 +272,7 @@ export const SETTINGS = [
   {
     name: 'SIGNIN_WATCH_ENABLED',
     description:
-      '`true`: after each departure that succeeded, read the person\'s sign-ins from the Entra sign-in log at SIGNIN_WATCH_AFTER_MINUTES after the access cut-off; a successful sign-in after the cut-off is audited, published (`signin-after-cutoff`) and alerted. Needs Entra ID P1 or P2 and the Graph permission AuditLog.Read.All (granted only when this is on).',
+      "`true`: after each departure that succeeded, read the person's sign-ins from the Entra sign-in log at SIGNIN_WATCH_AFTER_MINUTES after the access cut-off; a successful sign-in after the cut-off is audited, published (`signin-after-cutoff`) and alerted. Needs Entra ID P1 or P2 and the Graph permission AuditLog.Read.All (granted only when this is on).",
     default: 'false',
     requiredInAzure: false,
   },

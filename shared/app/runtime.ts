@@ -109,10 +109,9 @@ export function createRuntime(
   };
 
   const outcomeTopic = createOutcomeTopicSink(config, serviceBus);
-  const finalSinks = [
-    createImmutableAuditSink(config, credential),
-    outcomeTopic,
-  ].filter((sink): sink is FinalRecordSink => sink !== undefined);
+  const finalSinks = [createImmutableAuditSink(config, credential), outcomeTopic].filter(
+    (sink): sink is FinalRecordSink => sink !== undefined,
+  );
 
   // The blast-radius guardrail counts across instances in a table of its own (operators write
   // their decisions there; the audit table they only read).

@@ -165,7 +165,10 @@ export function watchMessage(key: RecordKey, check: number, retry = 0): Outgoing
     },
     messageId: `${AppMessageIdPrefixes.signInWatch}${stableId('signin-watch', key.identityKey, key.contentDigest, String(check), String(retry))}`,
     contentType: 'application/json',
-    applicationProperties: { [WATCH_MESSAGE_PROPERTY]: check, [MessageProperties.attempt]: retry + 1 },
+    applicationProperties: {
+      [WATCH_MESSAGE_PROPERTY]: check,
+      [MessageProperties.attempt]: retry + 1,
+    },
   };
 }
 
