@@ -28,6 +28,7 @@ import { reinstatementEvent, type ReinstateRequest } from './reinstate';
 import { DEFAULT_SINCE, formatReport, parseSince, readReport } from './report';
 import { buildEvidence } from './reportEvidence';
 import { renderEvidenceHtml } from './reportHtml';
+import { buildWaveEffect, formatWaveEffect } from './waveEffect';
 import {
   auditTable,
   deadLetterTable,
@@ -149,6 +150,8 @@ export async function auditCommand(
 export interface ReportOptions {
   since?: Date;
   json?: boolean;
+  /** The effect of this `offboard enqueue` MFA wave, from the sign-in log. */
+  wave?: string;
   /** Write the evidence page here instead of printing the figures. */
   html?: string;
 }
@@ -163,6 +166,14 @@ export async function reportCommand(
   const since = options.since ?? parseSince(DEFAULT_SINCE, now);
   if (options.html !== undefined)
     return writeEvidencePage(options.html, since, now, io, runtime, openLog);
+  if (options.wave !== undefined) {
+    const wave = options.wave;
+    const effect = await withRuntime(runtime, async ({ audit, signInWatch }) =>
+      buildWaveEffect(await audit.listSince(since), wave, signInWatch.signIns, since, now),
+    );
+    io.stdout((options.json ? toJson(effect) : formatWaveEffect(effect)) + '\n');
+    return ExitCodes.ok;
+  }
   const report = await withRuntime(runtime, ({ audit }) => readReport(audit, since, now));
   io.stdout((options.json ? toJson(report) : formatReport(report)) + '\n');
   return ExitCodes.ok;

@@ -297,3 +297,25 @@ export function describeFinding(finding: WatchFinding | undefined): string {
       return `watch unavailable (${finding.errorCode ?? 'unknown'})`;
   }
 }
+
+/** What an MFA wave did for one person, from their sign-ins since the revocation. */
+export type MfaEffect = 'with-mfa' | 'without-mfa' | 'mfa-not-stated' | 'not-signed-in';
+
+/**
+ * `offboard report --wave`: has the person signed in again since the revocation, and with MFA?
+ * With MFA once is enough (`authenticationRequirement` multiFactorAuthentication on a successful
+ * sign-in); otherwise a successful sign-in that says singleFactorAuthentication is "without MFA";
+ * successful sign-ins that do not say are "MFA not stated" (never counted as either).
+ */
+export function mfaEffect(signIns: readonly SignInEntry[], since: string): MfaEffect {
+  const from = Date.parse(since);
+  const successes = signIns.filter(
+    (s) => s.errorCode === 0 && Date.parse(s.createdDateTime) >= from,
+  );
+  if (successes.length === 0) return 'not-signed-in';
+  if (successes.some((s) => s.authenticationRequirement === 'multiFactorAuthentication'))
+    return 'with-mfa';
+  if (successes.some((s) => s.authenticationRequirement === 'singleFactorAuthentication'))
+    return 'without-mfa';
+  return 'mfa-not-stated';
+}
