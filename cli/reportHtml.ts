@@ -303,6 +303,8 @@ function logCell(row: DepartureRow): Markup {
 
 function departuresTable(rows: DepartureRow[]): Markup {
   if (rows.length === 0) return markup`<p>No departures in the window.</p>`;
+  // The column only when the sign-in watch was on for some departure: otherwise the page is as before.
+  const watched = rows.some((r) => r.signInWatch !== undefined);
   return markup`<table class="departures">
     <thead>
       <tr>
@@ -317,6 +319,7 @@ function departuresTable(rows: DepartureRow[]): Markup {
         <th>CAE apps cut off by</th>
         <th>other apps by</th>
         <th>immutable log</th>
+        ${watched ? markup`<th>sign-in watch</th>` : undefined}
       </tr>
     </thead>
     <tbody>
@@ -338,6 +341,7 @@ function departuresTable(rows: DepartureRow[]): Markup {
             ${timeCell(r.caeAppsBy)}
             ${timeCell(r.otherAppsBy)}
             ${logCell(r)}
+            ${watched ? markup`<td class="watch">${r.signInWatch ?? ''}</td>` : undefined}
           </tr> `,
       )}
     </tbody>
