@@ -345,7 +345,7 @@ async function showSignInWatch(
     clientAppUsed: 'Mobile Apps and Desktop clients',
     caeToken: false,
   });
-  const message = watchMessage(record, 0);
+  const message = watchMessage(record, 0, watch.from);
   const lines: string[] = [];
   const context = new InvocationContext({
     invocationId: randomUUID(),

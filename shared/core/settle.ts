@@ -179,17 +179,16 @@ export async function finish(
     }
   }
   if (retry === undefined) delete record.nextAttemptAt;
-  // A departure that succeeded gets its sign-in watch (when the setting turns it on), noted on
-  // the record this write makes.
-  if (disposition === 'done')
-    await planSignInWatch(
-      {
-        scheduler: ctx.deps.scheduler,
-        queue: ctx.deps.queues.employeeLeaving,
-        settings: ctx.deps.signInWatch,
-      },
-      record,
-    );
+  // A departure that ended with its revocation verified gets its sign-in watch (when the setting
+  // turns it on), noted on the record this write makes.
+  await planSignInWatch(
+    {
+      scheduler: ctx.deps.scheduler,
+      queue: ctx.deps.queues.employeeLeaving,
+      settings: ctx.deps.signInWatch,
+    },
+    record,
+  );
 
   const written = await updateRecord(ctx.deps.audit, run.key, (current) => {
     const next: AuditRecord = {

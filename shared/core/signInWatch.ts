@@ -154,8 +154,17 @@ export function planWatch(
   };
 }
 
-/** The scheduled message of a check; its id is the same every time (duplicate detection). */
-export function watchMessage(key: RecordKey, check: number, retry = 0): OutgoingMessage {
+/**
+ * The scheduled message of a check; its id is the same every time for the same watch (duplicate
+ * detection), and new for a new watch of the same record (a failed departure replayed and
+ * revoked again: `from` moved), so the new checks are never dropped as repeats of the old ones.
+ */
+export function watchMessage(
+  key: RecordKey,
+  check: number,
+  from: string,
+  retry = 0,
+): OutgoingMessage {
   return {
     body: {
       kind: WATCH_BODY_KIND,
@@ -163,7 +172,7 @@ export function watchMessage(key: RecordKey, check: number, retry = 0): Outgoing
       contentDigest: key.contentDigest,
       check,
     },
-    messageId: `${AppMessageIdPrefixes.signInWatch}${stableId('signin-watch', key.identityKey, key.contentDigest, String(check), String(retry))}`,
+    messageId: `${AppMessageIdPrefixes.signInWatch}${stableId('signin-watch', key.identityKey, key.contentDigest, from, String(check), String(retry))}`,
     contentType: 'application/json',
     applicationProperties: {
       [WATCH_MESSAGE_PROPERTY]: check,

@@ -1,3 +1,4 @@
+import { CAE_CUTOFF_MS } from './accessCutoff';
 import { updateRecord } from './auditRecords';
 import { ErrorCodes, OffboardingError, toOffboardingError } from './errors';
 import { kindOfType } from './events';
@@ -44,12 +45,23 @@ export async function planSignInWatch(
   record: AuditRecord,
 ): Promise<void> {
   const { settings } = deps;
-  if (settings?.enabled !== true || record.signInWatch !== undefined) return;
-  if (record.outcome !== 'succeeded' || record.dryRun) return;
+  if (settings?.enabled !== true || record.signInWatch !== undefined || record.dryRun) return;
   if (kindOfType(record.eventType ?? '') !== 'employee.leaving') return;
+  // A departure that succeeded, or one that failed for good after its revocation went through (a
+  // synced account whose disable is owned on-premises): exactly where someone may still get in.
+  const final =
+    record.outcome === 'succeeded' || (record.outcome === 'failed' && record.retryable === false);
+  const revoked = record.actions.some(
+    (a) => a.action === 'revokeSignInSessions' && a.status === 'succeeded',
+  );
   const revokedAt = record.verification?.signInSessionsValidFrom;
-  const cutoffAt = watchCutoff(record.accessCutoff);
-  if (record.verification?.verified !== true || revokedAt === undefined) return;
+  if (!final || !revoked || record.verification?.verified !== true || revokedAt === undefined)
+    return;
+  const cutoffAt =
+    record.outcome === 'succeeded'
+      ? watchCutoff(record.accessCutoff)
+      : // No promise on a failed record: the revocation's own (CAE) window.
+        new Date(Date.parse(revokedAt) + CAE_CUTOFF_MS).toISOString();
   if (cutoffAt === undefined) {
     record.notes.push(
       'Sign-in watch: not scheduled, access does not end for this account (see accessCutoff).',
@@ -61,7 +73,7 @@ export async function planSignInWatch(
     for (const [index, check] of watch.checks.entries()) {
       check.sequenceNumber = await deps.scheduler.schedule(
         deps.queue,
-        watchMessage(record, index),
+        watchMessage(record, index, watch.from),
         new Date(check.dueAt),
       );
     }
@@ -131,7 +143,11 @@ export async function runWatchCheck(deps: WatchDeps, message: WatchMessage): Pro
       // Graph asked for a wait (429) or failed: the check comes back later, a bounded number of times.
       const waitMs = Math.max((error.retryAfterSeconds ?? 0) * 1000, 60_000 * 2 ** (attempt - 1));
       const at = new Date(now.getTime() + Math.min(waitMs, 3_600_000));
-      await deps.scheduler.schedule(deps.queue, watchMessage(record, message.check, attempt), at);
+      await deps.scheduler.schedule(
+        deps.queue,
+        watchMessage(record, message.check, watch.from, attempt),
+        at,
+      );
       await updateRecord(deps.audit, message.key, (current) => {
         const c = current?.signInWatch?.checks[message.check];
         if (current === undefined || c === undefined || c.result !== undefined)

@@ -103,17 +103,20 @@ describe('the watch message', () => {
   const key = { identityKey: 'a'.repeat(40), contentDigest: 'b'.repeat(40) };
 
   it('round-trips, as an object or as UTF-8 bytes, with a deterministic id', () => {
-    const m = watchMessage(key, 1);
+    const from = '2026-11-30T09:00:04Z';
+    const m = watchMessage(key, 1, from);
     expect(parseWatchMessage(m.body)).toEqual({ key, check: 1 });
     expect(parseWatchMessage(Buffer.from(JSON.stringify(m.body)))).toEqual({ key, check: 1 });
-    expect(watchMessage(key, 1).messageId).toBe(m.messageId);
-    expect(watchMessage(key, 1, 1).messageId).not.toBe(m.messageId);
+    expect(watchMessage(key, 1, from).messageId).toBe(m.messageId);
+    // A retry, or a new watch of the same record (revoked again), is a message of its own.
+    expect(watchMessage(key, 1, from, 1).messageId).not.toBe(m.messageId);
+    expect(watchMessage(key, 1, '2026-12-01T09:00:04Z').messageId).not.toBe(m.messageId);
     expect(m.messageId.startsWith('watch-')).toBe(true);
   });
 
   it('is never an HR event, and a malformed one names no record', () => {
     expect(parseWatchMessage(leaving('alice@contoso.com'))).toBeUndefined();
-    const body = watchMessage(key, 0).body as Record<string, unknown>;
+    const body = watchMessage(key, 0, '2026-11-30T09:00:04Z').body as Record<string, unknown>;
     expect(parseWatchMessage({ ...body, identityKey: '../x' })).toBeUndefined();
     expect(parseWatchMessage({ ...body, check: -1 })).toBeUndefined();
     expect(parseWatchMessage({ ...body, check: 1.5 })).toBeUndefined();
@@ -142,6 +145,22 @@ describe('windowEnd (a chapter of the person’s story)', () => {
     const end = windowEnd(timeline, 'dep', now);
     expect(end.to).toBe('2026-11-30T12:00:00Z');
     expect(end.note).toContain('reinstated');
+  });
+
+  it('ends at a newer departure (its own watch judges what follows); a late cancellation changes nothing', () => {
+    const timeline = {
+      ...emptyTimeline('p'),
+      intents: [
+        intent('dep', 'leave', '2026-11-30T09:00:00Z'),
+        intent('cancel', 'cancel', '2026-11-30T10:00:00Z'),
+        intent('dep2', 'leave', '2026-11-30T20:00:00Z'),
+      ],
+    };
+    const end = windowEnd(timeline, 'dep', now);
+    expect(end.to).toBe('2026-11-30T20:00:00Z');
+    expect(end.note).toContain('newer departure');
+    const onlyCancel = { ...timeline, intents: timeline.intents.slice(0, 2) };
+    expect(windowEnd(onlyCancel, 'dep', now)).toEqual({ to: now.toISOString() });
   });
 
   it('runs to now when nothing came after the departure', () => {
@@ -233,7 +252,11 @@ function watchWorld(settings = SETTINGS): WatchWorld {
     checkOf: (record, check) => {
       const entry = core.scheduler
         .pending()
-        .find((s) => s.message.messageId === watchMessage(record, check).messageId && !s.delivered);
+        .find(
+          (s) =>
+            s.message.messageId ===
+              watchMessage(record, check, record.signInWatch?.from ?? '').messageId && !s.delivered,
+        );
       if (entry === undefined) throw new Error(`check ${check} is not scheduled`);
       const parsed = parseWatchMessage(core.scheduler.take(entry).body);
       if (parsed === undefined) throw new Error('not a watch message');
@@ -290,6 +313,30 @@ describe('planning the watch of a departure', () => {
     expect(guest.record.outcome).toBe('succeeded');
     expect(guest.record.signInWatch).toBeUndefined();
     expect(guest.record.notes.join(' ')).toContain('Sign-in watch: not scheduled');
+  });
+
+  it('a synced account whose disable failed (revoked, failed for good) is watched from the CAE window', async () => {
+    const w = watchWorld();
+    const result = await w.core.process(delivery(leaving('dave.synced@contoso.com')));
+    expect(result.record).toMatchObject({ outcome: 'failed', retryable: false });
+    const watch = result.record.signInWatch;
+    const revokedAt = Date.parse(result.record.verification?.signInSessionsValidFrom ?? '');
+    expect(Date.parse(watch?.cutoffAt ?? '') - revokedAt).toBe(15 * MIN);
+    expect(watch?.checks).toHaveLength(2);
+  });
+
+  it('a transient failure gets no watch until the departure ends', async () => {
+    const w = watchWorld();
+    w.core.directory.failNext(
+      'disableAccount',
+      () => new OffboardingError(ErrorCodes.GraphUnavailable, 'Graph 503', { retryable: true }),
+    );
+    const result = await w.core.process(delivery(leaving('alice@contoso.com')));
+    expect(result.record).toMatchObject({ outcome: 'failed', retryable: true });
+    expect(result.record.signInWatch).toBeUndefined();
+    expect(w.core.scheduler.scheduled.some((s) => s.message.messageId.startsWith('watch-'))).toBe(
+      false,
+    );
   });
 
   it('Service Bus refusing the checks leaves the departure succeeded and says so', async () => {
@@ -407,7 +454,11 @@ describe('one check', () => {
     expect(first).toMatchObject({ kind: 'retry' });
     const retryCopy = w.core.scheduler
       .pending()
-      .find((s) => s.message.messageId === watchMessage(record, 0, 1).messageId);
+      .find(
+        (s) =>
+          s.message.messageId ===
+          watchMessage(record, 0, record.signInWatch?.from ?? '', 1).messageId,
+      );
     expect(retryCopy?.at.getTime()).toBeGreaterThanOrEqual(w.core.clock.now().getTime() + 120_000);
     // Retries counted on the record; after the last one the check is closed unavailable.
     for (let i = 1; i < MAX_CHECK_ATTEMPTS; i++) {

@@ -96,8 +96,9 @@ describe('the local sandbox (npm start)', () => {
         'leave date',
       ),
     );
-    // The leave date, and two sign-in watch checks for each departure that succeeded (alice, the guest).
-    expect(output).toMatch(/Queue employee-leaving: 0 waiting, 5 scheduled, 3 dead-lettered\./);
+    // The leave date, and two sign-in watch checks for each departure whose revocation was verified
+    // (alice, the guest, the synced user whose disable must be done on-premises).
+    expect(output).toMatch(/Queue employee-leaving: 0 waiting, 7 scheduled, 3 dead-lettered\./);
     // One check of the sign-in watch, run with the watch's clock at its due time.
     expect(output).toMatch(/^Sign-in watch: 2 checks of sample-leaver-alice scheduled/m);
     expect(output).toMatch(/^ {2}signed in after the cut-off \(1\)$/m);

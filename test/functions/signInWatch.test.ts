@@ -77,7 +77,9 @@ async function depart(
   await handler(event, logs.context());
   const record = (await latestRecordFor(runtime.audit, event.id as string)) as AuditRecord;
   expect(record.outcome).toBe('succeeded');
-  const ids = (record.signInWatch?.checks ?? []).map((_, i) => watchMessage(record, i).messageId);
+  const ids = (record.signInWatch?.checks ?? []).map(
+    (_, i) => watchMessage(record, i, record.signInWatch?.from ?? '').messageId,
+  );
   const checks = scheduled.filter((s) => ids.includes(s.message.messageId));
   return { leaver, event, record, checks, cutoff: Date.parse(record.signInWatch?.cutoffAt ?? '') };
 }
@@ -248,6 +250,26 @@ describe('the sign-in watch through the real handler', () => {
       retries: 1,
       result: { verdict: 'no-sign-in' },
     });
+  });
+
+  it('reinstated before the check: sign-ins after the reinstatement are not an incident', async () => {
+    const handler = createQueueHandler(() => runtime, 'employeeLeaving');
+    const logs = capture();
+    const { leaver, event, checks, cutoff } = await depart(handler, logs);
+    // HR rehires the person: the reinstatement re-enables the account through the real handler.
+    const back = cloudEvent('employee.reinstated', { user: leaver.upn });
+    await handler(back, logs.context());
+    expect((await latestRecordFor(runtime.audit, back.id as string))?.outcome).toBe('succeeded');
+    world.graph.addSignIn({
+      userId: leaver.id,
+      createdDateTime: new Date(cutoff + 30 * MIN).toISOString(),
+    });
+    await deliver(handler, logs, checks[0] as { message: OutgoingMessage }, cutoff + 60 * MIN);
+    const result = (await latestRecordFor(runtime.audit, event.id as string))?.signInWatch
+      ?.checks[0]?.result;
+    expect(result).toMatchObject({ verdict: 'no-sign-in', window: { to: back.time } });
+    expect(result?.note).toContain('reinstated');
+    expect(logs.alerts()).toEqual([]);
   });
 
   it('a forged watch message (no planned check) is ignored', async () => {
