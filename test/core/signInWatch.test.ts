@@ -325,6 +325,27 @@ describe('planning the watch of a departure', () => {
     expect(watch?.checks).toHaveLength(2);
   });
 
+  it('a failed departure replayed (offboard dlq replay) keeps its watch and what its checks found', async () => {
+    const w = watchWorld();
+    const event = leaving('dave.synced@contoso.com');
+    const first = await w.core.process(delivery(event));
+    const cutoff = Date.parse(first.record.signInWatch?.cutoffAt ?? '');
+    w.core.clock.set(new Date(cutoff + 60 * MIN));
+    await runWatchCheck(w.deps, w.checkOf(first.record, 0));
+    const scheduledBefore = w.core.scheduler.scheduled.length;
+    // Replayed later (a new message id): it runs again, and fails again for the same reason.
+    w.core.clock.advance(MIN);
+    const replay = await w.core.process(delivery(event, { messageId: 'replay-1' }));
+    expect(replay.record.outcome).toBe('failed');
+    expect(replay.record.attempts).toBe(2);
+    expect(replay.record.signInWatch).toEqual(
+      (await latestRecordFor(w.core.audit, event.id))?.signInWatch,
+    );
+    expect(replay.record.signInWatch?.checks[0]?.result?.verdict).toBe('no-sign-in');
+    expect(replay.record.signInWatch?.from).toBe(first.record.signInWatch?.from);
+    expect(w.core.scheduler.scheduled.length).toBe(scheduledBefore);
+  });
+
   it('a transient failure gets no watch until the departure ends', async () => {
     const w = watchWorld();
     w.core.directory.failNext(
