@@ -169,13 +169,15 @@ export function signInPage(
     .sort((a, b) => b.createdAt - a.createdAt);
   const page = matching.slice(skip, skip + top);
   if (skip + top >= matching.length) return { value: page.map((s) => s.entry) };
-  const next = new URLSearchParams();
-  if (query.$filter !== undefined) next.set('$filter', query.$filter);
-  next.set('$top', String(top));
-  next.set('$skiptoken', Buffer.from(`offset:${skip + top}`).toString('base64url'));
+  // As Graph writes it: the system query options with a literal `$`, their values encoded.
+  const next = [
+    ...(query.$filter === undefined ? [] : [`$filter=${encodeURIComponent(query.$filter)}`]),
+    `$top=${top}`,
+    `$skiptoken=${Buffer.from(`offset:${skip + top}`).toString('base64url')}`,
+  ].join('&');
   return {
     value: page.map((s) => s.entry),
-    nextLink: `${baseUrl}/v1.0/auditLogs/signIns?${next.toString()}`,
+    nextLink: `${baseUrl}/v1.0/auditLogs/signIns?${next}`,
   };
 }
 
