@@ -17,6 +17,7 @@ import {
 } from '../../shared/core/signInWatch';
 import { runWatchCheck, type WatchDeps } from '../../shared/core/signInWatchRun';
 import { emptyTimeline } from '../../shared/core/timeline';
+import { describeVerdict, replayVerdictOf } from '../../shared/core/replayVerdict';
 import { latestRecordFor } from '../../shared/core/auditRecords';
 import { delivery, leaving, makeCore, mfaEnabled, reinstatedEvent, type Core } from './harness';
 
@@ -526,5 +527,28 @@ describe('one check', () => {
     w.core.clock.set(new Date(cutoff + 60 * MIN));
     const off = { ...w.deps, settings: { ...SETTINGS, enabled: false } };
     expect(await runWatchCheck(off, w.checkOf(record, 0))).toMatchObject({ kind: 'ignored' });
+  });
+});
+
+describe('a dead-lettered check (offboard dlq list / replay)', () => {
+  it('is named a sign-in watch check, never an invalid event; a copy on the MFA queue is not one', async () => {
+    const core = makeCore();
+    const key = { identityKey: 'a'.repeat(40), contentDigest: 'b'.repeat(40) };
+    const body = watchMessage(key, 1, '2026-11-30T09:00:04Z').body;
+    const deps = {
+      audit: core.audit,
+      timelines: core.timelines,
+      policy: { protectedUsers: new Set<string>(), dryRun: false },
+    };
+    const verdict = await replayVerdictOf(
+      deps,
+      { body, route: 'employeeLeaving' },
+      core.clock.now(),
+    );
+    expect(verdict).toEqual({ kind: 'watch-check', check: 1 });
+    expect(describeVerdict(verdict)).toContain('sign-in watch check (check 2');
+    expect(
+      (await replayVerdictOf(deps, { body, route: 'mfaEnabled' }, core.clock.now())).kind,
+    ).toBe('invalid');
   });
 });
