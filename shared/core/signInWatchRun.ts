@@ -237,11 +237,15 @@ async function read(
     { from: watch.from, to: end.to, cutoffAt: watch.cutoffAt },
     now,
   );
+  const truncated = page.nextLink !== undefined;
   const notes = [
     end.note,
-    page.nextLink === undefined
-      ? undefined
-      : `Only the first ${MAX_SIGN_IN_PAGES} pages of the sign-in log were read.`,
+    truncated
+      ? `Only the first ${MAX_SIGN_IN_PAGES} pages of the sign-in log were read (newest first): older entries were not judged.`
+      : undefined,
   ].filter((n): n is string => n !== undefined);
+  // Unread pages could hold a sign-in after the cut-off: without an incident, nothing is claimed.
+  if (truncated && finding.verdict !== 'signin-after-cutoff')
+    return { ...finding, verdict: 'unavailable', errorCode: 'Truncated', note: notes.join(' ') };
   return notes.length === 0 ? finding : { ...finding, note: notes.join(' ') };
 }

@@ -507,6 +507,24 @@ describe('one check', () => {
     expect(w.log.calls).toBe(3);
   });
 
+  it('a log longer than 20 pages is read to its bound, and the finding says so', async () => {
+    const { w, record, cutoff, userId } = await departed();
+    w.log.pageSize = 1;
+    for (let i = 0; i < 25; i++)
+      w.log.entries.push({
+        ...signIn(new Date(cutoff + (i + 1) * 1000).toISOString(), 50126),
+        userId,
+      });
+    w.core.clock.set(new Date(cutoff + 60 * MIN));
+    const result = await runWatchCheck(w.deps, w.checkOf(record, 0));
+    expect(w.log.calls).toBe(20);
+    // Unread pages could hold a sign-in after the cut-off: no "no sign-in" is claimed.
+    expect(result).toMatchObject({
+      finding: { verdict: 'unavailable', errorCode: 'Truncated', failedAttempts: 20 },
+    });
+    expect(result.kind === 'recorded' && result.finding.note).toContain('first 20 pages');
+  });
+
   it('a person reinstated before the check: sign-ins after the reinstatement are not judged', async () => {
     const { w, record, cutoff, userId } = await departed();
     w.core.clock.set(new Date(cutoff + 30 * MIN));
