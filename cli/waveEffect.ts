@@ -80,16 +80,22 @@ export async function buildWaveEffect(
   const queue = [...people.values()];
   const worker = async () => {
     for (let person = queue.shift(); person !== undefined; person = queue.shift()) {
-      let entries: SignInEntry[];
+      let read: { entries: SignInEntry[]; truncated: boolean };
       try {
-        entries = await readAll(signIns, person.objectId, person.from, now.toISOString());
+        read = await readAll(signIns, person.objectId, person.from, now.toISOString());
       } catch (error) {
         effect.unavailable += 1;
         const e = toOffboardingError(error);
         effect.unavailableReason ??= `${e.code}: ${e.message}`;
         continue;
       }
-      const result = mfaEffect(entries, person.from);
+      const result = mfaEffect(read.entries, person.from);
+      if (read.truncated && result === 'not-signed-in') {
+        // Unread (older) pages could hold a sign-in: "not signed in" is not claimed.
+        effect.unavailable += 1;
+        effect.unavailableReason ??= `Truncated: more than ${MAX_SIGN_IN_PAGES} pages of sign-ins`;
+        continue;
+      }
       effect.people[result].push({
         objectId: person.objectId,
         ...(person.userPrincipalName === undefined
@@ -117,7 +123,7 @@ async function readAll(log: SignInLog, userId: string, from: string, to: string)
     page = await log.nextSignIns(page.nextLink);
     entries.push(...page.signIns);
   }
-  return entries;
+  return { entries, truncated: page.nextLink !== undefined };
 }
 
 /** For a terminal: counts, then the people who signed in without MFA (they need a follow-up). */
