@@ -228,10 +228,8 @@ function buildProgram(
     .addOption(
       new Option(
         '--wave <id>',
-        'the effect of an `offboard enqueue` MFA wave: who signed in again with MFA, who has not signed in, who signed in without (reads the Entra sign-in log: AuditLog.Read.All, Entra ID P1/P2)',
-      )
-        .argParser(waveId)
-        .conflicts('html'),
+        'the effect of an `offboard enqueue` MFA wave: who signed in again with MFA, who has not signed in, who signed in without (reads the Entra sign-in log: AuditLog.Read.All, Entra ID P1/P2); with --html, a section of the page',
+      ).argParser(waveId),
     )
     .action(run((options: ReportOptions) => reportCommand(options, io, app)));
 

@@ -5,6 +5,9 @@
  * without MFA. Compared with a count made by hand.
  */
 import { randomUUID } from 'node:crypto';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createQueueHandler } from '../../shared/adapters/functionHandler';
 import { latestRecordFor } from '../../shared/core/auditRecords';
 import { mfaEffect } from '../../shared/core/signInWatch';
@@ -74,6 +77,22 @@ describe('offboard report --wave', () => {
     expect(table.stdout).toMatch(/not signed in yet\s+2/);
     expect(table.stdout).toMatch(/signed in without MFA\s+1/);
     expect(table.stdout).toContain(people.single?.upn);
+  });
+
+  it('--html adds the wave to the evidence page', async () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'wave-')), 'report.html');
+    const run = await runCli(['report', '--wave', WAVE, '--since', '1d', '--html', file], cliEnv);
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    const html = readFileSync(file, 'utf8');
+    expect(html).toContain(`<h2>MFA wave ${WAVE}</h2>`);
+    for (const [name, value] of [
+      ['waveWithMfa', 1],
+      ['waveNotSignedIn', 2],
+      ['waveWithoutMfa', 1],
+    ] as const)
+      expect(html).toMatch(new RegExp(`data-figure="${name}"><b>${value}</b>`));
+    expect(html).toContain(people.single?.upn);
   });
 
   it('without Entra ID P1/P2 the people are counted unavailable, and the report says why', async () => {
