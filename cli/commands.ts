@@ -28,6 +28,7 @@ import { reinstatementEvent, type ReinstateRequest } from './reinstate';
 import { DEFAULT_SINCE, formatReport, parseSince, readReport } from './report';
 import { buildEvidence } from './reportEvidence';
 import { renderEvidenceHtml } from './reportHtml';
+import { buildWaveEffect, formatWaveEffect } from './waveEffect';
 import {
   auditTable,
   deadLetterTable,
@@ -149,6 +150,8 @@ export async function auditCommand(
 export interface ReportOptions {
   since?: Date;
   json?: boolean;
+  /** The effect of this `offboard enqueue` MFA wave, from the sign-in log. */
+  wave?: string;
   /** Write the evidence page here instead of printing the figures. */
   html?: string;
 }
@@ -162,7 +165,15 @@ export async function reportCommand(
   const now = new Date();
   const since = options.since ?? parseSince(DEFAULT_SINCE, now);
   if (options.html !== undefined)
-    return writeEvidencePage(options.html, since, now, io, runtime, openLog);
+    return writeEvidencePage(options.html, since, now, io, runtime, openLog, options.wave);
+  if (options.wave !== undefined) {
+    const wave = options.wave;
+    const effect = await withRuntime(runtime, async ({ audit, signInWatch }) =>
+      buildWaveEffect(await audit.listSince(since), wave, signInWatch.signIns, since, now),
+    );
+    io.stdout((options.json ? toJson(effect) : formatWaveEffect(effect)) + '\n');
+    return ExitCodes.ok;
+  }
   const report = await withRuntime(runtime, ({ audit }) => readReport(audit, since, now));
   io.stdout((options.json ? toJson(report) : formatReport(report)) + '\n');
   return ExitCodes.ok;
@@ -176,6 +187,7 @@ async function writeEvidencePage(
   io: Io,
   runtime: RuntimeFactory,
   openLog: LogOpener,
+  wave?: string,
 ): Promise<number> {
   // A file that cannot be written is found before anything is read.
   try {
@@ -183,16 +195,25 @@ async function writeEvidencePage(
   } catch (error) {
     throw new UsageError(`Cannot write --html ${file}: ${(error as Error).message}`);
   }
-  const evidence = await withRuntime(runtime, async ({ audit, config }) => {
-    const [records, log] = await Promise.all([
-      audit.listSince(since),
-      openLog(config.immutableLog).readBetween(new Date(since.getTime() - CLOCK_SLACK_MS), now),
-    ]);
-    return buildEvidence(records, log.lines, log.blobs.length, since, now);
-  });
+  const { evidence, effect } = await withRuntime(
+    runtime,
+    async ({ audit, config, signInWatch }) => {
+      const [records, log] = await Promise.all([
+        audit.listSince(since),
+        openLog(config.immutableLog).readBetween(new Date(since.getTime() - CLOCK_SLACK_MS), now),
+      ]);
+      return {
+        evidence: buildEvidence(records, log.lines, log.blobs.length, since, now),
+        effect:
+          wave === undefined
+            ? undefined
+            : await buildWaveEffect(records, wave, signInWatch.signIns, since, now),
+      };
+    },
+  );
   try {
     // It names people: readable by its owner only, until they choose to share it.
-    await writeFile(file, renderEvidenceHtml(evidence, now), { mode: 0o600 });
+    await writeFile(file, renderEvidenceHtml(evidence, now, effect), { mode: 0o600 });
   } catch (error) {
     throw new UsageError(`Cannot write --html ${file}: ${(error as Error).message}`);
   }

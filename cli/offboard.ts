@@ -225,6 +225,12 @@ function buildProgram(
         'write the evidence page (charts, every departure) to this file',
       ).conflicts('json'),
     )
+    .addOption(
+      new Option(
+        '--wave <id>',
+        'the effect of an `offboard enqueue` MFA wave: who signed in again with MFA, who has not signed in, who signed in without (reads the Entra sign-in log: AuditLog.Read.All, Entra ID P1/P2); with --html, a section of the page',
+      ).argParser(waveId),
+    )
     .action(run((options: ReportOptions) => reportCommand(options, io, app)));
 
   const guardrail = program

@@ -1,5 +1,6 @@
 import type { LogLine, ReadLogLine } from '../shared/adapters/immutableAuditLog';
 import { revocationDueAt, revocationLatencyMs } from '../shared/core/accessCutoff';
+import { describeFinding, type SignInWatch } from '../shared/core/signInWatch';
 import { isFinal } from '../shared/core/auditRecords';
 import { ErrorCodes } from '../shared/core/errors';
 import { kindOfType } from '../shared/core/events';
@@ -97,6 +98,8 @@ export interface DepartureRow {
   otherAppsBy?: string;
   logStatus: LogStatus;
   log?: LogEntryRef;
+  /** The sign-in watch (when it was on for this departure): what its checks found so far. */
+  signInWatch?: string;
 }
 
 export interface GuardrailTrip {
@@ -240,12 +243,24 @@ function departureRows(records: AuditRecord[], log: ReadLogLine[]): DepartureRow
       if (r.accessCutoff?.caeAppsBy !== undefined) row.caeAppsBy = r.accessCutoff.caeAppsBy;
       if (r.accessCutoff?.otherAppsBy !== undefined) row.otherAppsBy = r.accessCutoff.otherAppsBy;
       if (ref !== undefined) row.log = ref;
+      if (r.signInWatch !== undefined) row.signInWatch = watchSummary(r.signInWatch);
       return row;
     })
     .sort(
       (a, b) =>
         a.firstAttemptAt.localeCompare(b.firstAttemptAt) || a.eventId.localeCompare(b.eventId),
     );
+}
+
+/** A departure's sign-in watch in a few words: the incident if any check found one, else the latest. */
+function watchSummary(watch: SignInWatch): string {
+  if (watch.notScheduled !== undefined) return 'not scheduled';
+  const found = watch.checks.flatMap((c) => (c.result === undefined ? [] : [c.result]));
+  const incident = found.find((f) => f.verdict === 'signin-after-cutoff');
+  const next = watch.checks.find((c) => c.result === undefined);
+  const latest = incident ?? found.at(-1);
+  const pending = next === undefined ? '' : `; next check ${next.dueAt}`;
+  return latest === undefined ? `pending${pending}` : `${describeFinding(latest)}${pending}`;
 }
 
 /** The evidence of the window: the audit table's records and the log lines read for it. */

@@ -1,3 +1,4 @@
+import type { WaveEffect } from './waveEffect';
 import type { Outcome } from '../shared/core/ports';
 import { escapeUnsafe } from './output';
 import {
@@ -303,6 +304,8 @@ function logCell(row: DepartureRow): Markup {
 
 function departuresTable(rows: DepartureRow[]): Markup {
   if (rows.length === 0) return markup`<p>No departures in the window.</p>`;
+  // The column only when the sign-in watch was on for some departure: otherwise the page is as before.
+  const watched = rows.some((r) => r.signInWatch !== undefined);
   return markup`<table class="departures">
     <thead>
       <tr>
@@ -317,6 +320,7 @@ function departuresTable(rows: DepartureRow[]): Markup {
         <th>CAE apps cut off by</th>
         <th>other apps by</th>
         <th>immutable log</th>
+        ${watched ? markup`<th>sign-in watch</th>` : undefined}
       </tr>
     </thead>
     <tbody>
@@ -338,6 +342,7 @@ function departuresTable(rows: DepartureRow[]): Markup {
             ${timeCell(r.caeAppsBy)}
             ${timeCell(r.otherAppsBy)}
             ${logCell(r)}
+            ${watched ? markup`<td class="watch">${r.signInWatch ?? ''}</td>` : undefined}
           </tr> `,
       )}
     </tbody>
@@ -365,7 +370,56 @@ td.log.matches b{color:#2e7d32}td.log.differs b,td.log.missing b{color:#c62828}t
 `;
 
 /** The whole page for one window. */
-export function renderEvidenceHtml(evidence: Evidence, generatedAt: Date): string {
+/** `--wave ID`: the MFA wave's effect, from the sign-in log (waveEffect.ts). */
+function waveSection(wave: WaveEffect | undefined): Markup | undefined {
+  if (wave === undefined) return undefined;
+  const without = wave.people['without-mfa'];
+  return markup`<h2>MFA wave ${wave.wave}</h2>
+    <p class="note">
+      Of the wave's ${wave.events} mfa.enabled events in the window, ${wave.revoked} people had their
+      sessions revoked (verified). Their sign-ins since their revocation, from the Entra sign-in log
+      up to ${when(wave.until)} (it is a few minutes late).
+    </p>
+    <div class="figures">
+      ${figure('signed in with MFA', wave.withMfa, 'waveWithMfa')}
+      ${figure('not signed in yet', wave.notSignedIn, 'waveNotSignedIn')}
+      ${figure('signed in without MFA', wave.withoutMfa, 'waveWithoutMfa')}
+      ${figure('MFA not stated by the log', wave.mfaNotStated, 'waveMfaNotStated')}
+      ${figure('sign-in log unavailable', wave.unavailable, 'waveUnavailable')}
+    </div>
+    ${
+      wave.unavailableReason === undefined
+        ? undefined
+        : markup`<p class="note">Unavailable because: ${wave.unavailableReason}</p>`
+    }
+    ${
+      without.length === 0
+        ? undefined
+        : markup`<table class="wave">
+          <thead>
+            <tr>
+              <th>signed in without MFA: object id</th>
+              <th>user principal name</th>
+            </tr>
+          </thead>
+          <tbody>
+            ${without.map(
+              (p) =>
+                markup`<tr>
+                  <td class="mono">${p.objectId}</td>
+                  <td>${p.userPrincipalName ?? ''}</td>
+                </tr>`,
+            )}
+          </tbody>
+        </table>`
+    }`;
+}
+
+export function renderEvidenceHtml(
+  evidence: Evidence,
+  generatedAt: Date,
+  wave?: WaveEffect,
+): string {
   const { report, days, departures, guardrailTrips, log } = evidence;
   const { latency } = report;
   const seconds = (value: number | undefined) => (value === undefined ? '–' : duration(value));
@@ -459,6 +513,7 @@ export function renderEvidenceHtml(evidence: Evidence, generatedAt: Date): strin
             }
           </div>
         </div>
+        ${waveSection(wave)}
         <h2>Departures</h2>
         <p class="note">
           Every employee.leaving event in the window: its times, the verified revocation, when

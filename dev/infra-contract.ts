@@ -15,7 +15,7 @@ import {
   PASSWORD_RESET_ROLE,
   requiredGraphPermissions,
 } from '../shared/adapters/graphPermissions';
-import { DEPARTURE_DELAYED } from '../shared/adapters/functionHandler';
+import { DEPARTURE_DELAYED, SIGNIN_AFTER_CUTOFF } from '../shared/adapters/functionHandler';
 import { AppMessageIdPrefixes } from '../shared/core/messaging';
 import { GUARDRAIL_TRIPPED } from '../shared/core/guardrail';
 import { QUEUE_POLICY } from '../shared/core/queuePolicy';
@@ -95,11 +95,17 @@ export function buildInfraContract() {
     functions: FUNCTIONS,
     appMessageIdPrefixes: APP_MESSAGE_ID_PREFIXES,
     /** Log lines alerts look for. */
-    logs: { guardrailTripped: GUARDRAIL_TRIPPED, departureDelayed: DEPARTURE_DELAYED },
+    logs: {
+      guardrailTripped: GUARDRAIL_TRIPPED,
+      departureDelayed: DEPARTURE_DELAYED,
+      signInAfterCutoff: SIGNIN_AFTER_CUTOFF,
+    },
     graph: {
       appId: MICROSOFT_GRAPH_APP_ID,
       permissions: requiredGraphPermissions(false),
       passwordResetPermission: passwordPermission,
+      /** Granted only when the sign-in watch is on (SIGNIN_WATCH_ENABLED, Bicep signInWatch). */
+      signInWatchPermission: GraphPermissions.readSignIns,
       passwordResetRole: {
         name: PASSWORD_RESET_ROLE,
         templateId: ENTRA_ROLE_TEMPLATES[PASSWORD_RESET_ROLE],

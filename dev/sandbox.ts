@@ -10,7 +10,16 @@ import { isFinal, latestRecordFor } from '../shared/core/auditRecords';
 import { readdir, readFile, writeFile, mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { loadConfig } from '../shared/app/config';
-import { queueBindings, receivedEvent } from '../shared/adapters/functionHandler';
+import {
+  SIGNIN_AFTER_CUTOFF,
+  createQueueHandler,
+  queueBindings,
+  receivedEvent,
+} from '../shared/adapters/functionHandler';
+import { InvocationContext } from '@azure/functions';
+import { randomUUID } from 'node:crypto';
+import { format } from 'node:util';
+import { describeFinding, watchMessage } from '../shared/core/signInWatch';
 import { salvageEventId } from '../shared/core/events';
 import { escapeUnsafe } from '../cli/output';
 import { EVENT_TABLE_HEADER, eventRow, tableRow } from './eventTable';
@@ -99,6 +108,8 @@ async function main(): Promise<void> {
     // Low enough to watch the blast-radius guardrail trip on a small runaway MFA feed.
     GUARDRAIL_MFA_PER_WINDOW: String(DEMO_MFA_LIMIT),
     OUTCOME_TOPIC,
+    // The sign-in watch after departures (off by default in Azure): shown once below.
+    SIGNIN_WATCH_ENABLED: 'true',
     // Lets `offboard` say "the sandbox is not running" when these stand-ins are gone.
     OFFBOARD_SANDBOX: '1',
   };
@@ -224,6 +235,7 @@ async function main(): Promise<void> {
     if (record !== undefined && hasSettled(record))
       reported.add(`${record.identityKey}:${record.outcome}:${record.attempts}`);
   await showGuardrail(graph, client, runtime);
+  await showSignInWatch(graph, runtime, logs);
   await showOutcomes(client);
 
   for (const queue of Object.values(QUEUES)) {
@@ -304,6 +316,72 @@ async function showGuardrail(
   );
   out(tableRow(EVENT_TABLE_HEADER, terminalWidth()));
   for (const [i, id] of ids.entries()) out(eventRow(id, records[i], terminalWidth()));
+}
+
+/**
+ * One check of the sign-in watch: Alice's departure scheduled its checks an hour and a day after
+ * her cut-off. The sandbox puts a sign-in of hers after the cut-off in the Graph stand-in's log and
+ * hands her first check to the real handler with the watch's clock at its due time (in Azure the
+ * scheduled message arrives then).
+ */
+async function showSignInWatch(
+  graph: Awaited<ReturnType<typeof startGraphStandIn>>,
+  runtime: ReturnType<typeof createRuntime>,
+  logs: LogLine[],
+): Promise<void> {
+  const record = await latestRecordFor(runtime.audit, 'sample-leaver-alice');
+  const watch = record?.signInWatch;
+  const check = watch?.checks[0];
+  if (record === undefined || watch === undefined || check === undefined) {
+    out('\nSign-in watch: no watch was planned for sample-leaver-alice.');
+    return;
+  }
+  const cutoff = Date.parse(watch.cutoffAt);
+  graph.addSignIn({
+    userId: record.objectId ?? '',
+    createdDateTime: new Date(cutoff + 20 * 60_000).toISOString(),
+    appDisplayName: 'Salesforce',
+    ipAddress: '198.51.100.23',
+    clientAppUsed: 'Mobile Apps and Desktop clients',
+    caeToken: false,
+  });
+  const message = watchMessage(record, 0, watch.from);
+  const lines: string[] = [];
+  const context = new InvocationContext({
+    invocationId: randomUUID(),
+    functionName: QUEUES.employeeLeaving,
+    triggerMetadata: {
+      messageId: message.messageId,
+      deliveryCount: 1,
+      applicationProperties: message.applicationProperties,
+    },
+    logHandler: (level, ...args) => {
+      const text = format(...args);
+      lines.push(text);
+      logs.push({ functionName: 'employeeLeaving', level, text });
+    },
+  });
+  runtime.signInWatch.now = () => new Date(check.dueAt);
+  try {
+    await createQueueHandler(() => runtime, 'employeeLeaving')(message.body, context);
+  } finally {
+    delete runtime.signInWatch.now;
+  }
+  const after = await latestRecordFor(runtime.audit, 'sample-leaver-alice');
+  const finding = after?.signInWatch?.checks[0]?.result;
+  const first = finding?.signIns?.[0];
+  out(
+    `\nSign-in watch: ${watch.checks.length} checks of sample-leaver-alice scheduled (cut-off ${watch.cutoffAt}); the first, due ${check.dueAt}, run now with the watch's clock at that time:`,
+  );
+  out(escapeUnsafe(`  ${describeFinding(finding)}`));
+  if (first !== undefined)
+    out(
+      escapeUnsafe(
+        `  ${first.at} ${first.app ?? '?'} from ${first.ipAddress ?? '?'} (${first.clientAppUsed ?? '?'}, CAE token: ${first.caeToken === undefined ? 'not stated' : first.caeToken ? 'yes' : 'no'})`,
+      ),
+    );
+  if (lines.some((l) => l.startsWith(SIGNIN_AFTER_CUTOFF)))
+    out('  the SignInAfterCutoff line was logged (the signin-after-cutoff alert fires on it)');
 }
 
 interface OutcomeEvent {

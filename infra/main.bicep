@@ -60,6 +60,9 @@ param grantDeployerOpsAccess bool = false
 @description('DRY_RUN app setting. true (the first-deploy default): read and audit what would be done, write nothing to Graph.')
 param dryRun bool = true
 
+@description('SIGNIN_WATCH_ENABLED app setting: after each departure, check the sign-in log for sign-ins after the access cut-off. Off by default; needs Entra ID P1 or P2, and AuditLog.Read.All granted in the separate Graph grant step (--signin-watch).')
+param signInWatch bool = false
+
 @description('PROTECTED_USERS app setting (required, no default: the app does not start without it): object ids and/or UPNs never written to, the break-glass accounts; or "none" to protect nobody on purpose.')
 @minLength(1)
 param protectedUsers string
@@ -238,6 +241,7 @@ module functionApp 'modules/functionapp.bicep' = {
     graphEndpoint: graphEndpointSetting
     protectedUsers: protectedUsers
     dryRun: dryRun
+    signInWatch: signInWatch
     maximumInstanceCount: maximumInstanceCount
     departureAlwaysReadyInstances: departureAlwaysReadyInstances
     instanceMemoryMB: instanceMemoryMB

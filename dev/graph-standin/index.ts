@@ -8,6 +8,7 @@ import { Directory, graphDateTime, snapshot, type DirectoryUser } from './direct
 import {
   MESSAGES,
   canReadUser,
+  canReadSignIns,
   canRevokeSessions,
   canWriteAccountEnabled,
   canWriteOther,
@@ -18,9 +19,17 @@ import {
   type AppDirectoryRole,
 } from './policy';
 import { defaultSeed, type SeedUser } from './seed';
+import {
+  NO_PREMIUM_LICENCE,
+  signInPage,
+  toStoredSignIn,
+  type SeedSignIn,
+  type StoredSignIn,
+} from './signIns';
 import { listenOnLoopback } from '../loopback';
 
 export * from './seed';
+export type { SeedSignIn } from './signIns';
 export { graphDateTime, type DirectoryUser } from './directory';
 export { MESSAGES, PERMISSIONS, passwordMeetsComplexity, type AppDirectoryRole } from './policy';
 
@@ -31,6 +40,7 @@ export { MESSAGES, PERMISSIONS, passwordMeetsComplexity, type AppDirectoryRole }
  *   GET   /v1.0/users/$count[?$filter=...]   (text/plain; needs ConsistencyLevel: eventual)
  *   POST  /v1.0/users/{key}/revokeSignInSessions
  *   PATCH /v1.0/users/{key}   { accountEnabled, passwordProfile, ... }
+ *   GET   /v1.0/auditLogs/signIns[?$filter=...&$top=n]   (the sign-in log, see signIns.ts)
  * with Graph's addressing rules, bearer-token checks against tokens from the identity stand-in,
  * application-permission (app role) enforcement, Graph's error bodies and headers, and fault
  * injection. It listens on 127.0.0.1 with the dev certificates: the process using it must trust the
@@ -40,7 +50,7 @@ export { MESSAGES, PERMISSIONS, passwordMeetsComplexity, type AppDirectoryRole }
 
 /** What a request was routed to. */
 export type GraphOperation =
-  'getUser' | 'listUsers' | 'countUsers' | 'revoke' | 'patch' | 'unsupported';
+  'getUser' | 'listUsers' | 'countUsers' | 'revoke' | 'patch' | 'listSignIns' | 'unsupported';
 
 export interface RecordedRequest {
   method: string;
@@ -68,7 +78,8 @@ export interface RecordedRequest {
   fault?: 'status' | 'reset' | 'delay' | 'throttle';
 }
 
-export type FaultOperation = 'getUser' | 'listUsers' | 'countUsers' | 'revoke' | 'patch' | 'any';
+export type FaultOperation =
+  'getUser' | 'listUsers' | 'countUsers' | 'revoke' | 'patch' | 'listSignIns' | 'any';
 
 interface FaultScope {
   /** Which operation to fault; default 'any'. */
@@ -224,6 +235,12 @@ export interface GraphStandIn {
   throttle(options: ThrottleOptions | null, change?: { keepUsed: boolean }): void;
   /** Per-request latency (see {@link LatencyOptions}); null removes it. */
   setLatency(latency: LatencyOptions | null): void;
+  /** Adds an entry to the sign-in log (shown after the ingestion delay); returns its id. */
+  addSignIn(signIn: SeedSignIn): string;
+  /** How long after it is added an entry shows in the sign-in log (Entra's log latency). */
+  setSignInIngestionDelayMs(ms: number): void;
+  /** false: the tenant has no Entra ID P1/P2, and the sign-in log answers 403 as Graph does. */
+  setPremiumLicence(licensed: boolean): void;
   /** Requests answered 429 by the write quota (not by injected faults) so far. */
   throttledCount(): number;
   setEnforceRoles(enforce: boolean): void;
@@ -367,6 +384,13 @@ export function routeGraphRequest(method: string, rawPath: string): Route {
     return { operation: 'unsupported', error: badRequest(MESSAGES.segmentNotFound('')) };
   }
 
+  if (first.toLowerCase() === 'auditlogs') {
+    if (rest.length === 1 && (rest[0] ?? '').toLowerCase() === 'signins') {
+      if (method === 'GET') return { operation: 'listSignIns' };
+      return { operation: 'unsupported', error: methodNotAllowed() };
+    }
+    return { operation: 'unsupported', error: badRequest(MESSAGES.segmentNotFound(rest[0] ?? '')) };
+  }
   let key: string;
   let remaining: string[];
   const keyed = /^users\((.*)\)$/is.exec(first);
@@ -459,6 +483,9 @@ export async function startGraphStandIn(options: GraphStandInOptions = {}): Prom
   let throttled = 0;
   /** The value each user had before its latest revocation, and when that revocation happened. */
   const lastRevocation = new Map<string, { previous: string; at: number }>();
+  const signInLog: StoredSignIn[] = [];
+  let signInDelayMs = 0;
+  let premiumLicence = true;
   const sockets = new Set<Socket>();
   const timers = new Set<NodeJS.Timeout>();
 
@@ -860,6 +887,31 @@ export async function startGraphStandIn(options: GraphStandInOptions = {}): Prom
           const users = applyFilter(directory.all(), query.$filter);
           return sendText(200, String(users.length));
         }
+        case 'listSignIns': {
+          requirePermission(canReadSignIns(roles));
+          if (!premiumLicence)
+            throw new HttpError(403, NO_PREMIUM_LICENCE.code, NO_PREMIUM_LICENCE.message);
+          let page: ReturnType<typeof signInPage>;
+          try {
+            page = signInPage(
+              signInLog,
+              query,
+              `https://${headers.host ?? '127.0.0.1'}`,
+              Date.now(),
+            );
+          } catch (error) {
+            throw new HttpError(
+              400,
+              'Request_UnsupportedQuery',
+              error instanceof Error ? error.message : String(error),
+            );
+          }
+          return send(200, {
+            '@odata.context': `${METADATA}#auditLogs/signIns`,
+            value: page.value,
+            ...(page.nextLink === undefined ? {} : { '@odata.nextLink': page.nextLink }),
+          });
+        }
         case 'revoke': {
           requirePermission(canRevokeSessions(roles));
           const extra = write();
@@ -1027,6 +1079,17 @@ export async function startGraphStandIn(options: GraphStandInOptions = {}): Prom
     },
     setLatency(options) {
       latency = options ? latencySampler(options) : undefined;
+    },
+    addSignIn(signIn) {
+      const stored = toStoredSignIn(signIn, Date.now(), signInDelayMs);
+      signInLog.push(stored);
+      return stored.entry.id as string;
+    },
+    setSignInIngestionDelayMs(ms) {
+      signInDelayMs = ms;
+    },
+    setPremiumLicence(licensed) {
+      premiumLicence = licensed;
     },
     throttledCount: () => throttled,
     setEnforceRoles(enforce) {

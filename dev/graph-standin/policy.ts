@@ -28,6 +28,8 @@ export const PERMISSIONS = {
     'User.ReadWrite.All',
     'Directory.ReadWrite.All',
   ],
+  /** GET /auditLogs/signIns (application permission; the tenant also needs Entra ID P1 or P2) */
+  readSignIns: ['AuditLog.Read.All'],
   /** PATCH of other (non-sensitive) properties */
   writeUser: ['User.ReadWrite.All', 'Directory.ReadWrite.All'],
 } as const;
@@ -43,6 +45,7 @@ export const canWriteAccountEnabled = (roles: readonly string[]) =>
   (hasAny(roles, ['User.EnableDisableAccount.All']) && canReadUser(roles));
 export const canWritePasswordProfile = (roles: readonly string[]) =>
   hasAny(roles, PERMISSIONS.passwordProfile);
+export const canReadSignIns = (roles: readonly string[]) => hasAny(roles, PERMISSIONS.readSignIns);
 export const canWriteOther = (roles: readonly string[]) => hasAny(roles, PERMISSIONS.writeUser);
 
 /**

@@ -17,10 +17,14 @@ param principalId string
 @description('Also grant the password permission (the identity then also needs the User Administrator Entra role).')
 param enablePasswordReset bool = false
 
+@description('Also grant AuditLog.Read.All, for the sign-in watch (SIGNIN_WATCH_ENABLED; the tenant needs Entra ID P1 or P2).')
+param enableSignInWatch bool = false
+
 var contract = loadJsonContent('../contract.json')
 // Read the user, revoke sessions, disable the account: always needed.
 var permissions = contract.graph.permissions
 var passwordResetPermission = contract.graph.passwordResetPermission
+var signInWatchPermission = contract.graph.signInWatchPermission
 
 resource microsoftGraph 'Microsoft.Graph/servicePrincipals@v1.0' existing = {
   appId: contract.graph.appId
@@ -40,4 +44,14 @@ resource passwordResetGrant 'Microsoft.Graph/appRoleAssignedTo@v1.0' = if (enabl
   resourceId: microsoftGraph.id
 }
 
-output grantedPermissions array = enablePasswordReset ? concat(permissions, [passwordResetPermission]) : permissions
+resource signInWatchGrant 'Microsoft.Graph/appRoleAssignedTo@v1.0' = if (enableSignInWatch) {
+  appRoleId: filter(microsoftGraph.appRoles, role => role.value == signInWatchPermission)[0].id
+  principalId: principalId
+  resourceId: microsoftGraph.id
+}
+
+output grantedPermissions array = concat(
+  permissions,
+  enablePasswordReset ? [passwordResetPermission] : [],
+  enableSignInWatch ? [signInWatchPermission] : []
+)

@@ -355,4 +355,54 @@ resource departureDelayedAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-0
   }
 }
 
+// The sign-in watch (SIGNIN_WATCH_ENABLED) found a departed user who signed in after the access
+// cut-off. The function logs contract.logs.signInAfterCutoff once per departure, on the check that
+// records it. Without the watch nothing logs the line and the alert never fires.
+var signInAfterCutoffMessage = loadJsonContent('../contract.json').logs.signInAfterCutoff
+var signInAfterCutoffQuery = join([
+  'AppTraces'
+  '| where AppRoleName =~ "${functionAppName}"'
+  '| where Message startswith "${signInAfterCutoffMessage}"'
+], '\n')
+
+resource signInAfterCutoffAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: 'signin-after-cutoff'
+  location: location
+  tags: tags
+  kind: 'LogAlert'
+  properties: {
+    displayName: 'Offboarding: a departed user signed in after the access cut-off'
+    description: 'The sign-in watch found a successful sign-in of a departed user after the cut-off the audit promised. Treat it as an incident: `offboard audit --event ID` shows the sign-ins (app, time, IP, client, CAE), then disable the account by hand (on-premises AD for a synced user) and revoke again.'
+    severity: 1
+    enabled: true
+    scopes: [
+      workspaceId
+    ]
+    skipQueryValidation: true
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT5M'
+    // Each incident is logged once: every line is an alert of its own.
+    autoMitigate: false
+    criteria: {
+      allOf: [
+        {
+          query: signInAfterCutoffQuery
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: 0
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    actions: {
+      actionGroups: [
+        actionGroup.id
+      ]
+    }
+  }
+}
+
 output actionGroupId string = actionGroup.id

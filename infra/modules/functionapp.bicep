@@ -36,6 +36,9 @@ param graphEndpoint string
 param protectedUsers string
 param dryRun bool
 
+@description('The sign-in watch after departures (SIGNIN_WATCH_ENABLED); needs AuditLog.Read.All granted and Entra ID P1/P2.')
+param signInWatch bool = false
+
 @minValue(40)
 @maxValue(1000)
 param maximumInstanceCount int
@@ -164,6 +167,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     // Policy.
     PROTECTED_USERS: protectedUsers
     DRY_RUN: dryRun ? 'true' : 'false'
+    SIGNIN_WATCH_ENABLED: signInWatch ? 'true' : 'false'
   }
 }
 

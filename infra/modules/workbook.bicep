@@ -80,6 +80,21 @@ var delayedDeparturesQuery = join([
   '| order by delayedAt desc'
 ], '\n')
 
+// The sign-in watch (optional, SIGNIN_WATCH_ENABLED): each check the handler recorded, by verdict
+// (signin-after-cutoff, no-sign-in, failed-attempts-only, unavailable). A check logs
+// "Sign-in watch check recorded", or the SignInAfterCutoff line when it found the incident first;
+// repeats of a check (duplicate: true) are left out.
+var signInAfterCutoffMessage = loadJsonContent('../contract.json').logs.signInAfterCutoff
+var signInWatchQuery = join([
+  'AppTraces'
+  app
+  '| where Message startswith "Sign-in watch check recorded" or Message startswith "${signInAfterCutoffMessage}"'
+  '| where Message !contains "duplicate: true"'
+  '| extend verdict = extract(@"verdict: \'([^\']+)\'", 1, Message)'
+  '| summarize checks = sum(ItemCount) by bin(TimeGenerated, 1d), verdict'
+  '| render columnchart'
+], '\n')
+
 // One chart of the workbook: a log query over the workspace in the chosen time range.
 func chart(title string, query string) object => {
   type: 3
@@ -102,7 +117,7 @@ var content = {
     {
       type: 1
       content: {
-        json: '## Offboarding\nThe figures of `offboard report` over time, from the function logs. The audit table stays the truth: `offboard report --since 7d` counts events, these charts count runs (a retried event once per attempt). Outcomes include `delayed` (a departure past its due time, still retrying: its runs count as delayed until it ends) and `superseded` (a later HR intent of the person came first: nothing written). Guardrail trips: the guardrail is not enabled.'
+        json: '## Offboarding\nThe figures of `offboard report` over time, from the function logs. The audit table stays the truth: `offboard report --since 7d` counts events, these charts count runs (a retried event once per attempt). Outcomes include `delayed` (a departure past its due time, still retrying: its runs count as delayed until it ends) and `superseded` (a later HR intent of the person came first: nothing written). The sign-in watch chart counts checks after departures: `signin-after-cutoff` is a departed user who signed in after the cut-off. Guardrail trips: the guardrail is not enabled.'
       }
       name: 'intro'
     }
@@ -140,6 +155,7 @@ var content = {
     chart('Graph 429s (Throttled) and waits for the write budget (Deferred), runs per hour', throttlingQuery)
     chart('Events sent to the dead-letter queue per day, by error code', deadLettersQuery)
     chart('Departures delayed past their due time (latest outcome: delayed while still retrying)', delayedDeparturesQuery)
+    chart('Sign-in watch checks per day by verdict (signin-after-cutoff is an incident; only with SIGNIN_WATCH_ENABLED)', signInWatchQuery)
   ]
   isLocked: false
   fallbackResourceIds: [

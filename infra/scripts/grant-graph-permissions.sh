@@ -11,6 +11,7 @@
 #   infra/scripts/grant-graph-permissions.sh [--principal-id ID]
 #   infra/scripts/grant-graph-permissions.sh [--principal-id ID] --password-reset (--admin-unit ID | --tenant-wide)
 #   infra/scripts/grant-graph-permissions.sh [--principal-id ID] --remove-password-reset
+#   infra/scripts/grant-graph-permissions.sh [--principal-id ID] --signin-watch | --remove-signin-watch
 #
 #   --principal-id ID        object (principal) id of the managed identity; default: the azd
 #                            environment's MANAGED_IDENTITY_PRINCIPAL_ID
@@ -21,6 +22,10 @@
 #                            manage) every non-admin user, create and delete users and groups
 #   --remove-password-reset  remove the password permission and the User Administrator role
 #                            (turning ENABLE_PASSWORD_RESET off in azd does not remove them)
+#   --signin-watch           also grant AuditLog.Read.All, for the sign-in watch (SIGNIN_WATCH_ENABLED):
+#                            it reads every user's sign-in and audit logs (read-only); the tenant
+#                            needs Entra ID P1 or P2
+#   --remove-signin-watch    remove AuditLog.Read.All (turning SIGNIN_WATCH_ENABLED off does not)
 #   --graph-endpoint URL     Graph root; default: the signed-in Azure CLI cloud's
 #   --dry-run                print what would change, change nothing
 #
@@ -32,12 +37,16 @@ readonly GRAPH_APP_ID='00000003-0000-0000-c000-000000000000'
 # Least-privileged permissions per operation: read the user, revoke sessions, disable the account.
 readonly PERMISSIONS=('User.Read.All' 'User.RevokeSessions.All' 'User.EnableDisableAccount.All')
 readonly PASSWORD_PERMISSION='User-PasswordProfile.ReadWrite.All'
+# The sign-in watch only (SIGNIN_WATCH_ENABLED): read the sign-in log.
+readonly SIGNIN_WATCH_PERMISSION='AuditLog.Read.All'
 # Built-in Entra role "User Administrator" (role template id, the same in every tenant).
 readonly USER_ADMINISTRATOR_ROLE='fe930be7-5e62-47db-91af-98c3a49a38b1'
 
 principal_id=''
 password_reset=false
 remove_password_reset=false
+signin_watch=false
+remove_signin_watch=false
 admin_unit=''
 tenant_wide=false
 graph=''
@@ -53,6 +62,8 @@ while [[ $# -gt 0 ]]; do
     --principal-id) principal_id="${2:?--principal-id needs a value}"; shift 2 ;;
     --password-reset) password_reset=true; shift ;;
     --remove-password-reset) remove_password_reset=true; shift ;;
+    --signin-watch) signin_watch=true; shift ;;
+    --remove-signin-watch) remove_signin_watch=true; shift ;;
     --admin-unit) admin_unit="${2:?--admin-unit needs a value}"; shift 2 ;;
     --tenant-wide) tenant_wide=true; shift ;;
     --graph-endpoint) graph="${2:?--graph-endpoint needs a value}"; shift 2 ;;
@@ -62,6 +73,10 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 
+if [[ "$signin_watch" == true && "$remove_signin_watch" == true ]]; then
+  echo '--signin-watch and --remove-signin-watch exclude each other.' >&2
+  exit 2
+fi
 if [[ "$password_reset" == true && "$remove_password_reset" == true ]]; then
   echo '--password-reset and --remove-password-reset exclude each other.' >&2
   exit 2
@@ -195,6 +210,13 @@ if [[ "$password_reset" == true ]]; then
       "{\"@odata.type\":\"#microsoft.graph.unifiedRoleAssignment\",\"roleDefinitionId\":\"$USER_ADMINISTRATOR_ROLE\",\"principalId\":\"$principal_id\",\"directoryScopeId\":\"$directory_scope\"}"
     echo "assigned: User Administrator on $directory_scope"
   fi
+fi
+
+if [[ "$signin_watch" == true ]]; then
+  grant "$SIGNIN_WATCH_PERMISSION"
+fi
+if [[ "$remove_signin_watch" == true ]]; then
+  revoke "$SIGNIN_WATCH_PERMISSION"
 fi
 
 if [[ "$remove_password_reset" == true ]]; then

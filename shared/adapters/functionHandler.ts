@@ -5,6 +5,8 @@ import { eventMessage } from '../core/events';
 import { GUARDRAIL_TRIPPED } from '../core/guardrail';
 import { Routes, type RouteName } from '../core/routes';
 import type { Runtime } from '../app/runtime';
+import { parseWatchMessage, type WatchMessage } from '../core/signInWatch';
+import { runWatchCheck } from '../core/signInWatchRun';
 
 /**
  * The log line of a departure that became delayed: past its due time by DEPARTURE_OVERDUE_MINUTES
@@ -13,6 +15,14 @@ import type { Runtime } from '../app/runtime';
  */
 export const DEPARTURE_DELAYED =
   'DepartureDelayed: a departure is past its due time and still being retried';
+
+/**
+ * The log line of a sign-in watch that found a departed user signed in after the access cut-off.
+ * Logged once per departure, by the check that recorded the incident; the "sign-in after cut-off"
+ * alert looks for it (infra reads it through the contract).
+ */
+export const SIGNIN_AFTER_CUTOFF =
+  'SignInAfterCutoff: a departed user signed in after the access cut-off';
 
 export class SettlementError extends Error {
   override readonly name = 'SettlementError';
@@ -93,6 +103,9 @@ export function createQueueHandler(runtime: () => Runtime, route: RouteName) {
     // Throws AuditUnavailable when the audit cannot be read or written: the host abandons the
     // message and it is delivered again, so nothing is lost.
     const { body, properties } = receivedEvent(message, context);
+    // A sign-in watch check (scheduled by the app after a departure): never an HR event.
+    const watch = route === 'employeeLeaving' ? parseWatchMessage(body) : undefined;
+    if (watch !== undefined) return handleWatchCheck(runtime(), watch, context, messageId);
     const outcome = await queueProcessor.handle(route, { body, messageId, properties });
     const { result } = outcome;
     const { record } = result;
@@ -175,6 +188,53 @@ export function createQueueHandler(runtime: () => Runtime, route: RouteName) {
       retryable,
     );
   };
+}
+
+/**
+ * One check of a departure's sign-in watch. Completes unless the audit or Service Bus failed (then
+ * it throws and the message comes back). Ids, times and counts only in the logs: the sign-ins'
+ * addresses and apps stay in the audit record and the outcome event.
+ */
+async function handleWatchCheck(
+  runtime: Runtime,
+  watch: WatchMessage,
+  context: InvocationContext,
+  messageId: string,
+): Promise<void> {
+  const result = await runWatchCheck(runtime.signInWatch, watch);
+  const base = { messageId, check: watch.check };
+  if (result.kind === 'ignored') {
+    context.warn('Sign-in watch message ignored', { ...base, reason: result.reason });
+    return;
+  }
+  if (result.kind === 'retry') {
+    context.warn('Sign-in watch check could not read the sign-in log; it comes back later', {
+      ...base,
+      errorCode: result.error.code,
+      nextAttemptAt: result.at,
+    });
+    return;
+  }
+  const { record, finding } = result;
+  const summary = {
+    ...base,
+    eventId: record.eventId,
+    source: record.source,
+    objectId: record.objectId,
+    verdict: finding.verdict,
+    duplicate: result.kind === 'duplicate',
+    successesAfterCutoff: finding.successesAfterCutoff,
+    failedAttempts: finding.failedAttempts,
+    errorCode: finding.errorCode,
+  };
+  if (result.incidentNow)
+    // The alert (infra/modules/alerts.bicep) fires on this line, once per departure.
+    context.error(SIGNIN_AFTER_CUTOFF, {
+      ...summary,
+      cutoffAt: record.signInWatch?.cutoffAt,
+      firstSignInAt: finding.signIns?.[0]?.at,
+    });
+  else context.log('Sign-in watch check recorded', summary);
 }
 
 /** Registers every route's function on the Functions host: the queue name comes from its setting. */

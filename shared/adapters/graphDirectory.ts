@@ -13,7 +13,8 @@ import type { TokenCredential } from '@azure/identity';
 import type { GraphConfig } from '../app/config';
 import { ErrorCodes, OffboardingError, type ErrorCode } from '../core/errors';
 import type { Secret } from '../core/password';
-import type { Directory, DirectoryCall, DirectoryUser } from '../core/ports';
+import type { Directory, DirectoryCall, DirectoryUser, SignInLog, SignInPage } from '../core/ports';
+import type { SignInEntry } from '../core/signInWatch';
 import { userPath, type UserRef } from '../core/userRef';
 import { GraphPermissions, PASSWORD_RESET_ROLE, type GraphOperation } from './graphPermissions';
 
@@ -55,12 +56,21 @@ export interface GraphDirectoryOptions {
  * The Directory port on Microsoft Graph v1.0. Every failure leaves here as an OffboardingError
  * with an actionable message; a password never appears in one.
  */
-export class GraphDirectory implements Directory {
+/** Page size asked of the sign-in log (Graph's maximum and default: 1,000). */
+export const SIGN_IN_PAGE_SIZE = 1000;
+
+/** Graph's error code for a tenant without Entra ID P1/P2 reading the sign-in log (403). */
+export const NO_PREMIUM_LICENCE_CODE = 'Authentication_RequestFromNonPremiumTenantOrB2CTenant';
+
+export class GraphDirectory implements Directory, SignInLog {
   private readonly client: Client;
   private readonly onThrottleLimit: ((usedFraction: number) => void) | undefined;
 
+  private readonly endpoint: string;
+
   constructor(options: GraphDirectoryOptions) {
     const { config, credential } = options;
+    this.endpoint = config.endpoint;
     this.onThrottleLimit = options.onThrottleLimit;
     const authProvider = new TokenCredentialAuthenticationProvider(credential, {
       scopes: [config.scope],
@@ -180,6 +190,28 @@ export class GraphDirectory implements Directory {
     return Number(text);
   }
 
+  async listSignIns(userId: string, from: string, to: string): Promise<SignInPage> {
+    // v1.0 `List signIns`: $filter on userId and createdDateTime, newest first, paged by nextLink.
+    const filter = `userId eq '${userId.replace(/'/g, "''")}' and createdDateTime ge ${odataTime(from)} and createdDateTime le ${odataTime(to)}`;
+    const response = await this.send('readSignIns', '/auditLogs/signIns', 'GET', undefined, (r) =>
+      r.filter(filter).top(SIGN_IN_PAGE_SIZE),
+    );
+    return signInPageOf(await response.json());
+  }
+
+  async nextSignIns(nextLink: string): Promise<SignInPage> {
+    // The link is Graph's own (absolute, with its skip token); only a link to this Graph is followed.
+    const link = new URL(nextLink);
+    if (link.origin !== new URL(this.endpoint).origin)
+      throw new OffboardingError(
+        ErrorCodes.GraphUnavailable,
+        'Graph sent a sign-in log @odata.nextLink to another host; it was not followed.',
+        { retryable: false },
+      );
+    const response = await this.send('readSignIns', nextLink, 'GET', undefined, (r) => r);
+    return signInPageOf(await response.json());
+  }
+
   private async send(
     operation: GraphOperation,
     path: string,
@@ -209,6 +241,60 @@ export class GraphDirectory implements Directory {
     if (response.ok) return response;
     throw await translateResponse(operation, response);
   }
+}
+
+/** An OData DateTimeOffset literal (unquoted, UTC). */
+function odataTime(iso: string): string {
+  const at = new Date(iso);
+  if (Number.isNaN(at.getTime())) throw new Error(`not a time: ${iso}`);
+  return at.toISOString();
+}
+
+function signInPageOf(body: unknown): SignInPage {
+  const page = (body ?? {}) as { value?: unknown; '@odata.nextLink'?: unknown };
+  if (!Array.isArray(page.value))
+    throw new OffboardingError(
+      ErrorCodes.GraphUnavailable,
+      'Graph answered the sign-in log without a value array.',
+      { retryable: true },
+    );
+  const next = page['@odata.nextLink'];
+  return {
+    signIns: page.value.flatMap((entry) => signInOf(entry) ?? []),
+    ...(typeof next === 'string' && next !== '' ? { nextLink: next } : {}),
+  };
+}
+
+/** One `signIn` of Graph v1.0, the fields the watch reads; undefined when it has no id or time. */
+function signInOf(raw: unknown): SignInEntry | undefined {
+  if (typeof raw !== 'object' || raw === null) return undefined;
+  const e = raw as Record<string, unknown>;
+  const text = (v: unknown) => (typeof v === 'string' && v !== '' ? v : undefined);
+  const id = text(e.id);
+  const createdDateTime = text(e.createdDateTime);
+  if (id === undefined || createdDateTime === undefined) return undefined;
+  const status = (e.status ?? {}) as { errorCode?: unknown };
+  // A missing or odd errorCode is no proof of success: it counts as a failed attempt.
+  const errorCode = typeof status.errorCode === 'number' ? status.errorCode : -1;
+  const details = Array.isArray(e.authenticationProcessingDetails)
+    ? (e.authenticationProcessingDetails as { key?: unknown; value?: unknown }[])
+    : [];
+  const cae = details.find((d) => typeof d.key === 'string' && /^is cae token$/i.test(d.key));
+  const entry: SignInEntry = { id, createdDateTime, errorCode };
+  const app = text(e.appDisplayName);
+  if (app !== undefined) entry.appDisplayName = app;
+  const ip = text(e.ipAddress);
+  if (ip !== undefined) entry.ipAddress = ip;
+  const client = text(e.clientAppUsed);
+  if (client !== undefined) entry.clientAppUsed = client;
+  if (typeof e.isInteractive === 'boolean') entry.isInteractive = e.isInteractive;
+  const ca = text(e.conditionalAccessStatus);
+  if (ca !== undefined) entry.conditionalAccessStatus = ca;
+  const requirement = text(e.authenticationRequirement);
+  if (requirement !== undefined) entry.authenticationRequirement = requirement;
+  if (cae !== undefined && typeof cae.value === 'string')
+    entry.caeToken = cae.value.toLowerCase() === 'true';
+  return entry;
 }
 
 function retryAfterSeconds(response: Response | undefined): number {
@@ -305,6 +391,13 @@ async function translateResponse(
       ErrorCodes.AuthenticationFailed,
       `${detail}. The token was not accepted; check GRAPH_ENDPOINT matches the cloud the identity lives in.`,
       true,
+    );
+  }
+  if (status === 403 && graphCode === NO_PREMIUM_LICENCE_CODE) {
+    return make(
+      ErrorCodes.NoPremiumLicence,
+      `${detail}. Reading the sign-in log needs Microsoft Entra ID P1 or P2 in the tenant: the sign-in watch is unavailable without it (turn SIGNIN_WATCH_ENABLED off, or license the tenant).`,
+      false,
     );
   }
   if (status === 403) {

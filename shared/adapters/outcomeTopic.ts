@@ -21,7 +21,7 @@ import { bounded, translateServiceBusError } from './serviceBusScheduler';
 export function createOutcomeTopicSink(
   config: AppConfig,
   serviceBus: () => ServiceBusClient,
-): FinalRecordSink {
+): OutcomeTopicSink {
   return new OutcomeTopicSink(config.outcomes.topic, serviceBus);
 }
 

@@ -25,6 +25,7 @@ const JSON_FIELDS = [
   'guardrail',
   'supersededBy',
   'forcedBy',
+  'signInWatch',
 ] as const satisfies readonly ObjectFieldOf<AuditRecord>[];
 /** The record's fields that hold objects or arrays: a table property holds a scalar only. */
 type ObjectFieldOf<T> = {

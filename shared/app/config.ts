@@ -3,6 +3,7 @@ import type { RetryPolicy } from '../core/retryPolicy';
 import type { PolicyConfig } from '../core/ports';
 import type { PacingSettings } from '../pacing';
 import { parseUserRef } from '../core/userRef';
+import type { SignInWatchSettings } from '../core/signInWatch';
 
 /**
  * Every setting the app reads. This list is the contract with infra/ (tests check that Bicep sets
@@ -269,6 +270,20 @@ export const SETTINGS = [
     requiredInAzure: true,
   },
   {
+    name: 'SIGNIN_WATCH_ENABLED',
+    description:
+      "`true`: after each departure that succeeded, read the person's sign-ins from the Entra sign-in log at SIGNIN_WATCH_AFTER_MINUTES after the access cut-off; a successful sign-in after the cut-off is audited, published (`signin-after-cutoff`) and alerted. Needs Entra ID P1 or P2 and the Graph permission AuditLog.Read.All (granted only when this is on).",
+    default: 'false',
+    requiredInAzure: false,
+  },
+  {
+    name: 'SIGNIN_WATCH_AFTER_MINUTES',
+    description:
+      'When the sign-in watch checks, in minutes after the access cut-off: 1 to 5 increasing whole numbers, comma-separated, each 10-10080 (sign-in logs arrive minutes late).',
+    default: '60,1440',
+    requiredInAzure: false,
+  },
+  {
     name: 'OFFBOARD_OPERATOR',
     description:
       'The `offboard` command only: who runs an ops command, recorded on what it sends (replays, waves). Unset: the signed-in OS user name.',
@@ -333,6 +348,7 @@ export interface AppConfig {
     tableName: string;
   };
   outcomes: { topic: string };
+  signInWatch: SignInWatchSettings;
   immutableLog: ImmutableLogConfig;
 }
 
@@ -371,6 +387,24 @@ function readInteger(env: Env, name: SettingName, min: number, max: number): num
     throw invalid(name, `must be a whole number from ${min} to ${max} (got "${raw}").`);
   }
   return value;
+}
+
+/** SIGNIN_WATCH_AFTER_MINUTES, checked even while the watch is off (fails closed either way). */
+function readWatchMinutes(env: Env): number[] {
+  const raw = withDefault(env, 'SIGNIN_WATCH_AFTER_MINUTES');
+  const parts = raw.split(',').map((p) => p.trim());
+  const values = parts.map(Number);
+  const ok =
+    parts.length >= 1 &&
+    parts.length <= 5 &&
+    parts.every((p) => /^\d+$/.test(p)) &&
+    values.every((v, i) => v >= 10 && v <= 10_080 && (i === 0 || v > (values[i - 1] ?? 0)));
+  if (!ok)
+    throw invalid(
+      'SIGNIN_WATCH_AFTER_MINUTES',
+      `must be 1 to 5 increasing whole numbers of minutes, comma-separated, each 10-10080, e.g. "60,1440" (got "${raw}").`,
+    );
+  return values;
 }
 
 function readPercent(env: Env, name: SettingName): number {
@@ -583,6 +617,10 @@ export function loadConfig(env: Env = process.env): AppConfig {
       tableName: guardrailTableName,
     },
     outcomes: { topic: withDefault(env, 'OUTCOME_TOPIC') },
+    signInWatch: {
+      enabled: readBoolean(env, 'SIGNIN_WATCH_ENABLED'),
+      afterMinutes: readWatchMinutes(env),
+    },
     immutableLog: {
       container,
       ...(blobEndpoint === undefined ? {} : { endpoint: blobEndpoint }),

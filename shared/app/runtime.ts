@@ -18,6 +18,7 @@ import { createOutcomeTopicSink } from '../adapters/outcomeTopic';
 import { TableGuardrailStore } from '../adapters/tableGuardrailStore';
 import { SharedGuardrail, type GuardrailStore } from '../core/guardrail';
 import { QueueProcessor } from '../core/queueProcessing';
+import type { WatchDeps } from '../core/signInWatchRun';
 import { ServiceBusScheduler, createServiceBusClient } from '../adapters/serviceBusScheduler';
 import { createWritePacer, reportingThrottles, type PacerWithFeedback } from '../pacing';
 
@@ -31,6 +32,8 @@ export interface Runtime {
   scheduler: Scheduler;
   offboarding: OffboardingService;
   queueProcessor: QueueProcessor;
+  /** The sign-in watch's dependencies (its checks arrive on the departures queue). */
+  signInWatch: WatchDeps;
   /** Each route's blast-radius guardrail record (the `offboard guardrail` commands use it). */
   guardrailStore: GuardrailStore;
   /** Told of every final record: the immutable audit log, then the outcome topic. */
@@ -88,14 +91,12 @@ export function createRuntime(
     settings: config.pacing,
     store: { kind: 'table', table: auditTable },
   });
-  const directory = reportingThrottles(
-    new GraphDirectory({
-      config: config.graph,
-      credential,
-      onThrottleLimit: (usedFraction) => pacer.reportUsage(usedFraction),
-    }),
-    pacer,
-  );
+  const graph = new GraphDirectory({
+    config: config.graph,
+    credential,
+    onThrottleLimit: (usedFraction) => pacer.reportUsage(usedFraction),
+  });
+  const directory = reportingThrottles(graph, pacer);
 
   // Service Bus is connected on first use: `offboard audit` never needs it.
   let client: ServiceBusClient | undefined;
@@ -107,10 +108,10 @@ export function createRuntime(
     cancel: (queue, sequenceNumber) => lazyScheduler().cancel(queue, sequenceNumber),
   };
 
-  const finalSinks = [
-    createImmutableAuditSink(config, credential),
-    createOutcomeTopicSink(config, serviceBus),
-  ].filter((sink): sink is FinalRecordSink => sink !== undefined);
+  const outcomeTopic = createOutcomeTopicSink(config, serviceBus);
+  const finalSinks = [createImmutableAuditSink(config, credential), outcomeTopic].filter(
+    (sink): sink is FinalRecordSink => sink !== undefined,
+  );
 
   // The blast-radius guardrail counts across instances in a table of its own (operators write
   // their decisions there; the audit table they only read).
@@ -128,6 +129,7 @@ export function createRuntime(
     retry: config.retry,
     pacer,
     finalSinks,
+    signInWatch: config.signInWatch,
     guardrail: new SharedGuardrail(guardrailStore, config.guardrail.limits, undefined, {
       percent: config.guardrail.percentOfEnabledUsers,
       countEnabledUsers: () => directory.countEnabledUsers(),
@@ -139,6 +141,16 @@ export function createRuntime(
     queues: config.queues,
     retry: config.retry,
   });
+  // The sign-in watch reads the log directly (its reads are not Graph writes: not paced).
+  const signInWatch: WatchDeps = {
+    audit,
+    timelines,
+    signIns: graph,
+    scheduler,
+    queue: config.queues.employeeLeaving,
+    settings: config.signInWatch,
+    announce: (event) => outcomeTopic.publish(event),
+  };
   // A sink that cannot warm up says so when a record reaches it; the warm-up only saves time.
   let warming: Promise<void> | undefined;
   const warmUp = () =>
@@ -153,6 +165,7 @@ export function createRuntime(
     scheduler,
     offboarding,
     queueProcessor,
+    signInWatch,
     guardrailStore,
     finalSinks,
     pacer,

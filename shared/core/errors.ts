@@ -21,6 +21,11 @@ export const ErrorCodes = {
   UserChanged: 'UserChanged',
   /** The user is in PROTECTED_USERS; nothing is written. */
   ProtectedAccount: 'ProtectedAccount',
+  /**
+   * The sign-in log needs Microsoft Entra ID P1 or P2 and the tenant has neither (Graph 403
+   * Authentication_RequestFromNonPremiumTenantOrB2CTenant): the sign-in watch is unavailable.
+   */
+  NoPremiumLicence: 'NoPremiumLicence',
   /** Graph rejected the request as malformed (400) for another reason. */
   GraphBadRequest: 'GraphBadRequest',
   /** Graph throttled us (429). */

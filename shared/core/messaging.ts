@@ -71,6 +71,8 @@ export const AppMessageIdPrefixes = {
   replay: 'replay-',
   /** `offboard guardrail release` or `discard`: a held event sent back with its decision. */
   release: 'guardrail-',
+  /** A sign-in watch check after a departure, or its retry (SIGNIN_WATCH_ENABLED). */
+  signInWatch: 'watch-',
   /** `offboard process` (never on a queue, but in the audit). */
   command: 'cli:',
 } as const;

@@ -5,6 +5,7 @@ import { stableId } from './eventIdentity';
 import { GuardrailSubjects, guardrailOfRecord } from './guardrail';
 import { kindOfType } from './events';
 import type { ActionName, ActionStatus, AuditRecord } from './ports';
+import type { SignInSummary } from './signInWatch';
 
 /**
  * A final audit record as a CloudEvents 1.0 event for the outcome topic (HR, ITSM, SIEM). Pure: the
@@ -26,6 +27,11 @@ export const AnnouncedOutcomes = [
   'dry-run',
   'superseded',
   'delayed',
+  /**
+   * Not a record's outcome: the sign-in watch of a succeeded departure found a successful
+   * sign-in after the access cut-off (SIGNIN_WATCH_ENABLED; see toWatchEvent).
+   */
+  'signin-after-cutoff',
 ] as const;
 export type AnnouncedOutcome = (typeof AnnouncedOutcomes)[number];
 
@@ -66,6 +72,15 @@ export interface OutcomeEventData {
   };
   /** A departure past its due time, still retrying (outcome delayed): since when it is announced so. */
   delayedSince?: string;
+  /** Outcome signin-after-cutoff: what the sign-in watch found (see signInWatch.ts). */
+  signInWatch?: {
+    cutoffAt: string;
+    checkedAt: string;
+    window?: { from: string; to: string };
+    successesAfterCutoff: number;
+    failedAttempts: number;
+    signIns: SignInSummary[];
+  };
   /** When the audit recorded this outcome. */
   recordedAt: string;
 }
@@ -253,4 +268,67 @@ function shorten(text: string): string {
   return text.length <= OUTCOME_MESSAGE_MAX_CHARS
     ? text
     : `${text.slice(0, OUTCOME_MESSAGE_MAX_CHARS - 1)}…`;
+}
+
+/**
+ * The incident of a departure's sign-in watch: a successful sign-in after the access cut-off,
+ * announced once per departure (by the check that found it first; its id is the same whatever
+ * brings the check back). Built from the record after the finding was written, field by field.
+ * undefined when the record has no announced incident.
+ */
+export function toWatchEvent(record: AuditRecord): OutcomeEvent | undefined {
+  const watch = record.signInWatch;
+  const by = watch?.announcedBy;
+  const finding = by === undefined ? undefined : watch?.checks[by]?.result;
+  if (watch === undefined || finding?.verdict !== 'signin-after-cutoff') return undefined;
+  const outcome = 'signin-after-cutoff' as const;
+  const subject = record.objectId ?? record.userPrincipalName ?? record.user;
+  const recordedAt = watch.announcedAt ?? finding.checkedAt;
+  return {
+    specversion: '1.0',
+    id: stableId('outcome', record.identityKey, record.contentDigest, outcome),
+    source: OUTCOME_EVENT_SOURCE,
+    type: `${OUTCOME_EVENT_TYPE_PREFIX}${outcome}`,
+    ...(subject === undefined ? {} : { subject }),
+    time: recordedAt,
+    datacontenttype: 'application/json',
+    outcome,
+    data: {
+      outcome,
+      event: {
+        ...(record.source === undefined ? {} : { source: record.source }),
+        id: record.eventId,
+        ...(record.eventType === undefined ? {} : { type: record.eventType }),
+        ...(record.eventTime === undefined ? {} : { time: record.eventTime }),
+      },
+      ...(record.ticket === undefined ? {} : { ticket: record.ticket }),
+      ...(userOf(record) ?? {}),
+      dryRun: record.dryRun,
+      actions: record.actions.map((a) => ({
+        action: a.action,
+        status: a.status,
+        ...(a.errorCode === undefined ? {} : { errorCode: a.errorCode }),
+      })),
+      ...(record.accessCutoff === undefined ? {} : { accessCutoff: cutoffOf(record.accessCutoff) }),
+      signInWatch: {
+        cutoffAt: watch.cutoffAt,
+        checkedAt: finding.checkedAt,
+        ...(finding.window === undefined ? {} : { window: { ...finding.window } }),
+        successesAfterCutoff: finding.successesAfterCutoff ?? 0,
+        failedAttempts: finding.failedAttempts ?? 0,
+        signIns: (finding.signIns ?? []).map((s) => ({
+          at: s.at,
+          ...(s.app === undefined ? {} : { app: s.app }),
+          ...(s.ipAddress === undefined ? {} : { ipAddress: s.ipAddress }),
+          ...(s.clientAppUsed === undefined ? {} : { clientAppUsed: s.clientAppUsed }),
+          ...(s.interactive === undefined ? {} : { interactive: s.interactive }),
+          ...(s.caeToken === undefined ? {} : { caeToken: s.caeToken }),
+          ...(s.conditionalAccessStatus === undefined
+            ? {}
+            : { conditionalAccessStatus: s.conditionalAccessStatus }),
+        })),
+      },
+      recordedAt,
+    },
+  };
 }

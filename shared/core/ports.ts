@@ -1,6 +1,7 @@
 import type { AccessCutoff } from './accessCutoff';
 import type { ActionName } from './actions';
 import type { Secret } from './password';
+import type { SignInEntry, SignInWatch } from './signInWatch';
 import type { Timeline } from './timeline';
 import type { UserRef } from './userRef';
 
@@ -33,6 +34,25 @@ export interface Directory {
 }
 
 export type { ActionName } from './actions';
+
+/** One page of the sign-in log (GET /auditLogs/signIns), and the link to the next. */
+export interface SignInPage {
+  signIns: SignInEntry[];
+  /** `@odata.nextLink`, absolute, as Graph sent it; absent on the last page. */
+  nextLink?: string;
+}
+
+/**
+ * The Entra sign-in log (read-only; AuditLog.Read.All; the tenant needs Entra ID P1 or P2). A
+ * tenant without the licence fails with ErrorCodes.NoPremiumLicence. Not behind the Graph write
+ * budget: its reads have their own limits, and its 429s must not slow revocations down.
+ */
+export interface SignInLog {
+  /** The first page of a user's sign-ins created in [from, to]. */
+  listSignIns(userId: string, from: string, to: string): Promise<SignInPage>;
+  /** A following page (the nextLink of the previous one). */
+  nextSignIns(nextLink: string): Promise<SignInPage>;
+}
 
 export type ActionStatus = 'succeeded' | 'failed' | 'would-run' | 'not-attempted';
 
@@ -147,6 +167,8 @@ export interface AuditRecord extends RecordKey {
   delayedAt?: string;
   /** An operator who forced this run (`offboard reinstate --force`): who, why, when. */
   forcedBy?: OperatorDecision;
+  /** The sign-in watch of a succeeded departure (SIGNIN_WATCH_ENABLED): its checks and findings. */
+  signInWatch?: SignInWatch;
   firstAttemptAt: string;
   lastAttemptAt: string;
 }

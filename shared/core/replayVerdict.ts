@@ -2,6 +2,7 @@ import { actionsOf, decideClaim } from './claim';
 import { toOffboardingError } from './errors';
 import { eventKey } from './eventIdentity';
 import { parseEvent, type OffboardingEvent } from './events';
+import { parseWatchMessage } from './signInWatch';
 import { isProtected } from './flow';
 import type {
   AuditLog,
@@ -43,7 +44,9 @@ export type ReplayVerdict =
   | { kind: 'superseded'; by: SupersedingIntent }
   | { kind: 'runs' }
   /** The audit or the timeline could not be read. */
-  | { kind: 'unknown'; reason: string };
+  | { kind: 'unknown'; reason: string }
+  /** Not an HR event: a check of a departure's sign-in watch (signInWatch.ts). */
+  | { kind: 'watch-check'; check: number };
 
 export interface ReplayCase {
   /** The message as the function reads it: the event, or why it is invalid. */
@@ -126,6 +129,8 @@ export function describeVerdict(verdict: ReplayVerdict): string {
       return 'runs';
     case 'unknown':
       return `unknown (${verdict.reason}): decided when it runs`;
+    case 'watch-check':
+      return `a sign-in watch check (check ${verdict.check + 1} of its departure): it runs if the departure's record has no result for it yet, else nothing is done again`;
   }
 }
 
@@ -145,6 +150,9 @@ export async function replayVerdictOf(
   message: DeadLetteredEvent,
   now: Date,
 ): Promise<ReplayVerdict> {
+  // A sign-in watch check travels on the departures queue (the handler reads it the same way).
+  const watch = message.route === 'employeeLeaving' ? parseWatchMessage(message.body) : undefined;
+  if (watch !== undefined) return { kind: 'watch-check', check: watch.check };
   let event: OffboardingEvent;
   try {
     event = parseEvent(message.body, Routes[message.route].accepts);

@@ -3,6 +3,7 @@
  * (claim, departures, actionRun, reinstate, settle) share. A leaf: type-only imports, so no step ever
  * imports the orchestrator and the core has no import cycle.
  */
+import type { SignInWatchSettings } from './signInWatch';
 import type { KnownTimeline, Seen } from './personTimeline';
 import type { Intent, Timeline } from './timeline';
 import type { OffboardingError } from './errors';
@@ -85,6 +86,8 @@ export interface OffboardingDeps {
   pacer?: WritePacer;
   /** Told of every final record after it is written (immutable log, outcome topic). */
   finalSinks?: readonly FinalRecordSink[];
+  /** The sign-in watch after departures (SIGNIN_WATCH_ENABLED); off when absent. */
+  signInWatch?: SignInWatchSettings;
   /** The blast-radius guardrail (shared by every instance); none when absent. */
   guardrail?: Guardrail;
   now?: () => Date;

@@ -20,6 +20,7 @@ import {
   retryDelayMs,
 } from './retryPolicy';
 import type { RouteName } from './routes';
+import { planSignInWatch } from './signInWatchRun';
 import type { Delivery, FlowResult, OffboardingDeps, ProcessResult, Run } from './run';
 
 /*
@@ -178,6 +179,18 @@ export async function finish(
     }
   }
   if (retry === undefined) delete record.nextAttemptAt;
+  // A departure that ended with its revocation verified gets its sign-in watch (when the setting
+  // turns it on), noted on the record this write makes. A watch an earlier attempt planned (a
+  // failed departure replayed) stays: its checks and findings are the record's.
+  if (run.prior?.signInWatch !== undefined) record.signInWatch = run.prior.signInWatch;
+  await planSignInWatch(
+    {
+      scheduler: ctx.deps.scheduler,
+      queue: ctx.deps.queues.employeeLeaving,
+      settings: ctx.deps.signInWatch,
+    },
+    record,
+  );
 
   const written = await updateRecord(ctx.deps.audit, run.key, (current) => {
     const next: AuditRecord = {
@@ -189,6 +202,8 @@ export async function finish(
     };
     delete next.claimedBy;
     delete next.claimExpiresAt;
+    // A check of the sign-in watch may have written meanwhile: what is stored stands.
+    if (current?.signInWatch !== undefined) next.signInWatch = current.signInWatch;
     if (current?.claimedBy !== undefined && current.claimedBy !== run.id) {
       // Our lease ran out and another run took the event over: keep its claim, say what we did.
       next.claimedBy = current.claimedBy;

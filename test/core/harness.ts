@@ -14,6 +14,7 @@ import { QueueProcessor, type QueueOutcome } from '../../shared/core/queueProces
 import type { FinalRecordSink } from '../../shared/core/ports';
 import type { RetryPolicy } from '../../shared/core/retryPolicy';
 import type { RouteName } from '../../shared/core/routes';
+import type { SignInWatchSettings } from '../../shared/core/signInWatch';
 import {
   FakeDirectory,
   FakePacer,
@@ -84,6 +85,8 @@ export interface CoreOptions {
   guardrailStore?: GuardrailStore;
   /** Told of every final record, in this order. */
   finalSinks?: readonly FinalRecordSink[];
+  /** The sign-in watch after departures; off when absent. */
+  signInWatch?: SignInWatchSettings;
 }
 
 export function makeCore(options: CoreOptions = {}): Core {
@@ -139,6 +142,7 @@ export function makeCore(options: CoreOptions = {}): Core {
           ),
         }),
     ...(options.finalSinks === undefined ? {} : { finalSinks: options.finalSinks }),
+    ...(options.signInWatch === undefined ? {} : { signInWatch: options.signInWatch }),
   });
   const processor = new QueueProcessor({
     offboarding: service,

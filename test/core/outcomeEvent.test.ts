@@ -5,6 +5,7 @@
 import { ErrorCodes } from '../../shared/core/errors';
 import {
   AnnouncedOutcomes,
+  toWatchEvent,
   OUTCOME_EVENT_SOURCE,
   OUTCOME_MESSAGE_MAX_CHARS,
   announcedOutcome,
@@ -294,6 +295,21 @@ describe('each final outcome', () => {
       eventOf(finalRecord({ outcome: 'dry-run' })).outcome,
       eventOf(finalRecord({ outcome: 'superseded' })).outcome,
       eventOf(finalRecord({ outcome: 'delayed' })).outcome,
+      // Not a record's outcome: the sign-in watch's incident (test/core/signInWatch.test.ts).
+      toWatchEvent({
+        ...finalRecord({}),
+        signInWatch: {
+          from: '2026-11-30T09:00:04Z',
+          cutoffAt: '2026-11-30T09:15:04.000Z',
+          announcedBy: 0,
+          checks: [
+            {
+              dueAt: '2026-11-30T10:15:04.000Z',
+              result: { verdict: 'signin-after-cutoff', checkedAt: '2026-11-30T10:15:05.000Z' },
+            },
+          ],
+        },
+      })?.outcome,
     ];
     expect([...seen].sort()).toEqual([...AnnouncedOutcomes].sort());
   });

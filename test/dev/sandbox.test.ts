@@ -96,7 +96,14 @@ describe('the local sandbox (npm start)', () => {
         'leave date',
       ),
     );
-    expect(output).toMatch(/Queue employee-leaving: 0 waiting, 1 scheduled, 3 dead-lettered\./);
+    // The leave date, and two sign-in watch checks for each departure whose revocation was verified
+    // (alice, the guest, the synced user whose disable must be done on-premises).
+    expect(output).toMatch(/Queue employee-leaving: 0 waiting, 7 scheduled, 3 dead-lettered\./);
+    // One check of the sign-in watch, run with the watch's clock at its due time.
+    expect(output).toMatch(/^Sign-in watch: 2 checks of sample-leaver-alice scheduled/m);
+    expect(output).toMatch(/^ {2}signed in after the cut-off \(1\)$/m);
+    expect(output).toMatch(/^ {2}\S+ Salesforce from 198\.51\.100\.23 \(.*CAE token: no\)$/m);
+    expect(output).toMatch(/^ {2}the SignInAfterCutoff line was logged/m);
     // A guardrail trip on a runaway MFA feed (limit 3, bob's sample counted first): every held
     // event has its row.
     expect(output).toMatch(/\(sample-mfa-bob counted first\): 2 ran, 2 held/);
@@ -106,11 +113,12 @@ describe('the local sandbox (npm start)', () => {
     expect(held).toHaveLength(2);
     // Outcome events as a subscriber of the topic sees them: one per final record, summarised.
     const outcomes =
-      /Outcome events on topic offboarding-outcomes \(subscription hr-itsm\): 10 \(([^)]*)\)/.exec(
+      /Outcome events on topic offboarding-outcomes \(subscription hr-itsm\): 11 \(([^)]*)\)/.exec(
         output,
       );
     expect(outcomes?.[1]?.split(', ').sort()).toEqual([
       '1 refused',
+      '1 signin-after-cutoff',
       '2 failed',
       '2 held',
       '5 succeeded',

@@ -225,6 +225,8 @@ export function checkDefaults(files: InfraFiles): string[] {
     graphEndpoint: "''",
     opsQueueAccess: "'sendOnly'",
     auditLogPolicyLocked: 'false',
+    // The sign-in watch (and its AuditLog.Read.All) is opt-in.
+    signInWatch: 'false',
   };
   for (const [name, value] of Object.entries(expect))
     if (paramDefault(main, name) !== value)

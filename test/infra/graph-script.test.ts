@@ -167,6 +167,32 @@ describe('grant-graph-permissions.sh', () => {
     ]);
   });
 
+  test('AuditLog.Read.All is granted only with --signin-watch, and removed with --remove-signin-watch', () => {
+    const watch = requiredGraphPermissions(false, true).filter(
+      (p) => !requiredGraphPermissions(false).includes(p),
+    );
+    expect(watch).toEqual([buildInfraContract().graph.signInWatchPermission]);
+    const plain = run(['--principal-id', PRINCIPAL]);
+    expect(grantedPermissions(plain)).not.toContain('AuditLog.Read.All');
+    const on = run(['--principal-id', PRINCIPAL, '--signin-watch']);
+    expect(on.status).toBe(0);
+    expect(grantedPermissions(on).sort()).toEqual(
+      [...requiredGraphPermissions(false, true)].sort(),
+    );
+    const off = run(['--principal-id', PRINCIPAL, '--remove-signin-watch'], {
+      'AuditLog.Read.All': 'watch-assignment',
+    });
+    expect(off.status).toBe(0);
+    expect(
+      off.calls.filter((c) => opt(c, '--method') === 'delete').map((c) => opt(c, '--url')),
+    ).toEqual([
+      `https://graph.microsoft.com/v1.0/servicePrincipals/${PRINCIPAL}/appRoleAssignments/watch-assignment`,
+    ]);
+    expect(
+      run(['--principal-id', PRINCIPAL, '--signin-watch', '--remove-signin-watch']).status,
+    ).toBe(2);
+  });
+
   test('--dry-run changes nothing', () => {
     const r = run(['--principal-id', PRINCIPAL, '--password-reset', '--tenant-wide', '--dry-run']);
     expect(r.status).toBe(0);

@@ -35,6 +35,23 @@ describe('loadConfig', () => {
     expect(config.policy.protectedUsers.size).toBe(0);
   });
 
+  it('the sign-in watch is off by default, checks at 1 h and 24 h, and fails closed', () => {
+    expect(loadConfig(minimal).signInWatch).toEqual({ enabled: false, afterMinutes: [60, 1440] });
+    expect(
+      loadConfig({
+        ...minimal,
+        SIGNIN_WATCH_ENABLED: 'true',
+        SIGNIN_WATCH_AFTER_MINUTES: '15, 120',
+      }).signInWatch,
+    ).toEqual({ enabled: true, afterMinutes: [15, 120] });
+    expect(failure({ ...minimal, SIGNIN_WATCH_ENABLED: 'yes' })).toContain('SIGNIN_WATCH_ENABLED');
+    for (const bad of ['', ' ', '60,60', '1440,60', '5', '60,', '1,2,3,4,5,6', '60;1440', '11000'])
+      if (bad.trim() !== '')
+        expect(failure({ ...minimal, SIGNIN_WATCH_AFTER_MINUTES: bad })).toContain(
+          'SIGNIN_WATCH_AFTER_MINUTES',
+        );
+  });
+
   it('follows the sovereign cloud in GRAPH_ENDPOINT for the token scope', () => {
     const config = loadConfig({ ...minimal, GRAPH_ENDPOINT: 'https://graph.microsoft.us/' });
     expect(config.graph.endpoint).toBe('https://graph.microsoft.us');

@@ -1,0 +1,138 @@
+/**
+ * `offboard report --wave ID` as ops run it (a child process): the MFA events of a wave run through
+ * the real handler against the Graph stand-in, the stand-in's sign-in log holds what people did
+ * since, and the report says who signed in again with MFA, who has not signed in, who signed in
+ * without MFA. Compared with a count made by hand.
+ */
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createQueueHandler } from '../../shared/adapters/functionHandler';
+import { latestRecordFor } from '../../shared/core/auditRecords';
+import { mfaEffect } from '../../shared/core/signInWatch';
+import type { WaveEffect } from '../../cli/waveEffect';
+import { runCli } from '../support/cli';
+import { cloudEvent, startWorld, type World } from '../support/world';
+
+let world: World;
+let cliEnv: Record<string, string>;
+const WAVE = `mfa-${randomUUID().slice(0, 8)}`;
+const people: Record<string, { id: string; upn: string; revokedAt: string }> = {};
+
+beforeAll(async () => {
+  world = await startWorld();
+  cliEnv = { ...world.env, ...world.identity.envFor() };
+  const handler = createQueueHandler(() => world.runtime, 'mfaEnabled');
+  for (const name of ['mfa', 'none', 'single', 'before', 'otherWave']) {
+    const user = world.newUser();
+    const wave = name === 'otherWave' ? 'another-wave' : WAVE;
+    // The ids `offboard enqueue` gives a wave's events.
+    const event = cloudEvent('mfa.enabled', { user: user.upn }, `mfa.enabled-${wave}-${name}`);
+    await handler(event, world.context());
+    const record = await latestRecordFor(world.runtime.audit, event.id as string);
+    expect(record?.outcome).toBe('succeeded');
+    people[name] = { ...user, revokedAt: record?.verification?.signInSessionsValidFrom ?? '' };
+  }
+  const at = (name: string, ms = 0) =>
+    new Date(Date.parse(people[name]?.revokedAt ?? '') + ms).toISOString();
+  const add = (name: string, createdDateTime: string, extra: Record<string, unknown>) =>
+    world.graph.addSignIn({ userId: people[name]?.id ?? '', createdDateTime, ...extra });
+  add('mfa', at('mfa'), { authenticationRequirement: 'multiFactorAuthentication' });
+  add('none', at('none'), { errorCode: 50126 }); // a failed attempt is no sign-in
+  add('single', at('single'), { authenticationRequirement: 'singleFactorAuthentication' });
+  add('before', at('before', -60_000), { authenticationRequirement: 'multiFactorAuthentication' });
+  add('otherWave', at('otherWave'), { authenticationRequirement: 'singleFactorAuthentication' });
+});
+afterAll(async () => {
+  await world.stop();
+});
+
+describe('offboard report --wave', () => {
+  it('counts who signed in with MFA, who has not signed in yet, who signed in without MFA', async () => {
+    const run = await runCli(['report', '--wave', WAVE, '--since', '1d', '--json'], cliEnv);
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    const effect = JSON.parse(run.stdout) as WaveEffect;
+    expect(effect).toMatchObject({
+      wave: WAVE,
+      events: 4,
+      revoked: 4,
+      withMfa: 1,
+      notSignedIn: 2,
+      withoutMfa: 1,
+      mfaNotStated: 0,
+      unavailable: 0,
+    });
+    expect(effect.people['without-mfa']).toEqual([
+      { objectId: people.single?.id, userPrincipalName: people.single?.upn },
+    ]);
+    expect(effect.people['not-signed-in'].map((p) => p.objectId).sort()).toEqual(
+      [people.none?.id, people.before?.id].sort(),
+    );
+
+    const table = await runCli(['report', '--wave', WAVE, '--since', '1d'], cliEnv);
+    expect(table.code).toBe(0);
+    expect(table.stdout).toMatch(/signed in with MFA\s+1/);
+    expect(table.stdout).toMatch(/not signed in yet\s+2/);
+    expect(table.stdout).toMatch(/signed in without MFA\s+1/);
+    expect(table.stdout).toContain(people.single?.upn);
+  });
+
+  it('--html adds the wave to the evidence page', async () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'wave-')), 'report.html');
+    const run = await runCli(['report', '--wave', WAVE, '--since', '1d', '--html', file], cliEnv);
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    const html = readFileSync(file, 'utf8');
+    expect(html).toContain(`<h2>MFA wave ${WAVE}</h2>`);
+    for (const [name, value] of [
+      ['waveWithMfa', 1],
+      ['waveNotSignedIn', 2],
+      ['waveWithoutMfa', 1],
+    ] as const)
+      expect(html).toMatch(new RegExp(`data-figure="${name}"><b>${value}</b>`));
+    expect(html).toContain(people.single?.upn);
+  });
+
+  it('without Entra ID P1/P2 the people are counted unavailable, and the report says why', async () => {
+    world.graph.setPremiumLicence(false);
+    try {
+      const run = await runCli(['report', '--wave', WAVE, '--since', '1d', '--json'], cliEnv);
+      expect(run.code).toBe(0);
+      const effect = JSON.parse(run.stdout) as WaveEffect;
+      expect(effect).toMatchObject({ revoked: 4, unavailable: 4, withMfa: 0, notSignedIn: 0 });
+      expect(effect.unavailableReason).toMatch(/^NoPremiumLicence: .*P1 or P2/);
+    } finally {
+      world.graph.setPremiumLicence(true);
+    }
+  });
+
+  it('a wave id that is not one is refused before anything is read', async () => {
+    const run = await runCli(['report', '--wave', 'bad wave!'], cliEnv);
+    expect(run.code).toBe(64);
+  });
+});
+
+describe('mfaEffect (the rule)', () => {
+  const since = '2026-11-30T09:00:00Z';
+  const entry = (at: string, errorCode: number, requirement?: string) => ({
+    id: randomUUID(),
+    createdDateTime: at,
+    errorCode,
+    ...(requirement === undefined ? {} : { authenticationRequirement: requirement }),
+  });
+  it('MFA once is enough; single factor only is without; silent is not stated; failures are none', () => {
+    const mfa = entry('2026-11-30T10:00:00Z', 0, 'multiFactorAuthentication');
+    const single = entry('2026-11-30T10:00:00Z', 0, 'singleFactorAuthentication');
+    expect(mfaEffect([single, mfa], since)).toBe('with-mfa');
+    expect(mfaEffect([single], since)).toBe('without-mfa');
+    expect(mfaEffect([entry('2026-11-30T10:00:00Z', 0)], since)).toBe('mfa-not-stated');
+    expect(
+      mfaEffect([entry('2026-11-30T10:00:00Z', 50126, 'multiFactorAuthentication')], since),
+    ).toBe('not-signed-in');
+    expect(mfaEffect([entry('2026-11-30T08:59:59Z', 0, 'multiFactorAuthentication')], since)).toBe(
+      'not-signed-in',
+    );
+  });
+});
