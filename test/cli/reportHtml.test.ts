@@ -19,7 +19,12 @@ import { DAY, fixtureRecord, HOUR, type FixtureOverrides } from '../support/audi
 import { runCli } from '../support/cli';
 import { startWorld, type World } from '../support/world';
 
-const NOW = Date.now();
+/**
+ * The records' clock. Its "today" is the hour before it (HOUR ago), so in the first two hours of a
+ * UTC day it is put back to 23:00 of the day before: "today" and "yesterday" stay two dates, and
+ * every record is still in the past of the real clock the report's window is taken from.
+ */
+const NOW = ((now) => (now % DAY < 2 * HOUR ? now - (now % DAY) - HOUR : now))(Date.now());
 const ago = (ms: number) => new Date(NOW - ms).toISOString();
 const dayOf = (ms: number) => ago(ms).slice(0, 10);
 
