@@ -145,6 +145,25 @@ function benchLike(graph: SimulatedGraph, writes: number, seed: number) {
 const p99 = (values: number[]) =>
   [...values].sort((a, b) => a - b)[Math.ceil(values.length * 0.99) - 1] ?? NaN;
 
+/** Two instances sharing one in-memory budget; their slots wait until the test wakes them. */
+function twoInstances() {
+  const store = new MemoryBudgetStore();
+  const clock = { now: T0 };
+  const waits: Array<() => void> = [];
+  const make = () =>
+    new SharedWritePacer({
+      params: PARAMS,
+      store,
+      maxWaitMs: 30_000,
+      now: () => clock.now,
+      // A lost race retries at once.
+      sleep: (ms) =>
+        ms > 0 ? new Promise<void>((resolve) => waits.push(resolve)) : Promise.resolve(),
+      random: () => 0,
+    });
+  return { store, clock, waits, first: make(), second: make() };
+}
+
 describe('the shared budget finds the rate Graph gives (simulated Graph, in-memory store)', () => {
   it.each([1, 2, 3])(
     'settles at half the quota, without a 429, when another app takes the other half (seed %i)',
@@ -210,21 +229,7 @@ describe('the shared budget finds the rate Graph gives (simulated Graph, in-memo
   });
 
   it('makes an instance whose wave writes all sleep on their slots learn a lowering before they go', async () => {
-    const store = new MemoryBudgetStore();
-    const clock = { now: T0 };
-    const waits: Array<() => void> = [];
-    const make = () =>
-      new SharedWritePacer({
-        params: PARAMS,
-        store,
-        maxWaitMs: 30_000,
-        now: () => clock.now,
-        sleep: (ms) =>
-          ms > 0 ? new Promise<void>((resolve) => waits.push(resolve)) : Promise.resolve(),
-        random: () => 0,
-      });
-    const first = make();
-    const second = make();
+    const { store, clock, waits, first, second } = twoInstances();
     // The second instance books 100 wave writes: 40 go now, the rest sleep up to 3 s ahead.
     const booked = Array.from({ length: 100 }, () => second.reserve('wave', 1));
     await new Promise((resolve) => setImmediate(resolve));
@@ -290,22 +295,7 @@ describe('the shared budget finds the rate Graph gives (simulated Graph, in-memo
   );
 
   it('shares the lowered rate: another instance learns it from the store and re-books its wave', async () => {
-    const store = new MemoryBudgetStore();
-    const clock = { now: T0 };
-    const waits: Array<() => void> = [];
-    const make = () =>
-      new SharedWritePacer({
-        params: PARAMS,
-        store,
-        maxWaitMs: 30_000,
-        now: () => clock.now,
-        // Slots wait until the test wakes them; a lost race retries at once.
-        sleep: (ms) =>
-          ms > 0 ? new Promise<void>((resolve) => waits.push(resolve)) : Promise.resolve(),
-        random: () => 0,
-      });
-    const first = make();
-    const second = make();
+    const { store, clock, waits, first, second } = twoInstances();
     // The second instance books wave writes ahead at 20/s; they wait for their slots.
     const booked = Array.from({ length: 60 }, () => second.reserve('wave', 1));
     await new Promise((resolve) => setImmediate(resolve));
