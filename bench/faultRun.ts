@@ -17,6 +17,7 @@ import type { DirectoryUser } from '../dev/graph-standin/index';
 import type { DeadLetteredMessage } from '../dev/servicebus-standin/index';
 import { latestRecordFor } from '../shared/core/auditRecords';
 import type { AuditRecord } from '../shared/core/ports';
+import type { RouteName } from '../shared/core/routes';
 import type { Runtime } from '../shared/app/runtime';
 import { startPipeline, type Pipeline } from '../test/support/runner';
 import { startTcpProxy, type TcpProxy } from '../test/support/tcpProxy';
@@ -82,6 +83,10 @@ export interface PlannedEvent {
   event: Event;
   queue: 'employee-leaving' | 'mfa-enabled';
 }
+
+/** The route whose records tell a planned event's story (its id may be reused on the other). */
+const routeOf = (p: PlannedEvent): RouteName =>
+  p.queue === 'employee-leaving' ? 'employeeLeaving' : 'mfaEnabled';
 
 export interface CancellationRace {
   user: DirectoryUser;
@@ -332,7 +337,7 @@ export async function runFaultRun(
         const pending = plan.flatMap((p, i) => (final.has(i) ? [] : [{ p, i }]));
         // A read that fails (the audit store is slow under the run) is tried on the next poll.
         const found = await inChunks(pending, READS_AT_ONCE, ({ p }) =>
-          latestRecordFor(audit, p.event.id as string).catch(() => undefined),
+          latestRecordFor(audit, p.event.id as string, routeOf(p)).catch(() => undefined),
         );
         // A permanent failure has its record before its last delivery: it has ended once it is
         // in the dead-letter queue (the count above can be reached by failed cancellations first).
@@ -428,7 +433,7 @@ export async function runFaultRun(
   const seconds = Math.round((Date.now() - started) / 1000);
 
   const records = await inChunks(plan, READS_AT_ONCE, (p) =>
-    latestRecordFor(audit, p.event.id as string),
+    latestRecordFor(audit, p.event.id as string, routeOf(p)),
   );
   const deadLetters = [
     ...world.serviceBus.deadLetters('employee-leaving'),

@@ -1,6 +1,7 @@
 import { ErrorCodes, OffboardingError } from './errors';
 import { kindOfType, type EventKind } from './events';
 import type { AuditLog, AuditRecord, RecordKey } from './ports';
+import type { RouteName } from './routes';
 
 /** How often a conditional write is retried after losing a race before giving up (retryably). */
 const MAX_WRITE_RACES = 20;
@@ -146,13 +147,18 @@ export function errorOf(record: AuditRecord): OffboardingError {
 
 /**
  * The record an operator means by an event id: the latest record of a valid event with that id, or
- * else the latest record of an invalid message that carried it. (`findByEventId` lists them all.)
+ * else the latest record of an invalid message that carried it (`findByEventId` lists them all);
+ * on one route when it is given.
  */
 export async function latestRecordFor(
   audit: AuditLog,
   eventId: string,
+  route?: RouteName,
 ): Promise<AuditRecord | undefined> {
-  const records = await audit.findByEventId(eventId);
+  // An id reused on another route (another sender's event) has a record of its own there.
+  const records = (await audit.findByEventId(eventId)).filter(
+    (r) => route === undefined || r.route === route,
+  );
   const newestFirst = records.sort((a, b) => b.lastAttemptAt.localeCompare(a.lastAttemptAt));
   return newestFirst.find((r) => r.contentDigest !== 'invalid') ?? newestFirst[0];
 }

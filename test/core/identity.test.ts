@@ -3,12 +3,14 @@
  * invalid messages kept apart, and the claim (lease) that keeps two runs of one event from
  * writing to Graph at the same time.
  */
+import { latestRecordFor } from '../../shared/core/auditRecords';
 import { outageCopyId } from '../../shared/core/eventIdentity';
 import { MessageProperties } from '../../shared/core/messaging';
 import { ErrorCodes } from '../../shared/core/errors';
 import { CLAIM_LEASE_MS } from '../../shared/core/offboard';
 import type { AuditRecord } from '../../shared/core/ports';
 import { delivery, leaving, makeCore, mfaEnabled, type Core } from './harness';
+import { graphErrors } from '../support/fakes';
 
 describe('duplicates', () => {
   it('the same event again (same identity and content) is counted, with no second write', async () => {
@@ -87,6 +89,23 @@ describe('one event id, different events', () => {
     expect(mfa.record.identityKey).not.toBe(leaver.record.identityKey);
     expect(mfa.record.idReused).toBeUndefined();
     expect(core.directory.callsOf('revokeSignInSessions')).toHaveLength(2);
+  });
+
+  it("an id's record on one route is found by that route, however recent the other route's", async () => {
+    const core = makeCore();
+    core.directory.failNext('revokeSignInSessions', () => graphErrors.throttled(30));
+    const departure = await core.process(delivery(leaving('alice@contoso.com', {}, { id: 'e1' })));
+    core.clock.advance(5_000);
+    await core.process(
+      delivery(mfaEnabled('bob@contoso.com', { id: 'e1' }), { route: 'mfaEnabled' }),
+    );
+
+    expect(departure.record.outcome).not.toBe('succeeded');
+    // Unscoped, the newest record of the id is the other sender's succeeded MFA event.
+    expect((await latestRecordFor(core.audit, 'e1'))?.route).toBe('mfaEnabled');
+    const ofDeparture = await latestRecordFor(core.audit, 'e1', 'employeeLeaving');
+    expect(ofDeparture?.identityKey).toBe(departure.record.identityKey);
+    expect(ofDeparture?.outcome).toBe(departure.record.outcome);
   });
 
   it('same id from another source is a separate event', async () => {
