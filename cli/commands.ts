@@ -168,8 +168,15 @@ export async function reportCommand(
     return writeEvidencePage(options.html, since, now, io, runtime, openLog, options.wave);
   if (options.wave !== undefined) {
     const wave = options.wave;
-    const effect = await withRuntime(runtime, async ({ audit, signInWatch }) =>
-      buildWaveEffect(await audit.listSince(since), wave, signInWatch.signIns, since, now),
+    const effect = await withRuntime(runtime, async ({ audit, config, signInWatch }) =>
+      buildWaveEffect(
+        await audit.listSince(since),
+        wave,
+        signInWatch.signIns,
+        since,
+        now,
+        config.graph.signInLogVersion,
+      ),
     );
     io.stdout((options.json ? toJson(effect) : formatWaveEffect(effect)) + '\n');
     return ExitCodes.ok;
@@ -207,7 +214,14 @@ async function writeEvidencePage(
         effect:
           wave === undefined
             ? undefined
-            : await buildWaveEffect(records, wave, signInWatch.signIns, since, now),
+            : await buildWaveEffect(
+                records,
+                wave,
+                signInWatch.signIns,
+                since,
+                now,
+                config.graph.signInLogVersion,
+              ),
       };
     },
   );

@@ -393,6 +393,11 @@ function waveSection(wave: WaveEffect | undefined): Markup | undefined {
         : markup`<p class="note">Unavailable because: ${wave.unavailableReason}</p>`
     }
     ${
+      wave.mfaNotStatedReason === undefined
+        ? undefined
+        : markup`<p class="note">MFA not stated because ${wave.mfaNotStatedReason}.</p>`
+    }
+    ${
       without.length === 0
         ? undefined
         : markup`<table class="wave">

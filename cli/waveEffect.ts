@@ -1,8 +1,13 @@
+import type { SignInLogVersion } from '../shared/app/config';
 import { kindOfType } from '../shared/core/events';
 import { toOffboardingError } from '../shared/core/errors';
 import type { AuditRecord, SignInLog } from '../shared/core/ports';
-import { mfaEffect, type MfaEffect, type SignInEntry } from '../shared/core/signInWatch';
-import { MAX_SIGN_IN_PAGES } from '../shared/core/signInWatchRun';
+import { mfaEffect, type MfaEffect } from '../shared/core/signInWatch';
+import {
+  MAX_SIGN_IN_PAGES,
+  readSignInWindow,
+  type SignInWindow,
+} from '../shared/core/signInWatchRun';
 import { formatTable } from './output';
 
 /**
@@ -23,6 +28,10 @@ export interface WaveEffect {
   withoutMfa: number;
   /** Signed in, and the log does not say whether with MFA (authenticationRequirement absent). */
   mfaNotStated: number;
+  /** The Graph version the log was read from (SIGNIN_LOG_GRAPH_VERSION): only beta states MFA. */
+  signInLog: SignInLogVersion;
+  /** Why people are counted "MFA not stated", when the version read cannot state it. */
+  mfaNotStatedReason?: string;
   /** The log could not be read for them (licence, permission, Graph failing): not counted above. */
   unavailable: number;
   /** Why, when some were unavailable (the first error). */
@@ -30,6 +39,10 @@ export interface WaveEffect {
   /** The people in each group (object id and UPN), for follow-up. */
   people: Record<MfaEffect, { objectId: string; userPrincipalName?: string }[]>;
 }
+
+/** Why a report read from v1.0 cannot split sign-ins by MFA (learn.microsoft.com, signIn v1.0). */
+export const V1_STATES_NO_MFA =
+  'the v1.0 sign-in log does not state MFA (authenticationRequirement is a beta property): set SIGNIN_LOG_GRAPH_VERSION=beta to split these people';
 
 /** The wave's records: its MFA events (the approval they ran under, or the ids enqueue gives). */
 export function waveRecords(records: readonly AuditRecord[], wave: string): AuditRecord[] {
@@ -47,6 +60,7 @@ export async function buildWaveEffect(
   signIns: SignInLog,
   since: Date,
   now: Date,
+  signInLog: SignInLogVersion,
 ): Promise<WaveEffect> {
   const ofWave = waveRecords(records, wave);
   // One person once (a redelivered or repeated event has one record per content, not per person).
@@ -74,15 +88,16 @@ export async function buildWaveEffect(
     notSignedIn: 0,
     withoutMfa: 0,
     mfaNotStated: 0,
+    signInLog,
     unavailable: 0,
     people: { 'with-mfa': [], 'not-signed-in': [], 'without-mfa': [], 'mfa-not-stated': [] },
   };
   const queue = [...people.values()];
   const worker = async () => {
     for (let person = queue.shift(); person !== undefined; person = queue.shift()) {
-      let read: { entries: SignInEntry[]; truncated: boolean };
+      let read: SignInWindow;
       try {
-        read = await readAll(signIns, person.objectId, person.from, now.toISOString());
+        read = await readSignInWindow(signIns, person.objectId, person.from, now.toISOString());
       } catch (error) {
         effect.unavailable += 1;
         const e = toOffboardingError(error);
@@ -90,10 +105,13 @@ export async function buildWaveEffect(
         continue;
       }
       const result = mfaEffect(read.entries, person.from);
-      if (read.truncated && result === 'not-signed-in') {
-        // Unread (older) pages could hold a sign-in: "not signed in" is not claimed.
+      // Unread (older) pages or unreadable entries could hold a sign-in with MFA: only "with MFA"
+      // is proven by what was read.
+      if (result !== 'with-mfa' && (read.truncated || read.unreadable > 0)) {
         effect.unavailable += 1;
-        effect.unavailableReason ??= `Truncated: more than ${MAX_SIGN_IN_PAGES} pages of sign-ins`;
+        effect.unavailableReason ??= read.truncated
+          ? `Truncated: more than ${MAX_SIGN_IN_PAGES} pages of sign-ins`
+          : `UnreadableSignIns: ${read.unreadable} sign-in log entries could not be read`;
         continue;
       }
       effect.people[result].push({
@@ -110,20 +128,10 @@ export async function buildWaveEffect(
   effect.notSignedIn = effect.people['not-signed-in'].length;
   effect.withoutMfa = effect.people['without-mfa'].length;
   effect.mfaNotStated = effect.people['mfa-not-stated'].length;
+  if (effect.mfaNotStated > 0 && signInLog === 'v1.0') effect.mfaNotStatedReason = V1_STATES_NO_MFA;
   for (const list of Object.values(effect.people))
     list.sort((a, b) => a.objectId.localeCompare(b.objectId));
   return effect;
-}
-
-async function readAll(log: SignInLog, userId: string, from: string, to: string) {
-  const entries: SignInEntry[] = [];
-  let page = await log.listSignIns(userId, from, to);
-  entries.push(...page.signIns);
-  for (let pages = 1; page.nextLink !== undefined && pages < MAX_SIGN_IN_PAGES; pages++) {
-    page = await log.nextSignIns(page.nextLink);
-    entries.push(...page.signIns);
-  }
-  return { entries, truncated: page.nextLink !== undefined };
 }
 
 /** For a terminal: counts, then the people who signed in without MFA (they need a follow-up). */
@@ -144,6 +152,8 @@ export function formatWaveEffect(effect: WaveEffect): string {
   ];
   if (effect.unavailableReason !== undefined)
     lines.push('', formatTable(['sign-in log unavailable because'], [[effect.unavailableReason]]));
+  if (effect.mfaNotStatedReason !== undefined)
+    lines.push('', formatTable(['MFA not stated because'], [[effect.mfaNotStatedReason]]));
   if (effect.withoutMfa > 0)
     lines.push(
       '',

@@ -25,11 +25,12 @@ import {
   toStoredSignIn,
   type SeedSignIn,
   type StoredSignIn,
+  type SignInLogVersion,
 } from './signIns';
 import { listenOnLoopback } from '../loopback';
 
 export * from './seed';
-export type { SeedSignIn } from './signIns';
+export type { SeedSignIn, SignInLogVersion } from './signIns';
 export { graphDateTime, type DirectoryUser } from './directory';
 export { MESSAGES, PERMISSIONS, passwordMeetsComplexity, type AppDirectoryRole } from './policy';
 
@@ -358,6 +359,8 @@ interface Route {
   operation: GraphOperation;
   key?: string;
   error?: HttpError;
+  /** The sign-in log only: the version asked for (beta lists more, and more of each entry). */
+  version?: SignInLogVersion;
 }
 
 const badRequest = (message: string) => new HttpError(400, 'BadRequest', message);
@@ -374,6 +377,13 @@ export function routeGraphRequest(method: string, rawPath: string): Route {
     return { operation: 'unsupported', error: badRequest(MESSAGES.queryParse) };
   }
   const [version, first, ...rest] = decoded;
+  // The app reads the sign-in log from beta too (SIGNIN_LOG_GRAPH_VERSION); everything else is v1.0.
+  const signInLog =
+    (first ?? '').toLowerCase() === 'auditlogs' && (rest[0] ?? '').toLowerCase() === 'signins';
+  if (signInLog && (version ?? '').toLowerCase() === 'beta' && rest.length === 1) {
+    if (method === 'GET') return { operation: 'listSignIns', version: 'beta' };
+    return { operation: 'unsupported', error: methodNotAllowed() };
+  }
   if ((version ?? '').toLowerCase() !== 'v1.0') {
     return {
       operation: 'unsupported',
@@ -386,7 +396,7 @@ export function routeGraphRequest(method: string, rawPath: string): Route {
 
   if (first.toLowerCase() === 'auditlogs') {
     if (rest.length === 1 && (rest[0] ?? '').toLowerCase() === 'signins') {
-      if (method === 'GET') return { operation: 'listSignIns' };
+      if (method === 'GET') return { operation: 'listSignIns', version: 'v1.0' };
       return { operation: 'unsupported', error: methodNotAllowed() };
     }
     return { operation: 'unsupported', error: badRequest(MESSAGES.segmentNotFound(rest[0] ?? '')) };
@@ -898,6 +908,7 @@ export async function startGraphStandIn(options: GraphStandInOptions = {}): Prom
               query,
               `https://${headers.host ?? '127.0.0.1'}`,
               Date.now(),
+              route.version ?? 'v1.0',
             );
           } catch (error) {
             throw new HttpError(
@@ -907,7 +918,7 @@ export async function startGraphStandIn(options: GraphStandInOptions = {}): Prom
             );
           }
           return send(200, {
-            '@odata.context': `${METADATA}#auditLogs/signIns`,
+            '@odata.context': `https://graph.microsoft.com/${route.version ?? 'v1.0'}/$metadata#auditLogs/signIns`,
             value: page.value,
             ...(page.nextLink === undefined ? {} : { '@odata.nextLink': page.nextLink }),
           });

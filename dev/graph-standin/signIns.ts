@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 
 /**
- * The stand-in's Entra sign-in log: GET /v1.0/auditLogs/signIns as Microsoft Graph v1.0 documents
- * it (learn.microsoft.com/graph/api/signin-list, resources/signin):
+ * The stand-in's Entra sign-in log: GET /{v1.0|beta}/auditLogs/signIns as Microsoft Graph documents
+ * it (learn.microsoft.com/graph/api/signin-list, resources/signin, in both versions):
  *   - application permission AuditLog.Read.All; the tenant needs Microsoft Entra ID P1 or P2,
  *     otherwise 403 `Authentication_RequestFromNonPremiumTenantOrB2CTenant` ("Neither tenant is
  *     B2C or tenant doesn't have premium license", docs: "Common errors" of the reporting API);
@@ -10,12 +10,28 @@ import { randomUUID } from 'node:crypto';
  *     absolute `@odata.nextLink` carrying a `$skiptoken`;
  *   - `$filter` clauses joined with `and`: `userId eq '...'`, `createdDateTime ge|le|gt|lt
  *     <DateTimeOffset>`, `status/errorCode eq|ne <n>`, `appDisplayName eq '...'`, the ones the
- *     docs list for this API and this app sends;
+ *     docs list for this API and this app sends; beta also `signInEventTypes/any(t: t eq '...'
+ *     [or t eq '...'])` over the user kinds (user and service principal kinds together are not
+ *     supported);
+ *   - interactive sign-ins only, unless (beta) the filter asks for non-interactive ones;
+ *   - `authenticationRequirement`, `authenticationProcessingDetails` ("Is CAE Token") and
+ *     `signInEventTypes` are beta properties: a v1.0 entry has none of them;
  *   - entries appear with a delay (Microsoft documents sign-in log latency of about 2 minutes at
  *     the 95th and 5 at the 99th percentile, more at times): `ingestionDelayMs` holds an entry back
  *     that long after it was added.
  * Throttling is the fault injection of the stand-in (operation `listSignIns`, 429 + Retry-After).
  */
+
+export type SignInLogVersion = 'v1.0' | 'beta';
+
+/** Properties of the beta `signIn` that the v1.0 resource does not have. */
+const BETA_ONLY = [
+  'authenticationRequirement',
+  'authenticationProcessingDetails',
+  'signInEventTypes',
+];
+
+const USER_KINDS = ['interactiveUser', 'nonInteractiveUser'] as const;
 
 /** A sign-in as a test seeds it; the rest of the Graph shape is filled in. */
 export interface SeedSignIn {
@@ -29,6 +45,7 @@ export interface SeedSignIn {
   appDisplayName?: string;
   ipAddress?: string;
   clientAppUsed?: string;
+  /** false: a non-interactive sign-in (a client redeeming a refresh token); beta lists it on request. */
   isInteractive?: boolean;
   conditionalAccessStatus?: 'success' | 'failure' | 'notApplied';
   authenticationRequirement?: 'singleFactorAuthentication' | 'multiFactorAuthentication';
@@ -44,6 +61,7 @@ export interface StoredSignIn {
   userId: string;
   errorCode: number;
   appDisplayName: string;
+  interactive: boolean;
 }
 
 export const SIGN_IN_MAX_PAGE = 1000;
@@ -69,6 +87,7 @@ export function toStoredSignIn(seed: SeedSignIn, now: number, delayMs: number): 
     correlationId: randomUUID(),
     conditionalAccessStatus: seed.conditionalAccessStatus ?? 'notApplied',
     isInteractive: seed.isInteractive ?? true,
+    signInEventTypes: [(seed.isInteractive ?? true) ? 'interactiveUser' : 'nonInteractiveUser'],
     riskDetail: 'none',
     riskLevelAggregated: 'none',
     riskLevelDuringSignIn: 'none',
@@ -107,16 +126,40 @@ export function toStoredSignIn(seed: SeedSignIn, now: number, delayMs: number): 
     userId: seed.userId.toLowerCase(),
     errorCode,
     appDisplayName,
+    interactive: seed.isInteractive ?? true,
   };
 }
 
 type Predicate = (s: StoredSignIn) => boolean;
 
-/** Parses the $filter this API supports; throws a message for Graph's 400 otherwise. */
-export function parseSignInFilter(filter: string | undefined): Predicate {
-  if (filter === undefined || filter.trim() === '') return () => true;
-  const clauses = filter.split(/\s+and\s+/i);
+/**
+ * Parses the $filter this API supports in `version`; throws a message for Graph's 400 otherwise.
+ * Without a signInEventTypes clause only interactive sign-ins match.
+ */
+export function parseSignInFilter(
+  filter: string | undefined,
+  version: SignInLogVersion = 'v1.0',
+): Predicate {
+  const clauses = filter === undefined || filter.trim() === '' ? [] : filter.split(/\s+and\s+/i);
+  let kinds: ReadonlySet<string> = new Set(['interactiveUser']);
   const predicates: Predicate[] = clauses.map((clause) => {
+    const lambda = /^\s*\(?\s*signInEventTypes\/any\(\s*(\w+)\s*:\s*(.*?)\)\s*\)?\s*$/i.exec(
+      clause,
+    );
+    if (lambda && version === 'beta') {
+      const variable = lambda[1] ?? '';
+      const asked = (lambda[2] ?? '').split(/\s+or\s+/i).map((term) => {
+        const eq = new RegExp(`^\\s*${variable}\\s+eq\\s+'(\\w+)'\\s*$`, 'i').exec(term);
+        const kind = USER_KINDS.find((k) => k.toLowerCase() === (eq?.[1] ?? '').toLowerCase());
+        if (kind === undefined)
+          throw new Error(
+            `Unsupported or invalid query filter clause specified: '${clause.trim()}'.`,
+          );
+        return kind;
+      });
+      kinds = new Set(asked);
+      return () => true;
+    }
     const text = /^\s*(userId|appDisplayName)\s+eq\s+'((?:[^']|'')*)'\s*$/i.exec(clause);
     if (text) {
       const value = (text[2] ?? '').replace(/''/g, "'").toLowerCase();
@@ -149,7 +192,14 @@ export function parseSignInFilter(filter: string | undefined): Predicate {
     }
     throw new Error(`Unsupported or invalid query filter clause specified: '${clause.trim()}'.`);
   });
-  return (s) => predicates.every((p) => p(s));
+  const kindOf = (s: StoredSignIn) => (s.interactive ? 'interactiveUser' : 'nonInteractiveUser');
+  return (s) => kinds.has(kindOf(s)) && predicates.every((p) => p(s));
+}
+
+/** An entry as `version` shows it: v1.0 has none of the beta-only properties. */
+function asVersion(entry: Record<string, unknown>, version: SignInLogVersion) {
+  if (version === 'beta') return entry;
+  return Object.fromEntries(Object.entries(entry).filter(([key]) => !BETA_ONLY.includes(key)));
 }
 
 /** One page of the log as Graph answers it, newest first; nextLink when more remain. */
@@ -158,8 +208,9 @@ export function signInPage(
   query: Record<string, string>,
   baseUrl: string,
   now: number,
+  version: SignInLogVersion = 'v1.0',
 ): { value: Record<string, unknown>[]; nextLink?: string } {
-  const predicate = parseSignInFilter(query.$filter);
+  const predicate = parseSignInFilter(query.$filter, version);
   const top = query.$top === undefined ? SIGN_IN_MAX_PAGE : Number(query.$top);
   if (!Number.isInteger(top) || top < 1 || top > SIGN_IN_MAX_PAGE)
     throw new Error(`Invalid page size $top=${query.$top ?? ''}: 1 to ${SIGN_IN_MAX_PAGE}.`);
@@ -167,8 +218,8 @@ export function signInPage(
   const matching = log
     .filter((s) => s.visibleAt <= now && predicate(s))
     .sort((a, b) => b.createdAt - a.createdAt);
-  const page = matching.slice(skip, skip + top);
-  if (skip + top >= matching.length) return { value: page.map((s) => s.entry) };
+  const page = matching.slice(skip, skip + top).map((s) => asVersion(s.entry, version));
+  if (skip + top >= matching.length) return { value: page };
   // As Graph writes it: the system query options with a literal `$`, their values encoded.
   const next = [
     ...(query.$filter === undefined ? [] : [`$filter=${encodeURIComponent(query.$filter)}`]),
@@ -176,8 +227,8 @@ export function signInPage(
     `$skiptoken=${Buffer.from(`offset:${skip + top}`).toString('base64url')}`,
   ].join('&');
   return {
-    value: page.map((s) => s.entry),
-    nextLink: `${baseUrl}/v1.0/auditLogs/signIns?${next}`,
+    value: page,
+    nextLink: `${baseUrl}/${version}/auditLogs/signIns?${next}`,
   };
 }
 

@@ -10,7 +10,7 @@ import {
 } from '@microsoft/microsoft-graph-client';
 import { TokenCredentialAuthenticationProvider } from '@microsoft/microsoft-graph-client/authProviders/azureTokenCredentials';
 import type { TokenCredential } from '@azure/identity';
-import type { GraphConfig } from '../app/config';
+import type { GraphConfig, SignInLogVersion } from '../app/config';
 import { ErrorCodes, OffboardingError, type ErrorCode } from '../core/errors';
 import type { Secret } from '../core/password';
 import type { Directory, DirectoryCall, DirectoryUser, SignInLog, SignInPage } from '../core/ports';
@@ -53,11 +53,20 @@ export interface GraphDirectoryOptions {
 }
 
 /**
- * The Directory port on Microsoft Graph v1.0. Every failure leaves here as an OffboardingError
- * with an actionable message; a password never appears in one.
+ * The Directory port on Microsoft Graph v1.0 (and the sign-in log, read from the version
+ * SIGNIN_LOG_GRAPH_VERSION names). Every failure leaves here as an OffboardingError with an
+ * actionable message; a password never appears in one.
  */
 /** Page size asked of the sign-in log (Graph's maximum and default: 1,000). */
 export const SIGN_IN_PAGE_SIZE = 1000;
+
+/**
+ * The beta sign-in log lists interactive sign-ins unless the filter asks for others; both user
+ * kinds in one query is supported, user and service principal kinds together are not
+ * (learn.microsoft.com/graph/api/resources/signin?view=graph-rest-beta, signInEventTypes).
+ */
+const BOTH_USER_SIGN_IN_KINDS =
+  "signInEventTypes/any(t: t eq 'interactiveUser' or t eq 'nonInteractiveUser')";
 
 /** Graph's error code for a tenant without Entra ID P1/P2 reading the sign-in log (403). */
 export const NO_PREMIUM_LICENCE_CODE = 'Authentication_RequestFromNonPremiumTenantOrB2CTenant';
@@ -67,10 +76,12 @@ export class GraphDirectory implements Directory, SignInLog {
   private readonly onThrottleLimit: ((usedFraction: number) => void) | undefined;
 
   private readonly endpoint: string;
+  private readonly signInLogVersion: SignInLogVersion;
 
   constructor(options: GraphDirectoryOptions) {
     const { config, credential } = options;
     this.endpoint = config.endpoint;
+    this.signInLogVersion = config.signInLogVersion;
     this.onThrottleLimit = options.onThrottleLimit;
     const authProvider = new TokenCredentialAuthenticationProvider(credential, {
       scopes: [config.scope],
@@ -191,21 +202,30 @@ export class GraphDirectory implements Directory, SignInLog {
   }
 
   async listSignIns(userId: string, from: string, to: string): Promise<SignInPage> {
-    // v1.0 `List signIns`: $filter on userId and createdDateTime, newest first, paged by nextLink.
-    const filter = `userId eq '${userId.replace(/'/g, "''")}' and createdDateTime ge ${odataTime(from)} and createdDateTime le ${odataTime(to)}`;
+    // `List signIns`: $filter on userId and createdDateTime, newest first, paged by nextLink. Only
+    // beta lists non-interactive sign-ins (a refresh token redeemed), when the filter asks for them.
+    const clauses = [
+      `userId eq '${userId.replace(/'/g, "''")}'`,
+      `createdDateTime ge ${odataTime(from)}`,
+      `createdDateTime le ${odataTime(to)}`,
+      ...(this.signInLogVersion === 'beta' ? [BOTH_USER_SIGN_IN_KINDS] : []),
+    ];
     const response = await this.send('readSignIns', '/auditLogs/signIns', 'GET', undefined, (r) =>
-      r.filter(filter).top(SIGN_IN_PAGE_SIZE),
+      r.version(this.signInLogVersion).filter(clauses.join(' and ')).top(SIGN_IN_PAGE_SIZE),
     );
     return signInPageOf(await response.json());
   }
 
   async nextSignIns(nextLink: string): Promise<SignInPage> {
-    // The link is Graph's own (absolute, with its skip token); only a link to this Graph is followed.
+    // The link is Graph's own (absolute, with its skip token): followed only to this Graph's log.
     const link = new URL(nextLink);
-    if (link.origin !== new URL(this.endpoint).origin)
+    if (
+      link.origin !== new URL(this.endpoint).origin ||
+      link.pathname.toLowerCase() !== `/${this.signInLogVersion}/auditlogs/signins`
+    )
       throw new OffboardingError(
         ErrorCodes.GraphUnavailable,
-        'Graph sent a sign-in log @odata.nextLink to another host; it was not followed.',
+        'Graph sent a sign-in log @odata.nextLink to another host or path; it was not followed.',
         { retryable: false },
       );
     const response = await this.send('readSignIns', nextLink, 'GET', undefined, (r) => r);
@@ -259,13 +279,20 @@ function signInPageOf(body: unknown): SignInPage {
       { retryable: true },
     );
   const next = page['@odata.nextLink'];
+  const signIns = page.value.flatMap((entry) => signInOf(entry) ?? []);
+  const unreadable = page.value.length - signIns.length;
   return {
-    signIns: page.value.flatMap((entry) => signInOf(entry) ?? []),
+    signIns,
+    ...(unreadable > 0 ? { unreadable } : {}),
     ...(typeof next === 'string' && next !== '' ? { nextLink: next } : {}),
   };
 }
 
-/** One `signIn` of Graph v1.0, the fields the watch reads; undefined when it has no id or time. */
+/**
+ * One `signIn` (v1.0 or beta), the fields the watch reads; undefined when it has no id, time or
+ * numeric status (the caller counts it unreadable). MFA
+ * and CAE are stated only by beta; an authenticationRequirement of another value is not stated.
+ */
 function signInOf(raw: unknown): SignInEntry | undefined {
   if (typeof raw !== 'object' || raw === null) return undefined;
   const e = raw as Record<string, unknown>;
@@ -273,9 +300,10 @@ function signInOf(raw: unknown): SignInEntry | undefined {
   const id = text(e.id);
   const createdDateTime = text(e.createdDateTime);
   if (id === undefined || createdDateTime === undefined) return undefined;
+  // Without a numeric status.errorCode the entry proves neither a success nor a failure.
   const status = (e.status ?? {}) as { errorCode?: unknown };
-  // A missing or odd errorCode is no proof of success: it counts as a failed attempt.
-  const errorCode = typeof status.errorCode === 'number' ? status.errorCode : -1;
+  if (typeof status.errorCode !== 'number') return undefined;
+  const errorCode = status.errorCode;
   const details = Array.isArray(e.authenticationProcessingDetails)
     ? (e.authenticationProcessingDetails as { key?: unknown; value?: unknown }[])
     : [];
@@ -290,8 +318,12 @@ function signInOf(raw: unknown): SignInEntry | undefined {
   if (typeof e.isInteractive === 'boolean') entry.isInteractive = e.isInteractive;
   const ca = text(e.conditionalAccessStatus);
   if (ca !== undefined) entry.conditionalAccessStatus = ca;
-  const requirement = text(e.authenticationRequirement);
-  if (requirement !== undefined) entry.authenticationRequirement = requirement;
+  // Microsoft's own samples spell it both multiFactorAuthentication and MultifactorAuthentication.
+  const requirement = text(e.authenticationRequirement)?.toLowerCase();
+  if (requirement === 'multifactorauthentication')
+    entry.authenticationRequirement = 'multiFactorAuthentication';
+  else if (requirement === 'singlefactorauthentication')
+    entry.authenticationRequirement = 'singleFactorAuthentication';
   if (cae !== undefined && typeof cae.value === 'string')
     entry.caeToken = cae.value.toLowerCase() === 'true';
   return entry;

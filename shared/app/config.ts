@@ -284,6 +284,13 @@ export const SETTINGS = [
     requiredInAzure: false,
   },
   {
+    name: 'SIGNIN_LOG_GRAPH_VERSION',
+    description:
+      'Which Graph version the sign-in watch and `offboard report --wave` read the sign-in log from: `beta` (default) also lists non-interactive sign-ins (a refresh token used after the revocation) and states MFA (`authenticationRequirement`) and CAE (`Is CAE Token`); `v1.0` is the version Microsoft supports for production but lists interactive sign-ins only and states neither, so the watch cannot see a refresh-token sign-in and the wave report counts everyone as `MFA not stated`.',
+    default: 'beta',
+    requiredInAzure: false,
+  },
+  {
     name: 'OFFBOARD_OPERATOR',
     description:
       'The `offboard` command only: who runs an ops command, recorded on what it sends (replays, waves). Unset: the signed-in OS user name.',
@@ -304,7 +311,13 @@ export interface GraphConfig {
   managedIdentityClientId?: string;
   maxRetries: number;
   maxRetryWaitSeconds: number;
+  /** The version the sign-in log is read from (SIGNIN_LOG_GRAPH_VERSION); writes are always v1.0. */
+  signInLogVersion: SignInLogVersion;
 }
+
+/** Graph versions the sign-in log can be read from: beta states MFA, CAE and non-interactive. */
+export const SignInLogVersions = ['beta', 'v1.0'] as const;
+export type SignInLogVersion = (typeof SignInLogVersions)[number];
 
 export interface AuditConfig {
   tableName: string;
@@ -378,6 +391,17 @@ function readBoolean(env: Env, name: SettingName): boolean {
   if (value === 'true') return true;
   if (value === 'false') return false;
   throw invalid(name, `must be "true" or "false" (got "${value}").`);
+}
+
+function readSignInLogVersion(env: Env): SignInLogVersion {
+  const value = withDefault(env, 'SIGNIN_LOG_GRAPH_VERSION');
+  const known = SignInLogVersions.find((v) => v === value.toLowerCase());
+  if (known === undefined)
+    throw invalid(
+      'SIGNIN_LOG_GRAPH_VERSION',
+      `must be one of ${SignInLogVersions.join(', ')} (got "${value}").`,
+    );
+  return known;
 }
 
 function readInteger(env: Env, name: SettingName, min: number, max: number): number {
@@ -576,6 +600,7 @@ export function loadConfig(env: Env = process.env): AppConfig {
       ...(clientId === undefined ? {} : { managedIdentityClientId: clientId }),
       maxRetries: readInteger(env, 'GRAPH_MAX_RETRIES', 0, 5),
       maxRetryWaitSeconds: readInteger(env, 'GRAPH_MAX_RETRY_WAIT_SECONDS', 0, 120),
+      signInLogVersion: readSignInLogVersion(env),
     },
     audit: {
       tableName,

@@ -38,6 +38,8 @@ export type { ActionName } from './actions';
 /** One page of the sign-in log (GET /auditLogs/signIns), and the link to the next. */
 export interface SignInPage {
   signIns: SignInEntry[];
+  /** Entries of the page that could not be read (no id, time or status): never judged. */
+  unreadable?: number;
   /** `@odata.nextLink`, absolute, as Graph sent it; absent on the last page. */
   nextLink?: string;
 }

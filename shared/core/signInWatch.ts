@@ -21,7 +21,7 @@ export interface SignInWatchSettings {
   afterMinutes: readonly number[];
 }
 
-/** One entry of GET /auditLogs/signIns, the fields the watch reads (Graph v1.0 `signIn`). */
+/** One entry of GET /auditLogs/signIns, the fields the watch reads (Graph's `signIn`). */
 export interface SignInEntry {
   id: string;
   /** When the sign-in started (UTC, ISO 8601). */
@@ -35,8 +35,8 @@ export interface SignInEntry {
   errorCode: number;
   /** `conditionalAccessStatus`: success, failure, notApplied, unknownFutureValue. */
   conditionalAccessStatus?: string;
-  /** `authenticationRequirement`: multiFactorAuthentication or singleFactorAuthentication. */
-  authenticationRequirement?: string;
+  /** `authenticationRequirement` (beta only): the strongest authentication the sign-in needed. */
+  authenticationRequirement?: 'multiFactorAuthentication' | 'singleFactorAuthentication';
   /**
    * Whether the token issued was a Continuous Access Evaluation token (the "Is CAE Token" entry of
    * `authenticationProcessingDetails`, when Graph returns it); undefined when the log does not say.

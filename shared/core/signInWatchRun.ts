@@ -209,6 +209,33 @@ async function settled(
   return { kind: duplicate ? 'duplicate' : 'recorded', record, check, finding, incidentNow };
 }
 
+/** A person's sign-ins in a window, as far as they were read. */
+export interface SignInWindow {
+  entries: SignInEntry[];
+  /** More pages than MAX_SIGN_IN_PAGES: the oldest entries were not read. */
+  truncated: boolean;
+  /** Entries Graph listed that could not be read (no id, time or status). */
+  unreadable: number;
+}
+
+/** Reads a person's sign-ins created in [from, to], newest first, page after page (bounded). */
+export async function readSignInWindow(
+  log: SignInLog,
+  userId: string,
+  from: string,
+  to: string,
+): Promise<SignInWindow> {
+  let page = await log.listSignIns(userId, from, to);
+  const entries = [...page.signIns];
+  let unreadable = page.unreadable ?? 0;
+  for (let pages = 1; page.nextLink !== undefined && pages < MAX_SIGN_IN_PAGES; pages++) {
+    page = await log.nextSignIns(page.nextLink);
+    entries.push(...page.signIns);
+    unreadable += page.unreadable ?? 0;
+  }
+  return { entries, truncated: page.nextLink !== undefined, unreadable };
+}
+
 /** Reads the person's sign-ins in the window and judges them. */
 async function read(
   deps: WatchDeps,
@@ -223,29 +250,29 @@ async function read(
     });
   const timeline = (await deps.timelines.read(userId.toLowerCase()))?.timeline;
   const end = windowEnd(timeline, `${record.identityKey}/${record.contentDigest}`, now);
-  const signIns: SignInEntry[] = [];
-  let page = await deps.signIns.listSignIns(userId, watch.from, end.to);
-  signIns.push(...page.signIns);
-  let pages = 1;
-  while (page.nextLink !== undefined && pages < MAX_SIGN_IN_PAGES) {
-    page = await deps.signIns.nextSignIns(page.nextLink);
-    signIns.push(...page.signIns);
-    pages += 1;
-  }
+  const read = await readSignInWindow(deps.signIns, userId, watch.from, end.to);
   const finding = judgeSignIns(
-    signIns,
+    read.entries,
     { from: watch.from, to: end.to, cutoffAt: watch.cutoffAt },
     now,
   );
-  const truncated = page.nextLink !== undefined;
   const notes = [
     end.note,
-    truncated
+    read.truncated
       ? `Only the first ${MAX_SIGN_IN_PAGES} pages of the sign-in log were read (newest first): older entries were not judged.`
       : undefined,
+    read.unreadable > 0
+      ? `${read.unreadable} sign-in log entr${read.unreadable === 1 ? 'y' : 'ies'} could not be read (no id, time or status): not judged.`
+      : undefined,
   ].filter((n): n is string => n !== undefined);
-  // Unread pages could hold a sign-in after the cut-off: without an incident, nothing is claimed.
-  if (truncated && finding.verdict !== 'signin-after-cutoff')
-    return { ...finding, verdict: 'unavailable', errorCode: 'Truncated', note: notes.join(' ') };
+  // Unread pages or entries could hold a sign-in after the cut-off: without an incident, nothing
+  // is claimed.
+  if (finding.verdict !== 'signin-after-cutoff' && (read.truncated || read.unreadable > 0))
+    return {
+      ...finding,
+      verdict: 'unavailable',
+      errorCode: read.truncated ? 'Truncated' : 'UnreadableSignIns',
+      note: notes.join(' '),
+    };
   return notes.length === 0 ? finding : { ...finding, note: notes.join(' ') };
 }

@@ -10,8 +10,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createQueueHandler } from '../../shared/adapters/functionHandler';
 import { latestRecordFor } from '../../shared/core/auditRecords';
-import { mfaEffect } from '../../shared/core/signInWatch';
-import type { WaveEffect } from '../../cli/waveEffect';
+import { mfaEffect, type SignInEntry } from '../../shared/core/signInWatch';
+import { buildWaveEffect, type WaveEffect } from '../../cli/waveEffect';
+import type { AuditRecord, SignInLog, SignInPage } from '../../shared/core/ports';
 import { runCli } from '../support/cli';
 import { cloudEvent, startWorld, type World } from '../support/world';
 
@@ -56,6 +57,7 @@ describe('offboard report --wave', () => {
     const effect = JSON.parse(run.stdout) as WaveEffect;
     expect(effect).toMatchObject({
       wave: WAVE,
+      signInLog: 'beta',
       events: 4,
       revoked: 4,
       withMfa: 1,
@@ -95,6 +97,23 @@ describe('offboard report --wave', () => {
     expect(html).toContain(people.single?.upn);
   });
 
+  it('read from v1.0 (SIGNIN_LOG_GRAPH_VERSION) the signed-in are "MFA not stated", and the report says why', async () => {
+    const env = { ...cliEnv, SIGNIN_LOG_GRAPH_VERSION: 'v1.0' };
+    const run = await runCli(['report', '--wave', WAVE, '--since', '1d', '--json'], env);
+    expect(run.stderr).toBe('');
+    const effect = JSON.parse(run.stdout) as WaveEffect;
+    expect(effect).toMatchObject({
+      signInLog: 'v1.0',
+      withMfa: 0,
+      withoutMfa: 0,
+      mfaNotStated: 2,
+      notSignedIn: 2,
+    });
+    expect(effect.mfaNotStatedReason).toMatch(/beta property/);
+    const table = await runCli(['report', '--wave', WAVE, '--since', '1d'], env);
+    expect(table.stdout).toMatch(/MFA not stated because[\s\S]*SIGNIN_LOG_GRAPH_VERSION=beta/);
+  });
+
   it('without Entra ID P1/P2 the people are counted unavailable, and the report says why', async () => {
     world.graph.setPremiumLicence(false);
     try {
@@ -116,7 +135,11 @@ describe('offboard report --wave', () => {
 
 describe('mfaEffect (the rule)', () => {
   const since = '2026-11-30T09:00:00Z';
-  const entry = (at: string, errorCode: number, requirement?: string) => ({
+  const entry = (
+    at: string,
+    errorCode: number,
+    requirement?: SignInEntry['authenticationRequirement'],
+  ) => ({
     id: randomUUID(),
     createdDateTime: at,
     errorCode,
@@ -134,5 +157,53 @@ describe('mfaEffect (the rule)', () => {
     expect(mfaEffect([entry('2026-11-30T08:59:59Z', 0, 'multiFactorAuthentication')], since)).toBe(
       'not-signed-in',
     );
+  });
+});
+
+describe('buildWaveEffect (what a partial read may claim)', () => {
+  const from = '2026-11-30T09:00:00.000Z';
+  const record = (objectId: string) =>
+    ({
+      eventId: `mfa.enabled-w1-${objectId}`,
+      eventType: 'mfa.enabled',
+      outcome: 'succeeded',
+      objectId,
+      verification: { verified: true, signInSessionsValidFrom: from },
+    }) as unknown as AuditRecord;
+  const single: SignInEntry = {
+    id: 's1',
+    createdDateTime: '2026-11-30T10:00:00Z',
+    errorCode: 0,
+    authenticationRequirement: 'singleFactorAuthentication',
+  };
+  const log = (page: SignInPage): SignInLog => ({
+    listSignIns: () => Promise.resolve(page),
+    nextSignIns: () => Promise.reject(new Error('one page only')),
+  });
+
+  it('an unreadable entry could be an MFA sign-in: "without MFA" is not claimed', async () => {
+    const effect = await buildWaveEffect(
+      [record('u1')],
+      'w1',
+      log({ signIns: [single], unreadable: 1 }),
+      new Date(from),
+      new Date('2026-11-30T12:00:00Z'),
+      'beta',
+    );
+    expect(effect).toMatchObject({ withoutMfa: 0, unavailable: 1 });
+    expect(effect.unavailableReason).toMatch(/^UnreadableSignIns/);
+  });
+
+  it('"with MFA" stands on what was read', async () => {
+    const mfa: SignInEntry = { ...single, authenticationRequirement: 'multiFactorAuthentication' };
+    const effect = await buildWaveEffect(
+      [record('u1')],
+      'w1',
+      log({ signIns: [mfa], unreadable: 2 }),
+      new Date(from),
+      new Date('2026-11-30T12:00:00Z'),
+      'beta',
+    );
+    expect(effect).toMatchObject({ withMfa: 1, unavailable: 0 });
   });
 });

@@ -181,6 +181,8 @@ describe('windowEnd (a chapter of the person’s story)', () => {
 class FakeSignInLog implements SignInLog {
   entries: Array<SignInEntry & { userId: string }> = [];
   pageSize = 1000;
+  /** Entries Graph would list that the adapter could not read, reported on the first page. */
+  unreadable = 0;
   faults: OffboardingError[] = [];
   calls = 0;
 
@@ -207,6 +209,7 @@ class FakeSignInLog implements SignInLog {
     const next = offset + this.pageSize;
     return Promise.resolve({
       signIns: list.slice(offset, next).map(({ ...e }) => e),
+      ...(offset === 0 && this.unreadable > 0 ? { unreadable: this.unreadable } : {}),
       ...(next < list.length ? { nextLink: `fake:${JSON.stringify({ list, offset: next })}` } : {}),
     });
   }
@@ -523,6 +526,27 @@ describe('one check', () => {
       finding: { verdict: 'unavailable', errorCode: 'Truncated', failedAttempts: 20 },
     });
     expect(result.kind === 'recorded' && result.finding.note).toContain('first 20 pages');
+  });
+
+  it('an entry the adapter could not read makes the check unavailable, never "no sign-in"', async () => {
+    const { w, record, cutoff } = await departed();
+    w.log.unreadable = 1;
+    w.core.clock.set(new Date(cutoff + 60 * MIN));
+    const result = await runWatchCheck(w.deps, w.checkOf(record, 0));
+    expect(result).toMatchObject({
+      finding: { verdict: 'unavailable', errorCode: 'UnreadableSignIns' },
+    });
+    expect(result.kind === 'recorded' && result.finding.note).toContain('could not be read');
+  });
+
+  it('an incident stands however many entries could not be read', async () => {
+    const { w, record, cutoff, userId } = await departed();
+    w.log.unreadable = 3;
+    w.log.entries.push({ ...signIn(new Date(cutoff + 5 * MIN).toISOString()), userId });
+    w.core.clock.set(new Date(cutoff + 60 * MIN));
+    expect(await runWatchCheck(w.deps, w.checkOf(record, 0))).toMatchObject({
+      finding: { verdict: 'signin-after-cutoff', successesAfterCutoff: 1 },
+    });
   });
 
   it('a person reinstated before the check: sign-ins after the reinstatement are not judged', async () => {

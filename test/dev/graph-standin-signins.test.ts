@@ -138,3 +138,65 @@ describe('GET /v1.0/auditLogs/signIns', () => {
     expect((await get(q(`userId eq '${late}'`))).body.value).toHaveLength(1);
   });
 });
+
+describe('GET /beta/auditLogs/signIns', () => {
+  const BETA_USER = '5e500000-0000-4000-8000-00000000b001';
+  const b = (filter: string, extra = '') =>
+    `/beta/auditLogs/signIns?$filter=${encodeURIComponent(filter)}${extra}`;
+  const BOTH = "signInEventTypes/any(t: t eq 'interactiveUser' or t eq 'nonInteractiveUser')";
+  beforeAll(() => {
+    graph.addSignIn({
+      userId: BETA_USER,
+      createdDateTime: at(20),
+      authenticationRequirement: 'multiFactorAuthentication',
+      caeToken: true,
+    });
+    graph.addSignIn({ userId: BETA_USER, createdDateTime: at(21), isInteractive: false });
+  });
+
+  it('states MFA, CAE and the sign-in kind; v1.0 has none of those properties', async () => {
+    const beta = await get(b(`userId eq '${BETA_USER}'`));
+    expect(beta.status).toBe(200);
+    expect(beta.body['@odata.context']).toBe(
+      'https://graph.microsoft.com/beta/$metadata#auditLogs/signIns',
+    );
+    // Interactive only unless the filter asks for more, as the beta resource documents.
+    expect(beta.body.value).toHaveLength(1);
+    expect(beta.body.value?.[0]).toMatchObject({
+      authenticationRequirement: 'multiFactorAuthentication',
+      authenticationProcessingDetails: [{ key: 'Is CAE Token', value: 'True' }],
+      signInEventTypes: ['interactiveUser'],
+    });
+    const v1 = await get(q(`userId eq '${BETA_USER}'`));
+    expect(v1.body.value).toHaveLength(1);
+    for (const property of [
+      'authenticationRequirement',
+      'authenticationProcessingDetails',
+      'signInEventTypes',
+    ])
+      expect(v1.body.value?.[0]).not.toHaveProperty(property);
+  });
+
+  it('lists non-interactive sign-ins when the filter asks, and pages on beta', async () => {
+    const both = await get(b(`userId eq '${BETA_USER}' and ${BOTH}`, '&$top=1'));
+    expect(both.body.value?.[0]).toMatchObject({
+      isInteractive: false,
+      signInEventTypes: ['nonInteractiveUser'],
+    });
+    const next = both.body['@odata.nextLink'] ?? '';
+    expect(new URL(next).pathname).toBe('/beta/auditLogs/signIns');
+    const rest = await get(next);
+    expect(rest.body.value?.[0]).toMatchObject({ isInteractive: true });
+    const only = await get(
+      b(`(signInEventTypes/any(t: t eq 'nonInteractiveUser')) and userId eq '${BETA_USER}'`),
+    );
+    expect(only.body.value?.map((e) => e.isInteractive)).toEqual([false]);
+  });
+
+  it('refuses the kind filter on v1.0, other kinds mixed in, and other beta paths', async () => {
+    expect((await get(q(`userId eq '${BETA_USER}' and ${BOTH}`))).status).toBe(400);
+    const mixed = "signInEventTypes/any(t: t eq 'interactiveUser' or t eq 'servicePrincipal')";
+    expect((await get(b(mixed))).status).toBe(400);
+    expect((await get('/beta/users')).status).toBe(400);
+  });
+});

@@ -194,6 +194,28 @@ describe('the sign-in watch through the real handler', () => {
     expect(ids.size).toBe(1);
   });
 
+  it('a refresh token redeemed after the cut-off (a non-interactive sign-in) is an incident too', async () => {
+    const handler = createQueueHandler(() => runtime, 'employeeLeaving');
+    const logs = capture();
+    const { leaver, event, checks, cutoff } = await depart(handler, logs);
+    world.graph.addSignIn({
+      userId: leaver.id,
+      createdDateTime: new Date(cutoff + 30 * MIN).toISOString(),
+      appDisplayName: 'Microsoft Teams',
+      clientAppUsed: 'Mobile Apps and Desktop clients',
+      isInteractive: false,
+      caeToken: true,
+    });
+    await deliver(handler, logs, checks[0] as { message: OutgoingMessage }, cutoff + 60 * MIN);
+    const stored = await latestRecordFor(runtime.audit, event.id as string);
+    expect(stored?.signInWatch?.checks[0]?.result).toMatchObject({
+      verdict: 'signin-after-cutoff',
+      successesAfterCutoff: 1,
+      signIns: [{ app: 'Microsoft Teams', interactive: false, caeToken: true }],
+    });
+    expect(logs.alerts()).toHaveLength(1);
+  });
+
   it('one who does not sign in is closed as "watched: no sign-in"', async () => {
     const handler = createQueueHandler(() => runtime, 'employeeLeaving');
     const logs = capture();
@@ -317,10 +339,12 @@ describe('the Graph adapter against the stand-in sign-in log', () => {
     });
     const request = world.graph.requests.filter((r) => r.operation === 'listSignIns').pop();
     expect(request?.query.$top).toBe('1000');
+    // Beta (the default), asking for both kinds of user sign-in.
+    expect(request?.path).toBe('/beta/auditLogs/signIns');
     expect(request?.query.$filter).toBe(
-      `userId eq '${user.id}' and createdDateTime ge ${new Date(base).toISOString()} and createdDateTime le ${new Date(base + 10 * MIN).toISOString()}`,
+      `userId eq '${user.id}' and createdDateTime ge ${new Date(base).toISOString()} and createdDateTime le ${new Date(base + 10 * MIN).toISOString()} and signInEventTypes/any(t: t eq 'interactiveUser' or t eq 'nonInteractiveUser')`,
     );
-    const small = `${world.graph.url}/v1.0/auditLogs/signIns?$filter=${encodeURIComponent(`userId eq '${user.id}'`)}&$top=2`;
+    const small = `${world.graph.url}/beta/auditLogs/signIns?$filter=${encodeURIComponent(`userId eq '${user.id}'`)}&$top=2`;
     const seen: string[] = [];
     let page = await runtime.signInWatch.signIns.nextSignIns(small);
     seen.push(...page.signIns.map((s) => s.id));
@@ -329,6 +353,64 @@ describe('the Graph adapter against the stand-in sign-in log', () => {
       seen.push(...page.signIns.map((s) => s.id));
     }
     expect(new Set(seen).size).toBe(6);
+  });
+
+  it('follows a nextLink only to the sign-in log it reads', async () => {
+    for (const link of [
+      `${world.graph.url}/v1.0/users?$top=2`,
+      `${world.graph.url}/v1.0/auditLogs/signIns?$top=2`,
+      `https://graph.example.net/beta/auditLogs/signIns?$top=2`,
+    ])
+      await expect(runtime.signInWatch.signIns.nextSignIns(link)).rejects.toMatchObject({
+        code: 'GraphUnavailable',
+        retryable: false,
+      });
+  });
+
+  it('beta states MFA and CAE and lists non-interactive sign-ins; v1.0 does neither (SIGNIN_LOG_GRAPH_VERSION)', async () => {
+    const user = world.newUser();
+    const at = (minutes: number) => new Date(Date.now() - minutes * MIN).toISOString();
+    world.graph.addSignIn({
+      userId: user.id,
+      createdDateTime: at(3),
+      authenticationRequirement: 'multiFactorAuthentication',
+      caeToken: true,
+    });
+    world.graph.addSignIn({
+      userId: user.id,
+      createdDateTime: at(2),
+      isInteractive: false,
+      authenticationRequirement: 'singleFactorAuthentication',
+      caeToken: false,
+    });
+    const read = (graph: GraphDirectory) => graph.listSignIns(user.id, at(10), at(0));
+    const credential = new ManagedIdentityCredential();
+    const beta = await read(runtime.signInWatch.signIns as GraphDirectory);
+    expect(beta.signIns).toMatchObject([
+      {
+        isInteractive: false,
+        authenticationRequirement: 'singleFactorAuthentication',
+        caeToken: false,
+      },
+      {
+        isInteractive: true,
+        authenticationRequirement: 'multiFactorAuthentication',
+        caeToken: true,
+      },
+    ]);
+
+    const v1 = new GraphDirectory({
+      config: { ...runtime.config.graph, signInLogVersion: 'v1.0' },
+      credential,
+    });
+    const plain = await read(v1);
+    const request = world.graph.requests.filter((r) => r.operation === 'listSignIns').pop();
+    expect(request?.path).toBe('/v1.0/auditLogs/signIns');
+    expect(request?.query.$filter).not.toContain('signInEventTypes');
+    expect(plain.signIns).toHaveLength(1);
+    expect(plain.signIns[0]).toMatchObject({ isInteractive: true });
+    expect(plain.signIns[0]?.authenticationRequirement).toBeUndefined();
+    expect(plain.signIns[0]?.caeToken).toBeUndefined();
   });
 
   it('holds entries back for the ingestion delay, as Entra does', async () => {

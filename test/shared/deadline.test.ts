@@ -46,6 +46,7 @@ it('ends a Graph call whose token never comes, as AuthenticationFailed (not a ha
       credential: 'managedidentity',
       maxRetries: 0,
       maxRetryWaitSeconds: 0,
+      signInLogVersion: 'beta',
     },
     credential: boundedCredential(neverAnswers, 'the managed identity'),
   });
