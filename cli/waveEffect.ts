@@ -5,6 +5,7 @@ import type { AuditRecord, SignInLog } from '../shared/core/ports';
 import { mfaEffect, type MfaEffect } from '../shared/core/signInWatch';
 import {
   MAX_SIGN_IN_PAGES,
+  partialReadCode,
   readSignInWindow,
   type SignInWindow,
 } from '../shared/core/signInWatchRun';
@@ -43,6 +44,13 @@ export interface WaveEffect {
 /** Why a report read from v1.0 cannot split sign-ins by MFA (learn.microsoft.com, signIn v1.0). */
 export const V1_STATES_NO_MFA =
   'the v1.0 sign-in log does not state MFA (authenticationRequirement is a beta property): set SIGNIN_LOG_GRAPH_VERSION=beta to split these people';
+
+/** What a partial read of a person's sign-ins means for the report. */
+const PARTIAL_READS: Record<string, string> = {
+  BeyondRetention: 'revoked more than 30 days ago; Entra keeps sign-ins 30 days',
+  Truncated: `more than ${MAX_SIGN_IN_PAGES} pages of sign-ins`,
+  UnreadableSignIns: 'sign-in log entries could not be read',
+};
 
 /** The wave's records: its MFA events (the approval they ran under, or the ids enqueue gives). */
 export function waveRecords(records: readonly AuditRecord[], wave: string): AuditRecord[] {
@@ -97,7 +105,13 @@ export async function buildWaveEffect(
     for (let person = queue.shift(); person !== undefined; person = queue.shift()) {
       let read: SignInWindow;
       try {
-        read = await readSignInWindow(signIns, person.objectId, person.from, now.toISOString());
+        read = await readSignInWindow(
+          signIns,
+          person.objectId,
+          person.from,
+          now.toISOString(),
+          now,
+        );
       } catch (error) {
         effect.unavailable += 1;
         const e = toOffboardingError(error);
@@ -105,13 +119,12 @@ export async function buildWaveEffect(
         continue;
       }
       const result = mfaEffect(read.entries, person.from);
-      // Unread (older) pages or unreadable entries could hold a sign-in with MFA: only "with MFA"
-      // is proven by what was read.
-      if (result !== 'with-mfa' && (read.truncated || read.unreadable > 0)) {
+      // Unread pages, entries or days could hold a sign-in with MFA: only "with MFA" is proven by
+      // what was read.
+      const partial = partialReadCode(read);
+      if (result !== 'with-mfa' && partial !== undefined) {
         effect.unavailable += 1;
-        effect.unavailableReason ??= read.truncated
-          ? `Truncated: more than ${MAX_SIGN_IN_PAGES} pages of sign-ins`
-          : `UnreadableSignIns: ${read.unreadable} sign-in log entries could not be read`;
+        effect.unavailableReason ??= `${partial}: ${PARTIAL_READS[partial] ?? 'the log was read in part'}`;
         continue;
       }
       effect.people[result].push({

@@ -216,7 +216,15 @@ export interface SignInWindow {
   truncated: boolean;
   /** Entries Graph listed that could not be read (no id, time or status). */
   unreadable: number;
+  /** The window starts before the log's retention: its oldest entries are gone. */
+  beyondRetention: boolean;
 }
+
+/**
+ * Entra keeps sign-ins 30 days with P1 or P2 (learn.microsoft.com/entra/identity/monitoring-health/
+ * reference-reports-data-retention): a window that starts earlier cannot be read whole.
+ */
+export const SIGN_IN_LOG_RETENTION_MS = 30 * 24 * 3_600_000;
 
 /** Reads a person's sign-ins created in [from, to], newest first, page after page (bounded). */
 export async function readSignInWindow(
@@ -224,6 +232,7 @@ export async function readSignInWindow(
   userId: string,
   from: string,
   to: string,
+  now: Date,
 ): Promise<SignInWindow> {
   let page = await log.listSignIns(userId, from, to);
   const entries = [...page.signIns];
@@ -233,7 +242,16 @@ export async function readSignInWindow(
     entries.push(...page.signIns);
     unreadable += page.unreadable ?? 0;
   }
-  return { entries, truncated: page.nextLink !== undefined, unreadable };
+  const beyondRetention = Date.parse(from) < now.getTime() - SIGN_IN_LOG_RETENTION_MS;
+  return { entries, truncated: page.nextLink !== undefined, unreadable, beyondRetention };
+}
+
+/** Why a read does not cover its whole window (the first reason), or undefined when it does. */
+export function partialReadCode(read: SignInWindow): string | undefined {
+  if (read.beyondRetention) return 'BeyondRetention';
+  if (read.truncated) return 'Truncated';
+  if (read.unreadable > 0) return 'UnreadableSignIns';
+  return undefined;
 }
 
 /** Reads the person's sign-ins in the window and judges them. */
@@ -250,7 +268,7 @@ async function read(
     });
   const timeline = (await deps.timelines.read(userId.toLowerCase()))?.timeline;
   const end = windowEnd(timeline, `${record.identityKey}/${record.contentDigest}`, now);
-  const read = await readSignInWindow(deps.signIns, userId, watch.from, end.to);
+  const read = await readSignInWindow(deps.signIns, userId, watch.from, end.to, now);
   const finding = judgeSignIns(
     read.entries,
     { from: watch.from, to: end.to, cutoffAt: watch.cutoffAt },
@@ -264,15 +282,14 @@ async function read(
     read.unreadable > 0
       ? `${read.unreadable} sign-in log entr${read.unreadable === 1 ? 'y' : 'ies'} could not be read (no id, time or status): not judged.`
       : undefined,
+    read.beyondRetention
+      ? `The window starts more than ${SIGN_IN_LOG_RETENTION_MS / 86_400_000} days ago: Entra no longer keeps its oldest sign-ins.`
+      : undefined,
   ].filter((n): n is string => n !== undefined);
-  // Unread pages or entries could hold a sign-in after the cut-off: without an incident, nothing
-  // is claimed.
-  if (finding.verdict !== 'signin-after-cutoff' && (read.truncated || read.unreadable > 0))
-    return {
-      ...finding,
-      verdict: 'unavailable',
-      errorCode: read.truncated ? 'Truncated' : 'UnreadableSignIns',
-      note: notes.join(' '),
-    };
+  // Unread pages, entries or days could hold a sign-in after the cut-off: without an incident,
+  // nothing is claimed.
+  const partial = partialReadCode(read);
+  if (finding.verdict !== 'signin-after-cutoff' && partial !== undefined)
+    return { ...finding, verdict: 'unavailable', errorCode: partial, note: notes.join(' ') };
   return notes.length === 0 ? finding : { ...finding, note: notes.join(' ') };
 }

@@ -194,6 +194,19 @@ describe('buildWaveEffect (what a partial read may claim)', () => {
     expect(effect.unavailableReason).toMatch(/^UnreadableSignIns/);
   });
 
+  it('a person revoked more than 30 days ago (beyond the log) is unavailable, not "not signed in"', async () => {
+    const effect = await buildWaveEffect(
+      [record('u1')],
+      'w1',
+      log({ signIns: [] }),
+      new Date(from),
+      new Date('2027-01-05T12:00:00Z'),
+      'beta',
+    );
+    expect(effect).toMatchObject({ notSignedIn: 0, unavailable: 1 });
+    expect(effect.unavailableReason).toMatch(/^BeyondRetention: .*30 days/);
+  });
+
   it('"with MFA" stands on what was read', async () => {
     const mfa: SignInEntry = { ...single, authenticationRequirement: 'multiFactorAuthentication' };
     const effect = await buildWaveEffect(

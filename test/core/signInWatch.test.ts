@@ -539,6 +539,16 @@ describe('one check', () => {
     expect(result.kind === 'recorded' && result.finding.note).toContain('could not be read');
   });
 
+  it('a check run when the log no longer keeps the whole window (a message replayed after 30 days) claims nothing', async () => {
+    const { w, record, cutoff } = await departed();
+    w.core.clock.set(new Date(cutoff + 31 * 24 * 60 * MIN));
+    const result = await runWatchCheck(w.deps, w.checkOf(record, 0));
+    expect(result).toMatchObject({
+      finding: { verdict: 'unavailable', errorCode: 'BeyondRetention' },
+    });
+    expect(result.kind === 'recorded' && result.finding.note).toContain('30 days');
+  });
+
   it('an incident stands however many entries could not be read', async () => {
     const { w, record, cutoff, userId } = await departed();
     w.log.unreadable = 3;
