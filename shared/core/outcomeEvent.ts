@@ -146,6 +146,25 @@ export function outcomeEventId(record: AuditRecord, outcome: AnnouncedOutcome): 
   );
 }
 
+/** The HR event an outcome is about, as every outcome event names it. */
+function eventOf(record: AuditRecord): OutcomeEventData['event'] {
+  return {
+    ...(record.source === undefined ? {} : { source: record.source }),
+    id: record.eventId,
+    ...(record.eventType === undefined ? {} : { type: record.eventType }),
+    ...(record.eventTime === undefined ? {} : { time: record.eventTime }),
+  };
+}
+
+/** Each action's status and error code (their messages stay in the audit). */
+function actionsOf(record: AuditRecord): OutcomeEventData['actions'] {
+  return record.actions.map((a) => ({
+    action: a.action,
+    status: a.status,
+    ...(a.errorCode === undefined ? {} : { errorCode: a.errorCode }),
+  }));
+}
+
 /** The outcome event of an announced record (final, or delayed); undefined otherwise. */
 export function toOutcomeEvent(record: AuditRecord): OutcomeEvent | undefined {
   const outcome = announcedOutcome(record);
@@ -154,21 +173,12 @@ export function toOutcomeEvent(record: AuditRecord): OutcomeEvent | undefined {
   const subject = record.objectId ?? record.userPrincipalName ?? record.user;
   const data: OutcomeEventData = {
     outcome,
-    event: {
-      ...(record.source === undefined ? {} : { source: record.source }),
-      id: record.eventId,
-      ...(record.eventType === undefined ? {} : { type: record.eventType }),
-      ...(record.eventTime === undefined ? {} : { time: record.eventTime }),
-    },
+    event: eventOf(record),
     ...(invalid ? { invalidMessage: true as const } : {}),
     ...(record.ticket === undefined ? {} : { ticket: record.ticket }),
     ...(userOf(record) ?? {}),
     dryRun: record.dryRun,
-    actions: record.actions.map((a) => ({
-      action: a.action,
-      status: a.status,
-      ...(a.errorCode === undefined ? {} : { errorCode: a.errorCode }),
-    })),
+    actions: actionsOf(record),
     ...(record.verification === undefined
       ? {}
       : {
@@ -295,20 +305,11 @@ export function toWatchEvent(record: AuditRecord): OutcomeEvent | undefined {
     outcome,
     data: {
       outcome,
-      event: {
-        ...(record.source === undefined ? {} : { source: record.source }),
-        id: record.eventId,
-        ...(record.eventType === undefined ? {} : { type: record.eventType }),
-        ...(record.eventTime === undefined ? {} : { time: record.eventTime }),
-      },
+      event: eventOf(record),
       ...(record.ticket === undefined ? {} : { ticket: record.ticket }),
       ...(userOf(record) ?? {}),
       dryRun: record.dryRun,
-      actions: record.actions.map((a) => ({
-        action: a.action,
-        status: a.status,
-        ...(a.errorCode === undefined ? {} : { errorCode: a.errorCode }),
-      })),
+      actions: actionsOf(record),
       ...(record.accessCutoff === undefined ? {} : { accessCutoff: cutoffOf(record.accessCutoff) }),
       signInWatch: {
         cutoffAt: watch.cutoffAt,
