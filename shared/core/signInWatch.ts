@@ -206,8 +206,10 @@ export function parseWatchMessage(body: unknown): WatchMessage | undefined {
 }
 
 /**
- * The end of the window a check reads: now, or the person's reinstatement (or a newer departure)
- * if one came after this departure: from then on the person may sign in again legitimately.
+ * The end of the window a check reads: now, or the person's reinstatement if one came after this
+ * departure: from then on the person may sign in again legitimately. A newer departure does not end
+ * it: the person stays gone in between, and the newer one's watch starts only at its own revocation
+ * (a leave date may put that weeks later), so ending here would leave sign-ins nobody judges.
  */
 export function windowEnd(
   timeline: Timeline | undefined,
@@ -218,16 +220,13 @@ export function windowEnd(
   const intents = timeline?.intents ?? [];
   const own = intents.find((i) => i.ref === departureRef);
   if (own === undefined) return { to };
-  const later = intents
-    .filter((i) => i.ref !== departureRef && i.kind !== 'cancel' && i.at > own.at)
+  const reinstated = intents
+    .filter((i) => i.kind === 'reinstate' && i.at > own.at)
     .sort((a, b) => a.at.localeCompare(b.at))[0];
-  if (later === undefined || later.at >= to) return { to };
+  if (reinstated === undefined || reinstated.at >= to) return { to };
   return {
-    to: later.at,
-    note:
-      later.kind === 'reinstate'
-        ? `The person was reinstated at ${later.at} (event ${later.eventId}): sign-ins after that are not judged.`
-        : `A newer departure of the person at ${later.at} (event ${later.eventId}) has its own watch: sign-ins after that are judged there.`,
+    to: reinstated.at,
+    note: `The person was reinstated at ${reinstated.at} (event ${reinstated.eventId}): sign-ins after that are not judged.`,
   };
 }
 

@@ -148,7 +148,7 @@ describe('windowEnd (a chapter of the person’s story)', () => {
     expect(end.note).toContain('reinstated');
   });
 
-  it('ends at a newer departure (its own watch judges what follows); a late cancellation changes nothing', () => {
+  it('a newer departure or a late cancellation does not end it (the person is still gone)', () => {
     const timeline = {
       ...emptyTimeline('p'),
       intents: [
@@ -157,11 +157,12 @@ describe('windowEnd (a chapter of the person’s story)', () => {
         intent('dep2', 'leave', '2026-11-30T20:00:00Z'),
       ],
     };
-    const end = windowEnd(timeline, 'dep', now);
-    expect(end.to).toBe('2026-11-30T20:00:00Z');
-    expect(end.note).toContain('newer departure');
-    const onlyCancel = { ...timeline, intents: timeline.intents.slice(0, 2) };
-    expect(windowEnd(onlyCancel, 'dep', now)).toEqual({ to: now.toISOString() });
+    expect(windowEnd(timeline, 'dep', now)).toEqual({ to: now.toISOString() });
+    const reinstatedLater = {
+      ...timeline,
+      intents: [...timeline.intents, intent('back', 'reinstate', '2026-11-30T22:00:00Z')],
+    };
+    expect(windowEnd(reinstatedLater, 'dep', now).to).toBe('2026-11-30T22:00:00Z');
   });
 
   it('runs to now when nothing came after the departure', () => {
