@@ -51,6 +51,8 @@ export interface SeedSignIn {
   authenticationRequirement?: 'singleFactorAuthentication' | 'multiFactorAuthentication';
   /** Adds authenticationProcessingDetails `Is CAE Token` (the portal's filter of that name). */
   caeToken?: boolean;
+  /** Serves the entry without `status` (a changed shape): a client must not read it as anything. */
+  withoutStatus?: boolean;
 }
 
 export interface StoredSignIn {
@@ -119,6 +121,7 @@ export function toStoredSignIn(seed: SeedSignIn, now: number, delayMs: number): 
           ],
         }),
   };
+  if (seed.withoutStatus === true) delete entry.status;
   return {
     entry,
     createdAt: Date.parse(created),

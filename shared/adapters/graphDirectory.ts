@@ -300,6 +300,7 @@ function signInOf(raw: unknown): SignInEntry | undefined {
   const id = text(e.id);
   const createdDateTime = text(e.createdDateTime);
   if (id === undefined || createdDateTime === undefined) return undefined;
+  if (Number.isNaN(Date.parse(createdDateTime))) return undefined;
   // Without a numeric status.errorCode the entry proves neither a success nor a failure.
   const status = (e.status ?? {}) as { errorCode?: unknown };
   if (typeof status.errorCode !== 'number') return undefined;

@@ -216,6 +216,24 @@ describe('the sign-in watch through the real handler', () => {
     expect(logs.alerts()).toHaveLength(1);
   });
 
+  it('an entry it cannot read (no status) closes the check "watch unavailable", never "no sign-in"', async () => {
+    const handler = createQueueHandler(() => runtime, 'employeeLeaving');
+    const logs = capture();
+    const { leaver, event, checks, cutoff } = await depart(handler, logs);
+    world.graph.addSignIn({
+      userId: leaver.id,
+      createdDateTime: new Date(cutoff + 30 * MIN).toISOString(),
+      withoutStatus: true,
+    });
+    await deliver(handler, logs, checks[0] as { message: OutgoingMessage }, cutoff + 60 * MIN);
+    const stored = await latestRecordFor(runtime.audit, event.id as string);
+    expect(stored?.signInWatch?.checks[0]?.result).toMatchObject({
+      verdict: 'unavailable',
+      errorCode: 'UnreadableSignIns',
+    });
+    expect(logs.alerts()).toEqual([]);
+  });
+
   it('one who does not sign in is closed as "watched: no sign-in"', async () => {
     const handler = createQueueHandler(() => runtime, 'employeeLeaving');
     const logs = capture();
