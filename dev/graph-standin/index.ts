@@ -76,7 +76,7 @@ export interface RecordedRequest {
   /** Object id of the addressed user when the key resolved to one. */
   userId?: string;
   /** Set when an injected fault or the throttle answered instead of the directory. */
-  fault?: 'status' | 'reset' | 'delay' | 'throttle';
+  fault?: 'status' | 'reset' | 'delay' | 'header' | 'throttle';
 }
 
 export type FaultOperation =
@@ -109,7 +109,12 @@ export interface DelayFault extends FaultScope {
   kind: 'delay';
   ms: number;
 }
-export type Fault = StatusFault | ResetFault | DelayFault;
+/** Answer normally, with these headers added (what another service in front of Graph may send). */
+export interface HeaderFault extends FaultScope {
+  kind: 'header';
+  headers: Record<string, string>;
+}
+export type Fault = StatusFault | ResetFault | DelayFault | HeaderFault;
 
 export interface FaultHandle {
   /** Matching requests faulted so far. */
@@ -757,9 +762,14 @@ export async function startGraphStandIn(options: GraphStandInOptions = {}): Prom
       'strict-transport-security': 'max-age=31536000',
       'cache-control': 'no-cache',
     });
+    let faultHeaders: Record<string, string> = {};
     const send = (status: number, payload: unknown, extra: Record<string, string> = {}) => {
       record.status = status;
-      const out: Record<string, string | number> = { ...commonHeaders(), ...extra };
+      const out: Record<string, string | number> = {
+        ...commonHeaders(),
+        ...faultHeaders,
+        ...extra,
+      };
       if (payload === undefined) {
         res.writeHead(status, out);
         res.end();
@@ -821,6 +831,9 @@ export async function startGraphStandIn(options: GraphStandInOptions = {}): Prom
         record.fault = 'delay';
         await sleep(fault.ms);
         if (res.destroyed) return;
+      } else if (fault.kind === 'header') {
+        record.fault = 'header';
+        faultHeaders = fault.headers;
       } else {
         record.fault = 'status';
         const defaults = DEFAULT_FAULT_ERRORS[fault.status] ?? {

@@ -256,8 +256,11 @@ export class GraphDirectory implements Directory, SignInLog {
       throw translateThrown(error);
     }
     // Despite its name the header is a fraction of the limit, 0.8 to 1.8 (Graph throttling docs).
+    // The sign-in log is another service with limits of its own ("identity and access reports",
+    // learn.microsoft.com/graph/throttling-limits): its usage says nothing of the write quota.
     const used = Number(response.headers.get('x-ms-throttle-limit-percentage') ?? NaN);
-    if (Number.isFinite(used) && used > 0) this.onThrottleLimit?.(used);
+    if (operation !== 'readSignIns' && Number.isFinite(used) && used > 0)
+      this.onThrottleLimit?.(used);
     if (response.ok) return response;
     throw await translateResponse(operation, response);
   }

@@ -431,6 +431,24 @@ describe('the Graph adapter against the stand-in sign-in log', () => {
     expect(plain.signIns[0]?.caeToken).toBeUndefined();
   });
 
+  it("a sign-in log answer's throttle usage never reaches the write budget (another service's limits)", async () => {
+    const user = world.newUser();
+    const reported: number[] = [];
+    const graph = new GraphDirectory({
+      config: runtime.config.graph,
+      credential: new ManagedIdentityCredential(),
+      onThrottleLimit: (used) => reported.push(used),
+    });
+    const usage = { 'x-ms-throttle-limit-percentage': '0.9' };
+    world.graph.injectFault({ kind: 'header', operation: 'listSignIns', headers: usage });
+    await graph.listSignIns(user.id, new Date(0).toISOString(), new Date().toISOString());
+    expect(reported).toEqual([]);
+    // The same header on a directory answer is heard.
+    world.graph.injectFault({ kind: 'header', operation: 'getUser', headers: usage });
+    await graph.getUser({ kind: 'objectId', value: user.id });
+    expect(reported).toEqual([0.9]);
+  });
+
   it('holds entries back for the ingestion delay, as Entra does', async () => {
     const user = world.newUser();
     world.graph.setSignInIngestionDelayMs(60_000);
