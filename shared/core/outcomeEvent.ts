@@ -317,17 +317,8 @@ export function toWatchEvent(record: AuditRecord): OutcomeEvent | undefined {
         ...(finding.window === undefined ? {} : { window: { ...finding.window } }),
         successesAfterCutoff: finding.successesAfterCutoff ?? 0,
         failedAttempts: finding.failedAttempts ?? 0,
-        signIns: (finding.signIns ?? []).map((s) => ({
-          at: s.at,
-          ...(s.app === undefined ? {} : { app: s.app }),
-          ...(s.ipAddress === undefined ? {} : { ipAddress: s.ipAddress }),
-          ...(s.clientAppUsed === undefined ? {} : { clientAppUsed: s.clientAppUsed }),
-          ...(s.interactive === undefined ? {} : { interactive: s.interactive }),
-          ...(s.caeToken === undefined ? {} : { caeToken: s.caeToken }),
-          ...(s.conditionalAccessStatus === undefined
-            ? {}
-            : { conditionalAccessStatus: s.conditionalAccessStatus }),
-        })),
+        // Already summaries (signInWatch.ts keeps only the fields the event names).
+        signIns: (finding.signIns ?? []).map((s) => ({ ...s })),
       },
       recordedAt,
     },
