@@ -19,6 +19,7 @@ import type { AuditRecord } from '../../shared/core/ports';
 import type { Runtime } from '../../shared/app/runtime';
 import { listenToOutcomes, type OutcomeListener } from '../support/outcomes';
 import { cloudEvent, startWorld, type World } from '../support/world';
+import type { SeedSignIn } from '../../dev/graph-standin/index';
 import { ManagedIdentityCredential } from '@azure/identity';
 
 const MIN = 60_000;
@@ -96,6 +97,21 @@ async function deliver(
     structuredClone(check.message.body),
     logs.context(check.message.applicationProperties),
   );
+}
+
+/** A departure, one sign-in of the leaver 30 minutes after the cut-off, then its first check. */
+async function firstCheckWith(signIn: Omit<SeedSignIn, 'userId' | 'createdDateTime'>) {
+  const handler = createQueueHandler(() => runtime, 'employeeLeaving');
+  const logs = capture();
+  const { leaver, event, checks, cutoff } = await depart(handler, logs);
+  world.graph.addSignIn({
+    ...signIn,
+    userId: leaver.id,
+    createdDateTime: new Date(cutoff + 30 * MIN).toISOString(),
+  });
+  await deliver(handler, logs, checks[0] as { message: OutgoingMessage }, cutoff + 60 * MIN);
+  const stored = await latestRecordFor(runtime.audit, event.id as string);
+  return { result: stored?.signInWatch?.checks[0]?.result, alerts: logs.alerts() };
 }
 
 describe('the sign-in watch through the real handler', () => {
@@ -195,43 +211,24 @@ describe('the sign-in watch through the real handler', () => {
   });
 
   it('a refresh token redeemed after the cut-off (a non-interactive sign-in) is an incident too', async () => {
-    const handler = createQueueHandler(() => runtime, 'employeeLeaving');
-    const logs = capture();
-    const { leaver, event, checks, cutoff } = await depart(handler, logs);
-    world.graph.addSignIn({
-      userId: leaver.id,
-      createdDateTime: new Date(cutoff + 30 * MIN).toISOString(),
+    const { result, alerts } = await firstCheckWith({
       appDisplayName: 'Microsoft Teams',
       clientAppUsed: 'Mobile Apps and Desktop clients',
       isInteractive: false,
       caeToken: true,
     });
-    await deliver(handler, logs, checks[0] as { message: OutgoingMessage }, cutoff + 60 * MIN);
-    const stored = await latestRecordFor(runtime.audit, event.id as string);
-    expect(stored?.signInWatch?.checks[0]?.result).toMatchObject({
+    expect(result).toMatchObject({
       verdict: 'signin-after-cutoff',
       successesAfterCutoff: 1,
       signIns: [{ app: 'Microsoft Teams', interactive: false, caeToken: true }],
     });
-    expect(logs.alerts()).toHaveLength(1);
+    expect(alerts).toHaveLength(1);
   });
 
   it('an entry it cannot read (no status) closes the check "watch unavailable", never "no sign-in"', async () => {
-    const handler = createQueueHandler(() => runtime, 'employeeLeaving');
-    const logs = capture();
-    const { leaver, event, checks, cutoff } = await depart(handler, logs);
-    world.graph.addSignIn({
-      userId: leaver.id,
-      createdDateTime: new Date(cutoff + 30 * MIN).toISOString(),
-      withoutStatus: true,
-    });
-    await deliver(handler, logs, checks[0] as { message: OutgoingMessage }, cutoff + 60 * MIN);
-    const stored = await latestRecordFor(runtime.audit, event.id as string);
-    expect(stored?.signInWatch?.checks[0]?.result).toMatchObject({
-      verdict: 'unavailable',
-      errorCode: 'UnreadableSignIns',
-    });
-    expect(logs.alerts()).toEqual([]);
+    const { result, alerts } = await firstCheckWith({ withoutStatus: true });
+    expect(result).toMatchObject({ verdict: 'unavailable', errorCode: 'UnreadableSignIns' });
+    expect(alerts).toEqual([]);
   });
 
   it('one who does not sign in is closed as "watched: no sign-in"', async () => {
