@@ -63,7 +63,8 @@ export const SIGN_IN_PAGE_SIZE = 1000;
 /**
  * The beta sign-in log lists interactive sign-ins unless the filter asks for others; both user
  * kinds in one query is supported, user and service principal kinds together are not
- * (learn.microsoft.com/graph/api/resources/signin?view=graph-rest-beta, signInEventTypes).
+ * (learn.microsoft.com/graph/api/resources/signin?view=graph-rest-beta, signInEventTypes: its
+ * description says so, as does the note at the top of that page on non-interactive sign-ins).
  */
 const BOTH_USER_SIGN_IN_KINDS =
   "signInEventTypes/any(t: t eq 'interactiveUser' or t eq 'nonInteractiveUser')";

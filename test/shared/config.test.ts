@@ -52,6 +52,17 @@ describe('loadConfig', () => {
         );
   });
 
+  it('reads the sign-in log from beta unless SIGNIN_LOG_GRAPH_VERSION says v1.0; anything else fails', () => {
+    expect(loadConfig(minimal).graph.signInLogVersion).toBe('beta');
+    expect(
+      loadConfig({ ...minimal, SIGNIN_LOG_GRAPH_VERSION: 'V1.0' }).graph.signInLogVersion,
+    ).toBe('v1.0');
+    for (const bad of ['v2', 'beta/', '1.0'])
+      expect(failure({ ...minimal, SIGNIN_LOG_GRAPH_VERSION: bad })).toContain(
+        'SIGNIN_LOG_GRAPH_VERSION',
+      );
+  });
+
   it('follows the sovereign cloud in GRAPH_ENDPOINT for the token scope', () => {
     const config = loadConfig({ ...minimal, GRAPH_ENDPOINT: 'https://graph.microsoft.us/' });
     expect(config.graph.endpoint).toBe('https://graph.microsoft.us');
