@@ -71,7 +71,8 @@ export async function buildWaveEffect(
   signInLog: SignInLogVersion,
 ): Promise<WaveEffect> {
   const ofWave = waveRecords(records, wave);
-  // One person once (a redelivered or repeated event has one record per content, not per person).
+  // One person once (a redelivered or repeated event has one record per content, not per person),
+  // from their latest revocation in the wave: a sign-in before it no longer holds a session.
   const people = new Map<string, { objectId: string; userPrincipalName?: string; from: string }>();
   for (const r of ofWave) {
     const from = r.verification?.signInSessionsValidFrom;
@@ -79,7 +80,7 @@ export async function buildWaveEffect(
       continue;
     if (r.objectId === undefined) continue;
     const known = people.get(r.objectId.toLowerCase());
-    if (known !== undefined && known.from <= from) continue;
+    if (known !== undefined && Date.parse(known.from) >= Date.parse(from)) continue;
     people.set(r.objectId.toLowerCase(), {
       objectId: r.objectId,
       ...(r.userPrincipalName === undefined ? {} : { userPrincipalName: r.userPrincipalName }),

@@ -207,6 +207,29 @@ describe('buildWaveEffect (what a partial read may claim)', () => {
     expect(effect.unavailableReason).toMatch(/^BeyondRetention: .*30 days/);
   });
 
+  it('a person revoked twice in the wave counts from the latest revocation', async () => {
+    const again = { ...record('u1'), eventId: 'mfa.enabled-w1-u1-again' } as AuditRecord;
+    again.verification = { verified: true, signInSessionsValidFrom: '2026-11-30T11:00:00.000Z' };
+    const mfaBetween: SignInEntry = {
+      ...single,
+      authenticationRequirement: 'multiFactorAuthentication',
+    };
+    for (const records of [
+      [record('u1'), again],
+      [again, record('u1')],
+    ]) {
+      const effect = await buildWaveEffect(
+        records,
+        'w1',
+        log({ signIns: [mfaBetween] }),
+        new Date(from),
+        new Date('2026-11-30T12:00:00Z'),
+        'beta',
+      );
+      expect(effect).toMatchObject({ revoked: 1, withMfa: 0, notSignedIn: 1 });
+    }
+  });
+
   it('"with MFA" stands on what was read', async () => {
     const mfa: SignInEntry = { ...single, authenticationRequirement: 'multiFactorAuthentication' };
     const effect = await buildWaveEffect(
