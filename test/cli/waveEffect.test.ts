@@ -208,7 +208,7 @@ describe('buildWaveEffect (what a partial read may claim)', () => {
   });
 
   it('a person revoked twice in the wave counts from the latest revocation', async () => {
-    const again = { ...record('u1'), eventId: 'mfa.enabled-w1-u1-again' } as AuditRecord;
+    const again = { ...record('u1'), eventId: 'mfa.enabled-w1-u1-again' };
     again.verification = { verified: true, signInSessionsValidFrom: '2026-11-30T11:00:00.000Z' };
     const mfaBetween: SignInEntry = {
       ...single,
